@@ -1,0 +1,33 @@
+"""The scheduler: ``Sched``, its results and errors, and the pool and meta modules."""
+
+from __future__ import annotations
+
+from pexen.sched import meta, pool
+from pexen.sched._errors import (
+    DepcheckError,
+    MutexError,
+    PoolError,
+    SchedulerError,
+    TaskFailError,
+    TaskTimeoutError,
+    WorkerCrashError,
+)
+from pexen.sched._failwrap import task_fail_wrap
+from pexen.sched._result import ExceptionInfo, TaskRes
+from pexen.sched._sched import Sched
+
+__all__ = [
+    "DepcheckError",
+    "ExceptionInfo",
+    "MutexError",
+    "PoolError",
+    "Sched",
+    "SchedulerError",
+    "TaskFailError",
+    "TaskRes",
+    "TaskTimeoutError",
+    "WorkerCrashError",
+    "meta",
+    "pool",
+    "task_fail_wrap",
+]

@@ -1,0 +1,79 @@
+"""The scheduler's exceptions: who raises each one, and when."""
+
+from __future__ import annotations
+
+from pexen._errors import PexenError
+
+
+class SchedulerError(PexenError, RuntimeError):
+    """Raised by ``Sched`` when it is used wrongly.
+
+    For example a second ``run()`` while one is in progress, or a task whose
+    signature cannot accept what its metadata gives it.
+    """
+
+
+class DepcheckError(PexenError, ValueError):
+    """Raised by ``Sched.run()``/``Sched.check()`` before any task starts.
+
+    The requirement graph is unsound: a required tag that no task provides, or
+    a cycle of requirements. ``missing`` maps each unprovided tag to the tasks
+    that need it; ``cycle`` lists the tasks of a cycle, first one repeated.
+    """
+
+    def __init__(self, message: str, *, missing=None, cycle=None) -> None:
+        super().__init__(message)
+        self.missing = dict(missing or {})
+        self.cycle = list(cycle or ())
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+class MutexError(PexenError, ValueError):
+    """Raised before a run when a task has one resource in ``claims`` and ``uses``."""
+
+
+class PoolError(PexenError, RuntimeError):
+    """Raised by a worker pool that cannot do what it was asked.
+
+    For example a pool asked to serve two runs at once, or a pool whose engine
+    is not installed.
+    """
+
+
+class WorkerCrashError(PexenError, RuntimeError):
+    """Carried in a task's ``TaskRes`` when the worker running it died.
+
+    The task's locks stay held and its dependents are skipped, as for any
+    uncontrolled failure.
+    """
+
+
+class TaskTimeoutError(PexenError, TimeoutError):
+    """Carried in a task's ``TaskRes`` when it ran longer than its ``timeout``."""
+
+
+class TaskFailError(Exception):
+    """Raise it in a task to fail it in a controlled way.
+
+    With ``deps_ok`` (the default) the task's provides count as met, so its
+    dependents still run; with ``locks_ok`` (the default) its locks are
+    released. Subclass it to give such failures a name of your own.
+    """
+
+    def __init__(self, *args: object, deps_ok: bool = True, locks_ok: bool = True):
+        super().__init__(*args)
+        self.deps_ok = deps_ok
+        self.locks_ok = locks_ok
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls, args, state):
+    """Recreate an exception whose ``__init__`` takes keyword-only options."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc

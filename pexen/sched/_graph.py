@@ -1,0 +1,121 @@
+"""Checks of a run's task graph, made before any task starts.
+
+A required tag must have a provider; requirements must not form a cycle (with
+"any provider will do" semantics, as the planner runs them); no task may both
+claim and use one resource. A tag that nobody requires is worth a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from pexen._errors import PexenWarning
+from pexen.sched._errors import DepcheckError, MutexError
+from pexen.sched._naming import task_name
+from pexen.sched._planner import TaskInfo
+
+
+def _names(infos: Sequence[TaskInfo], limit: int = 5) -> str:
+    names = [repr(task_name(info.task)) for info in infos[:limit]]
+    if len(infos) > limit:
+        names.append(f"and {len(infos) - limit} more")
+    return ", ".join(names)
+
+
+def check_graph(infos: Sequence[TaskInfo]) -> None:
+    """Raise ``MutexError``/``DepcheckError`` for an unsound graph; warn on unused tags."""
+    tag2providers: dict[Any, list[TaskInfo]] = {}
+    tag2waiters: dict[Any, list[TaskInfo]] = {}
+    for info in infos:
+        if info.claims and info.uses:
+            both = info.claims & info.uses
+            if both:
+                raise MutexError(
+                    f"task {task_name(info.task)!r} both claims and uses "
+                    f"{', '.join(map(repr, sorted(both, key=repr)))}; "
+                    "a resource is either claimed (exclusive) or used (shared)"
+                )
+        for tag in info.provides:
+            tag2providers.setdefault(tag, []).append(info)
+        for tag in info.requires:
+            tag2waiters.setdefault(tag, []).append(info)
+
+    missing = {
+        tag: [info.task for info in waiters]
+        for tag, waiters in tag2waiters.items()
+        if tag not in tag2providers
+    }
+    if missing:
+        lines = [
+            f"tag {tag!r}, required by {_names(tag2waiters[tag])}"
+            for tag in sorted(missing, key=repr)
+        ]
+        raise DepcheckError(
+            "no task provides " + "; ".join(lines), missing=missing
+        )
+
+    cycle = _find_cycle(infos, tag2providers, tag2waiters)
+    if cycle:
+        path = " -> ".join(task_name(info.task) for info, _ in cycle)
+        steps = "; ".join(
+            f"{task_name(info.task)!r} requires {tag!r}" for info, tag in cycle[:-1]
+        )
+        raise DepcheckError(
+            f"requirement cycle: {path} ({steps}, provided only by the next task "
+            "or by tasks waiting on the cycle)",
+            cycle=[info.task for info, _ in cycle],
+        )
+
+    unused = [tag for tag in tag2providers if tag not in tag2waiters]
+    if unused:
+        listed = "; ".join(
+            f"{tag!r} by {_names(tag2providers[tag])}"
+            for tag in sorted(unused, key=repr)[:10]
+        )
+        more = f" and {len(unused) - 10} more" if len(unused) > 10 else ""
+        warnings.warn(
+            f"tags provided but required by no task: {listed}{more}",
+            PexenWarning,
+            stacklevel=4,
+        )
+
+
+def _find_cycle(
+    infos: Sequence[TaskInfo],
+    tag2providers: dict[Any, list[TaskInfo]],
+    tag2waiters: dict[Any, list[TaskInfo]],
+) -> list[tuple[TaskInfo, Any]]:
+    """Return ``[(task, tag it waits for), ...]`` around a cycle, or ``[]``.
+
+    Runs the planner's countdown without locks or failures: tasks it never
+    reaches are stuck, and from any stuck task a walk along unmet tags to a
+    (necessarily stuck) provider must come back on itself.
+    """
+    n_unmet = {info.seq: len(info.requires) for info in infos}
+    ready = [info for info in infos if not info.requires]
+    met: set = set()
+    while ready:
+        info = ready.pop()
+        for tag in info.provides:
+            if tag in met:
+                continue
+            met.add(tag)
+            for waiter in tag2waiters.get(tag, ()):
+                n_unmet[waiter.seq] -= 1
+                if not n_unmet[waiter.seq]:
+                    ready.append(waiter)
+    stuck = [info for info in infos if n_unmet[info.seq]]
+    if not stuck:
+        return []
+    walk: list[tuple[TaskInfo, Any]] = []
+    seen: dict[int, int] = {}
+    info = stuck[0]
+    while info.seq not in seen:
+        seen[info.seq] = len(walk)
+        tag = min((t for t in info.requires if t not in met), key=repr)
+        walk.append((info, tag))
+        info = tag2providers[tag][0]
+    cycle = walk[seen[info.seq]:]
+    return [*cycle, (info, None)]

@@ -1,0 +1,350 @@
+"""The planner: which task may run next, and what a finished task unblocks.
+
+Design
+======
+
+The planner is a plain object with no threads and no I/O; only the scheduler
+loop (``Sched.run``) calls it, so it needs no locking. It can be driven by
+hand in tests: ``pop_ready()`` hands out the next dispatchable task,
+``complete()`` reports how one ended.
+
+State
+-----
+One ``TaskInfo`` (``__slots__``) per task, indexed by its sequence number
+``seq`` (the order tasks were added):
+
+* ``n_unmet`` counts required tags not yet provided; at zero the task is
+  *ready* (graphlib's countdown).
+* ``state``: PENDING (waiting for tags), READY (in a ready queue), PARKED
+  (ready but waiting for a lock), RUNNING (handed to the pool), DONE, FAILED.
+* ``merged``: the shared dict it will start with, built only once a provider
+  hands it something.
+
+Shared tables: ``tag2waiters`` (tag -> tasks requiring it), ``met`` (tags
+provided), ``lock2count`` (resource -> -1 when claimed, n > 0 with n users),
+``lock2parked`` (resource -> tasks waiting for it).
+
+Policy
+------
+* Among ready tasks, the lowest ``(priority, seq)`` goes first: lower priority
+  first, then the order of adding. Ready tasks come from two sources: the
+  tasks ready at the start, sorted once and consumed by an index (O(1) each),
+  and a heap of ``(priority, seq, info)`` for tasks that become ready later
+  (O(log n)). The rising ``seq`` keeps ties FIFO and the tasks uncompared.
+* A requirement is met when the first task providing the tag finishes
+  successfully (or with ``TaskFailError(deps_ok=True)``).
+* Locks are taken all-or-nothing when a task is dispatched and held until it
+  finishes. A ready task whose locks are taken is *parked* on the first
+  conflicting resource and returns to the heap when that resource is
+  released, keeping its place by ``(priority, seq)``. A parked task does not
+  hold back tasks behind it that can run.
+* A task that fails keeps its locks and leaves its tags unmet, unless it
+  raised ``TaskFailError`` with ``locks_ok``/``deps_ok``.
+
+Data flow
+---------
+``Sched.run`` pops a task, builds a job (task, call convention, kwargs, shared
+dict) and submits it to the pool; when the pool reports the outcome,
+``complete`` merges the task's shared dict into every not yet dispatched task
+requiring a tag it provides, meets its tags (moving tasks whose countdown hits
+zero to the heap) and releases its locks (moving parked tasks back to the
+heap). At the end ``skip_reasons`` explains every task that did not run.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pexen.sched._calling import passes_shared
+from pexen.sched._errors import TaskFailError
+from pexen.sched._naming import task_name
+from pexen.sched.meta import META_ATTR, SchedMeta
+
+PENDING, READY, PARKED, RUNNING, DONE, FAILED = range(6)
+
+_NO_TAGS: frozenset = frozenset()
+_NO_KWARGS: Mapping[str, Any] = {}
+
+
+class TaskInfo:
+    """The planner's record of one task."""
+
+    __slots__ = (
+        "claims",
+        "kwargs",
+        "merged",
+        "n_unmet",
+        "pass_shared",
+        "priority",
+        "provides",
+        "requires",
+        "seq",
+        "state",
+        "task",
+        "timeout",
+        "uses",
+    )
+
+    def __init__(self, seq: int, task: Any) -> None:
+        self.seq = seq
+        self.task = task
+        self.merged: dict | None = None
+        self.state = PENDING
+        meta = getattr(task, META_ATTR, None)
+        if type(meta) is SchedMeta:
+            self.requires = meta.requires or _NO_TAGS
+            self.provides = meta.provides or _NO_TAGS
+            self.claims = meta.claims or _NO_TAGS
+            self.uses = meta.uses or _NO_TAGS
+            self.priority = meta.priority
+            self.kwargs = meta.kwargs or _NO_KWARGS
+            self.timeout = meta.timeout
+        else:
+            self.requires = self.provides = self.claims = self.uses = _NO_TAGS
+            self.priority = 0
+            self.kwargs = _NO_KWARGS
+            self.timeout = None
+        self.n_unmet = len(self.requires)
+        self.pass_shared = passes_shared(task, self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"<TaskInfo #{self.seq} {task_name(self.task)} state={self.state}>"
+
+
+class Planner:
+    """Scheduling state of one run over *tasks* (see the module docstring)."""
+
+    def __init__(self, tasks: Iterable[Any], presets: Mapping[str, Any]) -> None:
+        self.infos = [TaskInfo(seq, task) for seq, task in enumerate(tasks)]
+        self.presets = dict(presets)
+        self.tag2waiters: dict[Any, list[TaskInfo]] = {}
+        self.met: set = set()
+        self.lock2count: dict[Any, int] = {}
+        self.lock2parked: dict[Any, list[TaskInfo]] = {}
+        self.lock2keepers: dict[Any, list[TaskInfo]] = {}
+        self.heap: list[tuple[Any, int, TaskInfo]] = []
+        initial = []
+        for info in self.infos:
+            if info.requires:
+                for tag in info.requires:
+                    self.tag2waiters.setdefault(tag, []).append(info)
+            else:
+                info.state = READY
+                initial.append(info)
+        if any(info.priority != 0 for info in initial):
+            initial.sort(key=lambda info: (info.priority, info.seq))
+        self.initial = initial
+        self.next_initial = 0
+
+    # -- dispatch --------------------------------------------------------
+
+    def pop_ready(self) -> TaskInfo | None:
+        """Take the next task that may run now and lock its resources."""
+        heap, initial = self.heap, self.initial
+        while True:
+            i = self.next_initial
+            if i < len(initial):
+                info = initial[i]
+                if heap:
+                    top_priority, top_seq, top = heap[0]
+                    if top_priority < info.priority or (
+                        not info.priority < top_priority and top_seq < info.seq
+                    ):
+                        heapq.heappop(heap)
+                        info = top
+                    else:
+                        self.next_initial = i + 1
+                else:
+                    self.next_initial = i + 1
+            elif heap:
+                info = heapq.heappop(heap)[2]
+            else:
+                return None
+            if (info.claims or info.uses) and not self._lock(info):
+                continue
+            info.state = RUNNING
+            return info
+
+    def shared_for(self, info: TaskInfo) -> dict:
+        """The fresh shared dict *info* starts with."""
+        merged = info.merged
+        if merged is not None:
+            info.merged = None
+            return merged
+        return dict(self.presets) if self.presets else {}
+
+    def _lock(self, info: TaskInfo) -> bool:
+        count = self.lock2count
+        for res in info.claims:
+            if count.get(res, 0):
+                return self._park(info, res)
+        for res in info.uses:
+            if count.get(res, 0) < 0:
+                return self._park(info, res)
+        for res in info.claims:
+            count[res] = -1
+        for res in info.uses:
+            count[res] = count.get(res, 0) + 1
+        return True
+
+    def _park(self, info: TaskInfo, res: Any) -> bool:
+        info.state = PARKED
+        self.lock2parked.setdefault(res, []).append(info)
+        return False
+
+    def _unlock(self, info: TaskInfo) -> None:
+        count = self.lock2count
+        freed = list(info.claims)
+        for res in info.claims:
+            del count[res]
+        for res in info.uses:
+            left = count[res] - 1
+            if left:
+                count[res] = left
+            else:
+                del count[res]
+                freed.append(res)
+        for res in freed:
+            parked = self.lock2parked.pop(res, None)
+            if parked:
+                for waiter in parked:
+                    self._push(waiter)
+
+    def _push(self, info: TaskInfo) -> None:
+        info.state = READY
+        heapq.heappush(self.heap, (info.priority, info.seq, info))
+
+    # -- completion ------------------------------------------------------
+
+    def complete(self, info: TaskInfo, shared: dict, excinfo: Any) -> None:
+        """Record how *info* ended and unblock what it may."""
+        if excinfo is None:
+            info.state = DONE
+            deps_ok = locks_ok = True
+        else:
+            info.state = FAILED
+            exc = excinfo[1]
+            if isinstance(exc, TaskFailError):
+                deps_ok, locks_ok = exc.deps_ok, exc.locks_ok
+            else:
+                deps_ok = locks_ok = False
+        if deps_ok and info.provides:
+            self._provide(info, shared)
+        if info.claims or info.uses:
+            if locks_ok:
+                self._unlock(info)
+            else:
+                for res in (*info.claims, *info.uses):
+                    self.lock2keepers.setdefault(res, []).append(info)
+
+    def _provide(self, info: TaskInfo, shared: dict) -> None:
+        for tag in info.provides:
+            waiters = self.tag2waiters.get(tag)
+            if not waiters:
+                continue
+            if shared:
+                for waiter in waiters:
+                    if waiter.state < RUNNING:
+                        if waiter.merged is None:
+                            waiter.merged = dict(self.presets)
+                        waiter.merged.update(shared)
+            if tag in self.met:
+                continue
+            self.met.add(tag)
+            for waiter in waiters:
+                waiter.n_unmet -= 1
+                if not waiter.n_unmet:
+                    self._push(waiter)
+
+    # -- accounting ------------------------------------------------------
+
+    def skip_reasons(self, stopped: bool) -> dict[Any, str]:
+        """Explain, for each task that did not finish, why it did not run.
+
+        *stopped* says the run was ended early by the caller.
+        """
+        unrun = [info for info in self.infos if info.state < DONE]
+        if not unrun:
+            return {}
+        if stopped:
+            return {
+                info.task: (
+                    "started, but the run was stopped before it finished"
+                    if info.state == RUNNING
+                    else "not started: the run was stopped early"
+                )
+                for info in unrun
+            }
+        return _Explainer(self).explain(unrun)
+
+
+class _Explainer:
+    """Trace each unrun task back to the failed tasks that caused it."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        self.tag2providers: dict[Any, list[TaskInfo]] = {}
+        for info in planner.infos:
+            for tag in info.provides:
+                self.tag2providers.setdefault(tag, []).append(info)
+        self.parked_on = {
+            info.seq: res
+            for res, parked in planner.lock2parked.items()
+            for info in parked
+        }
+        self.roots: dict[int, list[TaskInfo]] = {}
+
+    def root_failures(self, start: TaskInfo) -> list[TaskInfo]:
+        """The failed tasks that, through unmet tags or locks, kept *start* from running."""
+        stack = [start]
+        while stack:
+            info = stack[-1]
+            if info.seq in self.roots:
+                stack.pop()
+                continue
+            blockers = self.blockers(info)
+            todo = [b for b in blockers if b.state != FAILED and b.seq not in self.roots]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            roots: dict[int, TaskInfo] = {}
+            for blocker in blockers:
+                if blocker.state == FAILED:
+                    roots[blocker.seq] = blocker
+                else:
+                    roots.update((r.seq, r) for r in self.roots[blocker.seq])
+            self.roots[info.seq] = sorted(roots.values(), key=lambda r: r.seq)
+        return self.roots[start.seq]
+
+    def blockers(self, info: TaskInfo) -> list[TaskInfo]:
+        res = self.parked_on.get(info.seq)
+        if res is not None:
+            return self.planner.lock2keepers.get(res, [])
+        met = self.planner.met
+        return [
+            provider
+            for tag in info.requires
+            if tag not in met
+            for provider in self.tag2providers.get(tag, ())
+            if provider.state != DONE
+        ]
+
+    def explain(self, unrun: list[TaskInfo]) -> dict[Any, str]:
+        reasons = {}
+        for info in unrun:
+            roots = ", ".join(repr(task_name(r.task)) for r in self.root_failures(info))
+            cause = f"because {roots} failed" if roots else "(no failed task found)"
+            res = self.parked_on.get(info.seq)
+            if res is not None:
+                reasons[info.task] = f"waits for lock {res!r}, held {cause}"
+                continue
+            tags = sorted(
+                (tag for tag in info.requires if tag not in self.planner.met), key=repr
+            )
+            listed = ", ".join(repr(tag) for tag in tags)
+            noun = "tag" if len(tags) == 1 else "tags"
+            reasons[info.task] = f"requires {noun} {listed}, never provided {cause}"
+        return reasons

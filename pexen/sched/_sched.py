@@ -1,0 +1,146 @@
+"""``Sched``: the generator loop that drives a pool with a planner."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pexen._errors import PexenWarning
+from pexen.sched._errors import SchedulerError
+from pexen.sched._graph import check_graph
+from pexen.sched._planner import Planner
+from pexen.sched._pool_base import WorkerPool
+from pexen.sched._result import TaskRes
+from pexen.sched._thread_pool import ThreadWorkerPool
+
+
+class Sched:
+    """Run callables in the order their metadata asks for, yielding results.
+
+    Tasks are kept in the order they were added; adding a task object twice
+    keeps it once. ``run()`` may be called again after a run has finished.
+    """
+
+    def __init__(self, tasks: Iterable[Any] = ()) -> None:
+        self._tasks: dict[int, Any] = {}
+        self._shared: dict[str, Any] = {}
+        self._running = False
+        self._skipped: dict[Any, str] = {}
+        self._dispatched: dict[int, tuple[Any, float]] = {}
+        self.add_tasks(tasks)
+
+    def __repr__(self) -> str:
+        return f"<Sched with {len(self._tasks)} tasks>"
+
+    def add_tasks(self, tasks: Iterable[Any]) -> None:
+        """Add callables to run; one already added is kept once."""
+        if self._running:
+            raise SchedulerError("cannot add tasks while a run is in progress")
+        known = self._tasks
+        for task in tasks:
+            if not callable(task):
+                raise SchedulerError(f"task {task!r} is not callable")
+            known.setdefault(id(task), task)
+
+    def add_shared(self, **values: Any) -> None:
+        """Preset keys of the shared dict every task starts with."""
+        self._shared.update(values)
+
+    @property
+    def skipped(self) -> dict[Any, str]:
+        """Each task the last run did not run, mapped to the reason in words."""
+        return dict(self._skipped)
+
+    @property
+    def in_flight(self) -> dict[Any, float]:
+        """Tasks handed to the pool and not yet finished, with their dispatch time.
+
+        Times are ``time.monotonic()`` values; a progress display can show how
+        long each task has been out. Spare tasks queued in the pool count too.
+        """
+        return dict(list(self._dispatched.values()))  # list(): one atomic copy
+
+    def check(self) -> None:
+        """Check the task graph now; raise as ``run()`` would before starting."""
+        check_graph(self._plan().infos)
+
+    def _plan(self) -> Planner:
+        return Planner(self._tasks.values(), self._shared)
+
+    def run(self, pool: WorkerPool | None = None) -> Iterator[TaskRes]:
+        """Check the graph, then return a generator yielding a ``TaskRes`` per task.
+
+        While the caller holds a result, no new task is dispatched. Leaving the
+        loop early shuts the pool down. The default pool is
+        ``ThreadWorkerPool(workers=1, spare=1)``.
+        """
+        if self._running:
+            raise SchedulerError("this Sched is already running; wait for it to end")
+        planner = self._plan()
+        check_graph(planner.infos)
+        if pool is None:
+            pool = ThreadWorkerPool()
+        elif not isinstance(pool, WorkerPool):
+            raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
+        return self._drive(planner, pool)
+
+    def _drive(self, planner: Planner, pool: WorkerPool) -> Iterator[TaskRes]:
+        if self._running:
+            raise SchedulerError("this Sched is already running; wait for it to end")
+        self._running = True
+        self._skipped = {}
+        finished = False
+        infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
+        shared_for, submit = planner.shared_for, pool.submit
+        dispatched, now = self._dispatched, time.monotonic
+        dispatched.clear()
+        try:
+            pool.start()
+            in_flight = 0
+            while True:
+                room = pool.capacity - in_flight
+                while room > 0:
+                    info = pop_ready()
+                    if info is None:
+                        break
+                    submit((info.seq, info.task, info.pass_shared, info.kwargs,
+                            shared_for(info), info.timeout))
+                    dispatched[info.seq] = (info.task, now())
+                    room -= 1
+                    in_flight += 1
+                if not in_flight:
+                    break
+                for key, shared, ret, excinfo in pool.wait():
+                    in_flight -= 1
+                    info = infos[key]
+                    del dispatched[key]
+                    complete(info, shared, excinfo)
+                    yield TaskRes(info.task, shared, ret, excinfo)
+            finished = True
+        finally:
+            try:
+                pool.stop(cancel=not finished)
+            finally:
+                self._skipped = planner.skip_reasons(stopped=not finished)
+                dispatched.clear()
+                self._running = False
+        if self._skipped:
+            _warn_skipped(self._skipped)
+
+
+def _warn_skipped(skipped: dict[Any, str]) -> None:
+    kinds = Counter(
+        "waiting for a lock" if reason.startswith("waits for lock") else
+        "waiting for a tag"
+        for reason in skipped.values()
+    )
+    detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    warnings.warn(
+        f"{len(skipped)} task{'s' if len(skipped) != 1 else ''} did not run "
+        f"({detail} of a failed task); Sched.skipped says why",
+        PexenWarning,
+        stacklevel=3,
+    )

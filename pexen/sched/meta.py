@@ -1,0 +1,202 @@
+"""Task metadata: what a task requires and provides, what it locks, and more.
+
+Metadata lives in a :class:`SchedMeta` attached to the callable as the
+``pexen_meta`` attribute. A task without metadata costs nothing: the scheduler
+reads the attribute and uses shared defaults when it is absent.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, TypeVar, overload
+
+import attrs
+
+from pexen._errors import PexenError
+
+__all__ = [
+    "MetaError",
+    "SchedMeta",
+    "assign_meta",
+    "assign_val",
+    "func_meta",
+    "has_meta",
+    "retrieve_meta",
+]
+
+META_ATTR = "pexen_meta"
+TAG_FIELDS = ("requires", "provides", "claims", "uses")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class MetaError(PexenError, TypeError):
+    """Raised at once for an unknown metadata field or a value of the wrong type."""
+
+
+def _describe(obj: object) -> str:
+    """Name a task for an error message without importing the scheduler."""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return repr(name) if isinstance(name, str) else repr(obj)
+
+
+def _tag_set(field: str) -> Callable[[Any], set]:
+    def convert(value: Any) -> set:
+        if isinstance(value, set):
+            tags = value
+        elif isinstance(value, (str, bytes)):
+            raise MetaError(
+                f"{field}={value!r}: expected a collection of tags, got a string "
+                f"(which would be taken as its characters); write {field}=[{value!r}]"
+            )
+        elif isinstance(value, Iterable) and not isinstance(value, Mapping):
+            tags = set()
+            for tag in value:
+                if not isinstance(tag, Hashable):
+                    raise MetaError(
+                        f"{field}={value!r}: tag {tag!r} is not hashable"
+                    )
+                tags.add(tag)
+            return tags
+        else:
+            raise MetaError(
+                f"{field}={value!r}: expected a collection of tags "
+                f"(list, tuple or set), got {type(value).__name__}"
+            )
+        return set(tags)
+
+    convert.__name__ = f"_{field}_to_set"
+    return convert
+
+
+def _kwargs_dict(value: Any) -> dict:
+    if not isinstance(value, Mapping):
+        raise MetaError(
+            f"kwargs={value!r}: expected a mapping of keyword arguments, "
+            f"got {type(value).__name__}"
+        )
+    bad = [key for key in value if not isinstance(key, str) or not key.isidentifier()]
+    if bad:
+        raise MetaError(f"kwargs={value!r}: keys must be identifiers, not {bad[0]!r}")
+    return dict(value)
+
+
+def _check_timeout(_inst: object, _attr: object, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MetaError(f"timeout={value!r}: expected seconds (a number) or None")
+    if not (value > 0 and math.isfinite(value)):
+        raise MetaError(f"timeout={value!r}: expected a positive, finite number")
+
+
+@attrs.define(slots=True)
+class SchedMeta:
+    """The scheduling metadata of one task.
+
+    The four tag fields accept any collection of hashable tags and are stored
+    as sets. ``priority`` may be anything sortable (lower runs first);
+    ``kwargs`` are passed to the task by keyword; ``timeout`` is in seconds.
+    """
+
+    requires: set = attrs.field(factory=set, converter=_tag_set("requires"))
+    provides: set = attrs.field(factory=set, converter=_tag_set("provides"))
+    claims: set = attrs.field(factory=set, converter=_tag_set("claims"))
+    uses: set = attrs.field(factory=set, converter=_tag_set("uses"))
+    priority: Any = 0
+    kwargs: dict = attrs.field(factory=dict, converter=_kwargs_dict)
+    timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+
+
+FIELDS = tuple(field.name for field in attrs.fields(SchedMeta))
+
+
+def _check_fields(obj: object, fields: Iterable[str]) -> None:
+    for name in fields:
+        if name not in FIELDS:
+            close = difflib.get_close_matches(name, FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise MetaError(
+                f"task {_describe(obj)}: unknown metadata field {name!r}{hint}; "
+                f"known fields: {', '.join(FIELDS)}"
+            )
+
+
+def _attach(obj: object, meta: SchedMeta) -> None:
+    try:
+        setattr(obj, META_ATTR, meta)
+    except (AttributeError, TypeError):
+        raise MetaError(
+            f"cannot attach metadata to {obj!r}: it does not accept attributes; "
+            "wrap it in a function or functools.partial first"
+        ) from None
+
+
+def has_meta(obj: object) -> bool:
+    """Return whether *obj* carries a :class:`SchedMeta`."""
+    return isinstance(getattr(obj, META_ATTR, None), SchedMeta)
+
+
+def retrieve_meta(obj: object) -> SchedMeta | None:
+    """Return the :class:`SchedMeta` of *obj*, or None if it has none."""
+    meta = getattr(obj, META_ATTR, None)
+    return meta if isinstance(meta, SchedMeta) else None
+
+
+def assign_meta(obj: object, meta: SchedMeta | None = None) -> SchedMeta:
+    """Attach *meta* to *obj*; without *meta*, fetch its metadata, creating an empty one."""
+    if meta is None:
+        existing = retrieve_meta(obj)
+        if existing is not None:
+            return existing
+        meta = SchedMeta()
+    elif not isinstance(meta, SchedMeta):
+        raise MetaError(
+            f"task {_describe(obj)}: expected a SchedMeta, got {type(meta).__name__}"
+        )
+    _attach(obj, meta)
+    return meta
+
+
+def assign_val(obj: object, **fields: Any) -> SchedMeta:
+    """Set metadata *fields* of *obj* (creating its metadata if needed)."""
+    _check_fields(obj, fields)
+    existing = retrieve_meta(obj)
+    try:
+        if existing is None:
+            meta = SchedMeta(**fields)
+        else:
+            meta = existing
+            for name, value in fields.items():
+                setattr(meta, name, value)
+    except MetaError as exc:
+        raise MetaError(f"task {_describe(obj)}: {exc}") from None
+    if existing is None:
+        _attach(obj, meta)
+    return meta
+
+
+@overload
+def func_meta(fn: F, /) -> F: ...
+@overload
+def func_meta(**fields: Any) -> Callable[[F], F]: ...
+
+
+def func_meta(fn: Any = None, /, **fields: Any) -> Any:
+    """Decorate a callable with metadata: ``@func_meta`` or ``@func_meta(**fields)``."""
+    if fn is not None:
+        if fields or not callable(fn):
+            raise MetaError(
+                f"func_meta takes keyword fields only, as @func_meta(requires=...); "
+                f"got {fn!r}"
+            )
+        assign_meta(fn)
+        return fn
+
+    def decorate(fn: F) -> F:
+        assign_val(fn, **fields)
+        return fn
+
+    return decorate

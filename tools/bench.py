@@ -1,0 +1,186 @@
+"""Benchmarks: pexen side by side with the standard library, from one run.
+
+    python tools/bench.py                 # the core suite (threads, scheduler)
+    python tools/bench.py --suite process # ProcessWorkerPool (tools/bench_process.py)
+    python tools/bench.py --suite cluster # Dask and MPI (tools/bench_cluster.py)
+    python tools/bench.py --suite all
+    python tools/bench.py --quick         # smaller sizes, for a smoke test
+
+Figures are wall-clock and depend on the machine; compare the ratios printed
+in one run, not numbers from different runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import gc
+import graphlib
+import importlib
+import pathlib
+import random
+import sys
+import time
+import tracemalloc
+import warnings
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from pexen import PexenWarning  # noqa: E402
+from pexen.sched import Sched  # noqa: E402
+from pexen.sched.meta import assign_val  # noqa: E402
+from pexen.sched.pool import ThreadWorkerPool  # noqa: E402
+
+warnings.simplefilter("ignore", PexenWarning)
+
+
+def noop_tasks(n: int) -> list:
+    """*n* distinct no-op callables (a task object added twice runs once)."""
+    return [lambda: None for _ in range(n)]
+
+
+def run_pexen(tasks: list, workers: int = 2) -> float:
+    start = time.perf_counter()
+    count = 0
+    for _ in Sched(tasks).run(pool=ThreadWorkerPool(workers=workers)):
+        count += 1
+    elapsed = time.perf_counter() - start
+    assert count == len(tasks), (count, len(tasks))
+    return elapsed
+
+
+def run_tpe(tasks: list, workers: int = 2) -> float:
+    start = time.perf_counter()
+    with cf.ThreadPoolExecutor(workers) as ex:
+        futures = [ex.submit(task) for task in tasks]
+        for future in cf.as_completed(futures):
+            future.result()
+    return time.perf_counter() - start
+
+
+def dag_tasks(layers: int, width: int, fan_in: int, seed: int = 1) -> tuple[list, dict]:
+    """Tasks in *layers* of *width*, each requiring tags of *fan_in* tasks before."""
+    rng = random.Random(seed)
+    tasks, preds = [], {}
+    previous: list = []
+    for layer in range(layers):
+        current = []
+        for i in range(width):
+            task = (lambda: None)
+            requires = rng.sample(previous, fan_in) if previous else []
+            assign_val(task, provides=[(layer, i)],
+                       requires=[tag for tag, _ in requires])
+            preds[task] = [t for _, t in requires]
+            current.append(((layer, i), task))
+            tasks.append(task)
+        previous = current
+    return tasks, preds
+
+
+def run_graphlib(preds: dict, workers: int = 2) -> float:
+    start = time.perf_counter()
+    sorter = graphlib.TopologicalSorter(preds)
+    sorter.prepare()
+    with cf.ThreadPoolExecutor(workers) as ex:
+        pending = {}
+        while sorter.is_active():
+            for node in sorter.get_ready():
+                pending[ex.submit(node)] = node
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                future.result()
+                sorter.done(pending.pop(future))
+    return time.perf_counter() - start
+
+
+def us_per_task(seconds: float, n: int) -> float:
+    return seconds / n * 1e6
+
+
+def peak_bytes_per_task(n: int, runner) -> float:
+    """Peak traced memory of running *n* fresh tasks, beyond the tasks themselves."""
+    tasks = noop_tasks(n)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    runner(tasks)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (peak - base) / n
+
+
+def core(args: argparse.Namespace) -> None:
+    scale = 10 if args.quick else 1
+    rows = []
+
+    n = 20_000 // scale
+    tpe = min(run_tpe(noop_tasks(n)) for _ in range(3))
+    pex = min(run_pexen(noop_tasks(n)) for _ in range(3))
+    rows.append((f"flat {n} no-op, 2 threads", "ThreadPoolExecutor", tpe, n))
+    rows.append(("", "pexen Sched+ThreadWorkerPool", pex, n))
+    print_rows("flat", rows, baseline=tpe)
+
+    rows = []
+    layers = 100 // (2 if args.quick else 1)
+    tasks, preds = dag_tasks(layers, 100, 3)
+    n = len(tasks)
+    glib = min(run_graphlib(preds) for _ in range(3))
+    pex = min(run_pexen(tasks) for _ in range(3))
+    rows.append((f"dag {layers}x100, fan-in 3", "graphlib+ThreadPoolExecutor", glib, n))
+    rows.append(("", "pexen Sched+ThreadWorkerPool", pex, n))
+    print_rows("dag", rows, baseline=glib)
+
+    print("\nscaling (pexen, ThreadWorkerPool(2), flat no-op tasks)")
+    sizes = [1_000, 10_000, 100_000] + ([] if args.quick else [1_000_000])
+    per = {}
+    for size in sizes:
+        tasks = noop_tasks(size)
+        per[size] = us_per_task(run_pexen(tasks), size)
+        del tasks
+        print(f"  {size:>9,} tasks: {per[size]:7.2f} us/task")
+    if 1_000_000 in per:
+        print(f"  1M / 10k time per task: {per[1_000_000] / per[10_000]:.2f}x")
+
+    n = 200_000 // scale
+    print(f"\nmemory: peak bytes per task beyond the task objects, {n:,} tasks")
+    tpe_mem = peak_bytes_per_task(n, run_tpe)
+    pex_mem = peak_bytes_per_task(n, run_pexen)
+    print(f"  ThreadPoolExecutor submit-all: {tpe_mem:8.0f} B/task")
+    print(f"  pexen Sched:                   {pex_mem:8.0f} B/task")
+
+
+def print_rows(title: str, rows: list, baseline: float) -> None:
+    print(f"\n{title}")
+    for label, name, seconds, n in rows:
+        print(
+            f"  {label:28} {name:30} {seconds:7.3f} s  "
+            f"{us_per_task(seconds, n):7.2f} us/task  "
+            f"throughput x{baseline / seconds:5.2f}"
+        )
+
+
+SUITES = {"core": core}
+
+
+def load_suite(name: str):
+    if name in SUITES:
+        return SUITES[name]
+    return importlib.import_module(f"bench_{name}").run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="core",
+                        help="core, process, cluster or all (default: core)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    args = parser.parse_args()
+    names = ["core", "process", "cluster"] if args.suite == "all" else [args.suite]
+    print(f"python {sys.version.split()[0]} on {sys.platform}")
+    for name in names:
+        print(f"\n=== {name} ===")
+        load_suite(name)(args)
+
+
+if __name__ == "__main__":
+    main()
