@@ -90,6 +90,7 @@ class Sched:
     def _drive(self, planner: Planner, pool: WorkerPool) -> Iterator[TaskRes]:
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
+        pool.start()  # before the try: a pool that refuses must not be stopped
         self._running = True
         self._skipped = {}
         finished = False
@@ -98,10 +99,8 @@ class Sched:
         dispatched, now = self._dispatched, time.monotonic
         dispatched.clear()
         try:
-            pool.start()
-            in_flight = 0
             while True:
-                room = pool.capacity - in_flight
+                room = pool.capacity - len(dispatched)
                 while room > 0:
                     info = pop_ready()
                     if info is None:
@@ -110,11 +109,9 @@ class Sched:
                             shared_for(info), info.timeout))
                     dispatched[info.seq] = (info.task, now())
                     room -= 1
-                    in_flight += 1
-                if not in_flight:
+                if not dispatched:
                     break
                 for key, shared, ret, excinfo in pool.wait():
-                    in_flight -= 1
                     info = infos[key]
                     del dispatched[key]
                     complete(info, shared, excinfo)

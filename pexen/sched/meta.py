@@ -15,6 +15,7 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from pexen._errors import PexenError
+from pexen.sched._naming import task_name
 
 __all__ = [
     "MetaError",
@@ -37,38 +38,48 @@ class MetaError(PexenError, TypeError):
 
 
 def _describe(obj: object) -> str:
-    """Name a task for an error message without importing the scheduler."""
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    return repr(name) if isinstance(name, str) else repr(obj)
+    """Name a task for an error message, quoted."""
+    return repr(task_name(obj))
 
 
-def _tag_set(field: str) -> Callable[[Any], set]:
-    def convert(value: Any) -> set:
-        if isinstance(value, set):
-            tags = value
-        elif isinstance(value, (str, bytes)):
-            raise MetaError(
-                f"{field}={value!r}: expected a collection of tags, got a string "
-                f"(which would be taken as its characters); write {field}=[{value!r}]"
-            )
-        elif isinstance(value, Iterable) and not isinstance(value, Mapping):
-            tags = set()
-            for tag in value:
-                if not isinstance(tag, Hashable):
-                    raise MetaError(
-                        f"{field}={value!r}: tag {tag!r} is not hashable"
-                    )
-                tags.add(tag)
-            return tags
-        else:
-            raise MetaError(
-                f"{field}={value!r}: expected a collection of tags "
-                f"(list, tuple or set), got {type(value).__name__}"
-            )
-        return set(tags)
+def _tag_set(value: Any, field: str) -> set:
+    """Normalise a collection of tags to a set; reject strings and non-collections."""
+    if isinstance(value, (str, bytes)):
+        raise MetaError(
+            f"{field}={value!r}: expected a collection of tags, got a string "
+            f"(which would be taken as its characters); write {field}=[{value!r}]"
+        )
+    if not isinstance(value, Iterable) or isinstance(value, Mapping):
+        raise MetaError(
+            f"{field}={value!r}: expected a collection of tags "
+            f"(list, tuple or set), got {type(value).__name__}"
+        )
+    tags = set()
+    for tag in value:
+        try:
+            # a tuple is Hashable to the ABC yet fails to hash if it holds a list
+            if not isinstance(tag, Hashable):
+                raise TypeError
+            tags.add(tag)
+        except TypeError:
+            raise MetaError(f"{field}={value!r}: tag {tag!r} is not hashable") from None
+    return tags
 
-    convert.__name__ = f"_{field}_to_set"
-    return convert
+
+def _requires(value: Any) -> set:
+    return _tag_set(value, "requires")
+
+
+def _provides(value: Any) -> set:
+    return _tag_set(value, "provides")
+
+
+def _claims(value: Any) -> set:
+    return _tag_set(value, "claims")
+
+
+def _uses(value: Any) -> set:
+    return _tag_set(value, "uses")
 
 
 def _kwargs_dict(value: Any) -> dict:
@@ -101,10 +112,10 @@ class SchedMeta:
     ``kwargs`` are passed to the task by keyword; ``timeout`` is in seconds.
     """
 
-    requires: set = attrs.field(factory=set, converter=_tag_set("requires"))
-    provides: set = attrs.field(factory=set, converter=_tag_set("provides"))
-    claims: set = attrs.field(factory=set, converter=_tag_set("claims"))
-    uses: set = attrs.field(factory=set, converter=_tag_set("uses"))
+    requires: set = attrs.field(factory=set, converter=_requires)
+    provides: set = attrs.field(factory=set, converter=_provides)
+    claims: set = attrs.field(factory=set, converter=_claims)
+    uses: set = attrs.field(factory=set, converter=_uses)
     priority: Any = 0
     kwargs: dict = attrs.field(factory=dict, converter=_kwargs_dict)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
@@ -146,7 +157,7 @@ def retrieve_meta(obj: object) -> SchedMeta | None:
 
 
 def assign_meta(obj: object, meta: SchedMeta | None = None) -> SchedMeta:
-    """Attach *meta* to *obj*; without *meta*, fetch its metadata, creating an empty one."""
+    """Attach *meta* to *obj*; without it, fetch its metadata, creating an empty one."""
     if meta is None:
         existing = retrieve_meta(obj)
         if existing is not None:

@@ -1,0 +1,1 @@
+"""A package two levels down."""

@@ -1,0 +1,5 @@
+"""Only a match pattern selects this module's function."""
+
+
+def test_three():
+    return 3
