@@ -26,10 +26,10 @@ import warnings
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from pexen import PexenWarning  # noqa: E402
-from pexen.sched import Sched  # noqa: E402
-from pexen.sched.meta import assign_val  # noqa: E402
-from pexen.sched.pool import ThreadWorkerPool  # noqa: E402
+from pexen import PexenWarning
+from pexen.sched import Sched
+from pexen.sched.meta import assign_val
+from pexen.sched.pool import ThreadWorkerPool
 
 warnings.simplefilter("ignore", PexenWarning)
 
@@ -66,7 +66,9 @@ def dag_tasks(layers: int, width: int, fan_in: int, seed: int = 1) -> tuple[list
     for layer in range(layers):
         current = []
         for i in range(width):
-            task = (lambda: None)
+            def task() -> None:
+                pass
+
             requires = rng.sample(previous, fan_in) if previous else []
             assign_val(task, provides=[(layer, i)],
                        requires=[tag for tag, _ in requires])

@@ -42,9 +42,7 @@ def _decide(task: Any, kwargs: Mapping[str, Any]) -> bool:
     try:
         sig.bind(*((None,) if pass_shared else ()), **kwargs)
     except TypeError as exc:
-        given = ("shared, " if pass_shared else "") + ", ".join(
-            f"{key}=" for key in kwargs
-        )
+        given = ", ".join(["shared"] * pass_shared + [f"{key}=" for key in kwargs])
         raise SchedulerError(
             f"task {task_name(task)!r} cannot be called with what its metadata "
             f"gives it ({given or 'no arguments'}): {exc}; its signature is {sig}"

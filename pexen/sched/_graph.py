@@ -25,7 +25,7 @@ def _names(infos: Sequence[TaskInfo], limit: int = 5) -> str:
 
 
 def check_graph(infos: Sequence[TaskInfo]) -> None:
-    """Raise ``MutexError``/``DepcheckError`` for an unsound graph; warn on unused tags."""
+    """Raise MutexError/DepcheckError for an unsound graph; warn on unused tags."""
     tag2providers: dict[Any, list[TaskInfo]] = {}
     tag2waiters: dict[Any, list[TaskInfo]] = {}
     for info in infos:
@@ -78,7 +78,7 @@ def check_graph(infos: Sequence[TaskInfo]) -> None:
         warnings.warn(
             f"tags provided but required by no task: {listed}{more}",
             PexenWarning,
-            stacklevel=4,
+            stacklevel=3,  # the caller of Sched.run() or Sched.check()
         )
 
 

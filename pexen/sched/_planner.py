@@ -60,6 +60,7 @@ from typing import Any
 from pexen.sched._calling import passes_shared
 from pexen.sched._errors import TaskFailError
 from pexen.sched._naming import task_name
+from pexen.sched._result import TaskMap
 from pexen.sched.meta import META_ATTR, SchedMeta
 
 PENDING, READY, PARKED, RUNNING, DONE, FAILED = range(6)
@@ -260,23 +261,23 @@ class Planner:
 
     # -- accounting ------------------------------------------------------
 
-    def skip_reasons(self, stopped: bool) -> dict[Any, str]:
+    def skip_reasons(self, stopped: bool) -> TaskMap:
         """Explain, for each task that did not finish, why it did not run.
 
         *stopped* says the run was ended early by the caller.
         """
         unrun = [info for info in self.infos if info.state < DONE]
         if not unrun:
-            return {}
+            return TaskMap()
         if stopped:
-            return {
-                info.task: (
+            return TaskMap(
+                (info.task, (
                     "started, but the run was stopped before it finished"
                     if info.state == RUNNING
                     else "not started: the run was stopped early"
-                )
+                ))
                 for info in unrun
-            }
+            )
         return _Explainer(self).explain(unrun)
 
 
@@ -297,26 +298,50 @@ class _Explainer:
         self.roots: dict[int, list[TaskInfo]] = {}
 
     def root_failures(self, start: TaskInfo) -> list[TaskInfo]:
-        """The failed tasks that, through unmet tags or locks, kept *start* from running."""
+        """The failed tasks that, through unmet tags or locks, kept *start* idle.
+
+        Blockers may form a cycle (two providers of a tag each waiting on the
+        other, once the way in from outside failed), so this is a depth-first
+        walk: a task whose blockers lead back to one still being walked gets a
+        partial answer that is not cached; the answer for *start*, the root of
+        the walk, is complete.
+        """
+        if start.seq in self.roots:
+            return self.roots[start.seq]
+        entered: set[int] = set()
+        partial: dict[int, dict[int, TaskInfo]] = {}
         stack = [start]
         while stack:
             info = stack[-1]
-            if info.seq in self.roots:
+            if info.seq in self.roots or info.seq in partial:
                 stack.pop()
                 continue
             blockers = self.blockers(info)
-            todo = [b for b in blockers if b.state != FAILED and b.seq not in self.roots]
-            if todo:
-                stack.extend(todo)
-                continue
+            if info.seq not in entered:
+                entered.add(info.seq)
+                todo = [
+                    b for b in blockers
+                    if b.state != FAILED and b.seq not in self.roots
+                    and b.seq not in entered
+                ]
+                if todo:
+                    stack.extend(todo)
+                    continue
             stack.pop()
             roots: dict[int, TaskInfo] = {}
+            known = True
             for blocker in blockers:
                 if blocker.state == FAILED:
                     roots[blocker.seq] = blocker
-                else:
+                elif blocker.seq in self.roots:
                     roots.update((r.seq, r) for r in self.roots[blocker.seq])
-            self.roots[info.seq] = sorted(roots.values(), key=lambda r: r.seq)
+                else:  # still being walked (a cycle), or only partly known
+                    known = False
+                    roots.update(partial.get(blocker.seq, {}))
+            if known or info is start:
+                self.roots[info.seq] = sorted(roots.values(), key=lambda r: r.seq)
+            else:
+                partial[info.seq] = roots
         return self.roots[start.seq]
 
     def blockers(self, info: TaskInfo) -> list[TaskInfo]:
@@ -332,19 +357,21 @@ class _Explainer:
             if provider.state != DONE
         ]
 
-    def explain(self, unrun: list[TaskInfo]) -> dict[Any, str]:
-        reasons = {}
+    def explain(self, unrun: list[TaskInfo]) -> TaskMap:
+        reasons = []
         for info in unrun:
             roots = ", ".join(repr(task_name(r.task)) for r in self.root_failures(info))
             cause = f"because {roots} failed" if roots else "(no failed task found)"
             res = self.parked_on.get(info.seq)
             if res is not None:
-                reasons[info.task] = f"waits for lock {res!r}, held {cause}"
+                reasons.append((info.task, f"waits for lock {res!r}, held {cause}"))
                 continue
             tags = sorted(
                 (tag for tag in info.requires if tag not in self.planner.met), key=repr
             )
             listed = ", ".join(repr(tag) for tag in tags)
             noun = "tag" if len(tags) == 1 else "tags"
-            reasons[info.task] = f"requires {noun} {listed}, never provided {cause}"
-        return reasons
+            reasons.append(
+                (info.task, f"requires {noun} {listed}, never provided {cause}")
+            )
+        return TaskMap(reasons)

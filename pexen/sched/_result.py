@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -27,6 +28,39 @@ class TaskRes(NamedTuple):
     """
 
     task: Any
-    shared: dict = {}  # noqa: RUF012 - SPEC: the default is an (unused) empty dict
+    shared: dict = {}
     ret: Any = None
     excinfo: ExceptionInfo | None = None
+
+
+class TaskMap(Mapping):
+    """A read-only mapping keyed by task identity, as ``Sched.skipped``.
+
+    Tasks are told apart by identity, as ``Sched`` does when they are added,
+    so a task need not be hashable (a callable dataclass instance is not) and
+    two equal but distinct tasks keep an entry each.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, pairs: Iterable[tuple[Any, Any]] = ()) -> None:
+        self._items = {id(task): (task, value) for task, value in pairs}
+
+    def __getitem__(self, task: Any) -> Any:
+        try:
+            return self._items[id(task)][1]
+        except KeyError:
+            raise KeyError(task) from None
+
+    def __contains__(self, task: object) -> bool:
+        return id(task) in self._items
+
+    def __iter__(self) -> Iterator[Any]:
+        return (task for task, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        pairs = self._items.values()
+        return "{" + ", ".join(f"{task!r}: {value!r}" for task, value in pairs) + "}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pexen._errors import PexenWarning
@@ -13,7 +13,7 @@ from pexen.sched._errors import SchedulerError
 from pexen.sched._graph import check_graph
 from pexen.sched._planner import Planner
 from pexen.sched._pool_base import WorkerPool
-from pexen.sched._result import TaskRes
+from pexen.sched._result import TaskMap, TaskRes
 from pexen.sched._thread_pool import ThreadWorkerPool
 
 
@@ -28,7 +28,7 @@ class Sched:
         self._tasks: dict[int, Any] = {}
         self._shared: dict[str, Any] = {}
         self._running = False
-        self._skipped: dict[Any, str] = {}
+        self._skipped: Mapping[Any, str] = TaskMap()
         self._dispatched: dict[int, tuple[Any, float]] = {}
         self.add_tasks(tasks)
 
@@ -50,18 +50,22 @@ class Sched:
         self._shared.update(values)
 
     @property
-    def skipped(self) -> dict[Any, str]:
-        """Each task the last run did not run, mapped to the reason in words."""
-        return dict(self._skipped)
+    def skipped(self) -> Mapping[Any, str]:
+        """Each task the last run did not run, mapped to the reason in words.
+
+        A read-only mapping keyed by task identity (tasks need not be hashable).
+        """
+        return self._skipped
 
     @property
-    def in_flight(self) -> dict[Any, float]:
+    def in_flight(self) -> Mapping[Any, float]:
         """Tasks handed to the pool and not yet finished, with their dispatch time.
 
         Times are ``time.monotonic()`` values; a progress display can show how
         long each task has been out. Spare tasks queued in the pool count too.
+        Keyed by task identity, like ``skipped``.
         """
-        return dict(list(self._dispatched.values()))  # list(): one atomic copy
+        return TaskMap(list(self._dispatched.values()))  # list(): one atomic copy
 
     def check(self) -> None:
         """Check the task graph now; raise as ``run()`` would before starting."""
@@ -92,7 +96,7 @@ class Sched:
             raise SchedulerError("this Sched is already running; wait for it to end")
         pool.start()  # before the try: a pool that refuses must not be stopped
         self._running = True
-        self._skipped = {}
+        self._skipped = TaskMap()
         finished = False
         infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
         shared_for, submit = planner.shared_for, pool.submit
@@ -128,7 +132,7 @@ class Sched:
             _warn_skipped(self._skipped)
 
 
-def _warn_skipped(skipped: dict[Any, str]) -> None:
+def _warn_skipped(skipped: Mapping[Any, str]) -> None:
     kinds = Counter(
         "waiting for a lock" if reason.startswith("waits for lock") else
         "waiting for a tag"

@@ -1,0 +1,321 @@
+"""How a task is called, decided from its signature (SPEC §3)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from pexen import sched
+from pexen.sched import SchedulerError
+from pexen.sched.meta import assign_val, func_meta
+
+PRESET = {"preset": "p"}
+
+
+def run_one(make_pool, task):
+    """Run *task* alone with the PRESET shared keys; return its ``ret``."""
+    s = sched.Sched([task])
+    s.add_shared(**PRESET)
+    results = list(s.run(pool=make_pool(1, 1)))
+    assert len(results) == 1
+    res = results[0]
+    assert res.task is task
+    assert res.excinfo is None, res.excinfo
+    return res.ret
+
+
+def no_args():
+    return "nothing"
+
+
+def only_shared(shared):
+    return ("shared", dict(shared))
+
+
+def only_var_kw(**kw):
+    return ("kw", kw)
+
+
+def kw_only(*, wtype, build=1):
+    return ("kw", wtype, build)
+
+
+def shared_and_kw(shared, wtype, build=1):
+    return ("both", dict(shared), wtype, build)
+
+
+def var_args(*args):
+    return ("args", args)
+
+
+def var_args_and_kw(*args, **kw):
+    return ("args", args, kw)
+
+
+def shared_with_default(shared=None):
+    return ("shared", shared)
+
+
+def positional_only(shared, /):
+    return ("shared", shared)
+
+
+def first_param_is_a_kwarg(wtype, build=1):
+    return ("kw", wtype, build)
+
+
+CASES = [
+    (no_args, {}, "nothing"),
+    (only_shared, {}, ("shared", PRESET)),
+    (only_var_kw, {"a": 1}, ("kw", {"a": 1})),
+    (only_var_kw, {}, ("kw", {})),
+    (kw_only, {"wtype": "x"}, ("kw", "x", 1)),
+    (kw_only, {"wtype": "x", "build": 2}, ("kw", "x", 2)),
+    (shared_and_kw, {"wtype": "x"}, ("both", PRESET, "x", 1)),
+    (shared_and_kw, {"wtype": "x", "build": 3}, ("both", PRESET, "x", 3)),
+    (var_args, {}, ("args", (PRESET,))),
+    (var_args_and_kw, {"k": 1}, ("args", (PRESET,), {"k": 1})),
+    (shared_with_default, {}, ("shared", PRESET)),
+    (positional_only, {}, ("shared", PRESET)),
+    (first_param_is_a_kwarg, {"wtype": "w"}, ("kw", "w", 1)),
+    (first_param_is_a_kwarg, {"wtype": "w", "build": 0}, ("kw", "w", 0)),
+]
+
+
+@pytest.mark.parametrize(
+    ("fn", "kwargs", "expected"), CASES,
+    ids=[f"{fn.__name__}-{'-'.join(kw) or 'nokw'}" for fn, kw, _ in CASES],
+)
+def test_functions(make_pool, fn, kwargs, expected):
+    # a fresh function object per case: metadata must not leak between cases
+    task = functools.wraps(fn)(lambda *a, **k: fn(*a, **k))
+    task.__wrapped__ = fn
+    assign_val(task, kwargs=kwargs)
+    assert run_one(make_pool, task) == expected
+
+
+def test_plain_function_with_meta(make_pool):
+    @func_meta(kwargs={"wtype": "y", "build": 5})
+    def task(shared, wtype, build=1):
+        return (dict(shared), wtype, build)
+
+    assert run_one(make_pool, task) == (PRESET, "y", 5)
+
+
+def test_lambdas(make_pool):
+    assert run_one(make_pool, lambda: 1) == 1
+    assert run_one(make_pool, lambda shared: sorted(shared)) == ["preset"]
+    assert run_one(make_pool, lambda *a: len(a)) == 1
+    kw = lambda **k: k  # noqa: E731 - a lambda on purpose
+    assign_val(kw, kwargs={"x": 2})
+    assert run_one(make_pool, kw) == {"x": 2}
+
+
+def test_lambdas_sharing_code_with_different_kwargs(make_pool):
+    """Tasks made in a loop share a code object; each gets its own kwargs."""
+    def make(kwargs):
+        def task(shared=None, **kw):
+            return (shared is not None, kw)
+
+        assign_val(task, kwargs=kwargs)
+        return task
+
+    with_x, without, first_named = make({"x": 1}), make({}), make({"shared": 5})
+    assert run_one(make_pool, with_x) == (True, {"x": 1})
+    assert run_one(make_pool, without) == (True, {})
+    # the first parameter's name is a kwarg: it is not given shared
+    assert run_one(make_pool, first_named) == (True, {})
+
+
+class Suite:
+    """Bound methods, class and static methods as tasks."""
+
+    def __init__(self, name="suite"):
+        self.name = name
+
+    def bare(self):
+        return ("bare", self.name)
+
+    def with_shared(self, shared):
+        return ("shared", self.name, dict(shared))
+
+    def with_kw(self, *, level):
+        return ("kw", self.name, level)
+
+    @classmethod
+    def cls_method(cls, shared):
+        return ("cls", cls.__name__, dict(shared))
+
+    @staticmethod
+    def static():
+        return "static"
+
+
+def test_bound_methods(make_pool):
+    suite = Suite("s1")
+    assert run_one(make_pool, suite.bare) == ("bare", "s1")
+    assert run_one(make_pool, suite.with_shared) == ("shared", "s1", PRESET)
+    assert run_one(make_pool, Suite.cls_method) == ("cls", "Suite", PRESET)
+    assert run_one(make_pool, Suite.static) == "static"
+
+
+def test_bound_method_with_kwargs_from_function_meta(make_pool):
+    class Kw:
+        @func_meta(kwargs={"level": 3})
+        def task(self, *, level):
+            return ("kw", level)
+
+    assert run_one(make_pool, Kw().task) == ("kw", 3)
+
+
+def test_partials(make_pool):
+    def two(a, shared):
+        return (a, dict(shared))
+
+    def three(a, b, *, c=0):
+        return (a, b, c)
+
+    assert run_one(make_pool, functools.partial(two, "A")) == ("A", PRESET)
+    # a keyword-bound first parameter leaves shared to the second
+    part = functools.partial(two, a="A")
+    with pytest.raises(SchedulerError, match="cannot be called"):
+        sched.Sched([part]).check()
+    fixed = functools.partial(three, 1, 2)
+    assert run_one(make_pool, fixed) == (1, 2, 0)
+    with_kw = functools.partial(three, 1, 2)
+    assign_val(with_kw, kwargs={"c": 9})
+    assert run_one(make_pool, with_kw) == (1, 2, 9)
+    takes_shared = functools.partial(three, 1)
+    result = run_one(make_pool, takes_shared)
+    assert result == (1, PRESET, 0)
+
+
+def test_callable_objects(make_pool):
+    class NoArgs:
+        def __call__(self):
+            return "called"
+
+    class WithShared:
+        def __call__(self, shared, *, flag=False):
+            return (dict(shared), flag)
+
+    assert run_one(make_pool, NoArgs()) == "called"
+    obj = WithShared()
+    assert run_one(make_pool, obj) == (PRESET, False)
+    flagged = WithShared()
+    assign_val(flagged, kwargs={"flag": True})
+    assert run_one(make_pool, flagged) == (PRESET, True)
+
+
+def test_wrapped_function_uses_wrapped_signature(make_pool):
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return ("wrapped", fn(*args, **kwargs))
+
+        return wrapper
+
+    @deco
+    def task():
+        return 1
+
+    @deco
+    def task_shared(shared):
+        return sorted(shared)
+
+    assert run_one(make_pool, task) == ("wrapped", 1)
+    assert run_one(make_pool, task_shared) == ("wrapped", ["preset"])
+
+
+def test_builtin_without_signature(make_pool):
+    # dict has no introspectable signature: it gets the kwargs only
+    task = functools.partial(dict)
+    assign_val(task, kwargs={"a": 1})
+    assert run_one(make_pool, task) == {"a": 1}
+
+
+def test_shared_is_a_private_dict(make_pool):
+    def writer(shared):
+        shared["mine"] = 1
+        return dict(shared)
+
+    def reader(shared):
+        return dict(shared)
+
+    s = sched.Sched([writer, reader])
+    s.add_shared(base=0)
+    results = {r.task: r for r in s.run(pool=make_pool(2, 0))}
+    assert results[writer].ret == {"base": 0, "mine": 1}
+    assert results[writer].shared == {"base": 0, "mine": 1}
+    assert results[reader].ret == {"base": 0}
+    assert results[reader].shared == {"base": 0}
+
+
+# -- signatures that cannot take what the metadata gives -------------------
+
+
+def unexpected_kwarg():
+    pass
+
+
+def missing_second(shared, other):
+    pass
+
+
+def missing_kw_only(*, needed):
+    pass
+
+
+BAD = [
+    (unexpected_kwarg, {"a": 1}, r"unexpected keyword argument 'a'"),
+    (missing_second, {}, r"missing a required argument: 'other'"),
+    (missing_kw_only, {}, r"missing a required argument: 'needed'"),
+    (missing_kw_only, {"needed": 1, "extra": 2}, r"unexpected keyword .*'extra'"),
+]
+
+
+@pytest.mark.parametrize(("fn", "kwargs", "why"), BAD,
+                         ids=[fn.__name__ for fn, _, _ in BAD])
+def test_uncallable_signature_fails_before_the_run(make_pool, fn, kwargs, why):
+    started = []
+
+    def first():
+        started.append(1)
+
+    task = functools.wraps(fn)(lambda *a, **k: fn(*a, **k))
+    task.__wrapped__ = fn
+    assign_val(task, kwargs=kwargs)
+    s = sched.Sched([first, task])
+    with pytest.raises(SchedulerError, match=rf"task '{fn.__name__}' cannot be called"
+                                             rf".*{why}.*its signature is \("):
+        s.run(pool=make_pool(1, 1))
+    with pytest.raises(SchedulerError, match=why):
+        s.check()
+    assert started == []
+
+
+def test_uncallable_message_names_what_was_given():
+    @func_meta(kwargs={"x": 1, "y": 2})
+    def needs_nothing(shared):
+        pass
+
+    with pytest.raises(SchedulerError, match=r"gives it \(shared, x=, y=\): "):
+        sched.Sched([needs_nothing]).check()
+
+    def takes_two(a, b):
+        pass
+
+    with pytest.raises(SchedulerError, match=r"gives it \(shared\): .*'b'"):
+        sched.Sched([takes_two]).check()
+
+
+def test_uncallable_without_arguments_says_so():
+    class Strict:
+        def __call__(self, *, a):
+            pass
+
+    task = Strict()
+    with pytest.raises(SchedulerError, match=r"task '<.*Strict object.*>' cannot be "
+                                             r"called .* \(no arguments\): missing"):
+        sched.Sched([task]).check()

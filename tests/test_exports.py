@@ -1,0 +1,107 @@
+"""The public surface is what SPEC.md names, and every listed name exists."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import pexen
+from pexen import sched
+from pexen.sched import meta, pool
+
+SPEC_PEXEN = {"PexenError", "PexenWarning"}
+SPEC_SCHED = {
+    "SchedulerError", "DepcheckError", "MutexError", "PoolError",
+    "WorkerCrashError", "TaskTimeoutError", "TaskFailError", "task_fail_wrap",
+    "TaskRes", "ExceptionInfo", "Sched", "meta", "pool",
+}
+SPEC_META = {
+    "SchedMeta", "assign_meta", "assign_val", "has_meta", "retrieve_meta", "func_meta",
+}
+# the pools of SPEC §5 that exist so far; ProcessWorkerPool and the engine
+# pools join pexen.sched.pool with their own issues
+SPEC_POOL_NOW = {"InlineWorkerPool", "ThreadWorkerPool"}
+
+# deliberate additions beyond SPEC.md
+EXTRA_PEXEN = {"__version__"}
+EXTRA_META = {"MetaError"}
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        (pexen, SPEC_PEXEN | EXTRA_PEXEN),
+        (sched, SPEC_SCHED),
+        (meta, SPEC_META | EXTRA_META),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_all_matches_spec(module, expected):
+    assert sorted(module.__all__) == sorted(expected)
+    assert len(set(module.__all__)) == len(module.__all__)
+
+
+def test_pool_all():
+    assert SPEC_POOL_NOW | {"WorkerPool"} <= set(pool.__all__)
+    assert len(set(pool.__all__)) == len(pool.__all__)
+    for name in pool.__all__:
+        assert name.endswith("WorkerPool"), name
+
+
+@pytest.mark.parametrize("modname", ["pexen", "pexen.sched", "pexen.sched.meta",
+                                     "pexen.sched.pool"])
+def test_every_exported_name_exists(modname):
+    module = importlib.import_module(modname)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    namespace: dict = {}
+    exec(f"from {modname} import *", namespace)
+    assert set(module.__all__) <= set(namespace)
+
+
+def test_public_modules():
+    assert sched.meta is meta
+    assert sched.pool is pool
+    for cls_name in pool.__all__:
+        assert issubclass(getattr(pool, cls_name), pool.WorkerPool)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["SchedulerError", "DepcheckError", "MutexError", "PoolError",
+     "WorkerCrashError", "TaskTimeoutError"],
+)
+def test_errors_derive_from_pexen_error(name):
+    cls = getattr(sched, name)
+    assert issubclass(cls, pexen.PexenError)
+    assert cls.__doc__
+
+
+@pytest.mark.parametrize(
+    ("name", "builtin"),
+    [("SchedulerError", RuntimeError), ("DepcheckError", ValueError),
+     ("MutexError", ValueError), ("PoolError", RuntimeError),
+     ("TaskTimeoutError", TimeoutError)],
+)
+def test_errors_subclass_the_fitting_builtin(name, builtin):
+    assert issubclass(getattr(sched, name), builtin)
+
+
+def test_task_fail_error_and_warning():
+    assert issubclass(sched.TaskFailError, Exception)
+    assert issubclass(pexen.PexenWarning, Warning)
+    assert issubclass(pexen.PexenError, Exception)
+    assert meta.MetaError.__mro__[1] is pexen.PexenError
+
+
+def test_import_pexen_stays_light():
+    code = (
+        "import sys, pexen; "
+        "heavy = [m for m in ('dask', 'distributed', 'mpi4py', 'pexen.sched') "
+        "if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
