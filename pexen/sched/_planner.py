@@ -94,7 +94,7 @@ class TaskInfo:
         self.merged: dict | None = None
         self.state = PENDING
         meta = getattr(task, META_ATTR, None)
-        if type(meta) is SchedMeta:
+        if isinstance(meta, SchedMeta):
             self.requires = meta.requires or _NO_TAGS
             self.provides = meta.provides or _NO_TAGS
             self.claims = meta.claims or _NO_TAGS
