@@ -1,30 +1,108 @@
-"""A pool of named threads in this process."""
+"""A pool of named threads in this process.
+
+Timeouts
+--------
+A job with a ``timeout`` is timed from when its thread starts it. When the
+time is up (plus a short grace, :func:`timeout_grace`, so a task that
+enforces its own timeout, like a ``FilesystemFactory`` script, reports it
+itself), ``wait()`` reports ``TaskTimeoutError`` for it and starts a
+replacement thread, so the run keeps its ``workers`` threads busy. A thread
+cannot be stopped from outside: the overrunning one goes on until its task
+returns, is never handed another job, discards what the task produced and
+ends. A task that overran but returned before anyone looked (the caller was
+holding a result) is reported as timed out all the same, as the process pool
+would. ``stop()`` joins every thread, overrunning ones too.
+"""
 
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
+import time
 from queue import Empty, SimpleQueue
 
 from pexen.sched._calling import execute
+from pexen.sched._errors import TaskTimeoutError
+from pexen.sched._naming import task_name
 from pexen.sched._pool_base import Job, Outcome, WorkerPool
+from pexen.sched._result import ExceptionInfo
 
 _pool_ids = itertools.count(1)
+_RECHECK = object()  # put by a thread that starts a timed job: recompute deadlines
 
 
-def _work(jobs: SimpleQueue, outcomes: SimpleQueue) -> None:
-    """Worker thread: run jobs until the ``None`` sentinel arrives."""
-    get, put = jobs.get, outcomes.put
+def timeout_grace(timeout: float) -> float:
+    """How long after its ``timeout`` a pool steps in: 50 ms + 10%, at most 1 s.
+
+    Every pool that enforces timeouts uses it, so they agree on when a task
+    has overrun; the grace lets a task that watches its own time (a
+    subprocess started with ``timeout=``) fail in its own words first.
+    """
+    return min(1.0, 0.05 + 0.1 * timeout)
+
+
+def _timeout_outcome(job: Job, elapsed: float | None = None) -> Outcome:
+    key, task, _pass_shared, _kwargs, shared, timeout = job
+    overran = f"task {task_name(task)!r} ran longer than its timeout of {timeout:g} s"
+    if elapsed is None:  # still running
+        err = TaskTimeoutError(
+            f"{overran}; a thread cannot be stopped, so it runs on until the task "
+            f"returns, and what it returns is discarded"
+        )
+    else:
+        err = TaskTimeoutError(
+            f"{overran} (it returned after {elapsed:.3g} s); what it returned is "
+            f"discarded"
+        )
+    err.timeout = timeout  # type: ignore[attr-defined]
+    try:
+        raise err
+    except TaskTimeoutError:
+        return key, shared, None, ExceptionInfo(*sys.exc_info())
+
+
+class _Timed:
+    """Jobs with a timeout that a thread is running now."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[int, tuple[float, Job]] = {}  # key -> (deadline, job)
+        self.timed_out: set[int] = set()
+
+
+def _work(jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed) -> None:
+    """Worker thread: run jobs until the ``None`` sentinel or until one overruns."""
+    get, put, now = jobs.get, outcomes.put, time.monotonic
     while (job := get()) is not None:
-        put(execute(job))
+        timeout = job[5]
+        if timeout is None:
+            put(execute(job))
+            continue
+        key = job[0]
+        start = now()
+        limit = timeout + timeout_grace(timeout)
+        with timed.lock:
+            timed.running[key] = (start + limit, job)
+        put(_RECHECK)  # wake wait(): it may be blocking with no deadline
+        outcome = execute(job)
+        elapsed = now() - start
+        with timed.lock:
+            if key in timed.timed_out:  # reported already, and replaced: retire
+                timed.timed_out.discard(key)
+                return
+            del timed.running[key]
+        put(outcome if elapsed <= limit else _timeout_outcome(job, elapsed))
 
 
 class ThreadWorkerPool(WorkerPool):
     """Run tasks in threads of this process (shared memory, bound by the GIL).
 
     Threads are started for each run and joined at its end, named
-    ``pexen-worker-N``. A running thread cannot be stopped: when the run ends
-    early, queued tasks are dropped and running ones are waited for.
+    ``pexen-worker-N.M``. A running thread cannot be stopped: when the run
+    ends early, queued tasks are dropped and running ones are waited for; a
+    task that overruns its ``timeout`` is reported as failed with
+    ``TaskTimeoutError`` while its thread, replaced, runs on until it returns.
     """
 
     def __init__(self, workers: int = 1, spare: int = 1) -> None:
@@ -32,31 +110,70 @@ class ThreadWorkerPool(WorkerPool):
         self._threads: list[threading.Thread] = []
         self._jobs: SimpleQueue = SimpleQueue()
         self._outcomes: SimpleQueue = SimpleQueue()
+        self._timed = _Timed()
+        self._pool_id = 0
+        self._n_started = 0
 
     def submit(self, job: Job) -> None:
         self._jobs.put(job)
 
     def wait(self) -> list[Outcome]:
-        outcomes = self._outcomes
-        ready = [outcomes.get()]
+        outcomes, timed = self._outcomes, self._timed
+        ready: list[Outcome] = []
+        while not ready:
+            deadline = None
+            if timed.running:
+                with timed.lock:
+                    deadlines = [d for d, _job in timed.running.values()]
+                deadline = min(deadlines, default=None)
+            try:
+                if deadline is None:
+                    item = outcomes.get()
+                else:
+                    item = outcomes.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Empty:
+                ready = self._expire()
+                continue
+            if item is not _RECHECK:
+                ready.append(item)
         while not outcomes.empty():
-            ready.append(outcomes.get())
+            item = outcomes.get()
+            if item is not _RECHECK:
+                ready.append(item)
         return ready
 
+    def _expire(self) -> list[Outcome]:
+        """Report the jobs past their deadline; replace their threads."""
+        timed, now = self._timed, time.monotonic()
+        overdue = []
+        with timed.lock:
+            for key, (deadline, job) in list(timed.running.items()):
+                if deadline <= now:
+                    del timed.running[key]
+                    timed.timed_out.add(key)
+                    overdue.append(job)
+        for _ in overdue:
+            self._start_thread()  # the overrunning ones take no more jobs
+        return [_timeout_outcome(job) for job in overdue]
+
+    def _start_thread(self) -> None:
+        self._n_started += 1
+        thread = threading.Thread(
+            target=_work,
+            args=(self._jobs, self._outcomes, self._timed),
+            name=f"pexen-worker-{self._pool_id}.{self._n_started}",
+            daemon=True,
+        )
+        thread.start()
+        self._threads.append(thread)
+
     def _start(self) -> None:
-        self._jobs, self._outcomes = SimpleQueue(), SimpleQueue()
-        pool_id = next(_pool_ids)
-        self._threads = [
-            threading.Thread(
-                target=_work,
-                args=(self._jobs, self._outcomes),
-                name=f"pexen-worker-{pool_id}.{n}",
-                daemon=True,
-            )
-            for n in range(1, self.workers + 1)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._jobs, self._outcomes, self._timed = SimpleQueue(), SimpleQueue(), _Timed()
+        self._pool_id = next(_pool_ids)
+        self._n_started = 0
+        self._threads = []
+        for _ in range(self.workers):
+            self._start_thread()
 
     def _stop(self, cancel: bool) -> None:
         if cancel:
@@ -65,7 +182,7 @@ class ThreadWorkerPool(WorkerPool):
                     self._jobs.get_nowait()
             except Empty:
                 pass
-        for _ in self._threads:
+        for _ in self._threads:  # one each; overrunning threads retire unasked
             self._jobs.put(None)
         for thread in self._threads:
             thread.join()

@@ -1,103 +1,417 @@
 """Moving tasks, values and exceptions between processes or machines.
 
-Tasks are pickled with cloudpickle, so lambdas, closures and functions of
-``__main__`` work under every start method and on remote workers (functions of
-importable modules still go by reference). Data (kwargs, shared dicts, return
-values) goes through plain pickle first, the fast path, and cloudpickle only
-when that fails. Exceptions travel with their traceback (tblib); one that
-cannot make the trip is replaced by a :class:`RemoteTaskError` carrying its
-type name, message and formatted traceback, never by None.
+Every pool that leaves this process (the process pool, the executor, Dask and
+MPI pools) goes through these functions, so they behave alike:
+
+* **Tasks** go through plain pickle when it can, by reference (module and
+  qualified name; fast, small), and through cloudpickle otherwise: lambdas,
+  closures, and anything that refers to ``__main__``, which a worker started
+  by ``spawn``/``forkserver`` (or on another machine) may not be able to
+  import. cloudpickle sends those by value.
+* **Data** (kwargs, shared dicts, return values): plain pickle first, the fast
+  path, and cloudpickle when that fails or refers to ``__main__``.
+* **Exceptions** travel with their traceback and their ``__cause__`` and
+  ``__context__`` chain (tblib). One that cannot make the trip is replaced by
+  a :class:`RemoteTaskError` carrying its type name, message, formatted
+  traceback and the reason it could not come back, never by None.
+
+Whatever cannot be pickled raises :class:`TransportError` naming what it was
+and why, down to the attribute or item that failed where it can be found:
+``return value of task 'probe': cannot pickle '_thread.lock' object (at
+ret['lock'])``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import pickle
 import traceback
+import types
+from types import TracebackType
 from typing import Any
 
 import cloudpickle
 from tblib import Traceback
+from tblib.pickling_support import pickle_traceback
 
+from pexen.sched._errors import PoolError
 from pexen.sched._result import ExceptionInfo
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 loads = pickle.loads
 
+_MAIN = b"__main__"
 
-class TransportError(Exception):
-    """A value could not be pickled; the message says which and why."""
+
+class TransportError(PoolError, pickle.PicklingError):
+    """A task or value could not be carried to or from a worker.
+
+    Carried in the ``TaskRes`` of the task concerned; the message says what
+    could not be pickled (or unpickled) and why. ``what`` and ``reason`` hold
+    the two halves when the error was raised by this module.
+    """
+
+    def __init__(self, message: str, *, what: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+        self.reason = reason
+
+    def __reduce__(self):
+        return _rebuild_transport_error, (self.args, self.what, self.reason)
+
+
+def _rebuild_transport_error(args, what, reason):
+    return TransportError(*args, what=what, reason=reason)
 
 
 class RemoteTaskError(Exception):
     """Stands in for an exception that could not be brought back from a worker.
 
-    ``type_name`` is the original exception's qualified type name and
-    ``remote_traceback`` its traceback as formatted in the worker.
+    ``type_name`` is the original exception's qualified type name, ``message``
+    its ``str()``, ``remote_traceback`` its traceback (with its chain) as
+    formatted in the worker and ``reason`` why the original could not come
+    back. The stand-in's own ``__traceback__`` still shows the worker's frames.
     """
 
-    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
-        super().__init__(type_name, message, remote_traceback)
+    def __init__(
+        self, type_name: str, message: str, remote_traceback: str, reason: str = ""
+    ) -> None:
+        super().__init__(type_name, message, remote_traceback, reason)
         self.type_name = type_name
         self.message = message
         self.remote_traceback = remote_traceback
+        self.reason = reason
 
     def __str__(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
         return (
-            f"{self.type_name}: {self.message} (the exception could not be "
-            f"pickled; remote traceback follows)\n{self.remote_traceback}"
+            f"{self.type_name}: {self.message} [the original exception could not "
+            f"be brought back from the worker{why}; make it picklable to get it "
+            f"instead of this stand-in]"
         )
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{exc}" if str(exc) else type(exc).__name__
+# -- why a value cannot be pickled ------------------------------------------
+
+_MAX_DEPTH = 6
+_MAX_ITEMS = 64
 
 
-def dumps_task(task: Any) -> bytes:
-    """Pickle a task by value where needed (cloudpickle); raise TransportError."""
+def _pickles(value: Any) -> bool:
     try:
-        return cloudpickle.dumps(task, protocol=PROTOCOL)
-    except Exception as exc:
-        raise TransportError(f"task cannot be sent to a worker: {_reason(exc)}") from exc
-
-
-def dumps_value(value: Any, what: str) -> bytes:
-    """Pickle data, plain pickle first; raise TransportError naming *what*."""
-    try:
-        return pickle.dumps(value, PROTOCOL)
+        pickle.dumps(value, PROTOCOL)
+        return True
     except Exception:
         pass
     try:
+        cloudpickle.dumps(value, protocol=PROTOCOL)
+        return True
+    except Exception:
+        return False
+
+
+def _children(value: Any) -> list[tuple[str, Any]]:
+    """The parts of *value* pickle would visit, each with its path suffix."""
+    if isinstance(value, dict):
+        items = list(value.items())[:_MAX_ITEMS]
+        return [(f"[{key!r}]", val) for key, val in items] + [
+            (f" (a key: {key!r})", key) for key, _ in items
+        ]
+    if isinstance(value, (list, tuple)):
+        return [(f"[{n}]", item) for n, item in enumerate(value[:_MAX_ITEMS])]
+    if isinstance(value, (set, frozenset)):
+        return [(f" (an element: {item!r})", item) for item in list(value)[:_MAX_ITEMS]]
+    if isinstance(value, functools.partial):
+        return [
+            (".func", value.func),
+            *[(f".args[{n}]", arg) for n, arg in enumerate(value.args)],
+            *[(f".keywords[{key!r}]", val) for key, val in value.keywords.items()],
+            *_attributes(value),
+        ][:_MAX_ITEMS]
+    if isinstance(value, types.MethodType):
+        return [(".__self__", value.__self__), (".__func__", value.__func__)]
+    if isinstance(value, types.FunctionType):
+        code, namespace = value.__code__, value.__globals__
+        found = [(f".__globals__[{name!r}]", namespace[name])
+                 for name in code.co_names if name in namespace]
+        for name, cell in zip(code.co_freevars, value.__closure__ or (), strict=True):
+            with contextlib.suppress(ValueError):  # an empty cell
+                found.append((f".<closure {name!r}>", cell.cell_contents))
+        return found[:_MAX_ITEMS]
+    return _attributes(value)[:_MAX_ITEMS]
+
+
+def _attributes(value: Any) -> list[tuple[str, Any]]:
+    """Instance attributes, from ``__dict__`` and ``__slots__``."""
+    found = []
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):
+        found = [(f".{name}", val) for name, val in list(state.items())[:_MAX_ITEMS]]
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(value, name):
+                found.append((f".{name}", getattr(value, name)))
+    return found
+
+
+def locate_unpicklable(value: Any, root: str = "") -> str:
+    """The path (``root['key'].attr[3]``) to the innermost part that fails to pickle.
+
+    Best effort: containers and instance attributes are searched, a few levels
+    deep; *root* is returned when no smaller culprit is found.
+    """
+    path = root
+    for _depth in range(_MAX_DEPTH):
+        for suffix, child in _children(value):
+            if not _pickles(child):
+                path, value = path + suffix, child
+                break
+        else:
+            break
+    return path
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def pickling_reason(value: Any, exc: BaseException, root: str = "") -> str:
+    """Explain why *value* failed to pickle with *exc*, naming where if found."""
+    reason = _reason(exc)
+    try:
+        path = locate_unpicklable(value, root)
+    except Exception:  # a hostile __getattr__ or __eq__: the reason alone will do
+        path = root
+    return f"{reason} (at {path})" if path and path != root else reason
+
+
+# -- tasks --------------------------------------------------------------------
+
+
+def dumps_task(task: Any, name: str | None = None) -> bytes:
+    """Pickle a task, by reference where plain pickle can, by value otherwise.
+
+    A task whose plain pickle refers to ``__main__`` goes by value as well,
+    so it also works in workers that cannot import the main script. Raise
+    TransportError (naming *name*, if given) when neither way works.
+    """
+    try:
+        blob = pickle.dumps(task, PROTOCOL)
+        if _MAIN not in blob:
+            return blob
+    except Exception:
+        pass
+    try:
+        return cloudpickle.dumps(task, protocol=PROTOCOL)
+    except Exception as exc:
+        what = f"task {name!r}" if name else "task"
+        reason = pickling_reason(task, exc, "task")
+        raise TransportError(
+            f"{what} cannot be sent to a worker: {reason}; a task for a process "
+            f"pool must be picklable (a module-level function, or a lambda, "
+            f"closure or object holding only picklable values)",
+            what=what,
+            reason=reason,
+        ) from exc
+
+
+# -- data ---------------------------------------------------------------------
+
+
+def dumps_value(value: Any, what: str, root: str = "") -> bytes:
+    """Pickle data, plain pickle first; raise TransportError naming *what*.
+
+    *root* names *value* in the path of the culprit (``ret['lock']``).
+    """
+    blob = None
+    try:
+        blob = pickle.dumps(value, PROTOCOL)
+        if _MAIN not in blob:
+            return blob
+    except Exception:
+        pass
+    try:  # by value, or without ``__main__``, which the receiver may lack
         return cloudpickle.dumps(value, protocol=PROTOCOL)
     except Exception as exc:
-        raise TransportError(f"{what}: {_reason(exc)}") from exc
+        if blob is not None:
+            return blob
+        reason = pickling_reason(value, exc, root)
+        raise TransportError(f"{what}: {reason}", what=what, reason=reason) from exc
 
 
-def _stand_in(exc: BaseException, tb: Any) -> RemoteTaskError:
-    cls = type(exc)
-    text = "".join(traceback.format_exception(cls, exc, tb))
-    return RemoteTaskError(f"{cls.__module__}.{cls.__qualname__}", str(exc), text)
+def loads_value(blob: bytes, what: str) -> Any:
+    """Unpickle data; raise TransportError naming *what* if that fails here."""
+    try:
+        return loads(blob)
+    except Exception as exc:
+        reason = _reason(exc)
+        raise TransportError(
+            f"{what} cannot be unpickled here: {reason}; the modules and classes "
+            f"it refers to must be importable in this process too",
+            what=what,
+            reason=reason,
+        ) from exc
+
+
+# -- exceptions ---------------------------------------------------------------
+
+
+def _reduce_exception(exc: BaseException) -> tuple:
+    """The exception's own reduction, plus its traceback and chain.
+
+    The exception's ``__reduce_ex__`` keeps what its class knows how to keep
+    (``SystemExit.code``, keyword-only options...); the chain and the
+    traceback, which pickle drops, are put back after.
+    """
+    reduced = exc.__reduce_ex__(PROTOCOL)
+    func, args = reduced[0], reduced[1]
+    state = reduced[2] if len(reduced) > 2 else None
+    return _rebuild_exception, (
+        func,
+        args,
+        state,
+        exc.__cause__,
+        exc.__context__,
+        exc.__suppress_context__,
+        exc.__traceback__,
+        getattr(exc, "__notes__", None),
+    )
+
+
+def _rebuild_exception(func, args, state, cause, context, suppress, tb, notes):
+    try:
+        exc = func(*args)
+    except TypeError:
+        if not (isinstance(func, type) and issubclass(func, BaseException)):
+            raise
+        # an __init__ that wants other arguments than the exception keeps in
+        # ``args`` (the usual reason exceptions do not unpickle): skip it
+        exc = func.__new__(func, *args)
+        exc.args = args
+    if state:
+        setstate = getattr(exc, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        else:
+            exc.__dict__.update(state)
+    exc.__cause__ = cause
+    exc.__context__ = context
+    exc.__suppress_context__ = suppress
+    exc.__traceback__ = tb
+    if notes is not None:
+        exc.__notes__ = notes
+    return exc
+
+
+class _ChainPickler(pickle.Pickler):
+    """Plain pickle that keeps tracebacks and ``__cause__``/``__context__``."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException):
+            return _reduce_exception(obj)
+        if isinstance(obj, TracebackType):
+            return pickle_traceback(obj)
+        return NotImplemented
+
+
+class _ChainCloudPickler(cloudpickle.Pickler):
+    """cloudpickle (exception classes made at run time) that keeps the chain."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException):
+            return _reduce_exception(obj)
+        if isinstance(obj, TracebackType):
+            return pickle_traceback(obj)
+        return super().reducer_override(obj)
+
+
+def _dumps_with(pickler_cls: type, value: Any) -> bytes:
+    buf = io.BytesIO()
+    pickler_cls(buf, PROTOCOL).dump(value)
+    return buf.getvalue()
+
+
+def _type_name(cls: type) -> str:
+    module = getattr(cls, "__module__", None)
+    if module in (None, "builtins"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as err:  # __str__ itself broken
+        return f"<str() failed: {_reason(err)}>"
+
+
+def _format(exc: BaseException, tb: TracebackType | None) -> str:
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception as err:
+        return f"<the traceback could not be formatted: {_reason(err)}>\n"
 
 
 def dumps_excinfo(excinfo: ExceptionInfo) -> bytes:
-    """Pickle an ExceptionInfo with its traceback; never fails.
+    """Pickle an ExceptionInfo with its traceback and chain; never fails.
 
     The exception is round-tripped here, in the worker, so one that pickles
-    but cannot be rebuilt is replaced by a stand-in before it travels.
+    but cannot be rebuilt is replaced by a stand-in before it travels. Its
+    type name, message and formatted traceback always travel too, so the
+    receiver can still make a stand-in if *it* cannot rebuild the original.
     """
     _type, exc, tb = excinfo
+    if exc.__traceback__ is not tb:
+        exc = exc.with_traceback(tb)
+    type_name = _type_name(type(exc))
+    message = _safe_str(exc)
+    text = _format(exc, tb)
     tb_dict = Traceback(tb).as_dict() if tb is not None else None
-    try:
-        data = dumps_value(exc, "exception")
-        loads(data)
-    except Exception:
-        data = pickle.dumps(_stand_in(exc, tb), PROTOCOL)
-    return pickle.dumps((data, tb_dict), PROTOCOL)
+    reason = ""
+    kind = "exc"  # with its chain
+    reason = ""
+    for pickler_cls in (_ChainPickler, _ChainCloudPickler):
+        try:
+            data = _dumps_with(pickler_cls, exc)
+        except Exception as err:  # the last, most capable attempt says why
+            reason = pickling_reason(exc, err, "exception")
+            continue
+        try:
+            loads(data)
+            break
+        except Exception as err:
+            reason = f"it cannot be rebuilt from its pickle: {_reason(err)}"
+    else:
+        kind = "bare"  # the exception alone, without its chain
+        try:
+            data = dumps_value(exc, "exception")
+            loads(data)
+        except Exception:
+            stand_in = RemoteTaskError(type_name, message, text, reason)
+            data = pickle.dumps(stand_in, PROTOCOL)
+    return pickle.dumps((kind, data, tb_dict, type_name, message, text), PROTOCOL)
 
 
 def loads_excinfo(blob: bytes) -> ExceptionInfo:
-    """Rebuild an ExceptionInfo whose ``tb`` is a real traceback object."""
-    data, tb_dict = loads(blob)
-    exc = loads(data)
-    tb = Traceback.from_dict(tb_dict).as_traceback() if tb_dict else None
-    exc.__traceback__ = tb
+    """Rebuild an ExceptionInfo whose ``tb`` is a real traceback object.
+
+    If the exception cannot be rebuilt in this process (its class is not
+    importable here, say), a :class:`RemoteTaskError` stands in for it.
+    """
+    kind, data, tb_dict, type_name, message, text = loads(blob)
+    try:
+        exc = loads(data)
+    except Exception as err:
+        exc = RemoteTaskError(
+            type_name, message, text, f"cannot be unpickled here: {_reason(err)}"
+        )
+        kind = "bare"
+    tb = exc.__traceback__ if kind == "exc" else None
+    if tb is None and tb_dict:
+        tb = Traceback.from_dict(tb_dict).as_traceback()
+        exc.__traceback__ = tb
     return ExceptionInfo(type(exc), exc, tb)

@@ -1,0 +1,354 @@
+"""The worker process of ``ProcessWorkerPool``: its main loop and wire format.
+
+Wire format
+-----------
+Each worker has its own pipes, so the parent always knows which jobs a worker
+holds, and a worker that dies can corrupt nothing shared (a worker killed
+while holding the lock of a shared queue is how ``multiprocessing.Pool``
+hangs). Messages are *frames*: a 4-byte little-endian length, then a pickle.
+
+* parent -> worker, ``jobs`` pipe: ``(JOBS, [job, ...])`` or ``(STOP, None)``.
+  A job is ``(key, task_blob, pass_shared, data_blob, timeout)``; ``task_blob``
+  is the task pickled once per run (``_transport.dumps_task``), ``data_blob``
+  the pickled ``(kwargs, shared)``, or None for two empty dicts.
+* worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
+  ``(RESULT, outcome)`` per job, in the order the jobs came, sent as soon as
+  the job is done (never held back: a worker that dies must not take finished
+  results with it). An outcome is ``(key, shared_blob, ret_blob, exc_blob,
+  problem)``: ``shared_blob`` is None for an empty dict and False when it
+  could not be pickled, ``ret_blob`` None for None, ``exc_blob`` the
+  ``dumps_excinfo`` of what the task raised, ``problem`` None or ``(what,
+  reason)`` for a value that could not be pickled or a task that could not be
+  loaded; the parent words the message, naming the task as the user knows it.
+* worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
+  ``pexen_key`` naming the job that was running); stdout and stderr: fds 1 and
+  2 of the worker are pipes, so output of C code and subprocesses is caught
+  too. The parent's relay thread drains the three (``_proc_relay``).
+
+The *slot* is a small shared array: ``[key, start]`` of the job running now,
+``key`` -1 between jobs. It costs no message, tells the parent which job a
+dead worker was running (a job whose result arrived is never blamed) and when
+a job started, for the parent's fallback timeout.
+
+Signals
+-------
+A worker ignores SIGINT (the parent decides what Ctrl-C means), leads its own
+process group (so a timeout or a cancel can kill what the task started too),
+dies by SIGIO when the parent process dies (Linux: the parent sentinel pipe is
+in O_ASYNC mode), and enforces a job's timeout itself with ``setitimer``: the
+default action of SIGALRM ends the process even if the task is stuck in C
+code. ``-SIGALRM`` as exit status thus means "timed out".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+from pexen.sched._calling import execute
+from pexen.sched._result import ExceptionInfo
+from pexen.sched._transport import (
+    PROTOCOL,
+    TransportError,
+    dumps_excinfo,
+    dumps_value,
+    loads,
+)
+
+HEADER = struct.Struct("<I")
+MAX_FRAME = 2**32 - 1
+
+# parent -> worker
+JOBS, STOP = 0, 1
+# worker -> parent
+READY, RESULT = 0, 1
+
+NO_KEY = -1.0
+
+# streams replaced by ours are kept alive here: closing one would close fd 1/2
+_replaced_streams: list[Any] = []
+
+
+def frame(payload: bytes) -> bytes:
+    """Prefix *payload* with its length."""
+    if len(payload) > MAX_FRAME:
+        raise TransportError(
+            f"a message of {len(payload)} bytes is too large to send "
+            f"(at most {MAX_FRAME})"
+        )
+    return HEADER.pack(len(payload)) + payload
+
+
+def split_frames(buf: bytearray) -> list[bytes]:
+    """Remove and return the complete frames at the start of *buf*."""
+    frames = []
+    pos, end, size = 0, len(buf), HEADER.size
+    while end - pos >= size:
+        (length,) = HEADER.unpack_from(buf, pos)
+        if end - pos - size < length:
+            break
+        frames.append(bytes(buf[pos + size : pos + size + length]))
+        pos += size + length
+    if pos:
+        del buf[:pos]
+    return frames
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write *data* to a blocking fd, whatever the pipe takes at a time."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class FrameReader:
+    """Read frames from a blocking fd; ``read()`` returns None at end of file."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.frames: list[bytes] = []
+
+    def read(self) -> bytes | None:
+        while not self.frames:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+            self.frames = split_frames(self.buf)
+            self.frames.reverse()
+        return self.frames.pop()
+
+
+# -- setting the process up ---------------------------------------------------
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # fork copies the parent's
+    if hasattr(signal, "pthread_sigmask"):
+        # the parent blocks SIGINT while it starts us: a Ctrl-C then stays
+        # pending until now, and is ignored
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _die_with_parent() -> None:
+    """Get SIGIO (default action: terminate) when the parent process ends."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if not isinstance(sentinel, int) or not sys.platform.startswith("linux"):
+        return
+    import fcntl
+    import select
+
+    try:
+        fcntl.fcntl(sentinel, fcntl.F_SETOWN, os.getpid())
+        flags = fcntl.fcntl(sentinel, fcntl.F_GETFL)
+        fcntl.fcntl(sentinel, fcntl.F_SETFL, flags | os.O_ASYNC)
+    except OSError:
+        return
+    poller = select.poll()
+    poller.register(sentinel, select.POLLIN)
+    if poller.poll(0):  # the parent went before that
+        os._exit(1)
+
+
+def _text_stream(fd: int) -> io.TextIOWrapper:
+    return io.TextIOWrapper(
+        io.FileIO(fd, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+
+
+def _redirect_output(out_fd: int, err_fd: int) -> None:
+    """Make fds 1 and 2 our pipes, and sys.stdout/stderr fresh writers on them.
+
+    Under fork the old stream objects are the parent's (maybe pytest's
+    capture buffers); they are kept referenced, so none closes fd 1 or 2.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    _replaced_streams.extend([sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__])
+    sys.stdout = sys.__stdout__ = _text_stream(1)
+    sys.stderr = sys.__stderr__ = _text_stream(2)
+
+
+class ForwardHandler(logging.Handler):
+    """Send each record to the parent, which hands it to its own handlers."""
+
+    def __init__(self, fd: int, slot: Any) -> None:
+        super().__init__(logging.NOTSET)
+        self.fd = fd
+        self.slot = slot
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            state = dict(record.__dict__)
+            state["msg"] = record.getMessage()
+            state["args"] = None
+            if record.exc_info:
+                if not record.exc_text:
+                    state["exc_text"] = logging.Formatter().formatException(
+                        record.exc_info
+                    )
+                state["exc_info"] = None
+            key = self.slot[0]
+            state["pexen_key"] = None if key == NO_KEY else int(key)
+            try:
+                payload = pickle.dumps(state, PROTOCOL)
+            except Exception:  # an unpicklable value given as ``extra``
+                for name, value in state.items():
+                    try:
+                        pickle.dumps(value, PROTOCOL)
+                    except Exception:
+                        state[name] = repr(value)
+                payload = pickle.dumps(state, PROTOCOL)
+            write_all(self.fd, frame(payload))  # handle() holds self.lock
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(fd: int, slot: Any, levels: dict[str, int]) -> None:
+    """Forward every record the parent's levels let through, and only that.
+
+    Handlers copied by fork would write to the parent's files behind its
+    back, so every logger loses its handlers and propagates to the root,
+    whose only handler forwards; the parent routes each record to the logger
+    of its name, which applies the parent's configuration.
+    """
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+    for logger in [root, *manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+    root.setLevel(levels.get("", logging.WARNING))
+    for name, level in levels.items():
+        if name:
+            logging.getLogger(name).setLevel(level)
+    root.addHandler(ForwardHandler(fd, slot))
+
+
+# -- running jobs -------------------------------------------------------------
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _run(job: tuple) -> tuple:
+    """Run one job; return its outcome in wire form. Never raises."""
+    key, task_blob, pass_shared, data_blob, _timeout = job
+    try:
+        task = loads(task_blob)
+    except BaseException as exc:
+        return key, False, None, None, ("task", _reason(exc))
+    try:
+        kwargs, shared = loads(data_blob) if data_blob is not None else ({}, {})
+    except BaseException as exc:
+        return key, False, None, None, ("arguments", _reason(exc))
+    try:
+        _key, shared, ret, excinfo = execute(
+            (key, task, pass_shared, kwargs, shared, None)
+        )
+    except KeyboardInterrupt:  # raised by the task itself: SIGINT is ignored here
+        excinfo, ret = ExceptionInfo(*sys.exc_info()), None
+    if excinfo is not None:
+        try:
+            shared_blob = dumps_value(shared, "shared state") if shared else None
+        except TransportError:
+            shared_blob = False
+        return key, shared_blob, None, dumps_excinfo(excinfo), None
+    try:
+        shared_blob = dumps_value(shared, "shared state", "shared") if shared else None
+    except TransportError as exc:
+        return key, False, None, None, ("shared state", exc.reason)
+    try:
+        ret_blob = None if ret is None else dumps_value(ret, "return value", "ret")
+    except TransportError as exc:
+        return key, shared_blob, None, None, ("return value", exc.reason)
+    return key, shared_blob, ret_blob, None, None
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def main(
+    job_conn: Any,
+    result_conn: Any,
+    out_conn: Any,
+    err_conn: Any,
+    log_conn: Any,
+    slot: Any,
+    config: dict[str, Any],
+) -> None:
+    """The worker process: set up, say READY, then run jobs until STOP or EOF."""
+    _ignore_sigint()
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    _die_with_parent()
+    _redirect_output(out_conn.fileno(), err_conn.fileno())
+    out_conn.close()
+    err_conn.close()
+    log_fd, result_fd = log_conn.fileno(), result_conn.fileno()
+    _setup_logging(log_fd, slot, config["log_levels"])
+
+    alarm, setitimer, real = signal.SIGALRM, signal.setitimer, signal.ITIMER_REAL
+    sig_dfl, set_handler = signal.SIG_DFL, signal.signal
+    now, dumps = time.monotonic, pickle.dumps
+    write_all(result_fd, frame(dumps((READY, os.getpid()), PROTOCOL)))
+    reader = FrameReader(job_conn.fileno())
+    while True:
+        payload = reader.read()
+        if payload is None:  # the parent is gone
+            break
+        kind, jobs = loads(payload)
+        if kind == STOP:
+            break
+        for job in jobs:
+            timeout = job[4]
+            slot[1] = now()
+            slot[0] = job[0]
+            if timeout is not None:
+                set_handler(alarm, sig_dfl)  # a task may have changed it
+                setitimer(real, timeout)
+            try:
+                outcome = _run(job)
+                try:
+                    message = frame(dumps((RESULT, outcome), PROTOCOL))
+                except Exception as exc:  # e.g. too large a frame
+                    outcome = (job[0], False, None, None, ("result", _reason(exc)))
+                    message = frame(dumps((RESULT, outcome), PROTOCOL))
+            finally:
+                if timeout is not None:
+                    setitimer(real, 0)
+            _flush_output()  # before the result: the parent relays it first
+            write_all(result_fd, message)
+            slot[0] = NO_KEY
+    _flush_output()
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        # a task left a thread running: exiting normally would wait for it
+        os._exit(0)

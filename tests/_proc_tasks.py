@@ -1,0 +1,235 @@
+"""Tasks for the process pool tests, importable by name in every worker.
+
+Only the standard library is imported here, so a ``spawn`` or ``forkserver``
+worker that unpickles one of these (by reference) stays quick to start.
+Tasks that wait for something poll a file to a deadline (never a bare sleep),
+so a broken test fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import logging
+import multiprocessing
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+
+DEADLINE = 30.0  # seconds: only so that a broken test cannot hang for ever
+
+
+def wait_for(path: str | os.PathLike, deadline: float = DEADLINE) -> bool:
+    """Poll for *path* to exist; return whether it did before *deadline*."""
+    end = time.monotonic() + deadline
+    while not os.path.exists(path):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def getpid() -> int:
+    return os.getpid()
+
+
+def echo(*, value):
+    return value
+
+
+def add_to_shared(shared, *, key, value):
+    shared[key] = value
+    return sorted(shared)
+
+
+def raise_value_error(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def _inner_failure() -> None:
+    raise KeyError("inner")
+
+
+def raise_chained() -> None:
+    try:
+        _inner_failure()
+    except KeyError as exc:
+        raise RuntimeError("outer") from exc
+
+
+def exit_now(*, code: int = 7) -> None:
+    os._exit(code)
+
+
+def kill_self(*, sig: int = signal.SIGKILL) -> None:
+    os.kill(os.getpid(), sig)
+
+
+def segfault() -> None:
+    """Crash with SIGSEGV; pytest's faulthandler would dump a (noisy) trace."""
+    faulthandler.disable()
+    ctypes.string_at(0)
+
+
+def write_pid_and_wait(*, path: str) -> int:
+    """Tell the test our pid (atomically), then wait for ``path + '.go'``."""
+    tmp = path + ".tmp"
+    pathlib.Path(tmp).write_text(str(os.getpid()))
+    os.replace(tmp, path)
+    wait_for(path + ".go")
+    return os.getpid()
+
+
+def return_lock():
+    return {"lock": threading.Lock()}
+
+
+def lock_in_shared(shared) -> None:
+    shared["lock"] = threading.Lock()
+
+
+class LockedError(Exception):
+    """An exception that cannot be pickled: it holds a lock."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable() -> None:
+    raise LockedError("cannot travel")
+
+
+def _worker_only_module() -> types.ModuleType:
+    """A module that exists in this worker only, never in the parent."""
+    module = sys.modules.get("pexen_worker_only")
+    if module is None:
+        module = types.ModuleType("pexen_worker_only")
+        exec(
+            "class Thing:\n    pass\nclass Oops(Exception):\n    pass\n",
+            module.__dict__,
+        )
+        sys.modules["pexen_worker_only"] = module
+    return module
+
+
+def return_worker_only_object():
+    return _worker_only_module().Thing()
+
+
+def raise_worker_only_exception() -> None:
+    raise _worker_only_module().Oops("only the worker knows this class")
+
+
+def print_and_log(*, tag: str) -> str:
+    print(f"out {tag}")
+    print(f"err {tag}", file=sys.stderr)
+    sys.stdout.write(f"partial {tag}")  # no newline: still comes before the result
+    os.write(1, f"\nraw fd {tag}\n".encode())
+    subprocess.run(["echo", f"subprocess {tag}"], check=True)
+    log = logging.getLogger("pexen.tests.tasks")
+    log.info("info %s", tag)
+    log.debug("debug %s", tag)
+    try:
+        raise ZeroDivisionError("logged")
+    except ZeroDivisionError:
+        log.exception("failure %s", tag)
+    return tag
+
+
+def chatty(*, nbytes: int, marker: str) -> str:
+    """Print more than any pipe holds, then leave a marker file."""
+    line = "x" * 99 + "\n"
+    for _ in range(nbytes // len(line)):
+        sys.stdout.write(line)
+    sys.stdout.flush()
+    pathlib.Path(marker).write_text("done")
+    return "chatty"
+
+
+def sleep_for(*, seconds: float, ret=None):
+    """Work that takes a while (no synchronisation depends on it)."""
+    time.sleep(seconds)
+    return ret
+
+
+def hang() -> None:
+    """Never return on its own (the deadline only guards a broken test)."""
+    time.sleep(DEADLINE)
+
+
+def hang_with_sigalrm_blocked() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(DEADLINE)
+
+
+def hang_in_subprocess(*, pidfile: str) -> None:
+    """Start ``sleep`` in a child, record its pid, and wait for it."""
+    child = subprocess.Popen(["sleep", str(int(DEADLINE))])
+    pathlib.Path(pidfile + ".tmp").write_text(str(child.pid))
+    os.replace(pidfile + ".tmp", pidfile)
+    child.wait()
+
+
+def leave_a_thread_behind() -> str:
+    """Start a non-daemon thread that never ends (it would block a plain exit)."""
+    threading.Thread(target=threading.Event().wait, daemon=False).start()
+    return "left"
+
+
+def worker_facts() -> dict:
+    return {
+        "pid": os.getpid(),
+        "sigint_ignored": signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+        "own_group": os.getpgid(0) == os.getpid(),
+        "name": multiprocessing.current_process().name,
+    }
+
+
+class CountingTask:
+    """A callable object counting how often the parent pickles it."""
+
+    pickles = 0
+
+    def __reduce__(self):
+        CountingTask.pickles += 1
+        return (CountingTask, ())
+
+    def __call__(self):
+        return "counted"
+
+
+class _DyingProcess(multiprocessing.get_context("fork").Process):
+    def run(self) -> None:
+        os._exit(3)
+
+
+class DyingContext:
+    """A fork context whose processes die before they can run anything."""
+
+    def __init__(self) -> None:
+        self._ctx = multiprocessing.get_context("fork")
+        self.Process = _DyingProcess
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+class WrappedContext:
+    """A context object that is not multiprocessing's own (like ``multiprocess``)."""
+
+    def __init__(self, method: str) -> None:
+        self._ctx = multiprocessing.get_context(method)
+        self.created = 0
+
+    def Process(self, *args, **kwargs):
+        self.created += 1
+        return self._ctx.Process(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)

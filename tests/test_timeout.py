@@ -1,0 +1,229 @@
+"""Per-task ``timeout`` (SchedMeta): the process pool kills, the thread pool reports.
+
+Tasks that overrun wait on an Event or a file that never comes (or comes
+only once the test has its result), or sleep as their *work*; nothing here
+sleeps to synchronise, and no assertion is about how long anything took.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import subprocess
+import threading
+import time
+
+import pytest
+
+from pexen.sched import Sched, TaskTimeoutError, WorkerCrashError
+from pexen.sched._thread_pool import timeout_grace
+from pexen.sched.meta import assign_val
+from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
+from tests import _proc_tasks as tasks
+from tests._pools import START_METHODS, no_orphaned_workers  # noqa: F401 - autouse
+
+DEADLINE = 30.0
+
+
+def poll_for(pred, timeout: float = DEADLINE) -> bool:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def timed(fn, timeout, **kwargs):
+    task = functools.partial(fn)
+    assign_val(task, timeout=timeout, kwargs=kwargs)
+    return task
+
+
+def plain(fn, **kwargs):
+    task = functools.partial(fn)
+    assign_val(task, kwargs=kwargs)
+    return task
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_grace():
+    assert timeout_grace(0.1) == pytest.approx(0.06)
+    assert timeout_grace(5) == pytest.approx(0.55)
+    assert timeout_grace(3600) == 1.0
+
+
+# -- process pool ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_process_pool_kills_and_replaces_an_overrunning_worker(method):
+    hang = timed(tasks.hang, 0.2)
+    assign_val(hang, provides=["hung"])
+    dependent = plain(tasks.getpid)
+    assign_val(dependent, requires=["hung"])
+    after = [plain(tasks.getpid) for _ in range(3)]
+    s = Sched([hang, dependent, *after])
+    pool = ProcessWorkerPool(1, 1, mp_context=method)
+    with pytest.warns(match="1 task did not run"):
+        results = {res.task: res for res in s.run(pool=pool)}
+    res = results[hang]
+    assert res.excinfo.type is TaskTimeoutError
+    err = res.excinfo.val
+    assert str(err) == (
+        f"task 'partial(hang)' ran longer than its timeout of 0.2 s; its worker "
+        f"(pid {err.pid}) was killed"
+    )
+    assert err.timeout == 0.2
+    assert isinstance(err, TimeoutError)
+    assert dependent in s.skipped  # an uncontrolled failure
+    pids = {results[t].ret for t in after}
+    assert err.pid not in pids
+    assert all(results[t].excinfo is None for t in after)
+    assert not alive(err.pid)
+
+
+def test_the_clock_starts_when_the_task_does():
+    # queued behind a task that works longer than its timeout, it still has
+    # its whole timeout once it starts
+    long_work = plain(tasks.sleep_for, seconds=0.6, ret="long")
+    short = timed(tasks.echo, 0.3, value="short")
+    rets = [r.ret for r in Sched([long_work, short]).run(pool=ProcessWorkerPool(1, 1))]
+    assert rets == ["long", "short"]
+
+
+def test_a_task_that_blocks_the_alarm_is_killed_by_the_parent():
+    hang = timed(tasks.hang_with_sigalrm_blocked, 0.1)
+    (res,) = Sched([hang]).run(pool=ProcessWorkerPool())
+    assert res.excinfo.type is TaskTimeoutError
+    assert not alive(res.excinfo.val.pid)
+
+
+def test_a_timeout_kills_what_the_task_started(tmp_path):
+    pidfile = str(tmp_path / "child.pid")
+    hang = timed(tasks.hang_in_subprocess, 0.3, pidfile=pidfile)
+    (res,) = Sched([hang]).run(pool=ProcessWorkerPool())
+    assert res.excinfo.type is TaskTimeoutError
+    child = int(pathlib.Path(pidfile).read_text())
+    assert poll_for(lambda: not alive(child)), "the task's subprocess outlived it"
+
+
+def test_timeouts_are_not_crashes_and_the_pool_goes_on():
+    # max_restarts caps deaths no task explains; timed-out workers are not that
+    pool = ProcessWorkerPool(1, 0, max_restarts=0)
+    hangs = [timed(tasks.hang, 0.05) for _ in range(3)]
+    results = list(Sched([*hangs, tasks.getpid]).run(pool=pool))
+    assert [r.excinfo.type for r in results[:3]] == [TaskTimeoutError] * 3
+    assert results[3].excinfo is None
+    (res,) = Sched([timed(tasks.echo, 5, value="fine")]).run(pool=pool)
+    assert res.ret == "fine"  # within its timeout: untouched
+
+
+def test_a_crash_is_not_mistaken_for_a_timeout():
+    (res,) = Sched([timed(tasks.exit_now, 5)]).run(pool=ProcessWorkerPool())
+    assert res.excinfo.type is WorkerCrashError
+
+
+# -- thread pool -----------------------------------------------------------------
+
+
+def test_thread_pool_reports_the_timeout_and_goes_on():
+    gate = threading.Event()
+    ran_on = {}
+
+    def stuck():
+        ran_on["stuck"] = threading.current_thread().name
+        gate.wait(DEADLINE)
+        return "too late"
+
+    assign_val(stuck, timeout=0.1)
+
+    def where():
+        return threading.current_thread().name
+
+    others = [functools.partial(where) for _ in range(4)]
+    results = {}
+    for res in Sched([stuck, *others]).run(pool=ThreadWorkerPool(1, 1)):
+        results[res.task] = res
+        if res.task is stuck:
+            gate.set()  # let it return: stop() joins every thread
+    err = results[stuck].excinfo.val
+    assert results[stuck].excinfo.type is TaskTimeoutError
+    assert str(err) == (
+        "task 'test_thread_pool_reports_the_timeout_and_goes_on.<locals>.stuck' ran "
+        "longer than its timeout of 0.1 s; a thread cannot be stopped, so it runs on "
+        "until the task returns, and what it returns is discarded"
+    )
+    assert results[stuck].ret is None
+    # the run went on, on a replacement thread; the overrunning one got no more
+    names = {results[t].ret for t in others}
+    assert ran_on["stuck"] not in names
+    assert all(name.startswith("pexen-worker-") for name in names)
+
+
+def test_a_late_return_noticed_later_is_still_a_timeout():
+    # the caller holds a result while the task overruns and returns: when the
+    # pool next looks, it reports the timeout (as the process pool would)
+    done = threading.Event()
+
+    def slow():
+        time.sleep(0.3)  # its work
+        done.set()
+        return "finished late"
+
+    assign_val(slow, timeout=0.05)
+    first = functools.partial(tasks.echo, value="first")
+    results = []
+    for res in Sched([first, slow]).run(pool=ThreadWorkerPool(1, 1)):
+        results.append(res)
+        if res.task is first:
+            assert done.wait(DEADLINE)
+    assert results[1].excinfo.type is TaskTimeoutError
+    assert "(it returned after " in str(results[1].excinfo.val)
+
+
+def test_leaving_early_joins_the_overrunning_thread():
+    gate = threading.Event()
+
+    def stuck():
+        gate.wait(DEADLINE)
+
+    assign_val(stuck, timeout=0.05)
+    for res in Sched([stuck, tasks.getpid]).run(pool=ThreadWorkerPool(2, 0)):
+        if res.task is stuck:
+            gate.set()
+            break
+    assert not [t for t in threading.enumerate() if t.name.startswith("pexen-worker")]
+
+
+# -- every pool ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_pool",
+    [lambda: ThreadWorkerPool(), lambda: ProcessWorkerPool()],
+    ids=["thread", "process"],
+)
+def test_a_task_enforcing_its_own_timeout_reports_it_itself(make_pool):
+    # the pools step in only a grace period later, so a subprocess started
+    # with timeout= (as FilesystemFactory's scripts are) fails in its own words
+    def runs_sleep():
+        subprocess.run(["sleep", "30"], timeout=0.3, check=True)
+
+    assign_val(runs_sleep, timeout=0.3)
+    (res,) = Sched([runs_sleep]).run(pool=make_pool())
+    assert res.excinfo.type is subprocess.TimeoutExpired
+
+
+def test_the_inline_pool_ignores_timeouts():
+    # it runs tasks in the caller's thread, for debugging: nothing to stop them
+    task = timed(tasks.sleep_for, 0.01, seconds=0.05, ret="done")
+    (res,) = Sched([task]).run(pool=InlineWorkerPool())
+    assert res.ret == "done"

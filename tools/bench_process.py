@@ -1,0 +1,202 @@
+"""Benchmarks of ProcessWorkerPool against the standard library, side by side.
+
+    python tools/bench_process.py            # on its own
+    python tools/bench_process.py --quick    # smaller sizes, for a smoke test
+    python tools/bench.py --suite process    # as a suite of tools/bench.py
+
+flat: 20,000 no-op tasks through Sched+ProcessWorkerPool(2) (default spare,
+then a wider spare window) against ProcessPoolExecutor(2) (submit +
+as_completed) and multiprocessing.Pool(2).imap_unordered with chunksize 1
+and 64, every one on the same start method. Each figure is a whole run,
+start-up and shutdown of the workers included, best of three, after one
+untimed warm-up run of each (which starts the shared forkserver).
+
+cpu: 16 tasks of ~0.1 s pure-Python work each, serial in this process, then
+on two worker processes: the speedup.
+
+Figures are wall-clock and depend on the machine; compare the ratios of one
+run, not numbers from different runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import functools
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+
+if __name__ == "__main__":
+    # run as a script: import this file as a module, so the tasks below are
+    # found by name in the workers of every runner, as they would be there
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_process
+
+    bench_process.main()
+    raise SystemExit
+
+from pexen import PexenWarning
+from pexen.sched import Sched
+from pexen.sched._process_pool import default_start_method
+from pexen.sched.pool import ProcessWorkerPool
+
+WORKERS = 2
+
+
+def noop() -> None:
+    """The no-op task."""
+
+
+def noop_item(_item: object) -> None:
+    """The no-op task, for map-style APIs that pass an item."""
+
+
+def spin(n: int) -> int:
+    """Pure-Python work: about n loop iterations."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def calibrate(seconds: float) -> int:
+    """The ``spin`` argument that takes about *seconds* here."""
+    n = 100_000
+    while True:
+        start = time.perf_counter()
+        spin(n)
+        took = time.perf_counter() - start
+        if took > 0.02:
+            return max(1, int(n * seconds / took))
+        n *= 4
+
+
+def best_of(runs: int, fn) -> float:
+    return min(fn() for _ in range(runs))
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# -- the runners ---------------------------------------------------------------
+
+
+def run_pexen(tasks: list, method: str, spare: int = 1) -> float:
+    def go():
+        pool = ProcessWorkerPool(WORKERS, spare, mp_context=method)
+        count = 0
+        for res in Sched(tasks).run(pool=pool):
+            if res.excinfo is not None:
+                raise RuntimeError(f"a task failed: {res.excinfo.val!r}")
+            count += 1
+        assert count == len(tasks), (count, len(tasks))
+
+    return timed(go)
+
+
+def run_ppe(fn, n: int, method: str, arg=None) -> float:
+    def go():
+        ctx = multiprocessing.get_context(method)
+        with cf.ProcessPoolExecutor(WORKERS, mp_context=ctx) as ex:
+            args = () if arg is None else (arg,)
+            futures = [ex.submit(fn, *args) for _ in range(n)]
+            for future in cf.as_completed(futures):
+                future.result()
+
+    return timed(go)
+
+
+def run_mp_pool(n: int, method: str, chunksize: int) -> float:
+    def go():
+        ctx = multiprocessing.get_context(method)
+        with ctx.Pool(WORKERS) as pool:
+            for _ in pool.imap_unordered(noop_item, range(n), chunksize=chunksize):
+                pass
+            pool.close()
+            pool.join()
+
+    return timed(go)
+
+
+# -- the suites ----------------------------------------------------------------
+
+
+def warm_up(method: str) -> None:
+    """One small untimed run of each runner: the forkserver (shared by all)
+    starts here, not in whichever runner comes first, and imports are done."""
+    run_pexen([functools.partial(noop) for _ in range(10)], method)
+    run_ppe(noop, 10, method)
+    run_mp_pool(10, method, 1)
+
+
+def flat(n: int, method: str, runs: int) -> None:
+    def partials():
+        return [functools.partial(noop) for _ in range(n)]
+
+    rows = [
+        ("ProcessPoolExecutor(2), submit + as_completed",
+         best_of(runs, lambda: run_ppe(noop, n, method))),
+        ("multiprocessing.Pool(2).imap_unordered, chunksize=1",
+         best_of(runs, lambda: run_mp_pool(n, method, 1))),
+        ("multiprocessing.Pool(2).imap_unordered, chunksize=64",
+         best_of(runs, lambda: run_mp_pool(n, method, 64))),
+        ("pexen Sched+ProcessWorkerPool(2) (spare=1)",
+         best_of(runs, lambda: run_pexen(partials(), method))),
+        ("pexen Sched+ProcessWorkerPool(2, spare=64)",
+         best_of(runs, lambda: run_pexen(partials(), method, spare=64))),
+    ]
+    ppe = rows[0][1]
+    print(f"\nflat: {n:,} no-op tasks, {WORKERS} worker processes ({method}), "
+          f"best of {runs}")
+    print(f"  {'runner':54} {'total':>8} {'per task':>10} {'throughput':>11}")
+    for name, seconds in rows:
+        print(f"  {name:54} {seconds:7.3f}s {seconds / n * 1e6:7.1f} us "
+              f"{ppe / seconds:8.2f}x PPE")
+    chunked = rows[2][1]
+    for name, seconds in rows[3:]:
+        print(f"  {name}: {chunked / seconds:.0%} of the chunksize=64 throughput")
+
+
+def cpu(n_tasks: int, seconds: float, method: str, runs: int) -> None:
+    work = calibrate(seconds)
+    tasks = [functools.partial(spin, work) for _ in range(n_tasks)]
+    serial = best_of(runs, lambda: timed(lambda: [task() for task in tasks]))
+    pexen = best_of(runs, lambda: run_pexen(tasks, method))
+    ppe = best_of(runs, lambda: run_ppe(spin, n_tasks, method, arg=work))
+    print(f"\ncpu: {n_tasks} tasks of ~{seconds:g} s pure-Python work, "
+          f"{WORKERS} worker processes ({method}), {os.cpu_count()} CPUs, "
+          f"best of {runs}")
+    print(f"  {'runner':54} {'total':>8} {'speedup':>9}")
+    for name, took in [
+        ("serial, in this process", serial),
+        ("ProcessPoolExecutor(2)", ppe),
+        ("pexen Sched+ProcessWorkerPool(2)", pexen),
+    ]:
+        print(f"  {name:54} {took:7.3f}s {serial / took:8.2f}x")
+
+
+def run(args: argparse.Namespace) -> None:
+    """The process suite; *args* needs ``quick`` (and may have ``method``)."""
+    warnings.simplefilter("ignore", PexenWarning)
+    method = getattr(args, "method", None) or default_start_method()
+    quick = getattr(args, "quick", False)
+    runs = 1 if quick else 3
+    warm_up(method)
+    flat(2_000 if quick else 20_000, method, runs)
+    cpu(4 if quick else 16, 0.1, method, runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--method", choices=multiprocessing.get_all_start_methods(),
+                        help=f"start method (default: {default_start_method()})")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]} on {sys.platform}")
+    run(args)
