@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from pexen.sched._inline_pool import InlineWorkerPool
 from pexen.sched._pool_base import WorkerPool
+from pexen.sched._process_pool import ProcessWorkerPool
 from pexen.sched._thread_pool import ThreadWorkerPool
 
-__all__ = ["InlineWorkerPool", "ThreadWorkerPool", "WorkerPool"]
+__all__ = ["InlineWorkerPool", "ProcessWorkerPool", "ThreadWorkerPool", "WorkerPool"]
+
+# Pools on other engines load on first use, so ``import pexen.sched.pool`` never
+# imports Dask or mpi4py (they import their engine only when built).
+_LAZY = {
+    "ExecutorWorkerPool": "pexen.sched._executor_pool",
+    "DaskWorkerPool": "pexen.sched._dask_pool",
+    "MPIWorkerPool": "pexen.sched._mpi_pool",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

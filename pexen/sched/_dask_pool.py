@@ -1,0 +1,213 @@
+"""A pool on Dask distributed: an embedded local cluster, a running one, or yours.
+
+Jobs travel as in every executor pool (see ``_executor_pool``): the Dask
+worker runs ``run_job`` on two byte strings and only the outcome comes back.
+What is Dask's own:
+
+- Futures are collected with ``distributed.as_completed(with_results=True)``,
+  which fetches results on the client's event loop as they finish; Dask's
+  ``add_done_callback`` would start a callback thread that outlives the run.
+- The worker count is the cluster's thread count, asked again at most once a
+  second when the scheduler reads ``capacity``, so workers that join mid-run
+  are fed (and with ``spare=None`` the spare count follows them).
+- ``submit`` only packs a job; ``wait`` sends all packed jobs with one
+  ``Client.map``, one graph update for the scheduler instead of one per task.
+- A worker that dies while it holds a task makes the scheduler fail that
+  task with ``KilledWorker`` once its ``allowed-failures`` count is exceeded;
+  that becomes ``WorkerCrashError``. The embedded cluster allows no failure,
+  so such a task is failed at once instead of being run again on others, and
+  futures are submitted with ``retries=0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from time import monotonic
+from typing import Any
+
+from pexen.sched._engines import import_distributed
+from pexen.sched._errors import PoolError
+from pexen.sched._executor_pool import Done, RemotePool, run_job
+from pexen.sched._pool_base import check_count
+
+COUNT_INTERVAL = 1.0  # seconds between two questions about the worker count
+# spare=None: spare tasks per worker thread. A Dask round trip (client,
+# scheduler, worker and back) takes milliseconds; with short tasks a worker
+# needs several queued to stay busy meanwhile (tools/bench_cluster.py).
+SPARE_PER_WORKER = 8
+
+# The embedded scheduler fails a task whose worker died at once instead of
+# running it again on other workers (which a crashing task would kill too).
+EMBEDDED_CONFIG = {"distributed.scheduler.allowed-failures": 0}
+
+
+class DaskWorkerPool(RemotePool):
+    """Run tasks on a Dask distributed cluster.
+
+    - Neither *address* nor *client*: start a local cluster of ``workers``
+      single-threaded worker processes (default: one per CPU) on 127.0.0.1 for
+      each run, and close it when the run ends.
+    - *address* (``"tcp://host:8786"``): connect to a running scheduler for
+      each run, disconnect at its end.
+    - *client*: use your ``distributed.Client``; it stays open.
+
+    The worker count (threads across the cluster) comes from the cluster and
+    follows workers that join or leave; ``spare=None`` keeps eight spare
+    tasks queued per worker thread, which hides the scheduler's round trip
+    from short tasks (a lower ``spare`` keeps priorities tighter).
+    Workers need pexen and the modules of the tasks installed. A worker that
+    dies while running a task yields that task's ``TaskRes`` with
+    ``WorkerCrashError`` as soon as the Dask scheduler gives the task up: at
+    once on the embedded cluster, and on a cluster of yours when its
+    ``distributed.scheduler.allowed-failures`` is 0 (Dask's default, 3, first
+    runs the task on up to three more workers). Leaving a run early cancels
+    the tasks not yet finished; Dask cannot interrupt a running one, so a
+    task past its ``timeout`` is reported (``TaskTimeoutError``) only when it
+    returns.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        client: Any = None,
+        *,
+        workers: int | None = None,
+        spare: int | None = None,
+    ) -> None:
+        self._distributed = import_distributed()
+        if address is not None and client is not None:
+            raise PoolError("DaskWorkerPool takes address= or client=, not both")
+        if workers is not None and (address is not None or client is not None):
+            raise PoolError(
+                f"workers={workers!r} sizes the embedded local cluster; with "
+                f"address= or client= the worker count comes from the cluster"
+            )
+        if workers is None:
+            embedded = address is None and client is None
+            workers = (os.cpu_count() or 1) if embedded else 1
+        check_count("workers", workers, 1)
+        self._auto_spare = spare is None
+        super().__init__(
+            workers, SPARE_PER_WORKER * workers if spare is None else spare
+        )
+        self.crash_types = (self._distributed.KilledWorker,)
+        self.address = address
+        self._given_client = client
+        self._client: Any = None
+        self._cluster: Any = None
+        self._completed: Any = None  # distributed.as_completed of this run
+        self._next_count = 0.0
+
+    def __repr__(self) -> str:
+        if self._given_client is not None:
+            where = f"client={self._given_client!r}"
+        elif self.address is not None:
+            where = f"address={self.address!r}"
+        else:
+            where = f"workers={self.workers}"
+        spare = "None" if self._auto_spare else self.spare
+        return f"DaskWorkerPool({where}, spare={spare})"
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` serving the current run, else None."""
+        return self._client
+
+    @property
+    def capacity(self) -> int:
+        if self._client is not None and monotonic() >= self._next_count:
+            self._count_workers()
+        return self.workers + self.spare
+
+    def _count_workers(self) -> None:
+        self._next_count = monotonic() + COUNT_INTERVAL
+        try:
+            threads = sum(self._client.nthreads().values())
+        except OSError:  # scheduler unreachable for now: keep the last count
+            return
+        self.workers = max(threads, 1)
+        if self._auto_spare:
+            self.spare = SPARE_PER_WORKER * self.workers
+
+    def _start(self) -> None:
+        super()._start()
+        dist = self._distributed
+        if self._given_client is not None:
+            self._client = self._given_client
+        elif self.address is not None:
+            try:
+                self._client = dist.Client(self.address, set_as_default=False)
+            except OSError as exc:
+                raise PoolError(
+                    f"cannot connect to the Dask scheduler at {self.address!r}: {exc}"
+                ) from exc
+        else:
+            import dask.config
+
+            with dask.config.set(EMBEDDED_CONFIG):
+                self._cluster = dist.LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=":0",
+                )
+            self._client = dist.Client(self._cluster, set_as_default=False)
+        self._completed = dist.as_completed(
+            loop=self._client.loop, with_results=True, raise_errors=False
+        )
+        self._count_workers()
+
+    def _submit_remote(self, blobs: list[tuple[bytes, bytes]]) -> list[Any]:
+        task_blobs, data_blobs = zip(*blobs, strict=True)
+        return self._client.map(run_job, task_blobs, data_blobs, pure=False, retries=0)
+
+    def _track(self, futures: list[Any]) -> None:
+        self._completed.update(futures)
+
+    def _collect(self) -> list[Done]:
+        collected: list[Done] = []
+        for future, result in self._completed.next_batch(block=True):
+            if future.status == "finished":
+                collected.append((future, result, None))
+            elif isinstance(result, tuple):  # "error": (type, exception, traceback)
+                collected.append((future, None, result[1]))
+            else:  # "cancelled": the CancelledError itself
+                collected.append((future, None, result))
+        return collected
+
+    def _stop(self, cancel: bool) -> None:
+        futures = list(self._pending)
+        super()._stop(cancel=False)  # Dask futures are cancelled below, if need be
+        self._completed = None
+        client, self._client = self._client, None
+        cluster, self._cluster = self._cluster, None
+        try:
+            # closing a client of ours releases its tasks; yours stays open
+            if cancel and futures and client is self._given_client:
+                _call(client.cancel, futures, force=True)
+        finally:
+            del futures
+            if client is not None and client is not self._given_client:
+                _call(client.close)
+            if cluster is not None:
+                _call(cluster.close)
+
+
+_scheduled: set[asyncio.Task] = set()  # strong references until they are done
+
+
+def _call(method: Any, *args: Any, **kwargs: Any) -> None:
+    """Call a blocking Dask method, or schedule it when on Dask's event loop.
+
+    A run's generator that the garbage collector finalises may be closed on
+    any thread, Dask's event loop among them; there Dask's methods return an
+    awaitable instead of blocking, which is started rather than dropped.
+    """
+    result = method(*args, **kwargs)
+    if inspect.isawaitable(result):
+        task = asyncio.ensure_future(result)
+        _scheduled.add(task)
+        task.add_done_callback(_scheduled.discard)

@@ -1,0 +1,173 @@
+"""DaskWorkerPool on real Dask processes: by address, with a client, embedded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+from pexen.sched import PoolError, Sched, WorkerCrashError
+from pexen.sched._dask_pool import _scheduled
+from pexen.sched.meta import func_meta
+from pexen.sched.pool import DaskWorkerPool
+from tests._cluster import (
+    DaskProcesses,
+    needs_dask,
+    poll_for,
+    run_break_then_again,
+    run_contract,
+    warm_up_dask,
+)
+
+
+@pytest.fixture(scope="module")
+def dask_warm():
+    warm_up_dask()
+
+
+@pytest.fixture(scope="module")
+def cluster(dask_warm, tmp_path_factory):
+    """A scheduler and two workers, shared by the tests that leave them be."""
+    procs = DaskProcesses(tmp_path_factory.mktemp("dask"))
+    try:
+        yield procs.start(workers=2)
+    finally:
+        procs.close()
+
+
+@pytest.fixture
+def own_cluster(dask_warm, tmp_path):
+    """A cluster for one test that kills or adds workers; starts with none."""
+    procs = DaskProcesses(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+@needs_dask
+def test_contract_by_address(cluster):
+    pool = DaskWorkerPool(address=cluster.address)
+    run_contract(pool)
+    assert pool.workers == 2
+    assert pool.client is None  # disconnected after the run
+
+
+@needs_dask
+def test_break_then_run_again_by_address(cluster):
+    run_break_then_again(DaskWorkerPool(address=cluster.address, spare=2))
+
+
+@needs_dask
+def test_contract_with_the_callers_client(cluster):
+    run_contract(DaskWorkerPool(client=cluster.client))
+    assert cluster.client.status == "running"  # the caller's client stays open
+
+
+@needs_dask
+def test_run_closed_on_dasks_event_loop_does_not_block_it(cluster):
+    # a run's generator finalised by the garbage collector may be closed on
+    # any thread, Dask's event loop among them, where Dask cannot block
+    client = cluster.client
+    pool = DaskWorkerPool(client=client, spare=4)
+    gen = Sched([lambda *, i=i: i for i in range(20)]).run(pool)
+    next(gen)
+    closed = threading.Event()
+
+    def close():
+        gen.close()
+        closed.set()
+
+    client.loop.add_callback(close)
+    poll_for(closed.is_set, "the run to close on Dask's event loop")
+    assert pool.client is None
+    # the cancel was started, not dropped (a dropped one warns, failing this test)
+    poll_for(lambda: not _scheduled, "the cancel to finish")
+
+
+@needs_dask
+def test_contract_on_the_embedded_local_cluster(dask_warm):
+    pool = DaskWorkerPool(workers=2)
+    run_contract(pool)
+    assert pool.workers == 2
+    # no worker process is left: the autouse leak check of conftest.py
+
+
+@func_meta(priority=-1)
+def kills_its_worker():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@needs_dask
+def test_worker_killed_mid_task_fails_that_task_and_the_run_goes_on(own_cluster):
+    own_cluster.start(workers=2)
+    tasks = [kills_its_worker] + [lambda *, i=i: i for i in range(6)]
+    # spare=0: each worker holds only the task it runs
+    results = list(Sched(tasks).run(DaskWorkerPool(address=own_cluster.address,
+                                                   spare=0)))
+    assert len(results) == len(tasks)
+    crashed = [res for res in results if res.excinfo]
+    assert [res.task for res in crashed] == [kills_its_worker]
+    excinfo = crashed[0].excinfo
+    assert excinfo.type is WorkerCrashError
+    assert "the worker running task 'kills_its_worker' died (KilledWorker" in str(
+        excinfo.val
+    )
+    assert type(excinfo.val.__cause__).__name__ == "KilledWorker"
+    assert sorted(res.ret for res in results if not res.excinfo) == list(range(6))
+    assert len(own_cluster.worker_names()) == 1
+
+
+def meet(tmp: str, me: str) -> str:
+    """Wait until two tasks run at once (each on a worker of its own)."""
+    open(os.path.join(tmp, me), "w").close()
+    poll_for(lambda: len(os.listdir(tmp)) >= 2, "a second task running alongside")
+    from distributed import get_worker
+
+    return get_worker().name
+
+
+@needs_dask
+def test_workers_joining_mid_run_are_used(own_cluster, tmp_path):
+    own_cluster.start(workers=1)
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    first = func_meta(priority=-1)(lambda: "first")
+    tasks = [first] + [
+        func_meta(kwargs={"tmp": str(rendezvous), "me": f"t{n}"})(
+            lambda *, tmp, me: meet(tmp, me)
+        )
+        for n in range(2)
+    ]
+    pool = DaskWorkerPool(address=own_cluster.address, spare=0)
+    gen = Sched(tasks).run(pool)
+    assert next(gen).ret == "first"
+    assert pool.capacity == 1  # one worker so far: the two others wait
+    new = own_cluster.add_worker()
+    poll_for(lambda: pool.capacity == 2, "the pool to count the new worker")
+    rest = list(gen)
+    assert sorted(res.ret for res in rest) == sorted(["worker-1", new])
+
+
+@needs_dask
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"address": "tcp://127.0.0.1:1", "client": object()}, "not both"),
+        ({"address": "tcp://127.0.0.1:1", "workers": 2},
+         "workers=2 sizes the embedded local cluster"),
+        ({"workers": 0}, r"workers=0: expected an int >= 1"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(PoolError, match=message):
+        DaskWorkerPool(**kwargs)
+
+
+def test_without_dask_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(PoolError, match=r"pip install 'pexen\[dask\]'"):
+        DaskWorkerPool()

@@ -1,0 +1,88 @@
+"""MPIWorkerPool on real MPI: spawned workers, and 3 ranks under mpiexec.
+
+MPI is initialised once per process and a spawning (singleton) process keeps
+an ``mpiexec`` helper until it exits, so each MPI run is a script of its own,
+run in a subprocess; the test process never loads MPI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from pexen.sched import PoolError
+from pexen.sched.pool import MPIWorkerPool
+from tests._cluster import MPIEXEC, SCRIPTS, needs_mpi, run_program
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+SCRIPT = '''
+import os
+import sys
+
+from pexen.sched import Sched
+from pexen.sched.meta import func_meta
+from pexen.sched.pool import MPIWorkerPool
+
+
+@func_meta(kwargs={"n": 7})
+def square(*, n):  # defined in __main__: travels by value
+    return n * n, os.getpid()
+
+
+def main():
+    from tests._cluster import run_break_then_again, run_contract
+
+    workers = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    pool = MPIWorkerPool(workers=workers)
+    run_contract(pool)
+    assert pool.workers == 2, pool.workers
+    [res] = Sched([square]).run(pool)
+    assert res.ret[0] == 49 and res.ret[1] != os.getpid(), res
+    run_break_then_again(pool)
+    print(f"contract kept by {pool.workers} MPI workers")
+
+
+if __name__ == "__main__":  # mpi4py runs this file in its workers too
+    main()
+'''
+
+
+def run_script(tmp_path: Path, argv: list[str], env: dict) -> str:
+    """Write the script to *tmp_path* and run it with *argv* (SCRIPT: its path)."""
+    script = tmp_path / "mpi_suite.py"
+    script.write_text(SCRIPT)
+    env = dict(env, PYTHONPATH=os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]))
+    return run_program(
+        [arg.replace("SCRIPT", str(script)) for arg in argv], tmp_path, env
+    )
+
+
+@needs_mpi
+def test_spawned_workers(tmp_path):
+    # without the environment's scripts on PATH: the pool finds its mpiexec
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p != SCRIPTS
+    )
+    env = dict(os.environ, PATH=path)
+    out = run_script(tmp_path, [sys.executable, "SCRIPT", "2"], env)
+    assert "contract kept by 2 MPI workers" in out
+
+
+@needs_mpi
+def test_three_ranks_under_mpiexec(tmp_path):
+    out = run_script(
+        tmp_path,
+        [MPIEXEC, "-n", "3", sys.executable, "-m", "mpi4py.futures", "SCRIPT"],
+        dict(os.environ),
+    )
+    assert out.count("contract kept by 2 MPI workers") == 1, out
+
+
+def test_without_mpi_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(PoolError, match=r"pip install 'pexen\[mpi\]'"):
+        MPIWorkerPool(workers=2)
