@@ -1,0 +1,119 @@
+"""``--junit-xml``: the run as JUnit XML, the report format CI systems read.
+
+One ``<testsuite>`` (inside ``<testsuites>``) with the counts, wall time and
+start time; one ``<testcase>`` per task, named by its call path, with the
+``classname`` its call path's parent in dots (``suite.test_db``) so CI
+systems group them by module or directory. A failure carries its message and
+traceback (for an executable: its exit and the tail of its output), a skipped
+task its reason, captured output goes to ``<system-out>``. A file that could
+not be collected becomes a testcase with an ``<error>``.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from pexen.cli._report import (
+    FAILED,
+    SKIPPED,
+    Outcome,
+    RunReport,
+    command_text,
+    failure_message,
+    failure_traceback,
+    tail,
+)
+
+# XML 1.0 cannot hold these characters even escaped; show them as \xNN.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+OUTPUT_TAIL_LINES = 50
+
+
+def xml_text(text: str) -> str:
+    """Make *text* safe to put in an XML document."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _classname(name: str) -> str:
+    parent = name.rpartition("/")[0]
+    return parent.replace("/", ".") if parent else "pexen"
+
+
+def _testcase(suite: ET.Element, outcome: Outcome) -> None:
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        name=xml_text(outcome.name),
+        classname=xml_text(_classname(outcome.name)),
+        time=f"{outcome.duration or 0.0:.3f}",
+    )
+    if outcome.status == FAILED:
+        assert outcome.excinfo is not None
+        err = outcome.process_error
+        if err is not None:
+            body = f"command: {command_text(err.cmd)}\n{failure_message(outcome)}"
+            if outcome.output:
+                lines, cut = tail(outcome.output, OUTPUT_TAIL_LINES)
+                more = f"[{cut} earlier lines in system-out]\n" if cut else ""
+                body += "\n\noutput:\n" + more + "\n".join(lines)
+        else:
+            body = failure_traceback(outcome)
+        failure = ET.SubElement(
+            case,
+            "failure",
+            message=xml_text(failure_message(outcome)),
+            type=xml_text(outcome.excinfo.type.__qualname__),
+        )
+        failure.text = xml_text(body)
+    elif outcome.status == SKIPPED:
+        ET.SubElement(case, "skipped", message=xml_text(outcome.reason or ""))
+    if outcome.output:
+        ET.SubElement(case, "system-out").text = xml_text(outcome.output)
+
+
+def build_tree(report: RunReport) -> ET.ElementTree:
+    """The JUnit XML document of *report*."""
+    counts = report.counts
+    attrs = {
+        "name": "pexen",
+        "tests": str(len(report.outcomes) + len(report.collect_errors)),
+        "failures": str(counts[FAILED]),
+        "errors": str(len(report.collect_errors)),
+        "skipped": str(counts[SKIPPED]),
+        "time": f"{report.wall_time:.3f}",
+    }
+    root = ET.Element("testsuites", attrs)
+    suite = ET.SubElement(root, "testsuite", attrs)
+    if report.started is not None:
+        suite.set("timestamp", report.started.isoformat(timespec="seconds"))
+    suite.set("hostname", xml_text(socket.gethostname()))
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="pool", value=xml_text(report.pool))
+    for error in report.collect_errors:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            name=xml_text(str(error.path)),
+            classname="pexen.collect",
+            time="0.000",
+        )
+        exc = error.exc
+        node = ET.SubElement(
+            case,
+            "error",
+            message=xml_text(f"cannot collect: {type(exc).__name__}: {exc}"),
+            type=xml_text(type(exc).__qualname__),
+        )
+        node.text = xml_text(error.traceback)
+    for outcome in report.outcomes:
+        _testcase(suite, outcome)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit(path: str | Path, report: RunReport) -> None:
+    """Write *report* to *path* as JUnit XML."""
+    build_tree(report).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,198 @@
+"""``pexen run``: drive the scheduler over the collected tasks and report.
+
+The loop is the scheduler's own generator: each ``TaskRes`` becomes an
+``Outcome`` that the progress display shows at once. ``-x`` leaves the loop
+at the first failure; closing the generator makes the pool drop queued tasks,
+and ``Sched.skipped`` then names every task that did not run. Ctrl-C leaves
+the loop the same way, after which the command waits for the workers to be
+cleaned up (a second Ctrl-C abandons them), prints a partial summary and
+exits with 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import re
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Generator, Iterator
+from typing import Any, cast
+
+from rich.console import Console
+
+from pexen._errors import PexenWarning
+from pexen.cli._progress import LiveProgress, PlainProgress, Progress
+from pexen.cli._report import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    Outcome,
+    RunReport,
+    captured_output,
+)
+from pexen.cli._timing import RunClock
+from pexen.sched import Sched, TaskRes
+from pexen.sched._pool_base import WorkerPool
+
+# The scheduler's warnings, by the start of their text (it has no subclasses
+# for them). Tasks left unrun: the summary lists each with its reason.
+_SKIPPED_WARNING = re.compile(r"\d+ tasks? did not run\b")
+# A tag nobody requires: after -k, often just a requirer left out by the filter.
+_UNUSED_TAG_WARNING = re.compile(r"tags provided but required by no task\b")
+
+
+@contextlib.contextmanager
+def pexen_warnings(into: list[str], filtered: bool = False) -> Iterator[None]:
+    """Collect the text of every ``PexenWarning`` into *into* instead of printing it.
+
+    The scheduler's warning about tasks left unrun is dropped, as the summary
+    lists each of them with its reason; so is the one about tags nobody
+    requires when the tasks were *filtered* with ``-k``.
+    """
+    dropped = [_SKIPPED_WARNING] + ([_UNUSED_TAG_WARNING] if filtered else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PexenWarning)
+        original = warnings.showwarning
+
+        def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, PexenWarning):
+                text = str(message)
+                if not any(pattern.match(text) for pattern in dropped):
+                    into.append(text)
+            else:
+                original(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def announced_interrupts(console: Console) -> Iterator[None]:
+    """Say what a Ctrl-C does the moment it comes, then interrupt as usual.
+
+    The first one stops the run: the scheduler's generator then shuts the pool
+    down, waiting for the running tasks, before the interrupt reaches the
+    command's loop. A second one, while it waits, abandons them.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield  # not ours to change (a thread, or SIGINT ignored or handled)
+        return
+    presses = 0
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal presses
+        presses += 1
+        console.print(
+            "interrupted: stopping the workers (Ctrl-C again to abandon the "
+            "running tasks)"
+            if presses == 1
+            else "interrupted again: abandoning the running tasks",
+            markup=False,
+        )
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def make_progress(
+    console: Console,
+    verbosity: int,
+    sched: Sched,
+    clock: RunClock,
+    names: dict[int, str],
+) -> Progress:
+    """The display that fits the output: live on a terminal, plain lines elsewhere."""
+    if verbosity < 0:
+        return Progress(console, verbosity)
+    if console.is_terminal:
+        return LiveProgress(
+            console,
+            verbosity,
+            workers=clock.workers,
+            in_flight=lambda: sched.in_flight,
+            started=clock.started,
+            name=lambda task: names[id(task)],
+        )
+    return PlainProgress(console, verbosity)
+
+
+def _outcome(res: TaskRes, name: str, seconds: float) -> Outcome:
+    if res.excinfo is None:
+        return Outcome(
+            res.task, name, PASSED, seconds, output=captured_output(res.ret, None)
+        )
+    return Outcome(
+        res.task,
+        name,
+        FAILED,
+        seconds,
+        excinfo=res.excinfo,
+        output=captured_output(None, res.excinfo),
+    )
+
+
+def execute(
+    console: Console,
+    tasks: list[Any],
+    task_names: list[str],
+    pool: WorkerPool,
+    report: RunReport,
+    *,
+    verbosity: int = 0,
+    exitfirst: bool = False,
+    filtered: bool = False,
+) -> None:
+    """Run *tasks* on *pool*, filling *report*; return once every worker is gone.
+
+    Raises what ``Sched.run()`` raises before any task starts (``DepcheckError``,
+    ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks.
+    """
+    names = {id(task): name for task, name in zip(tasks, task_names, strict=True)}
+    sched = Sched(tasks)
+    clock = RunClock(lambda: pool.workers)
+    progress = make_progress(console, verbosity, sched, clock, names)
+    report.started = datetime.datetime.now().astimezone()
+    t_start = time.monotonic()
+    with (
+        pexen_warnings(report.warnings, filtered),
+        announced_interrupts(console),
+    ):
+        # a generator (SPEC §1): closing it shuts the pool down
+        results = cast(Generator[TaskRes, None, None], sched.run(pool))
+        progress.start(len(tasks))
+        try:
+            clock.resumed()
+            for res in results:
+                seconds = clock.finished(res.task, sched.in_flight)
+                outcome = _outcome(res, names[id(res.task)], seconds)
+                report.outcomes.append(outcome)
+                progress.task_done(outcome)
+                if exitfirst and outcome.status == FAILED:
+                    report.stopped_early = True
+                    break
+                clock.resumed()
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            try:
+                results.close()  # shuts the pool down if the loop was left early
+            except KeyboardInterrupt:
+                report.interrupted = True
+            finally:
+                report.wall_time = time.monotonic() - t_start
+                skipped = sched.skipped
+                report.outcomes += [
+                    Outcome(task, names[id(task)], SKIPPED, reason=skipped[task])
+                    for task in tasks
+                    if task in skipped
+                ]
+                progress.stop(len(skipped))

@@ -1,0 +1,142 @@
+"""The report at the end of ``pexen run``.
+
+In order: each failure with its call path and traceback (for an executable:
+its exit and the tail of its output), each skipped task with its reason,
+collection errors, warnings the run raised, the slowest tasks, and a closing
+line with the totals and the wall time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from pexen.cli._console import duration, heading, plural
+from pexen.cli._report import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    Outcome,
+    RunReport,
+    command_text,
+    failure_message,
+    failure_traceback,
+    tail,
+)
+
+OUTPUT_TAIL_LINES = 20
+GROUP_SKIPS_OVER = 5  # list tasks sharing one reason by name only up to this many
+
+
+def say(console: Console, *objects: Any) -> None:
+    """Print a line, letting a terminal wrap it (so copied text stays whole)."""
+    console.print(*objects, soft_wrap=True)
+
+
+def _print_failure(console: Console, outcome: Outcome, verbose: bool) -> None:
+    title = Text.assemble(
+        ("FAILED ", "bold red"),
+        (outcome.name, "bold"),
+        f" ({duration(outcome.duration)})",
+    )
+    err = outcome.process_error
+    if err is None:
+        say(console, title)
+        say(console, Text(failure_traceback(outcome)))
+        say(console, "")
+        return
+    title.append(": " + failure_message(outcome), style="red")
+    say(console, title)
+    say(console, Text(f"command: {command_text(err.cmd)}", style="dim"))
+    if outcome.output:
+        lines, cut = tail(outcome.output, 0 if verbose else OUTPUT_TAIL_LINES)
+        label = (
+            f"output (last {len(lines)} of {len(lines) + cut} lines, -v shows all):"
+            if cut
+            else "output:"
+        )
+        say(console, Text(label, style="dim"))
+        for line in lines:
+            say(console, Text("  | " + line))
+    else:
+        say(console, Text("no output", style="dim"))
+    say(console, "")
+
+
+def _print_skipped(console: Console, skipped: list[Outcome], verbose: bool) -> None:
+    reason2names: dict[str, list[str]] = defaultdict(list)
+    for outcome in skipped:
+        reason2names[outcome.reason or "(no reason given)"].append(outcome.name)
+    for reason, names in reason2names.items():
+        if len(names) <= GROUP_SKIPS_OVER or verbose:
+            for name in names:
+                say(
+                    console,
+                    Text.assemble(
+                        ("SKIPPED ", "yellow"), (name, "bold"), f": {reason}"
+                    ),
+                )
+        else:
+            say(
+                console,
+                Text.assemble(
+                    ("SKIPPED ", "yellow"),
+                    (plural(len(names), "task"), "bold"),
+                    f": {reason} (-v lists them)",
+                ),
+            )
+
+
+def totals_line(report: RunReport) -> str:
+    """``6 passed, 1 failed, 2 skipped in 0.52s``, with collection errors if any."""
+    counts = report.counts
+    parts = [f"{counts[PASSED]} passed"]
+    parts += [f"{counts[s]} {s}" for s in (FAILED, SKIPPED) if counts[s]]
+    if report.collect_errors:
+        parts.append(plural(len(report.collect_errors), "collection error"))
+    line = ", ".join(parts) + f" in {duration(report.wall_time)}"
+    if report.interrupted:
+        line = "interrupted: " + line
+    elif report.stopped_early:
+        line += ", stopped at the first failure"
+    return line
+
+
+def print_summary(
+    console: Console, report: RunReport, verbosity: int = 0, slowest: int = 5
+) -> None:
+    """Print the end-of-run report of *report*; *verbosity* is -1 (quiet) to 1+."""
+    verbose = verbosity > 0
+    failed = report.with_status(FAILED)
+    if failed:
+        heading(console, "failures", "bold red")
+        for outcome in failed:
+            _print_failure(console, outcome, verbose)
+    skipped = report.with_status(SKIPPED)
+    if skipped:
+        heading(console, "skipped", "yellow")
+        _print_skipped(console, skipped, verbose)
+    if report.collect_errors:
+        heading(console, "collection errors", "bold red")
+        for error in report.collect_errors:
+            say(console, Text.assemble(("ERROR ", "bold red"), (str(error), "bold")))
+            say(console, Text(error.traceback.rstrip("\n")))
+            say(console, "")
+    if report.warnings:
+        heading(console, "warnings", "yellow")
+        for message in report.warnings:
+            say(console, Text("PexenWarning: " + message, style="yellow"))
+    timed = sorted(
+        (o for o in report.outcomes if o.duration is not None),
+        key=lambda o: o.duration or 0.0,
+        reverse=True,
+    )[:slowest]
+    if timed and verbosity >= 0:
+        heading(console, f"slowest {len(timed)}", "dim")
+        for outcome in timed:
+            say(console, Text(f"{duration(outcome.duration):>8} {outcome.name}"))
+    style = "bold red" if report.exit_status else "bold green"
+    heading(console, f"{totals_line(report)} ({report.pool})", style)

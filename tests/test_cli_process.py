@@ -1,0 +1,216 @@
+"""``pexen`` as a real process: on a terminal, in a pipe, and stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pexen.sched import pool as pools
+from tests._cli import (
+    CONTROL_CHARS,
+    REPO,
+    pexen_env,
+    poll_for,
+    run_pexen,
+    write_package,
+)
+
+
+def test_python_m_pexen_in_a_pipe_prints_plain_lines():
+    proc = run_pexen("run", "examples/suite", "examples/scripts", "-j", "2")
+    assert proc.returncode == 1, proc.stderr
+    assert not CONTROL_CHARS.search(proc.stdout), "control characters in a pipe"
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("collected 15 tasks from examples/suite")
+    progress = [line for line in lines if line.startswith("[")]
+    assert len(progress) >= 10  # one per finished task
+    assert all(
+        re.match(r"\[[ \d]\d/15\] (PASSED|FAILED)  \S", line) for line in progress
+    )
+    assert "FAILED scripts/50-deploy.sh (" in proc.stdout
+    assert "  | 50-deploy.sh: error: port 8080 is already in use" in proc.stdout
+    assert proc.stderr == ""
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_on_a_terminal_shows_a_live_display():
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pexen", "run", "examples/suite", "-j", "2"],
+            cwd=REPO,
+            env=pexen_env(TERM="xterm-256color"),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        slave = -1
+        output = _read_all(master).decode("utf-8", "replace")
+        assert proc.wait(timeout=60) == 1
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert "\x1b[?25l" in output and "\x1b[?25h" in output  # cursor hidden, shown
+    assert "\x1b[" in output  # colours and cursor movement
+    assert "9/9" in output and "6 passed" in output
+    assert "FAILED" in output and "suite/test_report/test_export_report" in output
+    assert "6 passed, 1 failed, 2 skipped in" in output
+
+
+BLOCKING = """
+    import os
+    import time
+
+    from pexen.sched.meta import func_meta
+
+    def _block(name):
+        # tell the test we run, then wait for a release file that never comes
+        # (the deadline only keeps a broken test from hanging for ever)
+        here = os.environ["PEXEN_TEST_DIR"]
+        with open(os.path.join(here, name + ".started"), "w") as f:
+            f.write(str(os.getpid()))
+        release = os.path.join(here, "release")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    @func_meta
+    def test_one():
+        _block("one")
+
+    @func_meta
+    def test_two():
+        _block("two")
+
+    @func_meta(requires=["never"])
+    def test_after():
+        pass
+
+    @func_meta(provides=["never"], priority=1)
+    def test_last():
+        _block("last")
+"""
+
+
+def _start_blocking_run(tmp_path: Path, name: str, *args: str):
+    write_package(tmp_path, name, {"test_block": BLOCKING})
+    out = open(tmp_path / "out.txt", "w")  # noqa: SIM115 - closed by the caller
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pexen", "run", str(tmp_path / name), "-j", "2", *args],
+        cwd=tmp_path,
+        env=pexen_env(PEXEN_TEST_DIR=str(tmp_path)),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a shell job has
+    )
+    # two of the three blocking tasks run, one per worker (which two is the
+    # pool's choice: a process pool may queue test_two behind test_one)
+    markers = [tmp_path / f"{n}.started" for n in ("one", "two", "last")]
+    ok = poll_for(lambda: sum(p.exists() for p in markers) == 2, timeout=30)
+    if not ok:
+        proc.kill()
+        proc.wait()
+        out.close()
+        pytest.fail(f"the tasks never started:\n{(tmp_path / 'out.txt').read_text()}")
+    return proc, out
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[2]) == pgid and rest[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _finish(proc, out, tmp_path: Path) -> str:
+    try:
+        status = proc.wait(timeout=30)
+    finally:
+        out.close()
+    text = (tmp_path / "out.txt").read_text()
+    assert status == 130, text
+    return text
+
+
+def test_ctrl_c_with_threads_waits_for_running_tasks(tmp_path):
+    proc, out = _start_blocking_run(tmp_path, "blockthreads")
+    os.killpg(proc.pid, signal.SIGINT)
+    announced = "interrupted: stopping the workers (Ctrl-C again to abandon"
+    assert poll_for(lambda: announced in (tmp_path / "out.txt").read_text())
+    assert proc.poll() is None  # still waiting for the two running tasks
+    (tmp_path / "release").touch()
+    text = _finish(proc, out, tmp_path)
+    assert "SKIPPED blockthreads/test_block/test_one: started, but the run was " in text
+    assert "SKIPPED blockthreads/test_block/test_two: started, but the run was " in text
+    assert "SKIPPED blockthreads/test_block/test_after: not started" in text
+    assert "=== interrupted: 0 passed, 4 skipped in " in text
+
+
+def test_second_ctrl_c_abandons_running_threads(tmp_path):
+    proc, out = _start_blocking_run(tmp_path, "blockabandon")
+    os.killpg(proc.pid, signal.SIGINT)
+    log = tmp_path / "out.txt"
+    assert poll_for(lambda: "stopping the workers" in log.read_text())
+    os.killpg(proc.pid, signal.SIGINT)
+    text = _finish(proc, out, tmp_path)
+    assert "interrupted again: abandoning the running tasks" in text
+    assert "=== interrupted: 0 passed, 4 skipped in " in text
+    assert not (tmp_path / "release").exists()
+
+
+@pytest.mark.skipif(
+    "ProcessWorkerPool" not in pools.__all__, reason="no ProcessWorkerPool yet"
+)
+def test_ctrl_c_with_processes_exits_130_and_leaves_no_process(tmp_path):
+    proc, out = _start_blocking_run(tmp_path, "blockprocs", "--pool", "process")
+    worker_pids = [int(marker.read_text()) for marker in tmp_path.glob("*.started")]
+    assert len(worker_pids) == 2 and proc.pid not in worker_pids
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a shell does
+    text = _finish(proc, out, tmp_path)
+    assert "interrupted: stopping the workers" in text
+    assert "=== interrupted: 0 passed, 4 skipped in " in text
+    assert "(process pool, 2 workers)" in text
+    # neither the workers (each in a process group of its own) nor anything in
+    # pexen's group is left
+    assert poll_for(lambda: not _group_members(proc.pid), timeout=10), (
+        f"left behind: {_group_members(proc.pid)}"
+    )
+    assert poll_for(lambda: not any(_alive(pid) for pid in worker_pids), timeout=10)
+    assert not (tmp_path / "release").exists()
