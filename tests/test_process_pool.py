@@ -38,7 +38,7 @@ from pexen.sched._transport import RemoteTaskError, TransportError
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import ProcessWorkerPool
 from tests import _proc_tasks as tasks
-from tests._pools import START_METHODS, no_orphaned_workers  # noqa: F401 - autouse
+from tests._pools import START_METHODS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEADLINE = 30.0
@@ -784,9 +784,9 @@ def main():
         for res in Sched(work).run(pool=pool):
             print("unexpected result", res, flush=True)
     except KeyboardInterrupt:
-        from tests.conftest import _allowed_child, _children
-        left = [child for child in _children() if not _allowed_child(child[0])]
-        helpers = [pid for pid, _ in _children() if _allowed_child(pid)]
+        from tests._leaks import cpython_helpers, descendants
+        left = list(descendants().items())  # grandchildren too
+        helpers = cpython_helpers()
         (here / "report").write_text(repr({"left": left, "helpers": helpers}))
         raise
 

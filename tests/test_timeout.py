@@ -20,7 +20,7 @@ from pexen.sched._thread_pool import timeout_grace
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
-from tests._pools import START_METHODS, no_orphaned_workers  # noqa: F401 - autouse
+from tests._pools import START_METHODS
 
 DEADLINE = 30.0
 

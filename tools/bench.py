@@ -95,6 +95,16 @@ def run_graphlib(preds: dict, workers: int = 2) -> float:
     return time.perf_counter() - start
 
 
+def best_interleaved(*runners, rounds: int = 5) -> list[float]:
+    """Best time of each runner over *rounds*, taking turns so that a noisy
+    spell on a shared machine hits every runner alike."""
+    best = [float("inf")] * len(runners)
+    for _ in range(rounds):
+        for i, runner in enumerate(runners):
+            best[i] = min(best[i], runner())
+    return best
+
+
 def us_per_task(seconds: float, n: int) -> float:
     return seconds / n * 1e6
 
@@ -117,18 +127,18 @@ def core(args: argparse.Namespace) -> None:
     rows = []
 
     n = 20_000 // scale
-    tpe = min(run_tpe(noop_tasks(n)) for _ in range(3))
-    pex = min(run_pexen(noop_tasks(n)) for _ in range(3))
+    tpe, pex = best_interleaved(lambda: run_tpe(noop_tasks(n)),
+                                lambda: run_pexen(noop_tasks(n)))
     rows.append((f"flat {n} no-op, 2 threads", "ThreadPoolExecutor", tpe, n))
     rows.append(("", "pexen Sched+ThreadWorkerPool", pex, n))
     print_rows("flat", rows, baseline=tpe)
 
     rows = []
     layers = 100 // (2 if args.quick else 1)
-    tasks, preds = dag_tasks(layers, 100, 3)
-    n = len(tasks)
-    glib = min(run_graphlib(preds) for _ in range(3))
-    pex = min(run_pexen(tasks) for _ in range(3))
+    dag, preds = dag_tasks(layers, 100, 3)
+    n = len(dag)
+    glib, pex = best_interleaved(lambda: run_graphlib(preds),
+                                 lambda: run_pexen(dag))
     rows.append((f"dag {layers}x100, fan-in 3", "graphlib+ThreadPoolExecutor", glib, n))
     rows.append(("", "pexen Sched+ThreadWorkerPool", pex, n))
     print_rows("dag", rows, baseline=glib)

@@ -1,0 +1,106 @@
+"""What a test may not leave behind: threads, and processes anywhere below us.
+
+Workers started by a forkserver are its children, not ours, so the process
+check walks the whole tree below this process (grandchildren too), reading
+``/proc``. CPython's own shared helpers (the forkserver and the resource
+tracker, started once per interpreter) may stay; their children may not.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+DEADLINE = 10.0  # seconds to wait for stragglers before naming them
+
+
+def poll(pred: Callable[[], bool], timeout: float = DEADLINE) -> bool:
+    """Poll *pred* until true or *timeout*; return its last value."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _proc_table() -> tuple[dict[int, list[int]], dict[int, str]]:
+    """Children of every process, and each process's name and state."""
+    children: dict[int, list[int]] = defaultdict(list)
+    what: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # comm may contain spaces; the fields after the last ')' are fixed
+        rest = stat.rsplit(")", 1)[1].split()
+        pid = int(entry)
+        children[int(rest[1])].append(pid)
+        what[pid] = f"{stat[stat.index('(') + 1 : stat.rindex(')')]} state={rest[0]}"
+    return children, what
+
+
+def _is_cpython_helper(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    return b"forkserver" in cmdline or b"resource_tracker" in cmdline
+
+
+def descendants() -> dict[int, str]:
+    """Every process below this one (zombies included), but CPython's helpers."""
+    children, what = _proc_table()
+    me = os.getpid()
+    below: dict[int, str] = {}
+    frontier = [me]
+    while frontier:
+        parent = frontier.pop()
+        for pid in children.get(parent, ()):
+            if pid in below or pid not in what:
+                continue
+            frontier.append(pid)
+            if not (parent == me and _is_cpython_helper(pid)):
+                below[pid] = what[pid]
+    return below
+
+
+def cpython_helpers() -> list[int]:
+    """Our children that are CPython's shared helpers (forkserver, tracker)."""
+    children, _ = _proc_table()
+    return [pid for pid in children.get(os.getpid(), ())
+            if _is_cpython_helper(pid)]
+
+
+class LeakCheck:
+    """Snapshot threads and processes now; :meth:`problems` names newcomers."""
+
+    def __init__(self) -> None:
+        self.threads = set(threading.enumerate())
+        self.processes = set(descendants())
+
+    def new_threads(self) -> list[str]:
+        return [t.name for t in threading.enumerate()
+                if t not in self.threads and t.is_alive()]
+
+    def new_processes(self) -> dict[int, str]:
+        return {pid: w for pid, w in descendants().items()
+                if pid not in self.processes}
+
+    def problems(self) -> list[str]:
+        """Wait up to DEADLINE for stragglers; describe what is still there."""
+        found = []
+        if not poll(lambda: not self.new_threads()):
+            found.append(f"threads left behind: {self.new_threads()}")
+        if not poll(lambda: not self.new_processes()):
+            found.append("processes left behind (grandchildren too): "
+                         f"{self.new_processes()}")
+        return found
