@@ -21,9 +21,11 @@ SPEC_SCHED = {
 SPEC_META = {
     "SchedMeta", "assign_meta", "assign_val", "has_meta", "retrieve_meta", "func_meta",
 }
-# the pools of SPEC §5 that exist so far; ProcessWorkerPool and the engine
-# pools join pexen.sched.pool with their own issues
-SPEC_POOL_NOW = {"InlineWorkerPool", "ThreadWorkerPool"}
+# the pools of SPEC §5, the engine pools (imported lazily) included
+SPEC_POOL = {
+    "WorkerPool", "InlineWorkerPool", "ThreadWorkerPool", "ProcessWorkerPool",
+    "ExecutorWorkerPool", "DaskWorkerPool", "MPIWorkerPool",
+}
 
 # deliberate additions beyond SPEC.md
 EXTRA_PEXEN = {"__version__"}
@@ -45,7 +47,7 @@ def test_all_matches_spec(module, expected):
 
 
 def test_pool_all():
-    assert SPEC_POOL_NOW | {"WorkerPool"} <= set(pool.__all__)
+    assert sorted(pool.__all__) == sorted(SPEC_POOL)
     assert len(set(pool.__all__)) == len(pool.__all__)
     for name in pool.__all__:
         assert name.endswith("WorkerPool"), name
@@ -102,6 +104,29 @@ def test_import_pexen_stays_light():
         "import sys, pexen; "
         "heavy = [m for m in ('dask', 'distributed', 'mpi4py', 'pexen.sched') "
         "if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_factory_all():
+    from pexen import factory
+
+    spec = {"BaseFactory", "FilesystemFactory", "ModuleFactory", "ModTreeFactory",
+            "get_callpath"}
+    extra = {"CollectionError", "HeaderError"}  # what collection records/raises
+    assert sorted(factory.__all__) == sorted(spec | extra)
+    for name in ("FilesystemFactory", "ModuleFactory", "ModTreeFactory"):
+        assert issubclass(getattr(factory, name), factory.BaseFactory)
+    for method in ("callpath_push", "callpath_pop", "callpath_transfer"):
+        assert callable(getattr(factory.BaseFactory, method))
+
+
+@pytest.mark.parametrize("modname", ["pexen.sched.pool", "pexen.cli", "pexen.factory"])
+def test_engines_are_imported_only_when_used(modname):
+    code = (
+        f"import sys, {modname}; "
+        "heavy = [m for m in ('dask', 'distributed', 'mpi4py') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
