@@ -194,6 +194,91 @@ def test_every_kind_of_callable_runs(method):
     assert rets["callable object"] == "hi from a callable object"
 
 
+FACTORY_HELPERS = """
+from pexen.sched.meta import func_meta
+
+def make_task(value):
+    @func_meta(priority=2)
+    def generated():
+        return value
+    return generated
+"""
+
+FACTORY_SUITE = """
+import functools, os
+from pexen.sched.meta import assign_val, func_meta
+from .helpers import make_task
+
+@func_meta(provides=["built"])
+def build(shared):
+    shared["built by"] = "build"
+    return "module function"
+
+@func_meta(requires=["built"])
+def check(shared):
+    return "saw " + shared["built by"]
+
+made = make_task("made by a helper")
+
+class Probe:
+    def __call__(self):
+        return "callable object"
+
+probe = Probe()
+assign_val(probe, priority=1)
+
+def _scale(*, value, factor):
+    return value * factor
+
+half = functools.partial(_scale, factor=0.5)
+assign_val(half, kwargs={"value": 8})
+
+lam = lambda: "lambda"
+assign_val(lam, priority=3)
+"""
+
+
+def test_factory_made_tasks_run(method, tmp_path, monkeypatch):
+    from pexen.factory import FilesystemFactory, ModTreeFactory, get_callpath
+
+    package = f"pexen_ftree_{method}"
+    root = tmp_path / package
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "helpers.py").write_text(FACTORY_HELPERS)
+    (root / "suite.py").write_text(FACTORY_SUITE)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    script = scripts / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello from $(basename $(pwd))\n")
+    script.chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        work = [
+            *ModTreeFactory()(package),
+            *FilesystemFactory(capture_output=True, text=True)(scripts),
+        ]
+        results = Sched(work).run(pool=ProcessWorkerPool(2, mp_context=method))
+        rets = {
+            "/".join(get_callpath(res.task)): res.ret
+            for res in results
+            if res.excinfo is None
+        }
+    finally:
+        for name in [n for n in sys.modules if n.partition(".")[0] == package]:
+            del sys.modules[name]
+    hello = rets.pop("hello.sh")
+    assert (hello.returncode, hello.stdout) == (0, "hello from scripts\n")
+    assert rets == {
+        f"{package}/suite/build": "module function",
+        f"{package}/suite/check": "saw build",
+        f"{package}/suite/made": "made by a helper",
+        f"{package}/suite/probe": "callable object",
+        f"{package}/suite/half": 4.0,
+        f"{package}/suite/lam": "lambda",
+    }
+
+
 MAIN_SCRIPT = """
 import functools, sys
 from pexen.sched import Sched
@@ -328,16 +413,30 @@ def test_system_exit_keeps_its_code(method):
     assert res.excinfo.val.code == 5
 
 
-def test_each_task_is_pickled_once_per_run():
+def _held_by_one_worker(pool):
+    """The keys the pool's only worker holds now (white box: a precondition)."""
+    (worker,) = pool._workers
+    return list(worker.outstanding)
+
+
+def test_each_task_is_pickled_once_per_run(method):
+    # *counted* is sent to a worker that dies before running it, then sent
+    # again to the replacement: from the pickle made for the first dispatch
     tasks.CountingTask.pickles = 0
-    counted = tasks.CountingTask()
+    first = fresh(tasks.getpid)
     crash = fresh(tasks.exit_now)
-    # one worker holds both: the crash sends the spare back to be re-sent
-    results = by_task(Sched([crash, counted]).run(pool=ProcessWorkerPool(1, 1)))
+    counted = tasks.CountingTask()
+    pool = ProcessWorkerPool(1, 2, mp_context=method)
+    results = {}
+    for res in Sched([first, crash, counted]).run(pool=pool):
+        results[res.task] = res
+        if res.task is first:  # the spares went to its worker as it returned
+            assert len(_held_by_one_worker(pool)) == 2
     assert results[crash].excinfo.type is WorkerCrashError
-    assert results[counted].ret == "counted"
+    assert results[counted].excinfo is None
+    assert results[counted].ret != results[first].ret  # it ran in the replacement
     assert tasks.CountingTask.pickles == 1
-    list(Sched([counted]).run(pool=ProcessWorkerPool(1, 1)))
+    list(Sched([counted]).run(pool=pool))
     assert tasks.CountingTask.pickles == 2  # once more for the second run
 
 
@@ -510,15 +609,19 @@ def test_a_task_the_worker_cannot_import(method, monkeypatch):
 
 
 CRASHES = {
-    "os._exit": (functools.partial(tasks.exit_now, code=7), "exited with code 7"),
-    "SIGKILL": (tasks.kill_self, "was killed by signal SIGKILL"),
-    "SIGSEGV": (tasks.segfault, "was killed by signal SIGSEGV (a segmentation fault"),
+    "os._exit": (functools.partial(tasks.exit_now, code=7), 7, "exited with code 7"),
+    "SIGKILL": (tasks.kill_self, -signal.SIGKILL, "was killed by signal SIGKILL"),
+    "SIGSEGV": (
+        tasks.segfault,
+        -signal.SIGSEGV,
+        "was killed by signal SIGSEGV (a segmentation fault",
+    ),
 }
 
 
 @pytest.mark.parametrize("cause", list(CRASHES))
 def test_a_crash_fails_its_task_and_the_run_goes_on(method, cause):
-    crasher, words = CRASHES[cause]
+    crasher, exitcode, words = CRASHES[cause]
     crasher = functools.partial(crasher)
     assign_val(crasher, provides=["crashed"], claims=["res"])
     dependent = fresh(tasks.getpid, requires=["crashed"])
@@ -534,6 +637,7 @@ def test_a_crash_fails_its_task_and_the_run_goes_on(method, cause):
         f"task 'partial({crasher.func.__name__})' crashed its worker: worker pid "
         f"{err.pid} {words}"
     )
+    assert err.exitcode == exitcode
     assert traceback.format_tb(res.excinfo.tb)  # a real traceback
     # an uncontrolled failure: dependents and lock rivals do not run
     assert set(s.skipped) == {dependent, rival}
@@ -544,13 +648,37 @@ def test_a_crash_fails_its_task_and_the_run_goes_on(method, cause):
 
 
 def test_spares_held_by_a_dead_worker_are_not_lost(method):
+    # when *first* returns, the crash and two spares go to its worker together;
+    # the crash kills it with the spares still queued in it
+    first = fresh(tasks.getpid)
     crash = fresh(tasks.exit_now)
-    spares = [with_kwargs(tasks.echo, value=n) for n in range(3)]
-    results = by_task(
-        Sched([crash, *spares]).run(pool=ProcessWorkerPool(1, 3, mp_context=method))
-    )
+    spares = [with_kwargs(tasks.value_and_pid, value=n) for n in range(3)]
+    pool = ProcessWorkerPool(1, 3, mp_context=method)
+    results = {}
+    for res in Sched([first, crash, *spares]).run(pool=pool):
+        results[res.task] = res
+        if res.task is first:
+            assert len(_held_by_one_worker(pool)) == 3  # the crash and 2 spares
     assert results[crash].excinfo.type is WorkerCrashError
-    assert [results[t].ret for t in spares] == [0, 1, 2]
+    assert [results[t].ret[0] for t in spares] == [0, 1, 2]
+    assert results[first].ret not in {results[t].ret[1] for t in spares}
+
+
+def test_a_task_that_crashes_its_worker_runs_once(tmp_path, method):
+    # never retried: a task that kills every worker it meets cannot loop, and
+    # crashes it caused do not count against max_restarts
+    log = tmp_path / "runs"
+    crashers = [with_kwargs(tasks.note_and_exit, path=str(log)) for _ in range(3)]
+    after = fresh(tasks.getpid)
+    pool = ProcessWorkerPool(1, 1, mp_context=method, max_restarts=0)
+    results = by_task(Sched([*crashers, after]).run(pool=pool))
+    errors = [results[t].excinfo.val for t in crashers]
+    assert all(isinstance(err, WorkerCrashError) for err in errors)
+    assert [err.exitcode for err in errors] == [9, 9, 9]
+    pids = log.read_text().split()
+    assert pids == [str(err.pid) for err in errors]  # one run each, one worker each
+    assert len(set(pids)) == 3
+    assert results[after].excinfo is None
 
 
 def test_a_worker_killed_from_outside(tmp_path, method):
@@ -724,7 +852,7 @@ def _worker_pids(tmp_path, n):
     return flags, work
 
 
-@pytest.mark.parametrize("how", ["break", "close", "exception"])
+@pytest.mark.parametrize("how", ["break", "close", "throw", "raise"])
 def test_leaving_early_leaves_no_process(tmp_path, method, how):
     flags, blockers = _worker_pids(tmp_path, 2)
     quick = fresh(tasks.getpid)
@@ -742,6 +870,11 @@ def test_leaving_early_leaves_no_process(tmp_path, method, how):
         for res in s.run(pool=pool):
             note_pids(res)
             break
+    elif how == "raise":  # the loop's frame drops the generator, which closes
+        with pytest.raises(ZeroDivisionError):
+            for res in s.run(pool=pool):
+                note_pids(res)
+                raise ZeroDivisionError("in the caller's loop")
     else:
         gen = s.run(pool=pool)
         note_pids(next(gen))
@@ -795,17 +928,25 @@ if __name__ == "__main__":
 """
 
 
-def _dev_shm():
+def assert_no_shared_memory_left(pid: int, stderr: str) -> None:
+    """Nothing of process *pid* is left in /dev/shm, and nothing leaked.
+
+    /dev/shm is the whole machine's, so only names that are *pid*'s count:
+    multiprocessing's heap arenas (``pym-<pid>-...``). Its semaphores have
+    random names; the resource tracker, whose stderr is *stderr*, warns of
+    any left behind when the process ends.
+    """
     try:
-        return set(os.listdir("/dev/shm"))
+        names = os.listdir("/dev/shm")
     except OSError:
-        return set()
+        names = []
+    assert not [name for name in names if name.startswith(f"pym-{pid}-")]
+    assert "leaked" not in stderr, stderr
 
 
 def test_ctrl_c_on_a_real_process_leaves_nothing(tmp_path, method):
     script = tmp_path / "suite.py"
     script.write_text(CTRL_C_SCRIPT)
-    shm_before = _dev_shm()
     proc = subprocess.Popen(
         [sys.executable, str(script), method, str(tmp_path)],
         cwd=REPO,
@@ -831,7 +972,49 @@ def test_ctrl_c_on_a_real_process_leaves_nothing(tmp_path, method):
     assert report["left"] == []  # no worker, no zombie, once the pool stopped
     # the workers are gone, and so are CPython's helpers once their user exits
     assert poll_for(lambda: not any(exists(p) for p in pids + report["helpers"]))
-    assert not {n for n in _dev_shm() - shm_before if "mp" in n}  # no semaphore
+    assert_no_shared_memory_left(proc.pid, err.decode(errors="replace"))
+
+
+NORMAL_END_SCRIPT = """
+import functools, os, pathlib, sys
+from pexen.sched import Sched
+from pexen.sched.pool import ProcessWorkerPool
+from tests import _proc_tasks as tasks
+from tests._leaks import cpython_helpers, descendants
+
+if __name__ == "__main__":
+    pool = ProcessWorkerPool(2, 1, mp_context=sys.argv[1])
+    pids = set()
+    for _ in range(2):  # one pool, two runs
+        work = [functools.partial(tasks.getpid) for _ in range(6)]
+        pids |= {res.ret for res in Sched(work).run(pool=pool)}
+    report = {"workers": sorted(pids), "left": list(descendants().items()),
+              "helpers": cpython_helpers(), "pid": os.getpid()}
+    pathlib.Path(sys.argv[2]).write_text(repr(report))
+"""
+
+
+def test_a_normal_end_in_a_real_process_leaves_nothing(tmp_path, method):
+    script = tmp_path / "normal.py"
+    script.write_text(NORMAL_END_SCRIPT)
+    report_path = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, str(script), method, str(report_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = eval(report_path.read_text())
+    assert report["workers"] and os.getpid() not in report["workers"]
+    assert report["left"] == []  # after the runs: no worker, no zombie
+    assert not any(alive(pid) for pid in report["workers"])
+    # CPython's helpers (the forkserver, the resource tracker) end with it
+    assert poll_for(lambda: not any(exists(p) for p in report["helpers"]))
+    assert_no_shared_memory_left(report["pid"], proc.stderr)
 
 
 SUSPENDED_SCRIPT = """

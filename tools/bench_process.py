@@ -12,10 +12,15 @@ start-up and shutdown of the workers included, best of three, after one
 untimed warm-up run of each (which starts the shared forkserver).
 
 cpu: 16 tasks of ~0.1 s pure-Python work each, serial in this process, then
-on two worker processes: the speedup.
+on two worker processes: the speedup. The same rules for both pools: each
+run starts its two workers and stops them inside the timed region (a pool
+made per run, as a user's script would), and an empty run of each shows
+what that start-up and shutdown cost.
 
-Figures are wall-clock and depend on the machine; compare the ratios of one
-run, not numbers from different runs.
+The runners take turns, round after round, and each keeps its best time, so
+a noisy spell on a shared machine hits every runner alike. Figures are
+wall-clock and depend on the machine; compare the ratios of one run, not
+numbers from different runs.
 """
 
 from __future__ import annotations
@@ -74,8 +79,13 @@ def calibrate(seconds: float) -> int:
         n *= 4
 
 
-def best_of(runs: int, fn) -> float:
-    return min(fn() for _ in range(runs))
+def best_interleaved(rounds: int, *runners) -> list[float]:
+    """Best time of each runner over *rounds*, taking turns."""
+    best = [float("inf")] * len(runners)
+    for _ in range(rounds):
+        for i, runner in enumerate(runners):
+            best[i] = min(best[i], runner())
+    return best
 
 
 def timed(fn) -> float:
@@ -139,21 +149,25 @@ def flat(n: int, method: str, runs: int) -> None:
     def partials():
         return [functools.partial(noop) for _ in range(n)]
 
-    rows = [
+    runners = [
         ("ProcessPoolExecutor(2), submit + as_completed",
-         best_of(runs, lambda: run_ppe(noop, n, method))),
+         lambda: run_ppe(noop, n, method)),
         ("multiprocessing.Pool(2).imap_unordered, chunksize=1",
-         best_of(runs, lambda: run_mp_pool(n, method, 1))),
+         lambda: run_mp_pool(n, method, 1)),
         ("multiprocessing.Pool(2).imap_unordered, chunksize=64",
-         best_of(runs, lambda: run_mp_pool(n, method, 64))),
+         lambda: run_mp_pool(n, method, 64)),
         ("pexen Sched+ProcessWorkerPool(2) (spare=1)",
-         best_of(runs, lambda: run_pexen(partials(), method))),
+         lambda: run_pexen(partials(), method)),
         ("pexen Sched+ProcessWorkerPool(2, spare=64)",
-         best_of(runs, lambda: run_pexen(partials(), method, spare=64))),
+         lambda: run_pexen(partials(), method, spare=64)),
+    ]
+    best = best_interleaved(runs, *(runner for _name, runner in runners))
+    rows = [
+        (name, seconds) for (name, _runner), seconds in zip(runners, best, strict=True)
     ]
     ppe = rows[0][1]
     print(f"\nflat: {n:,} no-op tasks, {WORKERS} worker processes ({method}), "
-          f"best of {runs}")
+          f"best of {runs}, taking turns")
     print(f"  {'runner':54} {'total':>8} {'per task':>10} {'throughput':>11}")
     for name, seconds in rows:
         print(f"  {name:54} {seconds:7.3f}s {seconds / n * 1e6:7.1f} us "
@@ -166,19 +180,28 @@ def flat(n: int, method: str, runs: int) -> None:
 def cpu(n_tasks: int, seconds: float, method: str, runs: int) -> None:
     work = calibrate(seconds)
     tasks = [functools.partial(spin, work) for _ in range(n_tasks)]
-    serial = best_of(runs, lambda: timed(lambda: [task() for task in tasks]))
-    pexen = best_of(runs, lambda: run_pexen(tasks, method))
-    ppe = best_of(runs, lambda: run_ppe(spin, n_tasks, method, arg=work))
+    idle = [functools.partial(noop) for _ in range(WORKERS)]
+    serial, pexen, ppe, pexen_idle, ppe_idle = best_interleaved(
+        runs,
+        lambda: timed(lambda: [task() for task in tasks]),
+        lambda: run_pexen(tasks, method),
+        lambda: run_ppe(spin, n_tasks, method, arg=work),
+        lambda: run_pexen(idle, method),  # start-up and shutdown alone
+        lambda: run_ppe(noop, WORKERS, method),
+    )
     print(f"\ncpu: {n_tasks} tasks of ~{seconds:g} s pure-Python work, "
           f"{WORKERS} worker processes ({method}), {os.cpu_count()} CPUs, "
-          f"best of {runs}")
-    print(f"  {'runner':54} {'total':>8} {'speedup':>9}")
-    for name, took in [
-        ("serial, in this process", serial),
-        ("ProcessPoolExecutor(2)", ppe),
-        ("pexen Sched+ProcessWorkerPool(2)", pexen),
+          f"best of {runs}, taking turns")
+    print(f"  {'runner':54} {'total':>8} {'speedup':>9} {'start+stop':>11}")
+    print(f"  {'serial, in this process':54} {serial:7.3f}s {1:8.2f}x")
+    for name, took, overhead in [
+        ("ProcessPoolExecutor(2)", ppe, ppe_idle),
+        ("pexen Sched+ProcessWorkerPool(2)", pexen, pexen_idle),
     ]:
-        print(f"  {name:54} {took:7.3f}s {serial / took:8.2f}x")
+        print(f"  {name:54} {took:7.3f}s {serial / took:8.2f}x "
+              f"{overhead * 1e3:8.1f} ms")
+    print(f"  (each pool's total includes starting and stopping its workers; "
+          f"start+stop is an empty run of {WORKERS} no-op tasks)")
 
 
 def run(args: argparse.Namespace) -> None:
