@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -15,6 +17,36 @@ EXAMPLES = REPO / "examples"
 
 # Anything but newline: a plain (non-terminal) output must hold none of these.
 CONTROL_CHARS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\x9b]")
+
+
+# Where the standard library, installed packages and pexen itself live.
+_INSTALLED = tuple(
+    {os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    | {str(REPO / "pexen") + os.sep}
+)
+
+
+@contextlib.contextmanager
+def restore_imports() -> Iterator[None]:
+    """Undo what collecting a suite does to ``sys.path`` and ``sys.modules``.
+
+    Only the suites' modules are forgotten: a module of the standard library
+    or of an installed package imported meanwhile (``multiprocessing.heap`` by
+    the first process pool) stays, as a second copy of it would make objects
+    that no longer pickle as its classes.
+    """
+    path, before = list(sys.path), set(sys.modules)
+    try:
+        yield
+    finally:
+        sys.path[:] = path
+        for name in set(sys.modules) - before:
+            top = sys.modules.get(name.partition(".")[0])
+            where = getattr(top, "__file__", None) or ""
+            if name.partition(".")[0] not in before and not where.startswith(
+                _INSTALLED
+            ):
+                del sys.modules[name]
 
 
 def write_package(root: Path, name: str, modules: dict[str, str]) -> Path:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import pickle
+import sys
+import threading
+import warnings
+
 import pytest
 from rich.console import Console
 
-from pexen.cli import _timing
+from pexen import PexenWarning
+from pexen.cli import _capture, _pools, _progress, _run, _timing
 from pexen.cli._console import duration
+from pexen.cli._main import build_parser
 from pexen.cli._progress import LiveProgress
 from pexen.cli._report import FAILED, PASSED, Outcome
+from pexen.cli._run import pexen_warnings
 from pexen.cli._select import matches, select
-from pexen.sched import ExceptionInfo
-from pexen.sched.meta import func_meta
+from pexen.sched import ExceptionInfo, Sched
+from pexen.sched._calling import passes_shared
+from pexen.sched.meta import func_meta, retrieve_meta
+from pexen.sched.pool import InlineWorkerPool
 
 
 @pytest.mark.parametrize(
@@ -165,3 +175,111 @@ def test_live_display_prints_failures_above_it():
     text = console.export_text()
     assert "suite/ok" not in text  # passes show only with -v
     assert "[2/2] FAILED  suite/bad (0.20s): ValueError: boom" in text
+
+
+def test_live_display_shows_the_elapsed_time(clock_time, monkeypatch):
+    monkeypatch.setattr(_progress.time, "monotonic", clock_time)
+    console = Console(record=True, width=100, force_terminal=True)
+    progress = LiveProgress(
+        console, 0, workers=lambda: 1, in_flight=dict, started=lambda t: None, name=str
+    )
+    progress.start(3)
+    clock_time.now += 3725
+    progress.stop(0)
+    assert "1:02:05" in console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--pool", "thread", "-j", "3", "--spare", "0"], ("ThreadWorkerPool", 3, 0)),
+        (["--pool", "process", "-j", "2", "--spare", "4"], ("ProcessWorkerPool", 2, 4)),
+        (["-j", "auto"], ("ThreadWorkerPool", _pools.available_cpus(), 1)),
+        ([], ("ThreadWorkerPool", _pools.available_cpus(), 1)),
+    ],
+)
+def test_pool_options_reach_the_pool(argv, expected):
+    args = build_parser().parse_args(["run", "x", *argv])
+    pool = _pools.make_pool(args)
+    assert (type(pool).__name__, pool.workers, pool.spare) == expected
+
+
+def test_the_schedulers_warnings_are_recognised():
+    """The CLI knows two core warnings by their text: pin that text here."""
+
+    @func_meta(provides=["a", "unused"])
+    def fails():
+        raise RuntimeError("boom")
+
+    @func_meta(requires=["a"])
+    def needs_a():
+        pass
+
+    for filtered, kept in ((False, 1), (True, 0)):
+        seen: list[str] = []
+        with pexen_warnings(seen, filtered=filtered):
+            results = list(Sched([fails, needs_a]).run(InlineWorkerPool()))
+        assert len(results) == 1
+        # "1 task did not run" is never kept: the summary lists skipped tasks
+        assert len(seen) == kept, seen
+        assert all(text.startswith("tags provided but required") for text in seen)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(Sched([fails, needs_a]).run(InlineWorkerPool()))
+    texts = [str(w.message) for w in caught if issubclass(w.category, PexenWarning)]
+    assert any(_run._SKIPPED_WARNING.match(text) for text in texts), texts
+    assert any(_run._UNUSED_TAG_WARNING.match(text) for text in texts), texts
+
+
+@func_meta(provides=["greeting"], claims=["port"], timeout=5)
+def _printing_task(shared, *, who="world"):
+    print(f"hello {who}")
+    print("to stderr", file=sys.stderr)
+    shared["greeted"] = who
+    return len(who)
+
+
+def test_capturing_task_is_called_like_the_task_and_pickles():
+    wrapped = _capture.CapturingTask(_printing_task)
+    assert retrieve_meta(wrapped) is retrieve_meta(_printing_task)
+    # the scheduler decides from the task's own signature how to call it
+    assert passes_shared(wrapped, {"who": "x"}) is True
+    copy = pickle.loads(pickle.dumps(wrapped))
+    assert copy.__wrapped__ is _printing_task
+    assert retrieve_meta(copy) is retrieve_meta(_printing_task)
+    shared: dict = {}
+    result = copy(shared, who="pexen")
+    assert (result.ret, result.output) == (5, "hello pexen\nto stderr\n")
+    assert shared == {"greeted": "pexen"}
+    assert isinstance(sys.stdout, _capture._ThreadRouter)  # until the run ends
+    _capture.uninstall()
+    assert not isinstance(sys.stdout, _capture._ThreadRouter)
+
+
+def test_capture_keeps_threads_apart_and_rides_on_exceptions():
+    barrier = threading.Barrier(2, timeout=30)
+
+    def talk(word):
+        barrier.wait()  # both print while the other one does
+        for _ in range(50):
+            print(word)
+        if word == "bad":
+            raise ValueError(word)
+
+    results: dict = {}
+
+    def run(word):
+        try:
+            results[word] = _capture.CapturingTask(talk)(word).output
+        except ValueError as exc:
+            results[word] = getattr(exc, _capture.OUTPUT_ATTR)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in ("good", "bad")]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        _capture.uninstall()
+    assert results == {"good": "good\n" * 50, "bad": "bad\n" * 50}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
-import sys
 
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
@@ -14,18 +13,16 @@ from pexen.cli import main
 from pexen.cli._listing import one_worker_order
 from pexen.sched import Sched
 from pexen.sched.pool import InlineWorkerPool
-from tests._cli import EXAMPLES, write_package, write_script
+from tests._cli import EXAMPLES, restore_imports, write_package, write_script
 
 _names = itertools.count()
 
 
 @pytest.fixture
 def isolated_imports():
-    path, modules = list(sys.path), set(sys.modules)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
+    """Undo what collecting a suite does to ``sys.path`` and ``sys.modules``."""
+    with restore_imports():
+        yield
 
 
 @pytest.fixture
@@ -44,6 +41,7 @@ def _mixed_suite(root, name):
 
                 @func_meta(provides=["data"])
                 def test_fails():
+                    print("reading <data>")
                     raise ValueError("bad <data> & more")
 
                 @func_meta(requires=["data"])
@@ -52,7 +50,7 @@ def _mixed_suite(root, name):
 
                 @func_meta
                 def test_passes():
-                    pass
+                    print("all fine")
             """,
             "test_broken": "raise RuntimeError('cannot import me')\n",
         },
@@ -95,6 +93,8 @@ def test_junit_xml_structure(tmp_path, capsys, isolated_imports, pkg_name):
     assert failure.type == "ValueError"
     assert "Traceback (most recent call last):" in failure.text
     assert 'raise ValueError("bad <data> & more")' in failure.text
+    assert failed.system_out == "reading <data>\n"  # what the Python task printed
+    assert passed.system_out == "all fine\n"
 
     skipped = cases[f"{pkg_name}/test_mod/test_needs_data"]
     (skip,) = skipped.result

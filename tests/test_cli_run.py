@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import sys
 
 import pytest
 
 from pexen.cli import main
-from tests._cli import CONTROL_CHARS, EXAMPLES, write_package, write_script
+from tests._cli import (
+    CONTROL_CHARS,
+    EXAMPLES,
+    restore_imports,
+    write_package,
+    write_script,
+)
 
 _names = itertools.count()
 
@@ -17,11 +24,8 @@ _names = itertools.count()
 @pytest.fixture
 def isolated_imports():
     """Undo what collecting a suite does to ``sys.path`` and ``sys.modules``."""
-    path, modules = list(sys.path), set(sys.modules)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
+    with restore_imports():
+        yield
 
 
 @pytest.fixture
@@ -132,11 +136,31 @@ def test_no_command_prints_help_and_exits_2(capsys):
     assert "usage: pexen" in capsys.readouterr().err
 
 
-def test_help_exits_0_with_examples(capsys):
-    assert main(["run", "--help"]) == 0
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        ([], "pexen run examples/suite"),
+        (["run"], "pexen run examples/suite"),
+        (["list"], "pexen list examples/suite"),
+        (["graph"], "pexen graph examples/scripts --format mermaid"),
+    ],
+)
+def test_help_of_every_command_exits_0_with_examples(capsys, command, example):
+    assert main([*command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "examples:" in out and "pexen run examples/suite" in out
-    assert "--junit-xml FILE" in out
+    assert f"usage: pexen {' '.join(command)}".rstrip() in out
+    assert "examples:" in out and example in out
+
+
+def test_run_help_names_every_pool_and_option(capsys):
+    assert main(["run", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # as if never wrapped
+    assert "--pool {thread,process,dask,mpi}" in out
+    assert "--address URL" in out and "--pool dask --address tcp://" in out
+    assert "--pool mpi" in out.partition("examples:")[2]
+    for option in ("-j N, --workers N", "--spare N", "-x, --exitfirst"):
+        assert option in out
+    assert "--junit-xml FILE" in out and "-v, --verbose" in out and "-q, --quiet" in out
 
 
 def test_address_needs_dask(capsys, isolated_imports):
@@ -283,3 +307,108 @@ def test_process_pool(capsys, isolated_imports):
     assert "pexen/sched" not in out  # the pool's own frames are left out
     assert out.splitlines()[-1].endswith("(process pool, 2 workers) ===")
     assert "=== 6 passed, 1 failed, 2 skipped in " in out
+
+
+PRINTING = """
+    import sys
+
+    from pexen.sched.meta import func_meta
+
+    @func_meta(provides=["x"])
+    def test_chatty(shared):
+        print("chatty says hello")
+        shared["v"] = 1
+
+    @func_meta(requires=["x"])
+    def test_fails(shared):
+        for i in range(25):
+            print("fails line", i)
+        print("fails on stderr", file=sys.stderr)
+        raise ValueError("nope")
+"""
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_python_task_output_is_captured(
+    tmp_path, capsys, isolated_imports, pkg_name, pool
+):
+    write_package(tmp_path, pkg_name, {"test_print": PRINTING})
+    stdout, stderr = sys.stdout, sys.stderr
+    status, out, err = run(capsys, str(tmp_path / pkg_name), "--pool", pool)
+    assert (sys.stdout, sys.stderr) == (stdout, stderr), "the capture is undone"
+    assert status == 1
+    # nothing a task printed mixes into the progress lines or reaches stderr
+    assert "chatty says hello" not in out and err == ""
+    failure = out[out.index("=== failures ===") :]
+    assert 'raise ValueError("nope")' in failure
+    assert "_capture.py" not in failure, "the capture wrapper's frame is left out"
+    assert "output (last 20 of 26 lines, -v shows all):" in failure
+    assert "  | fails line 24\n  | fails on stderr\n" in failure
+    assert "  | fails line 4\n" not in failure
+    status, out, _ = run(capsys, str(tmp_path / pkg_name), "--pool", pool, "-v")
+    assert "output:\n  | fails line 0\n" in out
+
+
+def test_directory_of_modules_and_one_executable(tmp_path, capsys, isolated_imports):
+    modules = tmp_path / "loose"
+    modules.mkdir()
+    (modules / f"test_loose_{next(_names)}.py").write_text(
+        "from pexen.sched.meta import func_meta\n"
+        "@func_meta\n"
+        "def test_one():\n"
+        "    pass\n"
+    )
+    status, out, _ = run(capsys, str(modules))
+    assert status == 0
+    assert f"collected 1 task from {modules} (directory of Python modules)" in out
+    script = write_script(tmp_path / "bin" / "check.sh", "echo fine")
+    status, out, _ = run(capsys, str(script))
+    assert status == 0
+    assert f"collected 1 task from {script} (executable)" in out
+    assert "PASSED  check.sh (" in out
+
+
+def test_verbose_on_a_terminal_prints_every_finished_task(
+    capsys, monkeypatch, isolated_imports
+):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for flags, shown in (([], False), (["-v"], True)):
+        screen = Terminal()
+        monkeypatch.setattr(sys, "stdout", screen)
+        assert main(["run", str(EXAMPLES / "suite"), "-k", "test_db", *flags]) == 0
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # no styles
+        assert ("PASSED  suite/test_db/test_migrate (" in text) is shown
+
+
+UNUSED_TAG = """
+    from pexen.sched.meta import func_meta
+
+    @func_meta(provides=["nobody-needs-this"])
+    def test_provider():
+        pass
+
+    @func_meta
+    def test_other():
+        pass
+"""
+
+
+def test_warnings_of_the_run_are_listed_except_filtered_ones(
+    tmp_path, capsys, isolated_imports, pkg_name
+):
+    write_package(tmp_path, pkg_name, {"test_warn": UNUSED_TAG})
+    status, out, err = run(capsys, str(tmp_path / pkg_name))
+    assert status == 0 and err == ""
+    warned = out[out.index("=== warnings ===") :]
+    assert "PexenWarning: tags provided but required by no task: " in warned
+    assert "'nobody-needs-this'" in warned
+    # after -k, a tag nobody requires is mostly a requirer the filter left out
+    status, out, _ = run(capsys, str(tmp_path / pkg_name), "-k", "test_provider")
+    assert status == 0 and "=== warnings ===" not in out
+    # the scheduler's "tasks did not run" warning: the summary's skipped list
+    # says the same, task by task
+    status, out, _ = run(capsys, str(EXAMPLES / "suite"))
+    assert "=== skipped ===" in out and "=== warnings ===" not in out

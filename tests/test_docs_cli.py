@@ -5,9 +5,9 @@ Each ```console block is a shell session: ``$ command`` lines run one by one
 ``examples`` is this checkout's; the lines after a command are what it must
 print. ``...`` stands for lines left out. Lines are compared after blurring
 what changes from run to run: durations, worker counts, the progress
-counter's place and the directory's path. ``echo $?`` prints the exit status
-of the command before it; without one, a command must not fail with a usage
-error (exit status 2) unless it prints ``pexen: error:``.
+counter's place, the directory's path and pexen's version. ``echo $?``
+prints the exit status of the command before it; without one, a command must
+not fail with a usage error (exit status 2) unless it prints ``pexen: error:``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 
 import pytest
 
+from pexen.cli._main import build_parser
 from pexen.sched import pool as pools
 from tests._cli import EXAMPLES, REPO, pexen_env
 
@@ -49,6 +50,7 @@ def blur(line: str, root: str) -> str:
     line = re.sub(r"\b\d+\.\d+s\b|\b\d+m\d\ds\b", "N.NNs", line)
     line = re.sub(r"\b\d+ workers?\b", "N workers", line)
     line = re.sub(r"^\[\s*\d+/", "[n/", line)
+    line = re.sub(r"^pexen \d+\.\d+\S*$", "pexen N.N.N", line)  # --version
     return " ".join(line.split())
 
 
@@ -80,29 +82,48 @@ def scratch(tmp_path):
 SESSIONS = sessions()
 
 
-def test_the_page_has_examples_of_every_option():
+# Options shown in a ```sh block only: they need a running cluster.
+NOT_RUN_HERE = {"--address"}
+
+
+def _options() -> dict[str, list[tuple[str, ...]]]:
+    """Every option of every command, as ``{command: [option strings, ...]}``."""
+    parser = build_parser()
+    found = {"": [a.option_strings for a in parser._actions if a.option_strings]}
+    for action in parser._subparsers._group_actions:
+        for name, sub in action.choices.items():
+            found[name] = [a.option_strings for a in sub._actions if a.option_strings]
+    return found
+
+
+def test_the_page_has_an_example_of_every_option_of_every_command():
+    """Each option is described, and an example on the page runs it.
+
+    An option that several commands share (``-k``, ``--kind``) needs one
+    example with any of them; ``--help`` one as well.
+    """
     text = PAGE.read_text()
-    commands = " ".join(cmd for steps in SESSIONS for cmd, _ in steps)
-    for option in (
-        "-j",
-        "--spare",
-        "--pool process",
-        "--pool dask",
-        "--pool mpi",
-        "-k",
-        "--kind",
-        "--follow-symlinks",
-        "-x",
-        "--junit-xml",
-        "--slowest",
-        "-v",
-        "-q",
-        "--format mermaid",
-    ):
-        assert re.search(rf"(^| ){re.escape(option)}( |$)", commands), option
-    assert (
-        "--address" in text and "pexen list" in commands and "pexen graph" in commands
-    )
+    commands = [cmd for steps in SESSIONS for cmd, _ in steps]
+    option2commands: dict[tuple[str, ...], list[str]] = {}
+    for command, options in _options().items():
+        assert any(f"pexen {command}" in c for c in commands), command
+        for strings in options:
+            option2commands.setdefault(tuple(strings), []).append(command)
+    for strings, having in option2commands.items():
+        name = "/".join(strings)
+        assert any(f"`{s}" in text for s in strings), f"{name}: not described"
+        if NOT_RUN_HERE.intersection(strings):
+            continue
+        runs = [c for c in commands if any(f"pexen {h}" in c for h in having)]
+        shown = any(
+            re.search(rf"(^| ){re.escape(s)}( |=|$)", c) for s in strings for c in runs
+        )
+        assert shown, f"{name} (pexen {' or '.join(having)}): no example runs it"
+    for value in ("process", "dask", "mpi"):
+        assert any(f"--pool {value}" in c for c in commands), value
+    assert any("--format mermaid" in c for c in commands)
+    assert any("--kind exec" in c for c in commands)
+    assert "--address tcp://" in text
 
 
 @pytest.mark.parametrize("steps", SESSIONS, ids=lambda steps: steps[0][0][:60])

@@ -17,9 +17,12 @@ def _blocks(lang: str) -> list[str]:
 
 
 def _normalise(text: str) -> list[str]:
-    """Lines with durations, progress counts and the checkout path masked,
-    sorted (two workers finish tasks in either order)."""
+    """Lines with durations, progress counts, the worker count (one per CPU),
+    the checkout path and traceback carets (Python 3.11+ only) masked, sorted
+    (two workers finish tasks in either order)."""
     text = re.sub(r"\d+\.\d+s", "T", text)
+    text = re.sub(r"\b\d+ workers?\b", "N workers", text)
+    text = re.sub(r"^\s*[~^]+\s*$", "", text, flags=re.MULTILINE)
     text = re.sub(r"^\[\d+/", "[n/", text, flags=re.MULTILINE)
     text = text.replace(str(REPO), "/path/to/pexen")
     return sorted(line.rstrip() for line in text.splitlines() if line.strip())

@@ -66,6 +66,7 @@ class Collection:
     sources: list[Source] = attrs.field(factory=list)
     errors: list[Any] = attrs.field(factory=list)  # pexen.factory.CollectionError
     import_paths: list[str] = attrs.field(factory=list)  # put on sys.path for them
+    python_ids: set[int] = attrs.field(factory=set)  # id() of the Python tasks
 
     def describe(self) -> str:
         """``collected 9 tasks from examples/suite (Python package 'suite')``."""
@@ -214,5 +215,7 @@ def collect(
         collection.names += [task_name(task) for task in new]
         collection.errors += errors
         collection.sources.append(Source(path, what, len(new)))
+        if how == "python":
+            collection.python_ids.update(id(task) for task in new)
     collection.import_paths = [entry for entry in sys.path if entry not in before]
     return collection

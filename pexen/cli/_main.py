@@ -41,6 +41,7 @@ examples:
   pexen run -j 4 --pool process tests/  four worker processes
   pexen run examples/scripts -x         executables; stop at the first failure
   pexen run tests -k db --junit-xml report.xml
+  pexen run tests --pool dask --address tcp://host:8786   on a Dask cluster
   pexen list examples/suite             the tasks, their metadata and run order
   pexen graph examples/suite | dot -Tsvg > graph.svg
 
@@ -58,6 +59,9 @@ examples:
   pexen run examples/suite -j 2 --pool process -v
   pexen run examples/scripts -k 'scripts/[12]0-*' --junit-xml junit.xml
   pexen run examples/suite -x -q
+  pexen run examples/suite --pool dask -j 4    a local Dask cluster of four
+  pexen run examples/suite --pool dask --address tcp://scheduler:8786
+  pexen run examples/suite --pool mpi -j 4     four spawned MPI workers
 
 exit status: 0 all passed, 1 a task failed (or was skipped because of a failure),
 2 usage or collection error, 130 interrupted (Ctrl-C).
@@ -300,6 +304,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 verbosity=verbosity,
                 exitfirst=args.exitfirst,
                 filtered=bool(args.patterns),
+                capture_ids=collection.python_ids,
             )
     except PexenError as exc:  # the graph is unsound, or the pool cannot start
         if collection.errors:

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from pexen import sched as sched_package
+from pexen.cli import _capture
 from pexen.sched import ExceptionInfo
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -131,21 +132,25 @@ def failure_message(outcome: Outcome) -> str:
     return f"{kind}: {text[0]}" if text else kind
 
 
-_SCHED_DIR = os.path.dirname(os.path.abspath(sched_package.__file__)) + os.sep
+# Frames of pexen's own that call a task: the scheduler's, the capture wrapper's.
+_CALLER_FRAMES = (
+    os.path.dirname(os.path.abspath(sched_package.__file__)) + os.sep,
+    os.path.abspath(_capture.__file__),
+)
 
 
 def failure_traceback(outcome: Outcome) -> str:
     """The traceback of a failed task as Python prints it, from the task's own frame.
 
-    The scheduler's frames that called the task are left out, as pytest
-    leaves out its own.
+    The frames of the scheduler and of the capture wrapper that called the
+    task are left out, as pytest leaves out its own.
     """
     assert outcome.excinfo is not None
     kind, exc, tb = outcome.excinfo
     while (
         tb is not None
         and tb.tb_next is not None
-        and tb.tb_frame.f_code.co_filename.startswith(_SCHED_DIR)
+        and tb.tb_frame.f_code.co_filename.startswith(_CALLER_FRAMES)
     ):
         tb = tb.tb_next
     return "".join(traceback.format_exception(kind, exc, tb)).rstrip("\n")

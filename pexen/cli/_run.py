@@ -7,6 +7,10 @@ and ``Sched.skipped`` then names every task that did not run. Ctrl-C leaves
 the loop the same way, after which the command waits for the workers to be
 cleaned up (a second Ctrl-C abandons them), prints a partial summary and
 exits with 130.
+
+Python tasks run inside a ``CapturingTask`` (``_capture``), so what they
+print is kept with their outcome instead of mixing into the display; the
+outcomes name the tasks as collected, never the wrappers.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Collection, Generator, Iterator
 from typing import Any, cast
 
 from rich.console import Console
 
 from pexen._errors import PexenWarning
+from pexen.cli._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
     FAILED,
@@ -125,19 +130,17 @@ def make_progress(
     return PlainProgress(console, verbosity)
 
 
-def _outcome(res: TaskRes, name: str, seconds: float) -> Outcome:
+def _outcome(res: TaskRes, task: Any, name: str, seconds: float) -> Outcome:
+    """The outcome of *task* (as collected; ``res.task`` may be its wrapper)."""
     if res.excinfo is None:
-        return Outcome(
-            res.task, name, PASSED, seconds, output=captured_output(res.ret, None)
-        )
-    return Outcome(
-        res.task,
-        name,
-        FAILED,
-        seconds,
-        excinfo=res.excinfo,
-        output=captured_output(None, res.excinfo),
-    )
+        ret = res.ret
+        if isinstance(ret, TaskOutput):
+            return Outcome(task, name, PASSED, seconds, output=ret.output)
+        return Outcome(task, name, PASSED, seconds, output=captured_output(ret, None))
+    output = getattr(res.excinfo.val, OUTPUT_ATTR, None)
+    if not isinstance(output, str):
+        output = captured_output(None, res.excinfo)
+    return Outcome(task, name, FAILED, seconds, excinfo=res.excinfo, output=output)
 
 
 def execute(
@@ -150,14 +153,20 @@ def execute(
     verbosity: int = 0,
     exitfirst: bool = False,
     filtered: bool = False,
+    capture_ids: Collection[int] = (),
 ) -> None:
     """Run *tasks* on *pool*, filling *report*; return once every worker is gone.
 
     Raises what ``Sched.run()`` raises before any task starts (``DepcheckError``,
-    ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks.
+    ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
+    the output of the tasks whose ``id()`` is in *capture_ids* is captured.
     """
-    names = {id(task): name for task, name in zip(tasks, task_names, strict=True)}
-    sched = Sched(tasks)
+    run_tasks = [
+        CapturingTask(task) if id(task) in capture_ids else task for task in tasks
+    ]
+    originals = {id(run): task for run, task in zip(run_tasks, tasks, strict=True)}
+    names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
+    sched = Sched(run_tasks)
     clock = RunClock(lambda: pool.workers)
     progress = make_progress(console, verbosity, sched, clock, names)
     report.started = datetime.datetime.now().astimezone()
@@ -173,7 +182,8 @@ def execute(
             clock.resumed()
             for res in results:
                 seconds = clock.finished(res.task, sched.in_flight)
-                outcome = _outcome(res, names[id(res.task)], seconds)
+                key = id(res.task)
+                outcome = _outcome(res, originals[key], names[key], seconds)
                 report.outcomes.append(outcome)
                 progress.task_done(outcome)
                 if exitfirst and outcome.status == FAILED:
@@ -191,8 +201,9 @@ def execute(
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
                 report.outcomes += [
-                    Outcome(task, names[id(task)], SKIPPED, reason=skipped[task])
-                    for task in tasks
-                    if task in skipped
+                    Outcome(task, names[id(run)], SKIPPED, reason=skipped[run])
+                    for run, task in zip(run_tasks, tasks, strict=True)
+                    if run in skipped
                 ]
                 progress.stop(len(skipped))
+                uninstall()  # the capture of tasks run in threads of this process

@@ -1,7 +1,8 @@
 """The report at the end of ``pexen run``.
 
 In order: each failure with its call path and traceback (for an executable:
-its exit and the tail of its output), each skipped task with its reason,
+its exit and the tail of its output; for a Python task, the tail of what it
+printed, if anything), each skipped task with its reason,
 collection errors, warnings the run raised, the slowest tasks, and a closing
 line with the totals and the wall time.
 """
@@ -46,24 +47,31 @@ def _print_failure(console: Console, outcome: Outcome, verbose: bool) -> None:
     if err is None:
         say(console, title)
         say(console, Text(failure_traceback(outcome)))
+        if outcome.output:  # what the Python task printed
+            _print_output(console, outcome.output, verbose)
         say(console, "")
         return
     title.append(": " + failure_message(outcome), style="red")
     say(console, title)
     say(console, Text(f"command: {command_text(err.cmd)}", style="dim"))
     if outcome.output:
-        lines, cut = tail(outcome.output, 0 if verbose else OUTPUT_TAIL_LINES)
-        label = (
-            f"output (last {len(lines)} of {len(lines) + cut} lines, -v shows all):"
-            if cut
-            else "output:"
-        )
-        say(console, Text(label, style="dim"))
-        for line in lines:
-            say(console, Text("  | " + line))
+        _print_output(console, outcome.output, verbose)
     else:
         say(console, Text("no output", style="dim"))
     say(console, "")
+
+
+def _print_output(console: Console, output: str, verbose: bool) -> None:
+    """The tail of a failed task's output (all of it with -v), each line marked."""
+    lines, cut = tail(output, 0 if verbose else OUTPUT_TAIL_LINES)
+    label = (
+        f"output (last {len(lines)} of {len(lines) + cut} lines, -v shows all):"
+        if cut
+        else "output:"
+    )
+    say(console, Text(label, style="dim"))
+    for line in lines:
+        say(console, Text("  | " + line))
 
 
 def _print_skipped(console: Console, skipped: list[Outcome], verbose: bool) -> None:
