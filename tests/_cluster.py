@@ -16,6 +16,7 @@ failures, skipped dependents and a task past its timeout.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -82,6 +83,74 @@ def run_program(argv: list[str], cwd: Path, env: dict | None = None) -> str:
     text = out.decode(errors="replace")
     assert proc.returncode == 0, f"{argv} failed:\n{text[-3000:]}"
     return text
+
+
+# --- the command line ----------------------------------------------------
+
+CLI_SUITE = """
+import os
+
+from pexen.sched.meta import func_meta
+
+
+@func_meta(provides=["where"])
+def test_provide(shared):
+    shared["where"] = os.getpid()
+
+
+@func_meta(requires=["where"])
+def test_consume(shared):
+    assert isinstance(shared["where"], int)
+
+
+@func_meta
+def test_runs_remotely():
+    {check}
+"""
+
+# `python -c` code that makes the engines unimportable, then runs pexen's CLI
+WITHOUT_ENGINES = """
+import sys
+
+class NoEngines:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("dask", "distributed", "mpi4py"):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+
+sys.meta_path.insert(0, NoEngines())
+from pexen.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def write_cli_suite(root: Path, package: str, check: str) -> Path:
+    """Make a package of three tests; the last one asserts *check* (one line)."""
+    path = root / package
+    path.mkdir()
+    (path / "__init__.py").write_text("")
+    (path / "test_remote.py").write_text(CLI_SUITE.format(check=check))
+    return path
+
+
+def pexen_argv(*args: str) -> list[str]:
+    """``python -m pexen ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "pexen", *args]
+
+
+def cli_error_without_engines(tmp_path: Path, pool: str) -> str:
+    """Run ``pexen run SUITE --pool POOL`` with Dask and mpi4py made unimportable.
+
+    Check that it is a usage error (exit status 2); return what it printed.
+    """
+    write_cli_suite(tmp_path, f"noengine{pool}", "pass")
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_ENGINES, "run", f"noengine{pool}",
+         "--pool", pool],
+        cwd=tmp_path, text=True, capture_output=True, stdin=subprocess.DEVNULL,
+        timeout=DEADLINE,
+    )
+    assert proc.returncode == 2, proc
+    return proc.stderr
 
 
 def warm_up_dask() -> None:
@@ -184,6 +253,12 @@ class DaskProcesses:
         self._alive("scheduler")
         workers = self.client.scheduler_info()["workers"]
         return {info["name"] for info in workers.values()}
+
+    def __enter__(self) -> DaskProcesses:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop every process (workers first) and reap it."""
@@ -361,6 +436,23 @@ def run_contract(pool) -> list[TaskRes]:
     message = str(late.excinfo.val)
     assert "task 'overruns' ran longer than its timeout of 0.2 s" in message
     return results
+
+
+def shared_suite() -> dict[str, Callable]:
+    """The tests of test_sched.py that take ``make_pool``, named ``test_shared_*``.
+
+    A module that binds them to its globals and defines a ``make_pool``
+    fixture runs the shared scheduler suite on its own pool.
+    """
+    from tests import test_sched
+
+    return {
+        f"test_shared_{name.removeprefix('test_')}": test
+        for name, test in vars(test_sched).items()
+        if name.startswith("test_")
+        and callable(test)
+        and "make_pool" in inspect.signature(test).parameters
+    }
 
 
 def run_break_then_again(pool) -> None:

@@ -1,4 +1,11 @@
-"""DaskWorkerPool on real Dask processes: by address, with a client, embedded."""
+"""DaskWorkerPool on real Dask processes: by address, with a client, embedded.
+
+The shared scheduler suite (every test of tests/test_sched.py that takes
+``make_pool``) runs here too, on a pool connected by address: this module's
+``make_pool`` overrides the pool matrix of conftest.py. ``make_pool(1, spare)``
+connects to a cluster of one worker (tests that check the order of results
+need one), any larger count to the cluster of two.
+"""
 
 from __future__ import annotations
 
@@ -14,38 +21,68 @@ from pexen.sched._dask_pool import _scheduled
 from pexen.sched.meta import func_meta
 from pexen.sched.pool import DaskWorkerPool
 from tests._cluster import (
+    HAVE_DASK,
     DaskProcesses,
+    cli_error_without_engines,
     needs_dask,
+    pexen_argv,
     poll_for,
     run_break_then_again,
     run_contract,
+    run_program,
+    shared_suite,
     warm_up_dask,
+    write_cli_suite,
 )
 
 
 @pytest.fixture(scope="module")
 def dask_warm():
+    """Skip without Dask; else start its process-wide helper thread."""
+    if not HAVE_DASK:
+        pytest.skip("Dask distributed is not installed (pip install 'pexen[dask]')")
     warm_up_dask()
 
 
 @pytest.fixture(scope="module")
 def cluster(dask_warm, tmp_path_factory):
     """A scheduler and two workers, shared by the tests that leave them be."""
-    procs = DaskProcesses(tmp_path_factory.mktemp("dask"))
-    try:
+    with DaskProcesses(tmp_path_factory.mktemp("dask")) as procs:
         yield procs.start(workers=2)
-    finally:
-        procs.close()
+
+
+@pytest.fixture(scope="module")
+def one_worker_cluster(dask_warm, tmp_path_factory):
+    """A scheduler and a single worker, for the shared suite's one-worker runs."""
+    with DaskProcesses(tmp_path_factory.mktemp("dask1")) as procs:
+        yield procs.start(workers=1)
+
+
+@pytest.fixture
+def make_pool(one_worker_cluster, cluster):
+    """``make_pool(workers, spare)``: a pool by address on a real cluster."""
+    by_size = {1: one_worker_cluster, 2: cluster}
+
+    def make(workers=1, spare=1):
+        return DaskWorkerPool(address=by_size[min(workers, 2)].address, spare=spare)
+
+    return make
+
+
+SHARED_SUITE = shared_suite()
+globals().update(SHARED_SUITE)  # collected here, on this module's make_pool
+
+
+def test_the_shared_suite_joined():
+    assert len(SHARED_SUITE) >= 40
+    assert "test_shared_back_pressure_bounds_dispatch" in SHARED_SUITE
 
 
 @pytest.fixture
 def own_cluster(dask_warm, tmp_path):
     """A cluster for one test that kills or adds workers; starts with none."""
-    procs = DaskProcesses(tmp_path)
-    try:
+    with DaskProcesses(tmp_path) as procs:
         yield procs
-    finally:
-        procs.close()
 
 
 @needs_dask
@@ -93,7 +130,16 @@ def test_contract_on_the_embedded_local_cluster(dask_warm):
     pool = DaskWorkerPool(workers=2)
     run_contract(pool)
     assert pool.workers == 2
-    # no worker process is left: the autouse leak check of conftest.py
+    assert pool.client is None  # closed, and the cluster with it:
+    # no worker process is left (the autouse leak check of conftest.py)
+
+
+@needs_dask
+def test_embedded_cluster_defaults_to_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    pool = DaskWorkerPool()
+    assert (pool.workers, pool.client) == (3, None)  # nothing starts before a run
+    assert repr(pool) == "DaskWorkerPool(workers=3, spare=None)"
 
 
 @func_meta(priority=-1)
@@ -171,3 +217,32 @@ def test_without_dask_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(PoolError, match=r"pip install 'pexen\[dask\]'"):
         DaskWorkerPool()
+
+
+def test_without_dask_the_cli_says_which_extra_to_install(tmp_path):
+    err = cli_error_without_engines(tmp_path, "dask")
+    assert "DaskWorkerPool needs Dask distributed" in err
+    assert "pip install 'pexen[dask]'" in err
+
+
+ON_A_DASK_WORKER = "from distributed import get_worker; assert get_worker().address"
+
+
+@needs_dask
+def test_cli_pool_dask_runs_on_a_local_cluster(dask_warm, tmp_path):
+    write_cli_suite(tmp_path, "clidask", ON_A_DASK_WORKER)
+    out = run_program(pexen_argv("run", "clidask", "--pool", "dask", "-j", "2"),
+                      tmp_path)
+    assert "=== 3 passed in " in out and "(dask pool, 2 workers) ===" in out, out
+
+
+@needs_dask
+def test_cli_pool_dask_by_address(own_cluster, tmp_path):
+    # the workers run in tmp_path, where they import the suite from
+    write_cli_suite(tmp_path, "cliaddress", ON_A_DASK_WORKER)
+    own_cluster.start(workers=2)
+    argv = pexen_argv("run", "cliaddress", "--pool", "dask",
+                      "--address", own_cluster.address)
+    out = run_program(argv, tmp_path)
+    assert "=== 3 passed in " in out and "(dask pool, 2 workers) ===" in out, out
+    assert len(own_cluster.worker_names()) == 2  # the cluster is left running

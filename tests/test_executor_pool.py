@@ -1,10 +1,16 @@
-"""ExecutorWorkerPool on the standard library's executors; what remote pools share."""
+"""ExecutorWorkerPool on the standard library's executors; what remote pools share.
+
+The shared scheduler suite (every test of tests/test_sched.py that takes
+``make_pool``) runs here too, on process executors (forkserver): this
+module's ``make_pool`` overrides the pool matrix of conftest.py.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +24,9 @@ from pexen.sched._executor_pool import run_job
 from pexen.sched._transport import loads_excinfo
 from pexen.sched.meta import func_meta
 from pexen.sched.pool import ExecutorWorkerPool
-from tests._cluster import run_break_then_again, run_contract
+from tests._cluster import TESTS_DIR, run_break_then_again, run_contract, shared_suite
+
+REPO = TESTS_DIR.parent
 
 EXECUTORS = {
     "threads": lambda: ThreadPoolExecutor(2),
@@ -33,6 +41,25 @@ EXECUTORS = {
 def executor(request):
     with EXECUTORS[request.param]() as executor:
         yield executor
+
+
+@pytest.fixture
+def make_pool():
+    """``make_pool(workers, spare)`` on a process executor, shut down after the test."""
+    executors = []
+
+    def make(workers=1, spare=1):
+        forkserver = multiprocessing.get_context("forkserver")
+        executors.append(ProcessPoolExecutor(workers, forkserver))
+        return ExecutorWorkerPool(executors[-1], spare=spare)
+
+    yield make
+    for executor in executors:
+        executor.shutdown(cancel_futures=True)
+
+
+SHARED_SUITE = shared_suite()
+globals().update(SHARED_SUITE)  # collected here, on this module's make_pool
 
 
 def test_contract(executor):
@@ -144,9 +171,21 @@ def test_worker_that_cannot_unpickle_the_task_says_why():
     assert "must be importable there" in str(excinfo.val)
 
 
-def test_pool_module_imports_no_engine():
+def test_extras_install_the_engines():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = {
+        extra: {re.split(r"[\s<>=!~;\[]", req)[0] for req in reqs}
+        for extra, reqs in project["optional-dependencies"].items()
+    }
+    assert "distributed" in extras["dask"]
+    assert {"mpi4py", "mpich"} <= extras["mpi"]  # an MPI from PyPI, no system one
+
+
+def test_pexen_imports_no_engine():
     code = (
-        "import sys; from pexen.sched import pool; "
+        "import sys; import pexen, pexen.cli, pexen.factory; "
+        "from pexen.sched import pool; "
         "[getattr(pool, name) for name in pool.__all__]; "
         "heavy = [m for m in ('dask', 'distributed', 'mpi4py') if m in sys.modules]; "
         "assert not heavy, heavy"

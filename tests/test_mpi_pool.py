@@ -15,7 +15,15 @@ import pytest
 
 from pexen.sched import PoolError
 from pexen.sched.pool import MPIWorkerPool
-from tests._cluster import MPIEXEC, SCRIPTS, needs_mpi, run_program
+from tests._cluster import (
+    MPIEXEC,
+    SCRIPTS,
+    cli_error_without_engines,
+    needs_mpi,
+    pexen_argv,
+    run_program,
+    write_cli_suite,
+)
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -86,3 +94,30 @@ def test_without_mpi_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     with pytest.raises(PoolError, match=r"pip install 'pexen\[mpi\]'"):
         MPIWorkerPool(workers=2)
+
+
+def test_without_mpi_the_cli_says_which_extra_to_install(tmp_path):
+    err = cli_error_without_engines(tmp_path, "mpi")
+    assert "MPIWorkerPool needs mpi4py and an MPI library" in err
+    assert "pip install 'pexen[mpi]'" in err
+
+
+@needs_mpi
+def test_cli_pool_mpi_spawns_workers(tmp_path):
+    spawned = "from mpi4py import MPI; assert MPI.Comm.Get_parent() != MPI.COMM_NULL"
+    write_cli_suite(tmp_path, "clispawn", spawned)
+    out = run_program(pexen_argv("run", "clispawn", "--pool", "mpi", "-j", "2"),
+                      tmp_path)
+    assert "=== 3 passed in " in out and "(mpi pool, 2 workers) ===" in out, out
+
+
+@needs_mpi
+def test_cli_pool_mpi_under_mpiexec(tmp_path):
+    a_rank = "from mpi4py import MPI; assert MPI.COMM_WORLD.Get_rank() != 0"
+    write_cli_suite(tmp_path, "cliranks", a_rank)
+    # ranks start before pexen collects the suite: they find it through PYTHONPATH
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    argv = [MPIEXEC, "-n", "3", sys.executable, "-m", "mpi4py.futures",
+            *pexen_argv("run", "cliranks", "--pool", "mpi")[1:]]
+    out = run_program(argv, tmp_path, dict(os.environ, PYTHONPATH=path))
+    assert "=== 3 passed in " in out and "(mpi pool, 2 workers) ===" in out, out

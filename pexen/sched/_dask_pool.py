@@ -43,12 +43,20 @@ SPARE_PER_WORKER = 8
 EMBEDDED_CONFIG = {"distributed.scheduler.allowed-failures": 0}
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use (its affinity), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 class DaskWorkerPool(RemotePool):
     """Run tasks on a Dask distributed cluster.
 
     - Neither *address* nor *client*: start a local cluster of ``workers``
-      single-threaded worker processes (default: one per CPU) on 127.0.0.1 for
-      each run, and close it when the run ends.
+      single-threaded worker processes (default: one per CPU this process
+      may use) on 127.0.0.1 for each run, and close it when the run ends.
     - *address* (``"tcp://host:8786"``): connect to a running scheduler for
       each run, disconnect at its end.
     - *client*: use your ``distributed.Client``; it stays open.
@@ -86,7 +94,7 @@ class DaskWorkerPool(RemotePool):
             )
         if workers is None:
             embedded = address is None and client is None
-            workers = (os.cpu_count() or 1) if embedded else 1
+            workers = usable_cpus() if embedded else 1
         check_count("workers", workers, 1)
         self._auto_spare = spare is None
         super().__init__(
