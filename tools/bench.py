@@ -19,10 +19,13 @@ import graphlib
 import importlib
 import pathlib
 import random
+import statistics
 import sys
+import threading
 import time
 import tracemalloc
 import warnings
+from queue import SimpleQueue
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
@@ -95,14 +98,43 @@ def run_graphlib(preds: dict, workers: int = 2) -> float:
     return time.perf_counter() - start
 
 
-def best_interleaved(*runners, rounds: int = 5) -> list[float]:
-    """Best time of each runner over *rounds*, taking turns so that a noisy
-    spell on a shared machine hits every runner alike."""
-    best = [float("inf")] * len(runners)
+def interleaved(*runners, rounds: int = 5) -> list[list[float]]:
+    """Each runner's times over *rounds*, taking turns so that a noisy spell
+    on a shared machine hits every runner alike; every other round runs them
+    in reverse order, so none always goes first."""
+    times: list[list[float]] = [[] for _ in runners]
+    order = list(range(len(runners)))
     for _ in range(rounds):
-        for i, runner in enumerate(runners):
-            best[i] = min(best[i], runner())
-    return best
+        for i in order:
+            times[i].append(runners[i]())
+        order.reverse()
+    return times
+
+
+def handoff_round_trip(n: int = 2000) -> float:
+    """Microseconds for one thread to wake another and be woken back.
+
+    pexen's thread pool pays about one such round trip per ``workers +
+    spare`` tasks (the back-pressure window), ThreadPoolExecutor, which
+    queues everything at once, far fewer; so when this figure is high (a VM
+    whose idle cores wake slowly) the thread ratios below swing with it.
+    """
+    ping, pong = SimpleQueue(), SimpleQueue()
+
+    def echo() -> None:
+        while (item := ping.get()) is not None:
+            pong.put(item)
+
+    thread = threading.Thread(target=echo)
+    thread.start()
+    start = time.perf_counter()
+    for i in range(n):
+        ping.put(i)
+        pong.get()
+    elapsed = time.perf_counter() - start
+    ping.put(None)
+    thread.join()
+    return elapsed / n * 1e6
 
 
 def us_per_task(seconds: float, n: int) -> float:
@@ -126,22 +158,29 @@ def core(args: argparse.Namespace) -> None:
     scale = 10 if args.quick else 1
     rows = []
 
+    trips = sorted(handoff_round_trip() for _ in range(5))
+    print(f"\nthread hand-off round trip: {trips[2]:.1f} us "
+          f"(median of 5; {trips[0]:.1f}-{trips[-1]:.1f})")
+
     n = 20_000 // scale
-    tpe, pex = best_interleaved(lambda: run_tpe(noop_tasks(n)),
-                                lambda: run_pexen(noop_tasks(n)))
-    rows.append((f"flat {n} no-op, 2 threads", "ThreadPoolExecutor", tpe, n))
-    rows.append(("", "pexen Sched+ThreadWorkerPool", pex, n))
-    print_rows("flat", rows, baseline=tpe)
+    tpe, pex = interleaved(lambda: run_tpe(noop_tasks(n)),
+                           lambda: run_pexen(noop_tasks(n)))
+    rows.append((f"flat {n} no-op, 2 threads", "ThreadPoolExecutor", min(tpe), n))
+    rows.append(("", "pexen Sched+ThreadWorkerPool", min(pex), n))
+    print_rows("flat", rows, baseline=min(tpe))
+    print_paired(tpe, pex)
 
     rows = []
     layers = 100 // (2 if args.quick else 1)
     dag, preds = dag_tasks(layers, 100, 3)
     n = len(dag)
-    glib, pex = best_interleaved(lambda: run_graphlib(preds),
-                                 lambda: run_pexen(dag))
-    rows.append((f"dag {layers}x100, fan-in 3", "graphlib+ThreadPoolExecutor", glib, n))
-    rows.append(("", "pexen Sched+ThreadWorkerPool", pex, n))
-    print_rows("dag", rows, baseline=glib)
+    glib, pex = interleaved(lambda: run_graphlib(preds),
+                            lambda: run_pexen(dag))
+    rows.append((f"dag {layers}x100, fan-in 3", "graphlib+ThreadPoolExecutor",
+                 min(glib), n))
+    rows.append(("", "pexen Sched+ThreadWorkerPool", min(pex), n))
+    print_rows("dag", rows, baseline=min(glib))
+    print_paired(glib, pex)
 
     print("\nscaling (pexen, ThreadWorkerPool(2), flat no-op tasks)")
     sizes = [1_000, 10_000, 100_000] + ([] if args.quick else [1_000_000])
@@ -160,6 +199,13 @@ def core(args: argparse.Namespace) -> None:
     pex_mem = peak_bytes_per_task(n, run_pexen)
     print(f"  ThreadPoolExecutor submit-all: {tpe_mem:8.0f} B/task")
     print(f"  pexen Sched:                   {pex_mem:8.0f} B/task")
+
+
+def print_paired(baseline: list[float], pexen: list[float]) -> None:
+    """The throughput ratio of each round (baseline time / pexen time)."""
+    ratios = sorted(b / p for b, p in zip(baseline, pexen, strict=True))
+    print(f"  {'':28} per round: median x{statistics.median(ratios):.2f}, "
+          f"range x{ratios[0]:.2f}-x{ratios[-1]:.2f} over {len(ratios)} rounds")
 
 
 def print_rows(title: str, rows: list, baseline: float) -> None:

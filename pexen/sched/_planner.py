@@ -48,7 +48,9 @@ dict) and submits it to the pool; when the pool reports the outcome,
 ``complete`` merges the task's shared dict into every not yet dispatched task
 requiring a tag it provides, meets its tags (moving tasks whose countdown hits
 zero to the heap) and releases its locks (moving parked tasks back to the
-heap). At the end ``skip_reasons`` explains every task that did not run.
+heap). A task with nothing to provide or lock that succeeded needs none of
+that: the loop only marks it DONE (``TaskInfo.plain``). At the end
+``skip_reasons`` explains every task that did not run.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class TaskInfo:
         "merged",
         "n_unmet",
         "pass_shared",
+        "plain",
         "priority",
         "provides",
         "requires",
@@ -109,6 +112,8 @@ class TaskInfo:
             self.timeout = None
         self.n_unmet = len(self.requires)
         self.pass_shared = passes_shared(task, self.kwargs)
+        # nothing to provide or unlock: a success needs no complete()
+        self.plain = not (self.provides or self.claims or self.uses)
 
     def __repr__(self) -> str:
         return f"<TaskInfo #{self.seq} {task_name(self.task)} state={self.state}>"
@@ -127,10 +132,15 @@ class Planner:
         self.lock2keepers: dict[Any, list[TaskInfo]] = {}
         self.heap: list[tuple[Any, int, TaskInfo]] = []
         initial = []
+        tag2waiters = self.tag2waiters
         for info in self.infos:
             if info.requires:
                 for tag in info.requires:
-                    self.tag2waiters.setdefault(tag, []).append(info)
+                    waiters = tag2waiters.get(tag)
+                    if waiters is None:
+                        tag2waiters[tag] = [info]
+                    else:
+                        waiters.append(info)
             else:
                 info.state = READY
                 initial.append(info)
@@ -241,8 +251,9 @@ class Planner:
                     self.lock2keepers.setdefault(res, []).append(info)
 
     def _provide(self, info: TaskInfo, shared: dict) -> None:
+        tag2waiters, met, heap = self.tag2waiters, self.met, self.heap
         for tag in info.provides:
-            waiters = self.tag2waiters.get(tag)
+            waiters = tag2waiters.get(tag)
             if not waiters:
                 continue
             if shared:
@@ -251,13 +262,14 @@ class Planner:
                         if waiter.merged is None:
                             waiter.merged = dict(self.presets)
                         waiter.merged.update(shared)
-            if tag in self.met:
+            if tag in met:
                 continue
-            self.met.add(tag)
+            met.add(tag)
             for waiter in waiters:
                 waiter.n_unmet -= 1
-                if not waiter.n_unmet:
-                    self._push(waiter)
+                if not waiter.n_unmet:  # ready: as _push(waiter), inlined
+                    waiter.state = READY
+                    heapq.heappush(heap, (waiter.priority, waiter.seq, waiter))
 
     # -- accounting ------------------------------------------------------
 

@@ -11,10 +11,12 @@ from typing import Any
 from pexen._errors import PexenWarning
 from pexen.sched._errors import SchedulerError
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import Planner
+from pexen.sched._planner import DONE, Planner
 from pexen.sched._pool_base import WorkerPool
 from pexen.sched._result import TaskMap, TaskRes
 from pexen.sched._thread_pool import ThreadWorkerPool
+
+_new_res = tuple.__new__  # TaskRes(...) without the namedtuple's Python-level __new__
 
 
 class Sched:
@@ -118,8 +120,11 @@ class Sched:
                 for key, shared, ret, excinfo in pool.wait():
                     info = infos[key]
                     del dispatched[key]
-                    complete(info, shared, excinfo)
-                    yield TaskRes(info.task, shared, ret, excinfo)
+                    if excinfo is None and info.plain:
+                        info.state = DONE  # nothing to provide or unlock
+                    else:
+                        complete(info, shared, excinfo)
+                    yield _new_res(TaskRes, (info.task, shared, ret, excinfo))
             finished = True
         finally:
             try:
