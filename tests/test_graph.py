@@ -204,7 +204,7 @@ def test_unrequired_tag_warns_at_run():
 def test_unrequired_tag_warns_at_check():
     a = task("a", provides=["t1"])
     b = task("b", provides=["t1", "t2"])
-    with pytest.warns(PexenWarning, match=r"'t1' by 'a', 'b'; 't2' by 'b'"):
+    with pytest.warns(sched.UnusedTagWarning, match=r"'t1' by 'a', 'b'; 't2' by 'b'"):
         sched.Sched([a, b]).check()
 
 

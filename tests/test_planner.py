@@ -9,9 +9,11 @@ from __future__ import annotations
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pexen.sched import TaskFailError
-from pexen.sched._planner import Planner
+from pexen.sched._planner import PARKED, READY, Planner
 from pexen.sched._result import ExceptionInfo
 from pexen.sched.meta import assign_val
 
@@ -249,6 +251,54 @@ def test_lock_and_requirement_together():
     assert d.drain() == ["p"]
     d.done("p")
     assert d.drain() == ["w"]
+
+
+def test_a_woken_task_that_cannot_run_passes_its_turn():
+    # r1 frees: "first" is next in line but still lacks r2, so "second" runs
+    d = Driver([task("holds_r1", claims=["r1"]), task("holds_r2", claims=["r2"]),
+                task("first", claims=["r1", "r2"], priority=0),
+                task("second", claims=["r1"], priority=1)])
+    assert d.drain() == ["holds_r1", "holds_r2"]
+    d.done("holds_r1")
+    assert d.drain() == ["second"]
+    d.done("holds_r2")
+    assert d.pop() is None
+    d.done("second")
+    assert d.drain() == ["first"]
+
+
+def test_waiting_users_all_wake_when_a_claim_ends():
+    d = Driver([task("owner", claims=["r"]), task("u1", uses=["r"]),
+                task("c", claims=["r"], priority=1), task("u2", uses=["r"])])
+    assert d.drain() == ["owner"]
+    d.done("owner")
+    assert d.drain() == ["u1", "u2"]
+    d.done("u1")
+    assert d.pop() is None
+    d.done("u2")
+    assert d.drain() == ["c"]
+
+
+def test_a_queue_on_one_resource_parks_each_task_once():
+    # the queue must not be re-sorted on every release: n tasks, n - 1 parks
+    n = 300
+    d = Driver([task(f"t{i}", claims=["db"]) for i in range(n)])
+    parks = 0
+    park = d.planner._park
+
+    def counting_park(*args):
+        nonlocal parks
+        parks += 1
+        return park(*args)
+
+    d.planner._park = counting_park
+    order = []
+    while names := d.drain():  # all wait at once: one at a time gets the lock
+        assert len(names) == 1
+        order += names
+        d.done(names[0])
+    assert order == [f"t{i}" for i in range(n)]
+    assert parks == n - 1
 
 
 # -- failures ------------------------------------------------------------------------
@@ -492,3 +542,48 @@ def test_nothing_skipped_after_a_full_run():
     assert d.run_serially() == ["a", "b"]
     assert d.skipped() == {}
     assert d.skipped(stopped=True) == {}
+
+
+# -- locks, any mix ------------------------------------------------------------------
+
+
+def _lockable(info, count):
+    return all(not count.get(r, 0) for r in info.claims) and all(
+        count.get(r, 0) >= 0 for r in info.uses
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sets(st.sampled_from("abc"), max_size=2),  # claims
+            st.sets(st.sampled_from("abc"), max_size=2),  # uses
+            st.integers(0, 2),  # priority
+        ),
+        min_size=1, max_size=12,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_each_pop_hands_out_the_first_task_that_can_lock(specs, rng):
+    """Whatever waits, parked or not, the first lockable task in
+    (priority, seq) order goes next, and every task runs in the end."""
+    tasks = [
+        task(f"t{i}", claims=claims, uses=uses - claims, priority=prio)
+        for i, (claims, uses, prio) in enumerate(specs)
+    ]
+    d = Driver(tasks)
+    planner = d.planner
+    finished = 0
+    while finished < len(tasks):
+        count = planner.lock2count
+        waiting = [i for i in planner.infos if i.state in (READY, PARKED)]
+        can_run = [i for i in waiting if _lockable(i, count)]
+        if d.running and (not can_run or rng.random() < 0.5):
+            d.done(rng.choice(sorted(d.running)))
+            finished += 1
+            continue
+        expected = min(can_run, key=lambda i: (i.priority, i.seq), default=None)
+        assert planner.pop_ready() is expected
+        assert expected is not None, "tasks wait but none can run: a lost wake-up"
+        d.running[expected.task.__name__] = expected

@@ -212,6 +212,46 @@ def test_not_callable_rejected():
         s.add_tasks(["x"])
 
 
+def test_adding_tasks_is_all_or_nothing():
+    s = sched.Sched([greet])
+    with pytest.raises(SchedulerError, match=r"task 42 is not callable"):
+        s.add_tasks([task("a"), 42])
+    assert repr(s) == "<Sched with 1 tasks>"
+
+
+def test_a_single_task_instead_of_a_list_gets_a_hint():
+    with pytest.raises(SchedulerError, match=r"single task .*greet.*wrap it in a list"):
+        sched.Sched(greet)
+    with pytest.raises(SchedulerError, match=r"iterable of tasks, got int 42"):
+        sched.Sched().add_tasks(42)
+
+
+def test_incomparable_priorities_are_refused_before_any_task_runs():
+    ran = []
+    root = task("root", provides=["x"])
+    s = sched.Sched([root, task("late", requires=["x"], priority="high"),
+                     task("early", priority=1)])
+    message = (r"priorities must be comparable with one another: task '\w+' "
+               r"has priority \d and task 'late' has priority 'high' \('<' not")
+    with pytest.raises(SchedulerError, match=message):
+        s.check()
+    with pytest.raises(SchedulerError, match=message):
+        ran += s.run(pool=sched.pool.InlineWorkerPool())
+    assert ran == []
+
+
+def test_incomparable_priorities_of_one_type_are_refused():
+    s = sched.Sched([task("a", priority=(1, "x")), task("b", priority=(1, 2))])
+    with pytest.raises(SchedulerError, match=r"task 'a' has priority \(1, 'x'\)"):
+        s.check()
+
+
+def test_priorities_equal_but_unordered_are_fine():
+    # None < None fails, but ties never compare the priorities themselves
+    s = sched.Sched([task("a", priority=None), task("b", priority=None)])
+    assert rets(s.run(pool=sched.pool.InlineWorkerPool())) == ["a", "b"]
+
+
 def test_wrong_pool_rejected():
     with pytest.raises(SchedulerError, match=r"pool='threads': expected a WorkerPool"):
         sched.Sched([greet]).run(pool="threads")
@@ -380,7 +420,7 @@ def test_run_again_after_a_failure_then_with_it_fixed(make_pool):
     s = sched.Sched([flaky, dep])
     pool = make_pool(1, 1)
     require_in_process(pool)
-    with pytest.warns(PexenWarning, match="1 task did not run"):
+    with pytest.warns(sched.UnrunTasksWarning, match="1 task did not run"):
         first = list(s.run(pool=pool))
     assert [r.task for r in first] == [flaky]
     assert list(s.skipped) == [dep]
@@ -410,6 +450,40 @@ def test_two_generators_cannot_run_together(make_pool):
     with pytest.raises(SchedulerError, match="already running"):
         next(gen2)
     assert len(list(gen1)) == 1
+
+
+def test_runs_started_from_two_threads_at_once_one_is_refused():
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowToStart(sched.pool.ThreadWorkerPool):
+        def start(self):
+            entered.set()  # the first run is past its checks, not yet running
+            assert release.wait(DEADLOCK)
+            super().start()
+
+    s = sched.Sched([task("a"), task("b")])
+    first = []
+    runner = threading.Thread(target=lambda: first.extend(s.run(pool=SlowToStart())))
+    runner.start()
+    try:
+        assert entered.wait(DEADLOCK)
+        with pytest.raises(SchedulerError, match="already running"):
+            list(s.run(pool=sched.pool.ThreadWorkerPool()))
+    finally:
+        release.set()
+        runner.join(DEADLOCK)
+    assert rets(first) == ["a", "b"]
+
+
+def test_a_pool_that_fails_to_start_leaves_the_sched_reusable():
+    class Broken(sched.pool.ThreadWorkerPool):
+        def start(self):
+            raise OSError("no threads today")
+
+    s = sched.Sched([task("a")])
+    with pytest.raises(OSError, match="no threads today"):
+        list(s.run(pool=Broken()))
+    assert rets(s.run(pool=sched.pool.InlineWorkerPool())) == ["a"]
 
 
 @pytest.mark.timeout(60)

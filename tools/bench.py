@@ -31,8 +31,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from pexen import PexenWarning
 from pexen.sched import Sched
+from pexen.sched._planner import Planner
 from pexen.sched.meta import assign_val
-from pexen.sched.pool import ThreadWorkerPool
+from pexen.sched.pool import ThreadWorkerPool, WorkerPool
 
 warnings.simplefilter("ignore", PexenWarning)
 
@@ -42,14 +43,48 @@ def noop_tasks(n: int) -> list:
     return [lambda: None for _ in range(n)]
 
 
-def run_pexen(tasks: list, workers: int = 2) -> float:
+def run_pexen(tasks: list, workers: int = 2, pool: WorkerPool | None = None) -> float:
     start = time.perf_counter()
     count = 0
-    for _ in Sched(tasks).run(pool=ThreadWorkerPool(workers=workers)):
+    for _ in Sched(tasks).run(pool=pool or ThreadWorkerPool(workers=workers)):
         count += 1
     elapsed = time.perf_counter() - start
     assert count == len(tasks), (count, len(tasks))
     return elapsed
+
+
+def claiming_tasks(n: int, resource: str = "db") -> list:
+    """*n* no-op tasks that all claim one resource (a queue on one lock)."""
+    tasks = noop_tasks(n)
+    for task in tasks:
+        assign_val(task, claims=[resource])
+    return tasks
+
+
+def drive_planner(tasks: list) -> float:
+    """Hand out every task that can go, complete one, repeat: the planner's
+    own cost when all tasks are ready at once (no threads, no pool)."""
+    start = time.perf_counter()
+    planner = Planner(tasks, {})
+    out = []
+    while True:
+        while (info := planner.pop_ready()) is not None:
+            out.append(info)
+        if not out:
+            break
+        planner.complete(out.pop(), {}, None)
+    return time.perf_counter() - start
+
+
+def run_tpe_locked(n: int, workers: int = 2) -> float:
+    """The standard library's way: every task takes one ``threading.Lock``."""
+    lock = threading.Lock()
+
+    def task() -> None:
+        with lock:
+            pass
+
+    return run_tpe([task] * n, workers)
 
 
 def run_tpe(tasks: list, workers: int = 2) -> float:
@@ -181,6 +216,20 @@ def core(args: argparse.Namespace) -> None:
     rows.append(("", "pexen Sched+ThreadWorkerPool", min(pex), n))
     print_rows("dag", rows, baseline=min(glib))
     print_paired(glib, pex)
+
+    rows = []
+    n = 10_000 // scale
+    tpe, pex = interleaved(lambda: run_tpe_locked(n),
+                           lambda: run_pexen(claiming_tasks(n)))
+    rows.append((f"{n} claim 1 lock, 2 threads", "TPE + threading.Lock",
+                 min(tpe), n))
+    rows.append(("", "pexen claims=['db']", min(pex), n))
+    print_rows("lock contention", rows, baseline=min(tpe))
+    print_paired(tpe, pex)
+    print("  the planner alone, all tasks waiting at once for one claimed lock:")
+    for size in sorted({1_000, 10_000, 100_000 // scale}):
+        seconds = drive_planner(claiming_tasks(size))
+        print(f"  {size:>9,} tasks: {us_per_task(seconds, size):7.2f} us/task")
 
     print("\nscaling (pexen, ThreadWorkerPool(2), flat no-op tasks)")
     sizes = [1_000, 10_000, 100_000] + ([] if args.quick else [1_000_000])

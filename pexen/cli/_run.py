@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import re
 import signal
 import threading
 import time
@@ -39,14 +38,8 @@ from pexen.cli._report import (
     captured_output,
 )
 from pexen.cli._timing import RunClock
-from pexen.sched import Sched, TaskRes
+from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
 from pexen.sched._pool_base import WorkerPool
-
-# The scheduler's warnings, by the start of their text (it has no subclasses
-# for them). Tasks left unrun: the summary lists each with its reason.
-_SKIPPED_WARNING = re.compile(r"\d+ tasks? did not run\b")
-# A tag nobody requires: after -k, often just a requirer left out by the filter.
-_UNUSED_TAG_WARNING = re.compile(r"tags provided but required by no task\b")
 
 
 @contextlib.contextmanager
@@ -57,16 +50,17 @@ def pexen_warnings(into: list[str], filtered: bool = False) -> Iterator[None]:
     lists each of them with its reason; so is the one about tags nobody
     requires when the tasks were *filtered* with ``-k``.
     """
-    dropped = [_SKIPPED_WARNING] + ([_UNUSED_TAG_WARNING] if filtered else [])
+    # Tasks left unrun: the summary lists each with its reason. A tag nobody
+    # requires, after -k: often just a requirer left out by the filter.
+    dropped = (UnrunTasksWarning, UnusedTagWarning) if filtered else UnrunTasksWarning
     with warnings.catch_warnings():
         warnings.simplefilter("always", PexenWarning)
         original = warnings.showwarning
 
         def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
             if issubclass(category, PexenWarning):
-                text = str(message)
-                if not any(pattern.match(text) for pattern in dropped):
-                    into.append(text)
+                if not issubclass(category, dropped):
+                    into.append(str(message))
             else:
                 original(message, category, *args, **kwargs)
 

@@ -10,6 +10,8 @@ from pexen.sched._errors import (
     SchedulerError,
     TaskFailError,
     TaskTimeoutError,
+    UnrunTasksWarning,
+    UnusedTagWarning,
     WorkerCrashError,
 )
 from pexen.sched._failwrap import task_fail_wrap
@@ -26,6 +28,8 @@ __all__ = [
     "TaskFailError",
     "TaskRes",
     "TaskTimeoutError",
+    "UnrunTasksWarning",
+    "UnusedTagWarning",
     "WorkerCrashError",
     "meta",
     "pool",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pexen._errors import PexenError
+from pexen._errors import PexenError, PexenWarning
 
 
 class SchedulerError(PexenError, RuntimeError):
@@ -77,3 +77,11 @@ def _rebuild(cls, args, state):
     Exception.__init__(exc, *args)
     exc.__dict__.update(state)
     return exc
+
+
+class UnrunTasksWarning(PexenWarning):
+    """Issued at the end of a run that left tasks unrun; ``Sched.skipped`` says why."""
+
+
+class UnusedTagWarning(PexenWarning):
+    """Issued by the graph check for a tag some task provides but none requires."""

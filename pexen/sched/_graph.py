@@ -2,7 +2,8 @@
 
 A required tag must have a provider; requirements must not form a cycle (with
 "any provider will do" semantics, as the planner runs them); no task may both
-claim and use one resource. A tag that nobody requires is worth a warning.
+claim and use one resource; priorities must be comparable with one another.
+A tag that nobody requires is worth a warning.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from pexen._errors import PexenWarning
-from pexen.sched._errors import DepcheckError, MutexError
+from pexen.sched._errors import (
+    DepcheckError,
+    MutexError,
+    SchedulerError,
+    UnusedTagWarning,
+)
 from pexen.sched._naming import task_name
 from pexen.sched._planner import TaskInfo
 
@@ -25,7 +30,9 @@ def _names(infos: Sequence[TaskInfo], limit: int = 5) -> str:
 
 
 def check_graph(infos: Sequence[TaskInfo]) -> None:
-    """Raise MutexError/DepcheckError for an unsound graph; warn on unused tags."""
+    """Raise MutexError/DepcheckError/SchedulerError for an unsound graph;
+    warn on unused tags."""
+    _check_priorities(infos)
     tag2providers: dict[Any, list[TaskInfo]] = {}
     tag2waiters: dict[Any, list[TaskInfo]] = {}
     for info in infos:
@@ -77,9 +84,55 @@ def check_graph(infos: Sequence[TaskInfo]) -> None:
         more = f" and {len(unused) - 10} more" if len(unused) > 10 else ""
         warnings.warn(
             f"tags provided but required by no task: {listed}{more}",
-            PexenWarning,
+            UnusedTagWarning,
             stacklevel=3,  # the caller of Sched.run() or Sched.check()
         )
+
+
+def _check_priorities(infos: Sequence[TaskInfo]) -> None:
+    """Refuse priorities the planner could not order, before any task starts.
+
+    The planner orders ready tasks by ``(priority, seq)``; sorting every task
+    by that key makes the comparisons it could make later (any two tasks that
+    would meet in its heap end up adjacent here, and adjacent items of a
+    sorted list have been compared).
+    """
+    try:
+        sorted(infos, key=_order_key)
+    except TypeError as err:
+        first, second = _incomparable_pair(infos)
+        pair = (
+            f"task {task_name(first.task)!r} has priority {first.priority!r} and "
+            f"task {task_name(second.task)!r} has priority {second.priority!r}"
+            if first is not None and second is not None else "tasks"
+        )
+        raise SchedulerError(
+            f"priorities must be comparable with one another: {pair} ({err})"
+        ) from None
+
+
+def _order_key(info: TaskInfo) -> tuple[Any, int]:
+    return (info.priority, info.seq)
+
+
+def _incomparable_pair(
+    infos: Sequence[TaskInfo],
+) -> tuple[TaskInfo | None, TaskInfo | None]:
+    """Two tasks whose priorities cannot be compared (an error path only)."""
+    firsts: dict[type, TaskInfo] = {}
+    for info in infos:
+        firsts.setdefault(type(info.priority), info)
+    candidates = list(firsts.values())
+    if len(candidates) == 1:  # one type, yet incomparable: e.g. mixed tuples
+        candidates = list(infos[:2000])
+    for i, first in enumerate(candidates):
+        for second in (*candidates[i + 1:], *infos):
+            try:
+                sorted((first, second), key=_order_key)
+                sorted((second, first), key=_order_key)
+            except TypeError:
+                return first, second
+    return None, None
 
 
 def _find_cycle(

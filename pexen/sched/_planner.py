@@ -22,7 +22,11 @@ One ``TaskInfo`` (``__slots__``) per task, indexed by its sequence number
 
 Shared tables: ``tag2waiters`` (tag -> tasks requiring it), ``met`` (tags
 provided), ``lock2count`` (resource -> -1 when claimed, n > 0 with n users),
-``lock2parked`` (resource -> tasks waiting for it).
+``lock2parked`` (resource -> two heaps of ``(priority, seq, info)``: the
+tasks waiting to claim it and those waiting to use it), ``lock2keepers``
+(resource -> failed tasks that keep it locked, for skip reasons), ``heap``
+(tasks that became ready during the run) and ``initial`` (those ready at the
+start, sorted once, consumed by the index ``next_initial``).
 
 Policy
 ------
@@ -35,9 +39,12 @@ Policy
   successfully (or with ``TaskFailError(deps_ok=True)``).
 * Locks are taken all-or-nothing when a task is dispatched and held until it
   finishes. A ready task whose locks are taken is *parked* on the first
-  conflicting resource and returns to the heap when that resource is
-  released, keeping its place by ``(priority, seq)``. A parked task does not
-  hold back tasks behind it that can run.
+  conflicting resource. When that resource is released, the first task in
+  line for it (by ``(priority, seq)``) returns to the heap: one claimer, or
+  every waiting user. A woken task that still cannot run parks again and
+  passes the turn to the next in line, so n tasks queued on one resource cost
+  O(n log n), not O(n^2). A parked task does not hold back tasks behind it
+  that can run.
 * A task that fails keeps its locks and leaves its tags unmet, unless it
   raised ``TaskFailError`` with ``locks_ok``/``deps_ok``.
 
@@ -55,6 +62,7 @@ that: the loop only marks it DONE (``TaskInfo.plain``). At the end
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -66,6 +74,7 @@ from pexen.sched._result import TaskMap
 from pexen.sched.meta import META_ATTR, SchedMeta
 
 PENDING, READY, PARKED, RUNNING, DONE, FAILED = range(6)
+CLAIMERS, USERS = 0, 1  # the two queues of tasks parked on a resource
 
 _NO_TAGS: frozenset = frozenset()
 _NO_KWARGS: Mapping[str, Any] = {}
@@ -89,6 +98,7 @@ class TaskInfo:
         "task",
         "timeout",
         "uses",
+        "woken_by",
     )
 
     def __init__(self, seq: int, task: Any) -> None:
@@ -96,6 +106,7 @@ class TaskInfo:
         self.task = task
         self.merged: dict | None = None
         self.state = PENDING
+        self.woken_by: Any = None  # the resource whose release woke it
         meta = getattr(task, META_ATTR, None)
         if isinstance(meta, SchedMeta):
             self.requires = meta.requires or _NO_TAGS
@@ -128,7 +139,7 @@ class Planner:
         self.tag2waiters: dict[Any, list[TaskInfo]] = {}
         self.met: set = set()
         self.lock2count: dict[Any, int] = {}
-        self.lock2parked: dict[Any, list[TaskInfo]] = {}
+        self.lock2parked: dict[Any, tuple[list, list]] = {}
         self.lock2keepers: dict[Any, list[TaskInfo]] = {}
         self.heap: list[tuple[Any, int, TaskInfo]] = []
         initial = []
@@ -145,7 +156,9 @@ class Planner:
                 info.state = READY
                 initial.append(info)
         if any(info.priority != 0 for info in initial):
-            initial.sort(key=lambda info: (info.priority, info.seq))
+            # incomparable priorities: check_graph() refuses the run, naming them
+            with contextlib.suppress(TypeError):
+                initial.sort(key=lambda info: (info.priority, info.seq))
         self.initial = initial
         self.next_initial = 0
 
@@ -190,19 +203,29 @@ class Planner:
         count = self.lock2count
         for res in info.claims:
             if count.get(res, 0):
-                return self._park(info, res)
+                return self._park(info, res, CLAIMERS)
         for res in info.uses:
             if count.get(res, 0) < 0:
-                return self._park(info, res)
+                return self._park(info, res, USERS)
         for res in info.claims:
             count[res] = -1
         for res in info.uses:
             count[res] = count.get(res, 0) + 1
+        info.woken_by = None
         return True
 
-    def _park(self, info: TaskInfo, res: Any) -> bool:
+    def _park(self, info: TaskInfo, res: Any, side: int) -> bool:
+        """Queue *info* on *res*, which it could not take; pass on its wake-up."""
         info.state = PARKED
-        self.lock2parked.setdefault(res, []).append(info)
+        queues = self.lock2parked.get(res)
+        if queues is None:
+            queues = self.lock2parked[res] = ([], [])
+        heapq.heappush(queues[side], (info.priority, info.seq, info))
+        woken_by = info.woken_by
+        if woken_by is not None:
+            # it was woken for *woken_by* but did not take it: the turn passes
+            info.woken_by = None
+            self._wake(woken_by)
         return False
 
     def _unlock(self, info: TaskInfo) -> None:
@@ -218,10 +241,36 @@ class Planner:
                 del count[res]
                 freed.append(res)
         for res in freed:
-            parked = self.lock2parked.pop(res, None)
-            if parked:
-                for waiter in parked:
-                    self._push(waiter)
+            self._wake(res)
+
+    def _wake(self, res: Any) -> None:
+        """Move the tasks next in line for *res* to the heap, if it is free to them.
+
+        The first waiter in ``(priority, seq)`` order goes: a claimer alone
+        (the others would only park again), or every waiting user, which can
+        share. Waking one at a time keeps a queue of n claimers linear, not
+        quadratic; ``_park`` passes the turn on when a woken task cannot run.
+        """
+        queues = self.lock2parked.get(res)
+        count = self.lock2count.get(res, 0)
+        if queues is None or count < 0:
+            return  # nobody waits, or claimed: its release wakes the next
+        claimers, users = queues
+        if count == 0 and claimers and not (users and users[0][:2] < claimers[0][:2]):
+            woken = [heapq.heappop(claimers)]
+        elif users:
+            woken = users[:]
+            users.clear()
+        else:
+            return  # only claimers, and users hold it: their release wakes
+        if not (claimers or users):
+            del self.lock2parked[res]
+        heap = self.heap
+        for entry in woken:
+            info = entry[2]
+            info.state = READY
+            info.woken_by = res
+            heapq.heappush(heap, entry)
 
     def _push(self, info: TaskInfo) -> None:
         info.state = READY
@@ -303,9 +352,10 @@ class _Explainer:
             for tag in info.provides:
                 self.tag2providers.setdefault(tag, []).append(info)
         self.parked_on = {
-            info.seq: res
-            for res, parked in planner.lock2parked.items()
-            for info in parked
+            entry[2].seq: res
+            for res, queues in planner.lock2parked.items()
+            for queue in queues
+            for entry in queue
         }
         self.roots: dict[int, list[TaskInfo]] = {}
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from pexen._errors import PexenWarning
-from pexen.sched._errors import SchedulerError
+from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
 from pexen.sched._planner import DONE, Planner
 from pexen.sched._pool_base import WorkerPool
@@ -30,6 +30,7 @@ class Sched:
         self._tasks: dict[int, Any] = {}
         self._shared: dict[str, Any] = {}
         self._running = False
+        self._run_lock = threading.Lock()  # check-and-set of _running, atomic
         self._skipped: Mapping[Any, str] = TaskMap()
         self._dispatched: dict[int, tuple[Any, float]] = {}
         self.add_tasks(tasks)
@@ -38,13 +39,28 @@ class Sched:
         return f"<Sched with {len(self._tasks)} tasks>"
 
     def add_tasks(self, tasks: Iterable[Any]) -> None:
-        """Add callables to run; one already added is kept once."""
+        """Add callables to run; one already added is kept once.
+
+        All or nothing: if one of *tasks* is not callable, none is added.
+        """
         if self._running:
             raise SchedulerError("cannot add tasks while a run is in progress")
-        known = self._tasks
-        for task in tasks:
+        if callable(tasks) and not hasattr(tasks, "__iter__"):
+            raise SchedulerError(
+                f"expected an iterable of tasks, got the single task {tasks!r}; "
+                "wrap it in a list: [task]"
+            )
+        try:
+            new = list(tasks)
+        except TypeError:
+            raise SchedulerError(
+                f"expected an iterable of tasks, got {type(tasks).__name__} {tasks!r}"
+            ) from None
+        for task in new:
             if not callable(task):
                 raise SchedulerError(f"task {task!r} is not callable")
+        known = self._tasks
+        for task in new:
             known.setdefault(id(task), task)
 
     def add_shared(self, **values: Any) -> None:
@@ -94,16 +110,23 @@ class Sched:
         return self._drive(planner, pool)
 
     def _drive(self, planner: Planner, pool: WorkerPool) -> Iterator[TaskRes]:
-        if self._running:
-            raise SchedulerError("this Sched is already running; wait for it to end")
-        pool.start()  # before the try: a pool that refuses must not be stopped
-        self._running = True
+        with self._run_lock:  # two generators started from two threads: one wins
+            if self._running:
+                raise SchedulerError(
+                    "this Sched is already running; wait for it to end"
+                )
+            self._running = True
+        try:
+            pool.start()  # before the run's try: a pool that refuses is not stopped
+        except BaseException:
+            self._running = False
+            raise
         self._skipped = TaskMap()
         finished = False
         infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
         shared_for, submit = planner.shared_for, pool.submit
-        dispatched, now = self._dispatched, time.monotonic
-        dispatched.clear()
+        dispatched, now = {}, time.monotonic
+        self._dispatched = dispatched
         try:
             while True:
                 room = pool.capacity - len(dispatched)
@@ -131,7 +154,7 @@ class Sched:
                 pool.stop(cancel=not finished)
             finally:
                 self._skipped = planner.skip_reasons(stopped=not finished)
-                dispatched.clear()
+                self._dispatched = {}
                 self._running = False
         if self._skipped:
             _warn_skipped(self._skipped)
@@ -147,6 +170,6 @@ def _warn_skipped(skipped: Mapping[Any, str]) -> None:
     warnings.warn(
         f"{len(skipped)} task{'s' if len(skipped) != 1 else ''} did not run "
         f"({detail} of a failed task); Sched.skipped says why",
-        PexenWarning,
+        UnrunTasksWarning,
         stacklevel=3,
     )
