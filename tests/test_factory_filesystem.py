@@ -73,6 +73,22 @@ def test_follow_enters_directory_symlinks_but_not_cycles(tree):
     ]
 
 
+@pytest.mark.parametrize("follow", [False, True])
+def test_symlink_loops_are_skipped_like_dangling_symlinks(tmp_path, follow):
+    script(tmp_path / "a.sh", "echo a")
+    script(tmp_path / "sub" / "b.sh", "echo b")
+    os.symlink("self", tmp_path / "self")  # a symlink onto itself
+    os.symlink("pong", tmp_path / "ping")  # ping -> pong -> ping
+    os.symlink("ping", tmp_path / "pong")
+    os.symlink("loop", tmp_path / "sub" / "loop")
+    os.symlink("missing", tmp_path / "dangling")
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        os.stat(tmp_path / "ping")  # so the loops are real
+    factory = FilesystemFactory(follow=follow)
+    assert paths(factory(tmp_path)) == [("a.sh",), ("sub", "b.sh")]
+    assert factory.errors == [], "no note, no warning: as for a dangling symlink"
+
+
 def test_a_task_runs_its_file_in_its_own_directory(tree):
     factory = FilesystemFactory(capture_output=True, text=True)
     task = {get_callpath(t): t for t in factory(tree)}[("sub", "d.sh")]

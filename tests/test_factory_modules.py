@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import pathlib
 import pickle
 import sys
+import textwrap
 
 import pytest
 
 from pexen import PexenWarning, sched
 from pexen.factory import CollectionError, ModTreeFactory, ModuleFactory, get_callpath
+from pexen.sched._naming import task_name
+from pexen.sched.meta import SchedMeta, retrieve_meta
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "modtree"
 PKG = DATA / "mtpkg"
@@ -129,6 +133,132 @@ def test_module_factory_rejects_what_is_no_module():
         list(ModuleFactory()(42))
     with pytest.raises(TypeError, match=r"match=3: expected an fnmatch pattern"):
         ModuleFactory(match=3)
+
+
+# -- ModuleFactory: callables that take no attributes ------------------------------
+
+# Bound methods and builtins refuse attributes, so no call path can be recorded
+# on them; a partial wrapping each is the task instead.
+METHODS = textwrap.dedent("""\
+    from pexen.sched.meta import assign_val, func_meta
+
+
+    class Greeter:
+        def __init__(self, word):
+            self.word = word
+
+        @func_meta(provides=["greeted"])
+        def hello(self, shared):
+            shared["greeting"] = self.word
+            return self.word
+
+        def bye(self):
+            return "bye " + self.word
+
+        def test_plain(self):
+            return "plain"
+
+
+    class Stubborn:
+        \"\"\"A callable object that refuses attributes its own way.\"\"\"
+
+        def __setattr__(self, name, value):
+            raise RuntimeError(f"no {name} here")
+
+        def __call__(self):
+            return "stubborn"
+
+
+    greeter = Greeter("hi")
+    hello = func_meta(priority=1)(greeter.hello)  # the method's own metadata
+    assign_val(Greeter.bye, requires=["greeted"])  # assigned at module level
+    bye = Greeter("you").bye
+    test_bound = greeter.test_plain  # no metadata: taken by match
+    test_upper = "abc".upper  # a builtin method
+    test_stubborn = Stubborn()
+
+
+    def test_function():
+        return "function"
+""")
+METHOD_TASKS = [
+    ("ftmp_methods", "bye"),
+    ("ftmp_methods", "hello"),
+    ("ftmp_methods", "test_bound"),
+    ("ftmp_methods", "test_function"),
+    ("ftmp_methods", "test_stubborn"),
+    ("ftmp_methods", "test_upper"),
+]
+
+
+@pytest.fixture
+def methods_module(tmp_path):
+    make_package(tmp_path, {"ftmp_methods.py": METHODS})
+    sys.path.insert(0, str(tmp_path))
+    return importlib.import_module("ftmp_methods")
+
+
+def test_bound_methods_and_builtins_are_collected_through_a_partial(methods_module):
+    mod = methods_module
+    factory = ModuleFactory(match="test_*")
+    tasks = list(factory(mod))  # no PexenWarning: nothing failed
+    assert factory.errors == []
+    assert paths(tasks) == METHOD_TASKS
+    by_name = {get_callpath(task)[-1]: task for task in tasks}
+    assert by_name["test_function"] is mod.test_function, "a function is itself"
+    for name in ("bye", "hello", "test_bound", "test_stubborn", "test_upper"):
+        task = by_name[name]
+        assert isinstance(task, functools.partial)
+        assert task.func is getattr(mod, name)
+        assert (task.args, task.keywords) == ((), {})
+        assert task_name(task) == f"ftmp_methods/{name}"
+    # the partial carries an equal copy of the method's metadata, not the
+    # method's (= its function's, shared by every instance) object itself
+    assert retrieve_meta(by_name["hello"]) == SchedMeta(provides={"greeted"},
+                                                         priority=1)
+    assert retrieve_meta(by_name["hello"]) is not retrieve_meta(mod.hello)
+    assert retrieve_meta(by_name["bye"]) == SchedMeta(requires={"greeted"})
+    assert retrieve_meta(by_name["test_upper"]) is None
+    # nothing was recorded on the methods' functions
+    assert get_callpath(mod.Greeter.hello) == ()
+
+
+def test_bound_method_tasks_run_with_their_metadata_and_pickle(methods_module):
+    tasks = list(ModTreeFactory(match="test_*")(methods_module.__file__))
+    assert paths(tasks) == METHOD_TASKS
+    results = {get_callpath(res.task)[-1]: res
+               for res in sched.Sched(tasks).run(pool=sched.pool.InlineWorkerPool())}
+    assert {name: res.ret for name, res in results.items()} == {
+        "bye": "bye you", "hello": "hi", "test_bound": "plain",
+        "test_function": "function", "test_stubborn": "stubborn",
+        "test_upper": "ABC"}
+    assert results["hello"].shared == {"greeting": "hi"}, "shared goes first"
+    for task in tasks:  # as process pools under spawn need
+        name = get_callpath(task)[-1]
+        copy = pickle.loads(pickle.dumps(task))
+        assert get_callpath(copy) == get_callpath(task)
+        assert retrieve_meta(copy) == retrieve_meta(task)
+        assert copy(*({},) if name == "hello" else ()) == results[name].ret
+
+
+def test_a_callable_that_cannot_be_made_a_task_is_recorded_and_the_rest_collected(
+        methods_module, monkeypatch):
+    def retrieve_meta(obj):
+        if obj is methods_module.test_upper:
+            raise RuntimeError("hostile metadata lookup")
+        return sched.meta.retrieve_meta(obj)
+
+    monkeypatch.setattr("pexen.factory._module.retrieve_meta", retrieve_meta)
+    factory = ModuleFactory(match="test_*")
+    with pytest.warns(PexenWarning, match=r"1 item could not be collected \(first: "
+                      r"cannot collect ftmp_methods\.test_upper: RuntimeError: "
+                      r"hostile metadata lookup\)"):
+        tasks = list(factory(methods_module))
+    assert paths(tasks) == METHOD_TASKS[:-1]
+    (error,) = factory.errors
+    assert error.path == "ftmp_methods.test_upper"
+    assert error.callpath == ("ftmp_methods", "test_upper")
+    assert isinstance(error.exc, RuntimeError)
 
 
 # -- ModTreeFactory: roots ---------------------------------------------------------

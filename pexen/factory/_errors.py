@@ -31,7 +31,8 @@ class CollectionError(PexenError):
 
     Factories do not raise it: they append it to their ``errors`` list and go
     on collecting (``factory.errors`` after a call). ``path`` is the file (or
-    module name when no file is known), ``callpath`` where its tasks would
+    module name when no file is known; for a module-level object that could
+    not be made a task, its dotted name), ``callpath`` where its tasks would
     have gone, ``exc`` the exception it raised and ``traceback`` that
     exception formatted as Python prints it.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -60,7 +61,8 @@ class FilesystemFactory(BaseFactory):
     """Make a task of every executable, non-hidden file below a directory.
 
     Hidden files and directories (name starting with ``.``) are skipped, and
-    so are directory symlinks unless *follow* is true; with *follow*, a
+    so are symlinks that lead nowhere (dangling, or a loop of symlinks) and
+    directory symlinks unless *follow* is true; with *follow*, a
     symlink back to a directory being walked (a cycle) is not entered again.
     A file counts as executable when it is a regular file (symlinks to files
     are followed) with any execute bit set. Each task runs the file with
@@ -119,6 +121,8 @@ class FilesystemFactory(BaseFactory):
             except FileNotFoundError:
                 continue  # a dangling symlink is no executable
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    continue  # nor is a symlink loop (one onto itself, a to b to a)
                 self.record_error(entry.path, exc, entry.name)
                 continue
             if stat.S_ISDIR(st.st_mode):

@@ -10,6 +10,7 @@ when it is not there yet; spawned workers inherit ``sys.path``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -20,8 +21,10 @@ from fnmatch import fnmatchcase
 from types import ModuleType
 from typing import Any
 
+import attrs
+
 from pexen.factory._base import BaseFactory
-from pexen.sched.meta import has_meta
+from pexen.sched.meta import assign_meta, has_meta, retrieve_meta
 
 
 def _check_match(match: object) -> str | None:
@@ -64,7 +67,11 @@ class ModuleFactory(BaseFactory):
     helper module made *for* this module is kept). A callable's call path is
     the module's dotted name split at the dots plus the name it has in the
     module; the function itself is the task, so a function has one call path,
-    the last one given.
+    the last one given. A callable that takes no attributes (a bound method,
+    a builtin such as ``"abc".upper``) cannot carry a call path: its task is a
+    ``functools.partial`` wrapping it, with a copy of its metadata. Should
+    even that fail, the error is recorded in ``errors`` and the rest of the
+    module is collected.
     """
 
     def __init__(self, match: str | None = None) -> None:
@@ -94,9 +101,30 @@ class ModuleFactory(BaseFactory):
         for part in parts:
             self.callpath_push(part)
         for name, obj in sorted(chosen.values(), key=lambda pair: pair[0]):
-            yield self.callpath_burn(obj, name)
+            try:
+                task = self._make(obj, name)
+            except Exception as exc:  # one odd object must not hide the others
+                self.record_error(f"{module.__name__}.{name}", exc, name)
+                continue
+            yield task
         for _ in parts:
             self.callpath_pop()
+
+    def _make(self, obj: Callable[..., Any], name: str) -> Callable[..., Any]:
+        """Record the call path on *obj*, or on a partial wrapping it if need be."""
+        try:
+            return self.callpath_burn(obj, name)
+        except Exception:
+            # A bound method or a builtin takes no attributes (and an object's
+            # own __setattr__ may refuse them): a partial takes them, calls
+            # *obj* the same way, has its signature, and pickles when it does.
+            wrapper = functools.partial(obj)
+        meta = retrieve_meta(obj)
+        if meta is not None:
+            # its own copy, as task_fail_wrap gives: the planner reads the
+            # task's attribute, and changing one task must not change another
+            assign_meta(wrapper, attrs.evolve(meta))
+        return self.callpath_burn(wrapper, name)
 
 
 class ModTreeFactory(BaseFactory):

@@ -6,7 +6,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from pexen.sched._errors import TaskFailError
+from pexen.sched.meta import assign_meta, retrieve_meta
 
 
 def task_fail_wrap(
@@ -21,7 +24,8 @@ def task_fail_wrap(
 
     Use bare (``@task_fail_wrap``) or with options
     (``@task_fail_wrap(deps_ok=False, reraise=MyFail)``). The original
-    exception is the new one's ``__cause__``; metadata and signature carry over.
+    exception is the new one's ``__cause__``; metadata and signature carry over
+    (the wrapper gets an equal copy of the metadata, not the same object).
     """
     if not (isinstance(reraise, type) and issubclass(reraise, TaskFailError)):
         raise TypeError(f"reraise={reraise!r}: expected a TaskFailError subclass")
@@ -38,6 +42,11 @@ def task_fail_wrap(
                     f"{type(exc).__name__}: {exc}", deps_ok=deps_ok, locks_ok=locks_ok
                 ) from exc
 
+        # functools.wraps copied fn's __dict__, metadata object included: give
+        # the wrapper its own, so changing one task's metadata leaves the other's
+        meta = retrieve_meta(wrapper)
+        if meta is not None:
+            assign_meta(wrapper, attrs.evolve(meta))
         return wrapper
 
     return decorate if fn is None else decorate(fn)
