@@ -530,7 +530,8 @@ def test_skip_reasons_when_stopped():
     d.done("done")
     assert d.pop() == "running"
     assert d.skipped(stopped=True) == {
-        "running": "started, but the run was stopped before it finished",
+        "running": "handed to the pool, but the run was stopped before its "
+                   "result came back",
         "ready": "not started: the run was stopped early",
         "pending": "not started: the run was stopped early",
         "p": "not started: the run was stopped early",

@@ -36,7 +36,7 @@ from pexen.sched.meta import assign_val, func_meta, has_meta, retrieve_meta
 
 DEADLOCK = 30.0  # seconds: only to turn a deadlock into a failure
 
-STARTED = "started, but the run was stopped before it finished"
+STARTED = "handed to the pool, but the run was stopped before its result came back"
 NOT_STARTED = "not started: the run was stopped early"
 
 

@@ -333,7 +333,8 @@ class Planner:
         if stopped:
             return TaskMap(
                 (info.task, (
-                    "started, but the run was stopped before it finished"
+                    "handed to the pool, but the run was stopped before its "
+                    "result came back"
                     if info.state == RUNNING
                     else "not started: the run was stopped early"
                 ))
