@@ -25,3 +25,8 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """List the lazy pools too, for ``dir()`` and completion, without loading them."""
+    return sorted({*globals(), *_LAZY})
