@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import pytest
 
 from pexen import sched
-from pexen.sched import SchedulerError
+from pexen.sched import SchedulerError, _calling
 from pexen.sched.meta import assign_val, func_meta
 
 PRESET = {"preset": "p"}
@@ -319,3 +320,88 @@ def test_uncallable_without_arguments_says_so():
     with pytest.raises(SchedulerError, match=r"task '<.*Strict object.*>' cannot be "
                                              r"called .* \(no arguments\): missing"):
         sched.Sched([task]).check()
+
+
+# -- the cached decision -----------------------------------------------------
+
+
+def shared_first(shared, a, b=2, *, c=3):
+    return (shared, a, b, c)
+
+
+def any_args(*args, **kw):
+    return (args, kw)
+
+
+def shared_only_by_name(*, shared=None, d=4):
+    return (shared, d)
+
+
+def positional_pair(shared, a, /, b=0):
+    return (shared, a, b)
+
+
+def _outcome(decide, task, kwargs):
+    """What *decide* says: ``(True|False, None)``, or ``(None, message)``."""
+    try:
+        return decide(task, kwargs), None
+    except SchedulerError as exc:
+        return None, str(exc)
+
+
+PARTIAL_BINDINGS = [
+    ((), {}),
+    (({"bound": "shared"},), {}),  # binds the shared parameter by position
+    ((), {"shared": {"bound": "shared"}}),  # ... and by keyword
+    (({"s": 1}, "A"), {}),
+    (({"s": 1}, "A", "B"), {}),
+    (({"s": 1}, "A", "B", "too many"), {}),
+    ((), {"a": "A"}),
+    ((), {"a": "A", "c": 30}),
+    (("x",), {"b": 20}),
+    ((), {"d": 40}),
+    ((), {"unknown": 0}),
+]
+KWARGS = [{}, {"a": 1}, {"b": 2}, {"c": 3}, {"a": 1, "c": 3}, {"shared": 0},
+          {"d": 4}, {"unknown": 5}]
+
+
+@pytest.mark.parametrize("fn", [shared_first, any_args, shared_only_by_name,
+                                positional_pair, no_args])
+def test_cached_decision_for_partials_matches_a_fresh_one(fn, monkeypatch):
+    # each partial is made anew, as factories do, and asked twice: the first
+    # may fill the cache, the second is answered from it, bound values differ
+    monkeypatch.setattr(_calling, "_decision_cache", {})
+    for args, keywords in PARTIAL_BINDINGS:
+        for kwargs in KWARGS:
+            for value in ("first", "second"):
+                bound = [*args[:1], *(f"{arg}-{value}" for arg in args[1:])]
+                task = functools.partial(fn, *bound, **keywords)
+                fresh = _outcome(_calling._decide, task, kwargs)
+                cached = _outcome(_calling.passes_shared, task, kwargs)
+                assert cached == fresh, (fn, args, keywords, kwargs, value)
+    assert _calling._decision_cache  # the cache was used
+
+
+def test_a_partial_binding_shared_is_not_given_it_again(make_pool):
+    by_position = functools.partial(shared_first, {"mine": 1})
+    assign_val(by_position, kwargs={"a": "A"})
+    assert run_one(make_pool, by_position) == ({"mine": 1}, "A", 2, 3)
+    by_keyword = functools.partial(shared_only_by_name, shared={"mine": 2})
+    assert run_one(make_pool, by_keyword) == ({"mine": 2}, 4)
+
+
+def test_partials_of_one_function_inspect_it_once(monkeypatch):
+    monkeypatch.setattr(_calling, "_decision_cache", {})
+    calls = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda fn: calls.append(fn) or real(fn))
+    for n in range(5):
+        assert _calling.passes_shared(functools.partial(shared_first, a=n), {})
+        assert not _calling.passes_shared(functools.partial(shared_first, n, n, n), {})
+    assert len(calls) == 2
+    # what inspect.signature would see differently is never taken from the cache
+    special = functools.partial(shared_first, a=0)
+    special.__signature__ = inspect.signature(any_args)
+    assert _calling.passes_shared(special, {"unknown": 1})
+    assert len(calls) == 4

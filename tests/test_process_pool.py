@@ -33,6 +33,7 @@ from pexen.sched import (
     TaskRes,
     WorkerCrashError,
 )
+from pexen.sched._calling import execute
 from pexen.sched._process_pool import default_start_method, describe_exit
 from pexen.sched._transport import RemoteTaskError, TransportError
 from pexen.sched.meta import assign_val
@@ -402,6 +403,66 @@ def test_exception_keeps_type_chain_and_worker_frames(method):
     assert "The above exception was the direct cause" in text
     frames = [frame.name for frame in traceback.extract_tb(res.excinfo.tb)]
     assert frames[-1] == "raise_chained"
+
+
+def _frames_shown(text: str) -> dict[str, list[str]]:
+    """Each ``File ...`` line of a formatted traceback, with the lines under it."""
+    frames: dict[str, list[str]] = {}
+    shown: list[str] = []
+    for line in text.splitlines():
+        if line.startswith('  File "'):
+            shown = frames.setdefault(line, [])
+        elif line.startswith("    "):
+            shown.append(line)
+        else:
+            shown = []
+    return frames
+
+
+def _lookup(table, key):
+    return table["known"] + table[key] * 2
+
+
+def fails_in_an_expression():
+    """A task (by reference: its source is shown) failing in part of a line."""
+    total = 10 + _lookup({"known": 1}, "missing")
+    return total
+
+
+def recurse(*, depth=0):
+    return recurse(depth=depth + 1)
+
+
+def test_a_remote_traceback_marks_the_failing_expression(method):
+    # Python 3.11+ marks the failing expression (``~~~^^^``) under a source
+    # line; for frames rebuilt in the parent it must mark the same text as the
+    # same failure here would, not columns of a stand-in frame
+    _key, _shared, _ret, excinfo = execute(
+        (0, fails_in_an_expression, False, {}, {}, None)
+    )
+    here = _frames_shown("".join(traceback.format_exception(*excinfo)))
+    (res,) = Sched([fails_in_an_expression]).run(
+        pool=ProcessWorkerPool(mp_context=method)
+    )
+    assert res.excinfo.type is KeyError
+    text = "".join(traceback.format_exception(*res.excinfo))
+    assert _frames_shown(text) == here, text
+    names = [frame.name for frame in traceback.extract_tb(res.excinfo.tb)]
+    assert names == ["execute", "fails_in_an_expression", "_lookup"]
+    if sys.version_info >= (3, 11):  # carets were compared, not left out
+        marks = [line for lines in here.values() for line in lines[1:]]
+        assert len(marks) == 3, here
+        assert all(set(line.strip()) <= set("^~") for line in marks), here
+
+
+def test_a_deep_traceback_comes_back_whole(method):
+    # RecursionError: as deep a traceback as the recursion limit allows
+    (res,) = Sched([recurse]).run(pool=ProcessWorkerPool(mp_context=method))
+    assert res.excinfo.type is RecursionError
+    frames = traceback.extract_tb(res.excinfo.tb)
+    assert len(frames) > 100
+    assert frames[-1].name == "recurse"
+    assert frames[-1].line == "return recurse(depth=depth + 1)"
 
 
 def test_system_exit_keeps_its_code(method):

@@ -7,6 +7,7 @@ the ``kwargs`` always go by keyword.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import threading
@@ -24,10 +25,20 @@ _POSITIONAL = (
     inspect.Parameter.VAR_POSITIONAL,
 )
 
-# Plain functions sharing a code object (lambdas made in a loop, closures) have
-# the same signature when their defaults line up, so the decision is cached.
-_plain_cache: dict[tuple, bool] = {}
+# The decision is cached for plain functions and for partials of them: it
+# depends only on the shape of the signature, which a function's code object,
+# the number of its defaults and the names of its keyword defaults fix (lambdas
+# made in a loop, closures and the partials factories make for each task share
+# those), plus, for a partial, how many arguments and which keywords it binds.
+# The values bound or defaulted never change it. A failing signature is never
+# cached: each task gets its own message.
+_decision_cache: dict[tuple, bool] = {}
 _CACHE_LIMIT = 4096
+# attributes through which inspect.signature learns more than the code tells
+_SIGNATURE_ATTRS = frozenset(
+    {"__wrapped__", "__signature__", "_partialmethod", "__partialmethod__"}
+)
+_PLACEHOLDER = getattr(functools, "Placeholder", None)  # Python 3.14+
 
 
 def _decide(task: Any, kwargs: Mapping[str, Any]) -> bool:
@@ -50,24 +61,42 @@ def _decide(task: Any, kwargs: Mapping[str, Any]) -> bool:
     return pass_shared
 
 
+def _shape(fn: Any) -> tuple | None:
+    """What fixes the signature of a plain function; None for anything else."""
+    if type(fn) is not types.FunctionType or not _SIGNATURE_ATTRS.isdisjoint(
+        fn.__dict__
+    ):
+        return None
+    return (fn.__code__, len(fn.__defaults__ or ()), tuple(fn.__kwdefaults__ or ()))
+
+
+def _cache_key(task: Any, kwargs: Mapping[str, Any]) -> tuple | None:
+    """The key of *task*'s decision in the cache, or None to decide afresh."""
+    if type(task) is functools.partial:
+        shape = _shape(task.func)
+        if shape is None or not _SIGNATURE_ATTRS.isdisjoint(task.__dict__):
+            return None
+        if _PLACEHOLDER is not None and any(arg is _PLACEHOLDER for arg in task.args):
+            return None
+        bound = (len(task.args), tuple(task.keywords))
+    else:
+        shape, bound = _shape(task), None
+        if shape is None:
+            return None
+    return (*shape, bound, tuple(kwargs))
+
+
 def passes_shared(task: Any, kwargs: Mapping[str, Any]) -> bool:
     """Return whether *task* takes ``shared`` first; raise if it cannot be called."""
-    if type(task) is types.FunctionType and not (
-        "__wrapped__" in task.__dict__ or "__signature__" in task.__dict__
-    ):
-        key = (
-            task.__code__,
-            len(task.__defaults__ or ()),
-            tuple(task.__kwdefaults__ or ()),
-            tuple(kwargs),
-        )
-        decision = _plain_cache.get(key)
-        if decision is None:
-            if len(_plain_cache) >= _CACHE_LIMIT:
-                _plain_cache.clear()
-            decision = _plain_cache[key] = _decide(task, kwargs)
-        return decision
-    return _decide(task, kwargs)
+    key = _cache_key(task, kwargs)
+    if key is None:
+        return _decide(task, kwargs)
+    decision = _decision_cache.get(key)
+    if decision is None:
+        if len(_decision_cache) >= _CACHE_LIMIT:
+            _decision_cache.clear()
+        decision = _decision_cache[key] = _decide(task, kwargs)
+    return decision
 
 
 def execute(job: tuple) -> tuple:

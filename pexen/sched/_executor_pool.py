@@ -14,7 +14,8 @@ processes, on Dask workers or MPI ranks. The same three steps serve them all:
    ``TransportError`` naming the part to blame.
 2. *Worker* (:func:`run_job`): unpickle, run with ``execute``, and send back
    ``(excinfo_blob, data_blob)``: the shared dict and return value, or the
-   exception with its traceback (tblib). The task itself never comes back.
+   exception with its traceback (``_transport``). The task itself never comes
+   back.
 3. *Parent* (``wait``): the outcome ``(key, shared, ret, excinfo)`` is
    rebuilt; the scheduler finds the task by ``key``, so ``TaskRes.task`` is
    the very object the user added.

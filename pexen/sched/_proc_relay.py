@@ -156,9 +156,9 @@ class Relay:
         got = False
         with self._lock:
             for fd, _events in ready:
-                stream = self._streams.get(fd)
-                if stream is not None:
-                    got = self._read(stream, limit=_READS_PER_TURN) or got
+                found = self._streams.get(fd)
+                if found is not None:
+                    got = self._read(found, limit=_READS_PER_TURN) or got
         return got
 
     def take(self) -> list[Stream]:

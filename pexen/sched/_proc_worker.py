@@ -186,8 +186,10 @@ def _redirect_output(out_fd: int, err_fd: int) -> None:
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     _replaced_streams.extend([sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__])
-    sys.stdout = sys.__stdout__ = _text_stream(1)
-    sys.stderr = sys.__stderr__ = _text_stream(2)
+    # typeshed marks sys.__stdout__ Final; it is rebound on purpose, so that
+    # what writes to the original streams reaches the parent's pipes too
+    sys.stdout = sys.__stdout__ = _text_stream(1)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = _text_stream(2)  # type: ignore[misc]
 
 
 class ForwardHandler(logging.Handler):
@@ -272,6 +274,7 @@ def _run(job: tuple) -> tuple:
         )
     except KeyboardInterrupt:  # raised by the task itself: SIGINT is ignored here
         excinfo, ret = ExceptionInfo(*sys.exc_info()), None
+    shared_blob: bytes | bool | None  # False: the shared dict could not be pickled
     if excinfo is not None:
         try:
             shared_blob = dumps_value(shared, "shared state") if shared else None

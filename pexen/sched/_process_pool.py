@@ -146,7 +146,7 @@ def _preload_in_forkserver(ctx: Any) -> None:
     """Have the forkserver import the worker module once, so workers start fast.
 
     The forkserver forks each worker from itself; with our module (and pexen,
-    cloudpickle, tblib) already imported there, a worker starts in a few
+    cloudpickle) already imported there, a worker starts in a few
     milliseconds instead of importing them all again. The server's preload
     list is only read when it starts, so this is done before the first worker.
     """
@@ -181,8 +181,8 @@ def _main_module_hidden() -> Iterator[None]:
         yield
         return
     namespace = main.__dict__
-    saved = {name: namespace[name] for name in ("__file__", "__spec__")
-             if name in namespace}
+    saved: dict[str, Any] = {name: namespace[name] for name in ("__file__", "__spec__")
+                             if name in namespace}
     namespace.pop("__file__", None)
     namespace["__spec__"] = None
     try:
@@ -394,7 +394,7 @@ class ProcessWorkerPool(WorkerPool):
     def wait(self) -> list[Outcome]:
         if not self._jobs and not self._outcomes:
             raise PoolError(f"{self!r}: wait() with no job in flight")
-        relay = self._relay
+        relay = self._live_relay
         if relay.has_news:  # what came while the caller held a result
             self._emit(relay.take())
         self._dispatch(final=False)
@@ -415,9 +415,9 @@ class ProcessWorkerPool(WorkerPool):
         self._reset()
         self._log_levels = _log_levels()
         _preload_in_forkserver(self.mp_context)
-        self._relay = Relay(f"pexen-relay-{self._pool_id}")
-        self._relay.start()
-        self._watch(self._relay.wake_fd, None, "wake")
+        relay = self._relay = Relay(f"pexen-relay-{self._pool_id}")
+        relay.start()
+        self._watch(relay.wake_fd, None, "wake")
         _live_pools.add(self)
 
     def _stop(self, cancel: bool) -> None:
@@ -426,6 +426,14 @@ class ProcessWorkerPool(WorkerPool):
                 self._shutdown_workers(cancel)
             finally:
                 self._teardown()
+
+    @property
+    def _live_relay(self) -> Relay:
+        """The output relay, which exists from ``_start`` to ``_teardown``."""
+        relay = self._relay
+        if relay is None:
+            raise PoolError(f"{self!r} is not started")
+        return relay
 
     # -- workers ---------------------------------------------------------------
 
@@ -445,7 +453,7 @@ class ProcessWorkerPool(WorkerPool):
         self._n_started += 1
         name = f"pexen-worker-{self._pool_id}.{self._n_started}"
         fork = self.start_method == "fork"
-        relay = self._relay
+        relay = self._live_relay
         pipes: list[Any] = []
         # SIGINT stays blocked until the worker is on record, so a Ctrl-C cannot
         # orphan it; and the worker is born with it blocked, until it ignores it
@@ -497,7 +505,7 @@ class ProcessWorkerPool(WorkerPool):
         for conn, kind in ((out_r, OUT), (err_r, ERR), (log_r, LOG)):
             stream = Stream(conn.fileno(), kind, worker)
             worker.streams.append(stream)
-            self._relay.add(stream)
+            self._live_relay.add(stream)
         self._workers.append(worker)
         return worker
 
@@ -644,14 +652,15 @@ class ProcessWorkerPool(WorkerPool):
         dead = []
         for fd, _events in self._poller.poll(ms):
             worker, role = self._fd2role.get(fd, (None, ""))
-            if role == "result":
+            if worker is None:
+                if role == "wake":
+                    self._emit(self._live_relay.take())
+            elif role == "result":
                 self._read_results(worker)
             elif role == "sentinel":
                 dead.append(worker)
             elif role == "job":
                 self._flush_jobs(worker)
-            elif role == "wake":
-                self._emit(self._relay.take())
         for worker in dead:
             self._on_death(worker)
 
@@ -750,7 +759,7 @@ class ProcessWorkerPool(WorkerPool):
             if not worker.ready:
                 wait = worker.born + START_TIMEOUT - now
                 if wait <= 0:
-                    worker.killed_for = wire.NO_KEY  # no task to blame
+                    worker.killed_for = int(wire.NO_KEY)  # no task to blame
                     _signal_group(worker.pid, signal.SIGKILL)
                     continue
             elif not worker.outstanding:
@@ -832,7 +841,7 @@ class ProcessWorkerPool(WorkerPool):
         exitcode = process.exitcode
         for fd in (worker.result_fd, worker.sentinel, worker.job_fd):
             self._unwatch(fd)
-        relay = self._relay
+        relay = self._live_relay
         streams = [relay.remove(stream.fd) for stream in worker.streams]
         self._emit([s for s in streams if s is not None], flush=True)
         for conn in worker.conns:

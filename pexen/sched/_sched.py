@@ -125,7 +125,8 @@ class Sched:
         finished = False
         infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
         shared_for, submit = planner.shared_for, pool.submit
-        dispatched, now = {}, time.monotonic
+        dispatched: dict[int, tuple[Any, float]] = {}
+        now = time.monotonic
         self._dispatched = dispatched
         try:
             while True:

@@ -11,9 +11,16 @@ MPI pools) goes through these functions, so they behave alike:
 * **Data** (kwargs, shared dicts, return values): plain pickle first, the fast
   path, and cloudpickle when that fails or refers to ``__main__``.
 * **Exceptions** travel with their traceback and their ``__cause__`` and
-  ``__context__`` chain (tblib). One that cannot make the trip is replaced by
-  a :class:`RemoteTaskError` carrying its type name, message, formatted
+  ``__context__`` chain. One that cannot make the trip is replaced by a
+  :class:`RemoteTaskError` carrying its type name, message, formatted
   traceback and the reason it could not come back, never by None.
+* **Tracebacks** travel as a flat list of their frames' places (file,
+  function, line, and the columns of the failing expression), and are rebuilt
+  as real traceback objects from code made to fail at that very place; so
+  Python 3.11+ marks (``~~~^^^``) the same part of each line as it would have
+  in the worker (the tblib way, one stand-in code object for every frame,
+  marks the wrong one), and a traceback thousands of frames deep (a
+  RecursionError) travels as well as a short one.
 
 Whatever cannot be pickled raises :class:`TransportError` naming what it was
 and why, down to the attribute or item that failed where it can be found:
@@ -26,15 +33,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import itertools
+import linecache
 import pickle
+import sys
 import traceback
 import types
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
-from tblib import Traceback
-from tblib.pickling_support import pickle_traceback
 
 from pexen.sched._errors import PoolError
 from pexen.sched._result import ExceptionInfo
@@ -257,6 +265,143 @@ def loads_value(blob: bytes, what: str) -> Any:
         ) from exc
 
 
+# -- tracebacks ---------------------------------------------------------------
+
+# Python 3.11+ draws carets under the part of a line that failed, taken from the
+# code's positions at the instruction a frame stopped at (co_positions, tb_lasti)
+_HAS_COLUMNS = sys.version_info >= (3, 11)
+_NO_POSITION: tuple[int | None, ...] = (None, None, None, None)
+
+
+class _FramePlace(NamedTuple):
+    """Where one frame of a traceback stopped, as plain data that can travel.
+
+    ``lineno`` to ``end_lineno``, ``col`` to ``end_col`` (UTF-8 byte offsets)
+    is the expression that failed; the last three are None where the worker
+    had no columns. ``module`` keeps the frame's ``__name__`` and ``__file__``.
+    """
+
+    filename: str
+    name: str
+    qualname: str
+    lineno: int | None
+    end_lineno: int | None
+    col: int | None
+    end_col: int | None
+    module: dict[str, str]
+
+
+def _position(tb: TracebackType) -> tuple[int | None, ...]:
+    """``(lineno, end_lineno, col, end_col)`` of the instruction *tb* stopped at."""
+    positions = getattr(tb.tb_frame.f_code, "co_positions", None)  # Python 3.11+
+    if positions is None or tb.tb_lasti < 0:
+        return _NO_POSITION
+    return next(itertools.islice(positions(), tb.tb_lasti // 2, None), _NO_POSITION)
+
+
+def frame_places(tb: TracebackType | None) -> tuple[_FramePlace, ...]:
+    """The places of *tb*'s frames, outermost first, to rebuild it elsewhere."""
+    places = []
+    modules: dict[int, dict[str, str]] = {}
+    while tb is not None:
+        code, namespace = tb.tb_frame.f_code, tb.tb_frame.f_globals
+        module = modules.get(id(namespace))
+        if module is None:
+            module = modules[id(namespace)] = {
+                key: value
+                for key in ("__name__", "__file__")
+                if isinstance(value := namespace.get(key), str)
+            }
+        lineno, end_lineno, col, end_col = _position(tb)
+        places.append(
+            _FramePlace(
+                code.co_filename,
+                code.co_name,
+                getattr(code, "co_qualname", code.co_name),
+                tb.tb_lineno if lineno is None else lineno,
+                end_lineno,
+                col,
+                end_col,
+                module,
+            )
+        )
+        tb = tb.tb_next
+    return tuple(places)
+
+
+def _span(place: _FramePlace) -> tuple[int, int, int]:
+    """``(extra_lines, col, end_col)`` that the rebuilt frame should mark.
+
+    The worker's own columns where it had them; otherwise the whole source
+    line (if it can be read here), which Python leaves unmarked but for the
+    operator of a bare expression.
+    """
+    _file, _name, _qualname, lineno, end_lineno, col, end_col, _module = place
+    if not (lineno is None or end_lineno is None or col is None or end_col is None):
+        lines = end_lineno - lineno
+        if (lines == 0 and end_col > col) or (lines > 0 and end_col > 0):
+            return lines, col, end_col
+    text = linecache.getline(place.filename, lineno) if _HAS_COLUMNS and lineno else ""
+    code = text.strip()
+    if not code:
+        return 0, 0, 1  # no source line is shown, so no mark either
+    col = len(text[: len(text) - len(text.lstrip())].encode())
+    return 0, col, col + len(code.encode())
+
+
+@functools.lru_cache(maxsize=256)
+def _failing_code(lines: int, col: int, end_col: int) -> types.CodeType:
+    """Code whose first line fails at an expression spanning exactly these columns.
+
+    The expression starts at *col* of line 1 and ends at *end_col* of line
+    ``1 + lines``: on one line, an undefined name of that width (NameError);
+    across lines, a call of None (TypeError), which spans the whole call.
+    """
+    if lines == 0:
+        expression = "n" * (end_col - col)
+    else:
+        expression = "N(" + "\n" * lines + " " * (end_col - 1) + ")"
+    if col:  # a line cannot be indented, but what is inside brackets can
+        expression = "(" + " " * (col - 1) + expression + ")"
+    return compile(expression, "<traceback>", "exec")
+
+
+def _rebuilt_frame(place: _FramePlace) -> TracebackType:
+    """A one-frame traceback that renders like *place* did in the worker."""
+    code = _failing_code(*_span(place)).replace(
+        co_firstlineno=place.lineno or 0,
+        co_filename=place.filename,
+        co_name=place.name,
+    )
+    if sys.version_info >= (3, 11):
+        code = code.replace(co_qualname=place.qualname)
+    namespace: dict[str, Any] = {**place.module, "__builtins__": {}, "N": None}
+    try:
+        exec(code, namespace, {})
+    except (NameError, TypeError) as exc:
+        tb = exc.__traceback__
+        assert tb is not None and tb.tb_next is not None
+        return tb.tb_next  # the frame of *code*, stopped at the failing part
+    raise AssertionError(f"code made to fail at {place} did not")
+
+
+def rebuild_traceback(places: tuple[_FramePlace, ...]) -> TracebackType | None:
+    """A real traceback object with a frame for each of *places*."""
+    top = last = None
+    for place in places:
+        tb = _rebuilt_frame(place)
+        if last is None:
+            top = tb
+        else:
+            last.tb_next = tb
+        last = tb
+    return top
+
+
+def _reduce_traceback(tb: TracebackType) -> tuple:
+    return rebuild_traceback, (frame_places(tb),)
+
+
 # -- exceptions ---------------------------------------------------------------
 
 
@@ -314,7 +459,7 @@ class _ChainPickler(pickle.Pickler):
         if isinstance(obj, BaseException):
             return _reduce_exception(obj)
         if isinstance(obj, TracebackType):
-            return pickle_traceback(obj)
+            return _reduce_traceback(obj)
         return NotImplemented
 
 
@@ -325,7 +470,7 @@ class _ChainCloudPickler(cloudpickle.Pickler):
         if isinstance(obj, BaseException):
             return _reduce_exception(obj)
         if isinstance(obj, TracebackType):
-            return pickle_traceback(obj)
+            return _reduce_traceback(obj)
         return super().reducer_override(obj)
 
 
@@ -370,8 +515,7 @@ def dumps_excinfo(excinfo: ExceptionInfo) -> bytes:
     type_name = _type_name(type(exc))
     message = _safe_str(exc)
     text = _format(exc, tb)
-    tb_dict = Traceback(tb).as_dict() if tb is not None else None
-    reason = ""
+    places = frame_places(tb)
     kind = "exc"  # with its chain
     reason = ""
     for pickler_cls in (_ChainPickler, _ChainCloudPickler):
@@ -393,7 +537,7 @@ def dumps_excinfo(excinfo: ExceptionInfo) -> bytes:
         except Exception:
             stand_in = RemoteTaskError(type_name, message, text, reason)
             data = pickle.dumps(stand_in, PROTOCOL)
-    return pickle.dumps((kind, data, tb_dict, type_name, message, text), PROTOCOL)
+    return pickle.dumps((kind, data, places, type_name, message, text), PROTOCOL)
 
 
 def loads_excinfo(blob: bytes) -> ExceptionInfo:
@@ -402,7 +546,7 @@ def loads_excinfo(blob: bytes) -> ExceptionInfo:
     If the exception cannot be rebuilt in this process (its class is not
     importable here, say), a :class:`RemoteTaskError` stands in for it.
     """
-    kind, data, tb_dict, type_name, message, text = loads(blob)
+    kind, data, places, type_name, message, text = loads(blob)
     try:
         exc = loads(data)
     except Exception as err:
@@ -411,7 +555,7 @@ def loads_excinfo(blob: bytes) -> ExceptionInfo:
         )
         kind = "bare"
     tb = exc.__traceback__ if kind == "exc" else None
-    if tb is None and tb_dict:
-        tb = Traceback.from_dict(tb_dict).as_traceback()
+    if tb is None and places:
+        tb = rebuild_traceback(places)
         exc.__traceback__ = tb
     return ExceptionInfo(type(exc), exc, tb)
