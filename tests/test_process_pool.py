@@ -379,6 +379,42 @@ def test_functions_of_main_run(method, how, tmp_path):
     ]
 
 
+FAILING_MAIN_SCRIPT = """
+import sys, traceback
+from pexen.sched import Sched
+from pexen.sched.pool import ProcessWorkerPool
+
+def check_config():
+    raise ValueError("bad config")  # this line shows in the traceback
+
+if __name__ == "__main__":
+    def guarded():
+        return {}["missing key"]  # and so does this one
+
+    pool = ProcessWorkerPool(1, mp_context=sys.argv[1])
+    for res in Sched([check_config, guarded]).run(pool=pool):
+        traceback.print_exception(*res.excinfo, file=sys.stdout)
+"""
+
+
+def test_tasks_of_main_show_their_source_in_remote_tracebacks(method, tmp_path):
+    # __main__ tasks go by value (cloudpickle), which names their code's file
+    # "<dynamic-code>": the parent would find no source lines to show
+    script = tmp_path / "failing_main.py"
+    script.write_text(FAILING_MAIN_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), method], capture_output=True, text=True,
+        cwd=tmp_path, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert f'File "{script}", line 7, in check_config' in out, out
+    assert 'raise ValueError("bad config")  # this line shows' in out, out
+    assert f'File "{script}", line 11, in guarded' in out, out
+    assert 'return {}["missing key"]  # and so does this one' in out, out
+    assert "<dynamic-code>" not in out
+
+
 def test_values_travel_by_value(method):
     preset = {"preset": [1, 2]}
     task = with_kwargs(tasks.add_to_shared, key="added", value={"nested": (1, 2)})

@@ -7,7 +7,9 @@ MPI pools) goes through these functions, so they behave alike:
   qualified name; fast, small), and through cloudpickle otherwise: lambdas,
   closures, and anything that refers to ``__main__``, which a worker started
   by ``spawn``/``forkserver`` (or on another machine) may not be able to
-  import. cloudpickle sends those by value.
+  import. cloudpickle sends those by value, keeping the source file name of
+  their code (cloudpickle writes ``<dynamic-code>``), so a traceback from the
+  worker still shows the task's source lines.
 * **Data** (kwargs, shared dicts, return values): plain pickle first, the fast
   path, and cloudpickle when that fails or refers to ``__main__``.
 * **Exceptions** travel with their traceback and their ``__cause__`` and
@@ -199,6 +201,31 @@ def pickling_reason(value: Any, exc: BaseException, root: str = "") -> str:
 
 # -- tasks --------------------------------------------------------------------
 
+# cloudpickle's reduction of a code object; private, hence looked up with care
+_code_reduce = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
+
+
+def _code_in_file(ctor: Any, args: tuple, filename: str) -> types.CodeType:
+    return ctor(*args).replace(co_filename=filename)
+
+
+class _SourceKeepingPickler(cloudpickle.Pickler):
+    """cloudpickle, except that code sent by value keeps its file name."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.CodeType) and _code_reduce is not None:
+            ctor, args = _code_reduce(obj)
+            return _code_in_file, (ctor, args, obj.co_filename)
+        return super().reducer_override(obj)
+
+
+def cloud_dumps(obj: Any) -> bytes:
+    """``cloudpickle.dumps``, keeping the file names of code sent by value."""
+    buffer = io.BytesIO()
+    _SourceKeepingPickler(buffer, protocol=PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
 
 def dumps_task(task: Any, name: str | None = None) -> bytes:
     """Pickle a task, by reference where plain pickle can, by value otherwise.
@@ -214,7 +241,7 @@ def dumps_task(task: Any, name: str | None = None) -> bytes:
     except Exception:
         pass
     try:
-        return cloudpickle.dumps(task, protocol=PROTOCOL)
+        return cloud_dumps(task)
     except Exception as exc:
         what = f"task {name!r}" if name else "task"
         reason = pickling_reason(task, exc, "task")
@@ -243,7 +270,7 @@ def dumps_value(value: Any, what: str, root: str = "") -> bytes:
     except Exception:
         pass
     try:  # by value, or without ``__main__``, which the receiver may lack
-        return cloudpickle.dumps(value, protocol=PROTOCOL)
+        return cloud_dumps(value)
     except Exception as exc:
         if blob is not None:
             return blob
