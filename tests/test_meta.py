@@ -257,6 +257,13 @@ def test_assign_val_unknown_field_suggests():
     assert not has_meta(my_task)
 
 
+def test_schedmeta_unknown_field_suggests():
+    with pytest.raises(MetaError, match=r"^SchedMeta\(\): unknown metadata field "
+                                        r"'require' \(did you mean 'requires'\?\)"):
+        SchedMeta(require=["x"])
+    assert SchedMeta(["x"], priority=2) == SchedMeta(requires={"x"}, priority=2)
+
+
 def test_assign_val_unknown_field_without_suggestion():
     with pytest.raises(MetaError, match=r"unknown metadata field 'zzzz'; known fields: "
                                         r"requires, provides"):

@@ -8,6 +8,7 @@ reads the attribute and uses shared defaults when it is absent.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar, overload
@@ -124,14 +125,29 @@ class SchedMeta:
 FIELDS = tuple(field.name for field in attrs.fields(SchedMeta))
 
 
-def _check_fields(obj: object, fields: Iterable[str]) -> None:
+def _init_naming_unknown_fields(init: Callable[..., None]) -> Callable[..., None]:
+    """``SchedMeta(requirez=...)`` raises MetaError with a did-you-mean hint,
+    as ``assign_val`` does, instead of a bare ``TypeError``."""
+
+    @functools.wraps(init)
+    def __init__(self: SchedMeta, *args: Any, **fields: Any) -> None:
+        _check_fields(None, fields, where="SchedMeta()")
+        init(self, *args, **fields)
+
+    return __init__
+
+
+SchedMeta.__init__ = _init_naming_unknown_fields(SchedMeta.__init__)  # type: ignore[method-assign]
+
+
+def _check_fields(obj: object, fields: Iterable[str], where: str = "") -> None:
     for name in fields:
         if name not in FIELDS:
             close = difflib.get_close_matches(name, FIELDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise MetaError(
-                f"task {_describe(obj)}: unknown metadata field {name!r}{hint}; "
-                f"known fields: {', '.join(FIELDS)}"
+                f"{where or 'task ' + _describe(obj)}: unknown metadata field "
+                f"{name!r}{hint}; known fields: {', '.join(FIELDS)}"
             )
 
 
