@@ -16,26 +16,13 @@ import re
 
 import pytest
 
+from tests._docs import FENCE, examples
+
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 ADDRESS = re.compile(r"\b0x[0-9a-f]+\b")
 PAGES = ["scheduler.md", "task-meta.md"]
 
 
-def examples(text: str) -> list[tuple[str, str | None]]:
-    """Each python block with the output block that directly follows it, if any."""
-    blocks = [(m[1], m[2], m.start(), m.end()) for m in FENCE.finditer(text)]
-    found = []
-    for i, (lang, body, _, end) in enumerate(blocks):
-        if lang != "python":
-            continue
-        expected = None
-        if i + 1 < len(blocks):
-            next_lang, next_body, next_start, _ = blocks[i + 1]
-            if next_lang in ("", "text") and not text[end:next_start].strip():
-                expected = next_body
-        found.append((body, expected))
-    return found
 
 
 def normalise(output: str) -> str:
