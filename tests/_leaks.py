@@ -27,6 +27,15 @@ def poll(pred: Callable[[], bool], timeout: float = DEADLINE) -> bool:
     return True
 
 
+def alive(pid: int) -> bool:
+    """Whether *pid* exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _proc_table() -> tuple[dict[int, list[int]], dict[int, str]]:
     """Children of every process, and each process's name and state."""
     children: dict[int, list[int]] = defaultdict(list)

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import traceback
 
 import pytest
@@ -39,33 +38,17 @@ from pexen.sched._transport import RemoteTaskError, TransportError
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import ProcessWorkerPool
 from tests import _proc_tasks as tasks
+from tests._leaks import alive, poll
 from tests._pools import START_METHODS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEADLINE = 30.0
+poll_for = functools.partial(poll, timeout=DEADLINE)
 
 
 @pytest.fixture(params=START_METHODS)
 def method(request):
     return request.param
-
-
-def poll_for(pred, timeout: float = DEADLINE) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def alive(pid: int) -> bool:
-    """Whether *pid* exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def exists(pid: int) -> bool:

@@ -20,18 +20,11 @@ from pexen.sched._thread_pool import timeout_grace
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
+from tests._leaks import alive, poll
 from tests._pools import START_METHODS
 
 DEADLINE = 30.0
-
-
-def poll_for(pred, timeout: float = DEADLINE) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+poll_for = functools.partial(poll, timeout=DEADLINE)
 
 
 def timed(fn, timeout, **kwargs):
@@ -44,14 +37,6 @@ def plain(fn, **kwargs):
     task = functools.partial(fn)
     assign_val(task, kwargs=kwargs)
     return task
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_grace():
