@@ -231,6 +231,22 @@ def test_failed_executable_shows_exit_code_and_output_tail(tmp_path, capsys):
     assert "  | line 1\n" in out and "output:" in out
 
 
+def test_timed_out_executable_shows_its_command_and_output(tmp_path, capsys):
+    scripts = tmp_path / "s"
+    write_script(scripts / "stuck.sh", "echo waiting for the lock\nexec sleep 60",
+                 header="timeout=0.5")
+    xml = tmp_path / "report.xml"
+    status, out, _ = run(capsys, str(scripts), "--junit-xml", str(xml))
+    assert status == 1
+    assert "FAILED s/stuck.sh (" in out
+    assert "): TaskTimeoutError: " in out and "ran longer than its timeout" in out
+    assert f"command: {scripts / 'stuck.sh'}" in out
+    assert "  | waiting for the lock" in out
+    assert "Traceback" not in out  # an executable's failure is its output
+    failure = xml.read_text()
+    assert "waiting for the lock" in failure and "Traceback" not in failure
+
+
 def test_killed_executable_names_the_signal(tmp_path, capsys):
     write_script(tmp_path / "s" / "killed.sh", "kill -TERM $$")
     status, out, _ = run(capsys, str(tmp_path / "s"))

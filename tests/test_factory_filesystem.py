@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
+import threading
 
 import pytest
 
 from pexen import PexenWarning, sched
 from pexen.factory import CollectionError, FilesystemFactory, HeaderError, get_callpath
+from pexen.factory._filesystem import kill_running_files
 from pexen.factory._header import HEADER_LINES, read_header
 from pexen.sched.meta import retrieve_meta
+from tests._leaks import alive, poll
 
 
 def write(path, text, executable=False):
@@ -165,8 +169,51 @@ def test_a_header_timeout_kills_the_script(tmp_path):
     (res,) = sched.Sched(FilesystemFactory()(tmp_path)).run()
     assert res.excinfo.type is sched.TaskTimeoutError
     assert str(res.excinfo.val).endswith(
-        "hang.sh' ran longer than its timeout of 0.1s and was killed")
-    assert isinstance(res.excinfo.val.__cause__, subprocess.TimeoutExpired)
+        "hang.sh' ran longer than its timeout of 0.1s and was killed, with every "
+        "process it started")
+    assert res.excinfo.val.cmd == [str(tmp_path / "hang.sh")]
+
+
+LEAVES_A_CHILD = """
+sleep 60 &
+echo $! > child.pid
+echo "before the timeout"
+echo started > started
+wait
+"""
+
+
+def test_a_timeout_kills_what_the_script_started_and_keeps_its_output(tmp_path):
+    script(tmp_path / "spawns.sh", LEAVES_A_CHILD, header="# pexen: timeout=1\n")
+    factory = FilesystemFactory(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    (res,) = sched.Sched(factory(tmp_path)).run()
+    assert res.excinfo.type is sched.TaskTimeoutError
+    assert res.excinfo.val.output == b"before the timeout\n"
+    child = int((tmp_path / "child.pid").read_text())
+    assert poll(lambda: not alive(child)), "the script's child outlived its timeout"
+
+
+def test_kill_running_files_stops_scripts_and_their_children(tmp_path):
+    script(tmp_path / "spawns.sh", LEAVES_A_CHILD)
+    (task,) = FilesystemFactory(stdout=subprocess.DEVNULL)(tmp_path)
+    outcome = []
+
+    def run():
+        try:
+            task()
+        except subprocess.CalledProcessError as exc:
+            outcome.append(exc.returncode)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        assert poll(lambda: (tmp_path / "started").exists())
+        kill_running_files()
+    finally:
+        runner.join(30)
+    assert outcome == [-signal.SIGKILL]
+    child = int((tmp_path / "child.pid").read_text())
+    assert poll(lambda: not alive(child))
 
 
 def test_an_unreadable_executable_is_recorded(tmp_path, monkeypatch):

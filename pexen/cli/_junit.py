@@ -52,9 +52,9 @@ def _testcase(suite: ET.Element, outcome: Outcome) -> None:
     )
     if outcome.status == FAILED:
         assert outcome.excinfo is not None
-        err = outcome.process_error
-        if err is not None:
-            body = f"command: {command_text(err.cmd)}\n{failure_message(outcome)}"
+        cmd = outcome.command
+        if cmd is not None:
+            body = f"command: {command_text(cmd)}\n{failure_message(outcome)}"
             if outcome.output:
                 lines, cut = tail(outcome.output, OUTPUT_TAIL_LINES)
                 more = f"[{cut} earlier lines in system-out]\n" if cut else ""

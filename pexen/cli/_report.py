@@ -17,7 +17,7 @@ import attrs
 
 from pexen import sched as sched_package
 from pexen.cli import _capture
-from pexen.sched import ExceptionInfo
+from pexen.sched import ExceptionInfo, TaskTimeoutError
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
@@ -45,6 +45,15 @@ class Outcome:
             return self.excinfo.val
         return None
 
+    @property
+    def command(self) -> Any:
+        """The command of an executable that failed (its exit or its timeout)."""
+        if self.excinfo is None:
+            return None
+        return getattr(self.excinfo.val, "cmd", None) if isinstance(
+            self.excinfo.val, _PROCESS_FAILURES
+        ) else None
+
 
 def decode_output(data: Any) -> str | None:
     """Turn captured process output (bytes or str) into text."""
@@ -55,12 +64,16 @@ def decode_output(data: Any) -> str | None:
     return str(data)
 
 
+# How an executable task fails: its exit status, or its timeout (FileTask).
+_PROCESS_FAILURES = (subprocess.CalledProcessError, TaskTimeoutError)
+
+
 def captured_output(ret: Any, excinfo: ExceptionInfo | None) -> str | None:
     """The output an executable task captured, from its result or its failure."""
     if excinfo is not None:
         return (
             decode_output(getattr(excinfo.val, "output", None))
-            if isinstance(excinfo.val, subprocess.CalledProcessError)
+            if isinstance(excinfo.val, _PROCESS_FAILURES)
             else None
         )
     if isinstance(ret, subprocess.CompletedProcess):

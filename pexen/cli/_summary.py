@@ -43,8 +43,8 @@ def _print_failure(console: Console, outcome: Outcome, verbose: bool) -> None:
         (outcome.name, "bold"),
         f" ({duration(outcome.duration)})",
     )
-    err = outcome.process_error
-    if err is None:
+    cmd = outcome.command
+    if cmd is None:
         say(console, title)
         say(console, Text(failure_traceback(outcome)))
         if outcome.output:  # what the Python task printed
@@ -53,7 +53,7 @@ def _print_failure(console: Console, outcome: Outcome, verbose: bool) -> None:
         return
     title.append(": " + failure_message(outcome), style="red")
     say(console, title)
-    say(console, Text(f"command: {command_text(err.cmd)}", style="dim"))
+    say(console, Text(f"command: {command_text(cmd)}", style="dim"))
     if outcome.output:
         _print_output(console, outcome.output, verbose)
     else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 import stat
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -24,9 +26,12 @@ class FileTask:
 
     A plain module-level class (not a closure) so that it pickles by value and
     runs on process pools under every start method. ``path`` is absolute.
-    A ``timeout`` in the task's metadata is passed to ``subprocess.run``
-    (unless ``popen_kwargs`` has one), so the script is killed when it runs
-    too long, on any pool; that raises ``TaskTimeoutError``.
+    It behaves as ``subprocess.run([path], cwd=its directory, check=True,
+    **popen_kwargs)``, except when the script must stop early: a ``timeout``
+    in the task's metadata (or in ``popen_kwargs``) kills the script *and every
+    process it started*, then raises ``TaskTimeoutError`` carrying ``cmd``
+    and the ``output``/``stderr`` captured until then; ``kill_running_files``
+    does the same for every script still running in this process.
     """
 
     def __init__(
@@ -40,21 +45,106 @@ class FileTask:
         return f"<FileTask {name!r}>"
 
     def __call__(self) -> subprocess.CompletedProcess[Any]:
-        """Run the file with ``check=True``; raise ``TaskTimeoutError`` on timeout."""
-        kwargs = self.popen_kwargs
-        if "timeout" not in kwargs:
+        """Run the file; raise ``CalledProcessError`` on a non-zero exit and
+        ``TaskTimeoutError`` on timeout."""
+        kwargs = dict(self.popen_kwargs)
+        timeout = kwargs.pop("timeout", None)
+        if timeout is None:
             meta = retrieve_meta(self)
-            if meta is not None and meta.timeout is not None:
-                kwargs = {**kwargs, "timeout": meta.timeout}
+            timeout = meta.timeout if meta is not None else None
+        data = kwargs.pop("input", None)
+        if data is not None:
+            kwargs["stdin"] = subprocess.PIPE
+        if kwargs.pop("capture_output", False):
+            kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
+        cmd = [self.path]
+        with subprocess.Popen(cmd, cwd=os.path.dirname(self.path), **kwargs) as proc:
+            _running.add(proc)
+            try:
+                out, err = proc.communicate(data, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_process_tree(proc.pid)
+                out, err = _output_left(proc)
+                exc = TaskTimeoutError(
+                    f"{self.path!r} ran longer than its timeout of {timeout}s "
+                    "and was killed, with every process it started"
+                )
+                exc.cmd, exc.output, exc.stderr = cmd, out, err
+                raise exc from None
+            except BaseException:  # interrupted: leave nothing running
+                kill_process_tree(proc.pid)
+                raise
+            finally:
+                _running.discard(proc)
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+# The scripts FileTasks of this process are running now (for kill_running_files).
+_running: set[subprocess.Popen] = set()
+
+
+def kill_running_files() -> None:
+    """Kill every script a ``FileTask`` of this process is running, with all
+    the processes it started (``pexen run`` abandoning its running tasks)."""
+    for proc in list(_running):
+        kill_process_tree(proc.pid)
+
+
+def _output_left(proc: subprocess.Popen) -> tuple[Any, Any]:
+    """What a killed script wrote before it died (its pipes are closed now,
+    unless a process that escaped the kill holds them: then give up on them)."""
+    try:
+        return proc.communicate(timeout=_OUTPUT_GRACE)
+    except subprocess.TimeoutExpired as exc:
+        return exc.output, exc.stderr
+
+
+_OUTPUT_GRACE = 5.0  # seconds to read a killed script's last output
+
+
+def _children_table() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return children
+    for name in names:
+        if not name.isdigit():
+            continue
         try:
-            return subprocess.run(
-                [self.path], cwd=os.path.dirname(self.path), check=True, **kwargs
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise TaskTimeoutError(
-                f"{self.path!r} ran longer than its timeout of {kwargs['timeout']}s "
-                "and was killed"
-            ) from exc
+            with open(f"/proc/{name}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(name))
+    return children
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL *pid* and its descendants, stopping them all first so none can
+    fork a new one or be re-parented out of reach while they are found."""
+    stopped: set[int] = set()
+    todo = {pid}
+    while todo:
+        for victim in todo:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(victim, signal.SIGSTOP)
+        stopped |= todo
+        table = _children_table()
+        found: set[int] = set()
+        queue = list(stopped)
+        while queue:
+            for child in table.get(queue.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    queue.append(child)
+        todo = found - stopped
+    for victim in stopped:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(victim, signal.SIGKILL)
 
 
 class FilesystemFactory(BaseFactory):
@@ -65,8 +155,9 @@ class FilesystemFactory(BaseFactory):
     directory symlinks unless *follow* is true; with *follow*, a
     symlink back to a directory being walked (a cycle) is not entered again.
     A file counts as executable when it is a regular file (symlinks to files
-    are followed) with any execute bit set. Each task runs the file with
-    ``subprocess.run([path], cwd=its directory, check=True, **popen_kwargs)``.
+    are followed) with any execute bit set. Each task runs the file as
+    ``subprocess.run([path], cwd=its directory, check=True, **popen_kwargs)``
+    would (see ``FileTask`` for how a timeout ends it).
     Its call path is the directory parts relative to the root plus the file
     name; a ``# pexen:`` header gives it metadata (see docs/factories.md), and
     a file with a malformed header is recorded in ``errors`` and skipped.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pexen._errors import PexenError, PexenWarning
 
 
@@ -51,7 +53,15 @@ class WorkerCrashError(PexenError, RuntimeError):
 
 
 class TaskTimeoutError(PexenError, TimeoutError):
-    """Carried in a task's ``TaskRes`` when it ran longer than its ``timeout``."""
+    """Carried in a task's ``TaskRes`` when it ran longer than its ``timeout``.
+
+    For an executable run by a ``FileTask``, ``cmd`` is its command and
+    ``output``/``stderr`` what it wrote before it was killed.
+    """
+
+    cmd: Any = None
+    output: Any = None
+    stderr: Any = None
 
 
 class TaskFailError(Exception):
