@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import pathlib
 import re
+import subprocess
 import sys
 
 import pytest
@@ -13,6 +15,7 @@ from pexen.cli import main
 from tests._cli import (
     CONTROL_CHARS,
     EXAMPLES,
+    pexen_env,
     restore_imports,
     write_package,
     write_script,
@@ -119,6 +122,10 @@ def test_quiet_prints_only_the_summary(capsys, isolated_imports):
     ("args", "message"),
     [
         (["run", "no/such/dir"], "'no/such/dir': no such file or directory"),
+        (["run", "nosuch.py"], "'nosuch.py': no such file or directory\n"),
+        (["run", "nosuch.mod"],
+         "'nosuch.mod': no such file or directory, nor an importable module "
+         "(No module named 'nosuch')"),
         (["run", "-j", "0", "x"], "argument -j/--workers: 0 is less than 1"),
         (["run", "-j", "many", "x"], "'many' is not a whole number or 'auto'"),
         (["run"], "the following arguments are required: PATH"),
@@ -129,6 +136,24 @@ def test_quiet_prints_only_the_summary(capsys, isolated_imports):
 def test_usage_errors_exit_2(capsys, args, message):
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_dotted_module_is_found_from_the_current_directory(tmp_path):
+    # as `python -m pexen` does; the console script has no cwd on sys.path
+    sub = tmp_path / "proj" / "sub"
+    sub.mkdir(parents=True)
+    (tmp_path / "proj" / "__init__.py").write_text("")
+    (sub / "__init__.py").write_text("")
+    (sub / "test_x.py").write_text(
+        "from pexen.sched.meta import func_meta\n\n"
+        "@func_meta\ndef test_a():\n    pass\n"
+    )
+    console_script = pathlib.Path(sys.executable).with_name("pexen")
+    proc = subprocess.run([str(console_script), "run", "proj.sub"], cwd=tmp_path,
+                          env=pexen_env(), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "collected 1 task from proj.sub (module 'proj.sub')" in proc.stdout
 
 
 def test_no_command_prints_help_and_exits_2(capsys):

@@ -126,7 +126,10 @@ def _first(names: Sequence[str], limit: int = 3) -> str:
 def classify(path: str, kind: str = "auto", follow: bool = False) -> tuple[str, str]:
     """Decide how to collect *path*: ``("python" | "exec", description)``."""
     if not os.path.exists(path):
-        if kind != "exec" and all(part.isidentifier() for part in path.split(".")):
+        looks_like_a_file = path.endswith(".py") or os.sep in path
+        if kind != "exec" and not looks_like_a_file and all(
+            part.isidentifier() for part in path.split(".")
+        ):
             return "python", f"module {path!r}"
         raise UsageError(f"{path!r}: no such file or directory")
     if os.path.isfile(path):
@@ -182,6 +185,9 @@ def _exec_tasks(path: str, follow: bool) -> tuple[list[Any], list[Any]]:
 
 
 def _python_tasks(path: str) -> tuple[list[Any], list[Any]]:
+    if not os.path.exists(path) and "" not in sys.path and os.getcwd() not in sys.path:
+        # a dotted name is found from here, as by ``python -m pexen``
+        sys.path.insert(0, os.getcwd())
     factory = ModTreeFactory()
     try:
         return list(factory(path)), factory.errors

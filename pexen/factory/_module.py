@@ -224,8 +224,9 @@ class ModTreeFactory(BaseFactory):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if root and exc.name == name:
-                raise  # the root itself is not there: a typo, not a broken module
+            missing = exc.name or ""
+            if root and (name == missing or name.startswith(missing + ".")):
+                raise  # the root (or a package above it) is not there: a typo
             self._record(origin or name, exc, callpath)
             return None
         except (Exception, SystemExit) as exc:
