@@ -272,6 +272,15 @@ def test_timed_out_executable_shows_its_command_and_output(tmp_path, capsys):
     assert "waiting for the lock" in failure and "Traceback" not in failure
 
 
+def test_control_characters_in_task_output_are_shown_not_obeyed(tmp_path, capsys):
+    write_script(tmp_path / "s" / "colours.sh",
+                 r"printf 'plain \033[31mred\033[0m bell\a\n'; exit 1")
+    status, out, _ = run(capsys, str(tmp_path / "s"))
+    assert status == 1
+    assert r"  | plain \x1b[31mred\x1b[0m bell\x07" in out
+    assert not CONTROL_CHARS.search(out)
+
+
 def test_killed_executable_names_the_signal(tmp_path, capsys):
     write_script(tmp_path / "s" / "killed.sh", "kill -TERM $$")
     status, out, _ = run(capsys, str(tmp_path / "s"))

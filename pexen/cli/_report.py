@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import signal
 import subprocess
 import traceback
@@ -53,6 +54,15 @@ class Outcome:
         return getattr(self.excinfo.val, "cmd", None) if isinstance(
             self.excinfo.val, _PROCESS_FAILURES
         ) else None
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(line: str) -> str:
+    """*line* with control characters (colour codes, bells, clear-screen) shown
+    as ``\\xNN``, so a task's output cannot drive the terminal or the log."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
 
 
 def decode_output(data: Any) -> str | None:

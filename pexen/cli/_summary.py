@@ -25,6 +25,7 @@ from pexen.cli._report import (
     command_text,
     failure_message,
     failure_traceback,
+    printable,
     tail,
 )
 
@@ -71,7 +72,7 @@ def _print_output(console: Console, output: str, verbose: bool) -> None:
     )
     say(console, Text(label, style="dim"))
     for line in lines:
-        say(console, Text("  | " + line))
+        say(console, Text("  | " + printable(line)))
 
 
 def _print_skipped(console: Console, skipped: list[Outcome], verbose: bool) -> None:
