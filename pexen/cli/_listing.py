@@ -1,6 +1,7 @@
 """``pexen list``: the collected tasks and their metadata, in run order.
 
-The order is the one a one-worker run would use, worked out by driving the
+The order is the one a run with one task out at a time (``-j 1 --spare 0``)
+would use, worked out by driving the
 scheduler's planner by hand (every task assumed to pass) without running
 anything. Tasks the planner never reaches (a cycle, a missing provider) come
 last, without a number.
