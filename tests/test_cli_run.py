@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import pathlib
 import re
 import subprocess
@@ -397,6 +398,37 @@ def test_python_task_output_is_captured(
     assert "  | fails line 4\n" not in failure
     status, out, _ = run(capsys, str(tmp_path / pkg_name), "--pool", pool, "-v")
     assert "output:\n  | fails line 0\n" in out
+
+
+LOGGING = """
+    import logging, sys
+    from pexen.sched.meta import func_meta
+
+    log = logging.getLogger(__name__)
+    log.addHandler(logging.StreamHandler(sys.stderr))  # made at import time
+    log.setLevel(logging.INFO)
+
+    @func_meta
+    def test_logs():
+        log.info("connecting to the test database")
+        raise ConnectionError("refused")
+"""
+
+
+def test_what_a_task_logs_is_captured_with_its_output(
+    tmp_path, capsys, isolated_imports, pkg_name
+):
+    write_package(tmp_path, pkg_name, {"test_logging": LOGGING})
+    try:
+        status, out, err = run(capsys, str(tmp_path / pkg_name))
+        assert status == 1
+        assert "connecting to the test database" not in err
+        failure = out[out.index("=== failures ===") :]
+        assert "  | connecting to the test database\n" in failure
+    finally:
+        logger = logging.getLogger(f"{pkg_name}.test_logging")
+        handler = logger.handlers.pop()
+        assert handler.stream is sys.stderr, "the handler's stream is given back"
 
 
 def test_directory_of_modules_and_one_executable(tmp_path, capsys, isolated_imports):

@@ -11,13 +11,16 @@ comes back with its result (``TaskOutput``) or on the exception it raised
 The wrapper has the task's signature (``__wrapped__``), metadata and call
 path, so the scheduler calls it exactly as it would call the task. It pickles
 as "wrap this function again", so a process pool ships the task itself.
-Output written to the file descriptors directly (a subprocess the task
-starts, C code) or from threads the task starts is not captured.
+Logging handlers writing to ``sys.stdout``/``sys.stderr`` are routed
+too, so what a task logs (in this process) is part of its output. Output
+written to the file descriptors directly (a subprocess the task starts, C
+code) or from threads the task starts is not captured.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -66,21 +69,47 @@ class _ThreadRouter:
 
 
 def _install() -> None:
-    """Put a router in front of ``sys.stdout`` and ``sys.stderr`` (once)."""
+    """Put a router in front of ``sys.stdout`` and ``sys.stderr`` (once), and
+    in front of the logging handlers that write to them."""
     with _install_lock:
+        routers: dict[int, _ThreadRouter] = {}
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
             if not isinstance(stream, _ThreadRouter):
-                setattr(sys, name, _ThreadRouter(stream))
+                router = _ThreadRouter(stream)
+                setattr(sys, name, router)
+                routers[id(stream)] = router
+        # a handler made when a module was imported (logging.basicConfig())
+        # holds the stream itself: route it too, so what a task logs is its output
+        for handler in _stream_handlers():
+            found = routers.get(id(handler.stream))
+            if found is not None:
+                handler.setStream(found)
 
 
 def uninstall() -> None:
-    """Give ``sys.stdout`` and ``sys.stderr`` back the streams the routers replaced."""
+    """Give ``sys.stdout``, ``sys.stderr`` and logging handlers back the
+    streams the routers replaced."""
     with _install_lock:
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
             if isinstance(stream, _ThreadRouter):
                 setattr(sys, name, stream.original)
+        for handler in _stream_handlers():
+            if isinstance(handler.stream, _ThreadRouter):
+                handler.setStream(handler.stream.original)
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    """Every ``logging.StreamHandler`` attached to a logger."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [
+        handler
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if isinstance(handler, logging.StreamHandler)
+    ]
 
 
 @contextlib.contextmanager
