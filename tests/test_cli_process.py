@@ -215,3 +215,18 @@ def test_ctrl_c_with_processes_exits_130_and_leaves_no_process(tmp_path):
     )
     assert poll_for(lambda: not any(_alive(pid) for pid in worker_pids), timeout=10)
     assert not (tmp_path / "release").exists()
+
+
+def test_output_its_encoding_cannot_hold_is_escaped(tmp_path):
+    script = tmp_path / "jobs" / "accents.sh"
+    script.parent.mkdir()
+    script.write_bytes(
+        b'#!/bin/sh\necho "caf\xc3\xa9 \xe2\x9c\x93"\necho "\xc3\xa9tape" >&2\nexit 1\n'
+    )
+    script.chmod(0o755)
+    proc = run_pexen("run", str(script.parent), "-j", "1", PYTHONIOENCODING="ascii")
+    assert proc.returncode == 1, proc.stderr
+    assert "  | caf\\xe9 \\u2713" in proc.stdout
+    assert "  | \\xe9tape" in proc.stdout
+    assert "=== 0 passed, 1 failed in " in proc.stdout
+    assert proc.stderr == ""

@@ -1,12 +1,15 @@
 """The ``pexen`` command: parse the arguments, then run, list or graph.
 
 Exit status: 0 all tasks passed; 1 a task failed or was skipped because of a
-failure; 2 a usage or collection error; 130 interrupted by Ctrl-C.
+failure; 2 a usage or collection error; 128 + the signal's number when a
+signal stopped the run: 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,7 +49,7 @@ examples:
   pexen graph examples/suite | dot -Tsvg > graph.svg
 
 exit status: 0 all passed, 1 a task failed (or was skipped because of a failure),
-2 usage or collection error, 130 interrupted (Ctrl-C).
+2 usage or collection error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 RUN_EPILOG = """\
@@ -64,7 +67,7 @@ examples:
   pexen run examples/suite --pool mpi -j 4     four spawned MPI workers
 
 exit status: 0 all passed, 1 a task failed (or was skipped because of a failure),
-2 usage or collection error, 130 interrupted (Ctrl-C).
+2 usage or collection error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 LIST_EPILOG = """\
@@ -358,8 +361,18 @@ def cmd_graph(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 COMMANDS = {"run": cmd_run, "list": cmd_list, "graph": cmd_graph}
 
 
+def _tolerant_output() -> None:
+    """Let ``sys.stdout`` and ``sys.stderr`` write what their encoding cannot
+    (a task's output under ``PYTHONIOENCODING=ascii``) as ``\\uXXXX`` escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            with contextlib.suppress(ValueError):  # closed
+                stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pexen`` with *argv* (default: the command line); return the exit status."""
+    _tolerant_output()
     out, err = sys.stdout, sys.stderr
     parser = build_parser()
     try:

@@ -101,6 +101,7 @@ class RunReport:
     wall_time: float = 0.0
     started: datetime.datetime | None = None
     interrupted: bool = False
+    signal: int | None = None  # the signal that interrupted the run, if known
     stopped_early: bool = False
     pool: str = ""
 
@@ -116,9 +117,10 @@ class RunReport:
 
     @property
     def exit_status(self) -> int:
-        """0 all passed, 1 a failure, 2 a collection error, 130 interrupted."""
+        """0 all passed, 1 a failure, 2 a collection error; interrupted: 128 + the
+        signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell says."""
         if self.interrupted:
-            return EXIT_INTERRUPTED
+            return 128 + self.signal if self.signal else EXIT_INTERRUPTED
         if self.collect_errors:
             return EXIT_USAGE
         if any(o.status != PASSED for o in self.outcomes):

@@ -3,10 +3,12 @@
 The loop is the scheduler's own generator: each ``TaskRes`` becomes an
 ``Outcome`` that the progress display shows at once. ``-x`` leaves the loop
 at the first failure; closing the generator makes the pool drop queued tasks,
-and ``Sched.skipped`` then names every task that did not run. Ctrl-C leaves
-the loop the same way, after which the command waits for the workers to be
-cleaned up (a second Ctrl-C abandons them), prints a partial summary and
-exits with 130.
+and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
+SIGTERM) leaves the loop the same way, after which the command waits for the
+workers to be cleaned up (a second signal abandons them, killing what the
+executables run in this process started), prints a partial summary and exits
+with 130 (143 for SIGTERM). A thread pool's wait at the end for tasks that
+overran their timeout is announced, and a signal abandons them.
 
 Python tasks run inside a ``CapturingTask`` (``_capture``), so what they
 print is kept with their outcome instead of mixing into the display; the
@@ -38,8 +40,10 @@ from pexen.cli._report import (
     captured_output,
 )
 from pexen.cli._timing import RunClock
+from pexen.factory._filesystem import kill_running_files
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
 from pexen.sched._pool_base import WorkerPool
+from pexen.sched._thread_pool import ThreadWorkerPool
 
 
 @contextlib.contextmanager
@@ -68,38 +72,114 @@ def pexen_warnings(into: list[str], filtered: bool = False) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def announced_interrupts(console: Console) -> Iterator[None]:
-    """Say what a Ctrl-C does the moment it comes, then interrupt as usual.
+# The signals that stop a run: Ctrl-C, and SIGTERM (how CI systems cancel a job).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    The first one stops the run: the scheduler's generator then shuts the pool
-    down, waiting for the running tasks, before the interrupt reaches the
-    command's loop. A second one, while it waits, abandons them.
+
+class Interrupts:
+    """What the signals that came during a run did (see ``announced_interrupts``).
+
+    ``signum`` is the first one (None: none came). Once the pool is being
+    stopped (``stopping``: after the first signal, or when the run ended and
+    waits for tasks still running), the next signal abandons the running
+    tasks, and ``abandoned`` says so; signals after that are ignored, so
+    that none cuts short the killing of what those tasks started.
     """
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield  # not ours to change (a thread, or SIGINT ignored or handled)
-        return
-    presses = 0
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        nonlocal presses
-        presses += 1
-        console.print(
-            "interrupted: stopping the workers (Ctrl-C again to abandon the "
-            "running tasks)"
-            if presses == 1
-            else "interrupted again: abandoning the running tasks",
-            markup=False,
-        )
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.stopping = False
+        self.abandoned = False
+
+    def on_signal(self, console: Console, signum: int) -> None:
+        """Say what this signal does, then raise ``KeyboardInterrupt``."""
+        if self.abandoned:
+            return  # the run is ending already
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        if self.stopping:
+            self.abandoned = True
+            again = "" if first else " again"
+            line = f"interrupted{again}: abandoning the running tasks"
+        else:
+            self.stopping = True
+            if signum == signal.SIGINT:
+                line = "interrupted: stopping the workers (Ctrl-C again to abandon "
+            else:
+                line = (
+                    f"interrupted by {signal.Signals(signum).name}: stopping the "
+                    "workers (Ctrl-C or SIGTERM again to abandon "
+                )
+            line += "the running tasks)"
+        console.print(line, markup=False)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_sigint)
+
+@contextlib.contextmanager
+def announced_interrupts(console: Console) -> Iterator[Interrupts]:
+    """Say what a Ctrl-C or a SIGTERM does the moment it comes, then interrupt.
+
+    Both raise ``KeyboardInterrupt``. The first one stops the run: the
+    scheduler's generator then shuts the pool down, waiting for the running
+    tasks, before the interrupt reaches the command's loop. A second one,
+    while it waits, abandons them. The handlers are installed only in the
+    main thread and only over the default ones (a signal ignored or handled
+    by someone else is left alone), and the previous ones are put back.
+    """
+    interrupts = Interrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupts  # not ours to change
+        return
+    defaults = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: signal.SIG_DFL,
+    }
+    previous = {  # the signals whose handlers are ours to replace
+        signum: handler
+        for signum in STOP_SIGNALS
+        if (handler := signal.getsignal(signum)) is defaults[signum]
+    }
+
+    def on_signal(signum: int, frame: Any) -> None:
+        interrupts.on_signal(console, signum)
+
+    try:
+        for signum in previous:
+            signal.signal(signum, on_signal)
+        yield interrupts
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def announced_overrun_waits(
+    console: Console, pool: WorkerPool, names: dict[int, str], interrupts: Interrupts
+) -> Iterator[None]:
+    """Say so when a thread pool waits, at the end, for tasks that overran
+    their timeout: their threads cannot be stopped, only abandoned."""
+    if not isinstance(pool, ThreadWorkerPool):
+        yield
+        return
+
+    def on_wait(tasks: list[Any]) -> None:
+        interrupts.stopping = True
+        listed = ", ".join(names.get(id(task), repr(task)) for task in tasks)
+        if len(tasks) == 1:
+            what, them = "a timed-out task still running in its thread", "it"
+        else:
+            what = f"{len(tasks)} timed-out tasks still running in their threads"
+            them = "them"
+        console.print(
+            f"waiting for {what}: {listed} (Ctrl-C abandons {them})", markup=False
+        )
+
+    previous, pool.on_overrun_wait = pool.on_overrun_wait, on_wait
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        pool.on_overrun_wait = previous
 
 
 def make_progress(
@@ -151,7 +231,9 @@ def execute(
 ) -> None:
     """Run *tasks* on *pool*, filling *report*; return once every worker is gone.
 
-    Raises what ``Sched.run()`` raises before any task starts (``DepcheckError``,
+    A signal that interrupted the run (SIGINT or SIGTERM) sets
+    ``report.interrupted`` and ``report.signal``. Raises what
+    ``Sched.run()`` raises before any task starts (``DepcheckError``,
     ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
     the output of the tasks whose ``id()`` is in *capture_ids* is captured.
     """
@@ -167,7 +249,8 @@ def execute(
     t_start = time.monotonic()
     with (
         pexen_warnings(report.warnings, filtered),
-        announced_interrupts(console),
+        announced_interrupts(console) as interrupts,
+        announced_overrun_waits(console, pool, names, interrupts),
     ):
         # a generator (SPEC §1): closing it shuts the pool down
         results = cast(Generator[TaskRes, None, None], sched.run(pool))
@@ -188,10 +271,14 @@ def execute(
             report.interrupted = True
         finally:
             try:
+                interrupts.stopping = True  # a signal now abandons the running tasks
                 results.close()  # shuts the pool down if the loop was left early
             except KeyboardInterrupt:
                 report.interrupted = True
             finally:
+                if interrupts.abandoned:
+                    # what they started would outlive us: end it with its tasks
+                    kill_running_files()
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
                 report.outcomes += [
@@ -201,3 +288,5 @@ def execute(
                 ]
                 progress.stop(len(skipped))
                 uninstall()  # the capture of tasks run in threads of this process
+    if report.interrupted:
+        report.signal = interrupts.signum

@@ -11,7 +11,9 @@ cannot be stopped from outside: the overrunning one goes on until its task
 returns, is never handed another job, discards what the task produced and
 ends. A task that overran but returned before anyone looked (the caller was
 holding a result) is reported as timed out all the same, as the process pool
-would. ``stop()`` joins every thread, overrunning ones too.
+would. ``stop()`` joins every thread, overrunning ones too; it first calls
+``on_overrun_wait`` (when set) with the tasks it is about to wait for that
+way, so a caller can say why it waits.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import itertools
 import sys
 import threading
 import time
+from collections.abc import Callable
 from queue import Empty, SimpleQueue
+from typing import Any
 
 from pexen.sched._calling import execute
 from pexen.sched._errors import TaskTimeoutError
@@ -68,7 +72,7 @@ class _Timed:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.running: dict[int, tuple[float, Job]] = {}  # key -> (deadline, job)
-        self.timed_out: set[int] = set()
+        self.timed_out: dict[int, Job] = {}  # reported, still running: key -> job
 
 
 def _work(jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed) -> None:
@@ -89,7 +93,7 @@ def _work(jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed) -> None:
         elapsed = now() - start
         with timed.lock:
             if key in timed.timed_out:  # reported already, and replaced: retire
-                timed.timed_out.discard(key)
+                del timed.timed_out[key]
                 return
             del timed.running[key]
         put(outcome if elapsed <= limit else _timeout_outcome(job, elapsed))
@@ -103,7 +107,12 @@ class ThreadWorkerPool(WorkerPool):
     ends early, queued tasks are dropped and running ones are waited for; a
     task that overruns its ``timeout`` is reported as failed with
     ``TaskTimeoutError`` while its thread, replaced, runs on until it returns.
+
+    ``on_overrun_wait``, if set, is called by ``stop()`` with the tasks that
+    overran their timeout and still run, just before it waits for them.
     """
+
+    on_overrun_wait: Callable[[list[Any]], None] | None = None
 
     def __init__(self, workers: int = 1, spare: int = 1) -> None:
         super().__init__(workers, spare)
@@ -150,7 +159,7 @@ class ThreadWorkerPool(WorkerPool):
             for key, (deadline, job) in list(timed.running.items()):
                 if deadline <= now:
                     del timed.running[key]
-                    timed.timed_out.add(key)
+                    timed.timed_out[key] = job
                     overdue.append(job)
         for _ in overdue:
             self._start_thread()  # the overrunning ones take no more jobs
@@ -184,6 +193,10 @@ class ThreadWorkerPool(WorkerPool):
                 pass
         for _ in self._threads:  # one each; overrunning threads retire unasked
             self._jobs.put(None)
+        with self._timed.lock:
+            overrunning = [job[1] for job in self._timed.timed_out.values()]
+        if overrunning and self.on_overrun_wait is not None:
+            self.on_overrun_wait(overrunning)
         for thread in self._threads:
             thread.join()
         self._threads = []
