@@ -10,3 +10,5 @@ from pexen._errors import PexenError, PexenWarning
 
 __version__ = "0.1.0"
 __all__ = ["PexenError", "PexenWarning", "__version__"]
+
+PexenError.__module__ = PexenWarning.__module__ = __name__  # print as pexen.PexenError

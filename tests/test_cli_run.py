@@ -431,6 +431,29 @@ def test_what_a_task_logs_is_captured_with_its_output(
         assert handler.stream is sys.stderr, "the handler's stream is given back"
 
 
+OVERRUNS = """
+    import time
+    from pexen.sched.meta import func_meta
+
+    @func_meta(timeout=0.1)
+    def test_overruns():
+        time.sleep(0.6)  # the workload: longer than its timeout
+"""
+
+
+def test_a_timeout_is_reported_by_its_message_alone(
+    tmp_path, capsys, isolated_imports, pkg_name
+):
+    write_package(tmp_path, pkg_name, {"test_slow": OVERRUNS})
+    status, out, _ = run(capsys, str(tmp_path / pkg_name))
+    assert status == 1
+    failure = out[out.index("=== failures ===") :]
+    assert (f"\npexen.sched.TaskTimeoutError: task '{pkg_name}/test_slow/"
+            "test_overruns' ran longer than its timeout of 0.1 s") in failure
+    # pexen's own frames and what it was doing when it noticed are not shown
+    assert "Traceback" not in failure and "Empty" not in failure
+
+
 def test_directory_of_modules_and_one_executable(tmp_path, capsys, isolated_imports):
     modules = tmp_path / "loose"
     modules.mkdir()

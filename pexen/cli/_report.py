@@ -172,12 +172,8 @@ def failure_traceback(outcome: Outcome) -> str:
     """
     assert outcome.excinfo is not None
     kind, exc, tb = outcome.excinfo
-    while (
-        tb is not None
-        and tb.tb_next is not None
-        and tb.tb_frame.f_code.co_filename.startswith(_CALLER_FRAMES)
-    ):
-        tb = tb.tb_next
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_CALLER_FRAMES):
+        tb = tb.tb_next  # all of them, for an error of pexen's own (a timeout)
     return "".join(traceback.format_exception(kind, exc, tb)).rstrip("\n")
 
 

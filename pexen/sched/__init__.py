@@ -35,3 +35,10 @@ __all__ = [
     "pool",
     "task_fail_wrap",
 ]
+
+# Errors print and pickle under the name they are imported by.
+for _kind in (DepcheckError, MutexError, PoolError, SchedulerError, TaskFailError,
+              TaskTimeoutError, UnrunTasksWarning, UnusedTagWarning,
+              WorkerCrashError):
+    _kind.__module__ = __name__
+del _kind

@@ -61,7 +61,7 @@ def _timeout_outcome(job: Job, elapsed: float | None = None) -> Outcome:
         )
     err.timeout = timeout  # type: ignore[attr-defined]
     try:
-        raise err
+        raise err from None  # not "during handling of queue.Empty"
     except TaskTimeoutError:
         return key, shared, None, ExceptionInfo(*sys.exc_info())
 
