@@ -171,7 +171,8 @@ class DaskProcesses:
         self.tmp = tmp
         self.env = dict(
             os.environ,
-            DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0",
+            DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0",  # as docs/cluster.md
+            DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION="1.0",
             # workers import the test modules that tasks refer to by name
             PYTHONPATH=os.pathsep.join([
                 str(TESTS_DIR), str(TESTS_DIR.parent), os.environ.get("PYTHONPATH", "")

@@ -78,6 +78,14 @@ def note_and_exit(*, path: str, code: int = 9) -> None:
     os._exit(code)
 
 
+def fork_and_return(*, child_exits: bool = False) -> int:
+    """Fork; the child copy returns too (or raises SystemExit), into the worker."""
+    pid = os.fork()
+    if pid == 0 and child_exits:
+        sys.exit(0)
+    return pid
+
+
 def kill_self(*, sig: int = signal.SIGKILL) -> None:
     os.kill(os.getpid(), sig)
 

@@ -9,6 +9,7 @@ need one), any larger count to the cluster of two.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -165,6 +166,40 @@ def test_worker_killed_mid_task_fails_that_task_and_the_run_goes_on(own_cluster)
     assert type(excinfo.val.__cause__).__name__ == "KilledWorker"
     assert sorted(res.ret for res in results if not res.excinfo) == list(range(6))
     assert len(own_cluster.worker_names()) == 1
+
+
+def crash_once_others_are_queued(tmp: str) -> None:
+    """Kill the worker, once every other task has been handed out."""
+    poll_for(lambda: os.path.exists(os.path.join(tmp, "all handed out")),
+             "the other tasks to be handed out")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HandOutRecorder(DaskWorkerPool):
+    """The embedded pool, noting when it has handed out every task."""
+
+    def __init__(self, tmp: str, n: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.tmp, self.left = tmp, n
+
+    def submit(self, job) -> None:
+        super().submit(job)
+        self.left -= 1
+        if not self.left:
+            open(os.path.join(self.tmp, "all handed out"), "w").close()
+
+
+@needs_dask
+def test_a_crash_on_the_embedded_cluster_fails_only_its_task(dask_warm, tmp_path):
+    # the embedded workers hold only the task they run: no bystander is queued
+    # on the worker that dies (Dask's default worker-saturation queues one)
+    crasher = functools.partial(crash_once_others_are_queued, str(tmp_path))
+    tasks = [crasher] + [lambda *, i=i: i for i in range(5)]
+    pool = HandOutRecorder(str(tmp_path), len(tasks), workers=1, spare=5)
+    results = list(Sched(tasks).run(pool))
+    assert len(results) == len(tasks)
+    assert [res.task for res in results if res.excinfo] == [crasher]
+    assert sorted(res.ret for res in results if not res.excinfo) == list(range(5))
 
 
 def meet(tmp: str, me: str) -> str:

@@ -16,11 +16,14 @@ import sys
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
+from pexen import PexenWarning
 from pexen.sched import PoolError, Sched, TaskTimeoutError, WorkerCrashError
 from pexen.sched._executor_pool import run_job
+from pexen.sched._naming import task_name
 from pexen.sched._transport import loads_excinfo
 from pexen.sched.meta import func_meta
 from pexen.sched.pool import ExecutorWorkerPool
@@ -95,21 +98,150 @@ def test_rejects_what_is_not_an_executor():
 
 @func_meta(priority=-1)
 def exits_worker():
-    os._exit(3)
+    os._exit(1)
 
 
-def test_broken_process_pool_fails_the_task_then_the_run():
-    tasks = [exits_worker, lambda: "never sent"]
-    results = []
+@func_meta(provides=["made"])
+def makes(shared):
+    shared["made"] = True
+
+
+@func_meta(requires=["made"])
+def uses(shared):
+    return shared["made"]
+
+
+def numbered(count):
+    return [lambda *, n=n: n for n in range(count)]
+
+
+def broke_while(name):
+    """The message of a task that a broken process executor held."""
+    return re.compile(
+        rf"the executor broke while task {re.escape(repr(name))} was running or "
+        rf"queued \(BrokenProcessPool: .*\); a broken executor fails every task "
+        rf"it holds and cannot tell which one broke it, so this task may be "
+        rf"innocent"
+    )
+
+
+def not_run_after_break(name):
+    """The message of a task offered to a process executor that had broken."""
+    return re.compile(
+        rf"task {re.escape(repr(name))} was not run: the executor broke earlier "
+        rf"in the run \(BrokenProcessPool: .*\) and takes no new tasks"
+    )
+
+
+def check_one_result_each(results, tasks):
+    """Every task of *tasks* yielded exactly one result; return them by task."""
+    assert len(results) == len(tasks)
+    by_id = {id(res.task): res for res in results}
+    assert set(by_id) == {id(task) for task in tasks}
+    return by_id
+
+
+def check_the_crash(res):
+    assert res.task is exits_worker
+    assert res.ret is None
+    assert res.excinfo.type is WorkerCrashError
+    assert broke_while("exits_worker").fullmatch(str(res.excinfo.val))
+    assert "the worker running" not in str(res.excinfo.val)
+
+
+def test_broken_process_pool_fails_later_tasks_alone_and_the_run_ends():
+    # one job at a time: exits_worker breaks the executor before the others
+    # are offered, so each fails alone without being sent, and makes' dependent
+    # is skipped as with any failed task
+    others = [*numbered(4), makes]
+    s = Sched([exits_worker, *others, uses])
     with ProcessPoolExecutor(1, multiprocessing.get_context("forkserver")) as executor:
         pool = ExecutorWorkerPool(executor, spare=0)
-        with pytest.raises(PoolError, match=r"refused a task .*BrokenProcessPool"):
-            for res in Sched(tasks).run(pool):
-                results.append(res)
-    [crashed] = results
-    assert crashed.task is exits_worker
-    assert crashed.excinfo.type is WorkerCrashError
-    assert "the worker running task 'exits_worker' died" in str(crashed.excinfo.val)
+        with pytest.warns(PexenWarning, match=r"^1 task did not run"):
+            results = list(s.run(pool))
+    check_one_result_each(results, [exits_worker, *others])
+    crashed, *refused = results
+    check_the_crash(crashed)
+    for res in refused:
+        assert res.ret is None
+        assert res.excinfo.type is PoolError
+        assert not_run_after_break(task_name(res.task)).fullmatch(str(res.excinfo.val))
+        assert isinstance(res.excinfo.val.__cause__, BrokenProcessPool)
+    assert s.skipped == {
+        uses: "requires tag 'made', never provided because 'makes' failed"
+    }
+
+
+@pytest.mark.parametrize("workers,spare", [(1, 5), (2, 2)])
+def test_broken_process_pool_blames_no_task_it_held(workers, spare):
+    # tasks queued in (or running on) the executor when a worker died fail
+    # with it, told that the executor broke, not that their worker died; the
+    # ones offered after fail alone; every task yields one result
+    others = numbered(6)
+    with ProcessPoolExecutor(
+        workers, multiprocessing.get_context("forkserver")
+    ) as executor:
+        pool = ExecutorWorkerPool(executor, spare=spare)
+        results = list(Sched([exits_worker, *others]).run(pool))
+    by_id = check_one_result_each(results, [exits_worker, *others])
+    check_the_crash(by_id[id(exits_worker)])
+    for n, task in enumerate(others):
+        res = by_id[id(task)]
+        name, message = task_name(task), str(res.excinfo and res.excinfo.val)
+        if res.excinfo is None:  # ran on the other worker before the break
+            assert workers > 1
+            assert res.ret == n
+        elif res.excinfo.type is WorkerCrashError:
+            assert broke_while(name).fullmatch(message)
+        else:
+            assert res.excinfo.type is PoolError
+            assert not_run_after_break(name).fullmatch(message)
+
+
+def test_tasks_after_a_refusal_fail_alone_and_taken_ones_run():
+    # the executor takes two jobs of the batch, then refuses: those two run,
+    # the refused one and every later one fail with PoolError, unsent
+    class RefusesAfterTwo:
+        def __init__(self, inner):
+            self.inner, self.taken = inner, 0
+
+        def submit(self, fn, *args):
+            if self.taken == 2:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self.taken += 1
+            return self.inner.submit(fn, *args)
+
+    tasks = numbered(5)
+    with ThreadPoolExecutor(1) as inner:
+        executor = RefusesAfterTwo(inner)
+        results = list(Sched(tasks).run(ExecutorWorkerPool(executor, spare=4)))
+    by_id = check_one_result_each(results, tasks)
+    assert [(by_id[id(t)].ret, by_id[id(t)].excinfo) for t in tasks[:2]] == [
+        (0, None), (1, None),
+    ]
+    for task in tasks[2:]:
+        res = by_id[id(task)]
+        assert res.excinfo.type is PoolError
+        assert str(res.excinfo.val) == (
+            f"task {task_name(task)!r} was not run: {executor!r} refused a task "
+            f"(RuntimeError: cannot schedule new futures after shutdown); was it "
+            f"shut down?"
+        )
+    assert executor.taken == 2  # nothing offered after the refusal
+
+
+def test_executor_shut_down_before_the_run_fails_every_task():
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown()
+    tasks = numbered(3)
+    results = list(Sched(tasks).run(ExecutorWorkerPool(executor)))
+    by_id = check_one_result_each(results, tasks)
+    for task in tasks:
+        assert by_id[id(task)].excinfo.type is PoolError
+        assert "was not run: " in str(by_id[id(task)].excinfo.val)
+        assert "refused a task (RuntimeError: cannot schedule new futures after " in (
+            str(by_id[id(task)].excinfo.val)
+        )
 
 
 def test_cancelled_future_fails_its_task_with_pool_error():

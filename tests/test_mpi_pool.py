@@ -8,6 +8,8 @@ run in a subprocess; the test process never loads MPI.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests._cluster import (
     cli_error_without_engines,
     needs_mpi,
     pexen_argv,
+    poll_for,
     run_program,
     write_cli_suite,
 )
@@ -78,6 +81,70 @@ def test_spawned_workers(tmp_path):
     env = dict(os.environ, PATH=path)
     out = run_script(tmp_path, [sys.executable, "SCRIPT", "2"], env)
     assert "contract kept by 2 MPI workers" in out
+
+
+CTRL_C_SCRIPT = '''
+import os, pathlib, signal, sys, time
+
+from pexen.sched import Sched
+from pexen.sched.pool import MPIWorkerPool
+
+
+def wait_for_release(*, here):  # in __main__: travels by value
+    (pathlib.Path(here) / "started").touch()
+    deadline = time.monotonic() + 60
+    while not (pathlib.Path(here) / "release").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("never released")
+        time.sleep(0.02)
+
+
+def on_sigint(signum, frame):
+    (pathlib.Path(sys.argv[1]) / "interrupted").touch()
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, on_sigint)
+    here = sys.argv[1]
+    task = lambda: wait_for_release(here=here)
+    try:
+        for res in Sched([task]).run(MPIWorkerPool(workers=1)):
+            print(res)
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt reached the program", flush=True)
+        raise
+'''
+
+
+@needs_mpi
+def test_ctrl_c_at_the_terminal_interrupts_the_program(tmp_path):
+    # a terminal sends SIGINT to the whole process group; the mpiexec that
+    # spawned workers need must not answer it by SIGKILLing the MPI job
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(TESTS_DIR.parent))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        assert poll_for(lambda: (tmp_path / "started").exists(), "the task to start")
+        os.killpg(proc.pid, signal.SIGINT)
+        # the run stops, waiting for its running task (MPI cannot interrupt it)
+        poll_for(lambda: (tmp_path / "interrupted").exists() or proc.poll() is not None,
+                 "the program to see the interrupt")
+        (tmp_path / "release").touch()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        (tmp_path / "release").touch()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    text = out.decode(errors="replace")
+    assert proc.returncode != -signal.SIGKILL, text
+    assert "KeyboardInterrupt reached the program" in text, text
 
 
 @needs_mpi

@@ -761,6 +761,21 @@ def test_a_task_that_crashes_its_worker_runs_once(tmp_path, method):
     assert results[after].excinfo is None
 
 
+@pytest.mark.parametrize("child_exits", [False, True])
+def test_a_task_that_forks_gets_one_result(method, child_exits):
+    # the forked copy of the worker comes back into the worker's loop: it must
+    # neither answer for the job nor take the worker's next message (STOP)
+    forker = with_kwargs(tasks.fork_and_return, child_exits=child_exits)
+    others = [fresh(tasks.getpid) for _ in range(4)]
+    results = list(Sched([forker, *others]).run(
+        pool=ProcessWorkerPool(1, 1, mp_context=method)))
+    assert sorted(map(id, (r.task for r in results))) == sorted(
+        map(id, [forker, *others]))
+    assert all(r.excinfo is None for r in results)
+    (forked,) = [r.ret for r in results if r.task is forker]
+    assert forked > 0  # the worker's answer, not its copy's (0)
+
+
 def test_a_worker_killed_from_outside(tmp_path, method):
     # the OOM killer's way: SIGKILL from another process, mid-task
     flag = str(tmp_path / "victim")

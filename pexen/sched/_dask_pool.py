@@ -40,7 +40,13 @@ SPARE_PER_WORKER = 8
 
 # The embedded scheduler fails a task whose worker died at once instead of
 # running it again on other workers (which a crashing task would kill too).
-EMBEDDED_CONFIG = {"distributed.scheduler.allowed-failures": 0}
+# The local cluster pexen starts for itself: a task whose worker dies fails
+# at once (no silent retry, so no side effects run twice), and a worker holds
+# only the tasks it runs (no queue of its own), so a crash takes no bystander.
+EMBEDDED_CONFIG = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.scheduler.worker-saturation": 1.0,
+}
 
 
 def usable_cpus() -> int:

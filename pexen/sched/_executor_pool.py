@@ -22,7 +22,12 @@ processes, on Dask workers or MPI ranks. The same three steps serve them all:
 
 A failure of the executor rather than the task (a worker that died, a broken
 pool, a cancelled future) fails the one job whose future carries it: the
-types in ``crash_types`` become :class:`WorkerCrashError`.
+types in ``crash_types`` become :class:`WorkerCrashError`. A broken executor
+(``BrokenExecutor``) fails every job it holds, running or queued, and cannot
+say which one broke it, so the message blames none. Once the executor refuses
+a job (broken, or shut down), the pool stops offering it any: that job and
+every later one of the run fail alone with ``PoolError``, and the run goes on
+to its end.
 
 A job's ``timeout`` is kept by the worker: where the task runs in the main
 thread of its process (process executors, MPI ranks) an alarm signal
@@ -192,9 +197,21 @@ class RemotePool(WorkerPool):
         self._outbox: list[tuple] = []  # packed jobs that wait() sends in one go
         self._unsent: list[Outcome] = []  # jobs that failed before leaving
         self._done: SimpleQueue = SimpleQueue()
+        self._broken: str | None = None  # why the executor takes no more jobs
+        self._broken_cause: BaseException | None = None
+
+    def _refused(self, key: Any, task: Any, shared: dict) -> Outcome:
+        """The outcome of a job not sent because the executor refused work."""
+        return key, shared, None, raised(
+            PoolError(f"task {task_name(task)!r} was not run: {self._broken}"),
+            self._broken_cause,
+        )
 
     def submit(self, job: Job) -> None:
         key, task, pass_shared, kwargs, shared, timeout = job
+        if self._broken is not None:
+            self._unsent.append(self._refused(key, task, shared))
+            return
         try:
             task_blob = dumps_task(task)
             data_blob = dumps_value((pass_shared, kwargs, shared, timeout), "job")
@@ -224,24 +241,41 @@ class RemotePool(WorkerPool):
         """Send the buffered jobs, in one go where the engine can."""
         outbox, self._outbox = self._outbox, []
         futures = self._submit_remote([(t, d) for _k, _t, _s, t, d in outbox])
-        pending = self._pending
-        for future, (key, task, shared, _tb, _db) in zip(futures, outbox, strict=True):
+        pending, taken = self._pending, len(futures)
+        for future, (key, task, shared, _tb, _db) in zip(
+            futures, outbox[:taken], strict=True
+        ):
             pending[future] = (key, task, shared)
+        for key, task, shared, _tb, _db in outbox[taken:]:  # refused
+            self._unsent.append(self._refused(key, task, shared))
         self._track(futures)
 
     def _submit_remote(self, blobs: list[tuple[bytes, bytes]]) -> list[Any]:
-        """Start ``run_job(task_blob, data_blob)`` for each pair; return the futures."""
+        """Start ``run_job(task_blob, data_blob)`` for each pair; return the futures.
+
+        When the executor refuses one (broken, shut down), the futures of the
+        pairs before it are returned, ``_broken`` says why, and no more pairs
+        are offered: the refused job and all later ones of the run fail alone.
+        The jobs it took stay its own to finish or fail.
+        """
         submit, futures = self.executor.submit, []
-        try:
-            for task_blob, data_blob in blobs:
+        for task_blob, data_blob in blobs:
+            try:
                 futures.append(submit(run_job, task_blob, data_blob))
-        except Exception as exc:
-            for future in futures:
-                future.cancel()
-            raise PoolError(
-                f"{self.executor!r} refused a task ({type(exc).__name__}: {exc}); "
-                f"was it shut down, or broken by a worker that died?"
-            ) from exc
+            except Exception as exc:
+                detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+                if isinstance(exc, BrokenExecutor):
+                    self._broken = (
+                        f"the executor broke earlier in the run ({detail}) and "
+                        f"takes no new tasks"
+                    )
+                else:
+                    self._broken = (
+                        f"{self.executor!r} refused a task ({detail}); was it "
+                        f"shut down?"
+                    )
+                self._broken_cause = exc
+                break
         return futures
 
     def _track(self, futures: list[Any]) -> None:
@@ -287,6 +321,13 @@ class RemotePool(WorkerPool):
     def _failure(self, error: BaseException, task: Any) -> ExceptionInfo:
         """Turn the executor's own failure for *task* into its ExceptionInfo."""
         detail = type(error).__name__ + (f": {error}" if str(error) else "")
+        if isinstance(error, BrokenExecutor):
+            return raised(WorkerCrashError(
+                f"the executor broke while task {task_name(task)!r} was running "
+                f"or queued ({detail}); a broken executor fails every task it "
+                f"holds and cannot tell which one broke it, so this task may "
+                f"be innocent"
+            ), error)
         if isinstance(error, self.crash_types):
             return raised(WorkerCrashError(
                 f"the worker running task {task_name(task)!r} died ({detail})"
@@ -303,6 +344,7 @@ class RemotePool(WorkerPool):
         self._outbox.clear()
         self._unsent.clear()
         self._done = SimpleQueue()
+        self._broken = self._broken_cause = None  # a new run tries again
 
     def _stop(self, cancel: bool) -> None:
         futures = list(self._pending)
@@ -310,6 +352,7 @@ class RemotePool(WorkerPool):
         self._outbox.clear()
         self._unsent.clear()
         self._done = SimpleQueue()  # callbacks of old futures go to the old one
+        self._broken = self._broken_cause = None
         if cancel:
             for future in futures:
                 future.cancel()  # jobs not started yet; running ones finish
@@ -327,9 +370,12 @@ class ExecutorWorkerPool(RemotePool):
     function, so the executor's workers need pexen installed; even a thread
     executor gets copies (use ``ThreadWorkerPool`` to share objects). The
     pool never shuts the executor down; leaving a run early cancels the jobs
-    that have not started. An executor failure (``BrokenExecutor``) fails the
-    tasks it hit with ``WorkerCrashError``; an executor that refuses new work
-    ends the run with ``PoolError``. A task past its ``timeout`` fails with
+    that have not started. A broken executor (``BrokenExecutor``, say a
+    worker process that died) fails every task it held, running or queued,
+    with ``WorkerCrashError``: it cannot tell which one broke it. Once the
+    executor refuses a task (broken, shut down), that task and every later
+    one of the run fail with ``PoolError`` without being sent; the run goes
+    on, and ends normally. A task past its ``timeout`` fails with
     ``TaskTimeoutError``: interrupted in a worker process's main thread,
     reported when it returns in a thread.
     """

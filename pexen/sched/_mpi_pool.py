@@ -14,6 +14,7 @@ from typing import Any
 from pexen.sched._engines import ensure_mpiexec_on_path, import_mpi_futures
 from pexen.sched._executor_pool import RemotePool
 from pexen.sched._pool_base import check_count
+from pexen.sched._proc_relay import sigint_blocked
 
 
 class MPIWorkerPool(RemotePool):
@@ -52,10 +53,14 @@ class MPIWorkerPool(RemotePool):
     def _start(self) -> None:
         super()._start()
         ensure_mpiexec_on_path()
-        self.executor = self._futures.MPIPoolExecutor(
-            max_workers=self._max_workers, **self._executor_kwargs
-        )
-        self.workers = self.executor.num_workers  # waits until they are up
+        # Spawning workers starts an mpiexec in our process group: born with
+        # SIGINT blocked, it does not answer a Ctrl-C at the terminal by
+        # killing the whole MPI job, this process included, with SIGKILL.
+        with sigint_blocked():
+            self.executor = self._futures.MPIPoolExecutor(
+                max_workers=self._max_workers, **self._executor_kwargs
+            )
+            self.workers = self.executor.num_workers  # waits until they are up
 
     def _stop(self, cancel: bool) -> None:
         super()._stop(cancel)

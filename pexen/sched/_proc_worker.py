@@ -323,6 +323,7 @@ def main(
     now, dumps = time.monotonic, pickle.dumps
     write_all(result_fd, frame(dumps((READY, os.getpid()), PROTOCOL)))
     reader = FrameReader(job_conn.fileno())
+    pid = os.getpid()
     while True:
         payload = reader.read()
         if payload is None:  # the parent is gone
@@ -339,6 +340,8 @@ def main(
                 setitimer(real, timeout)
             try:
                 outcome = _run(job)
+                if os.getpid() != pid:  # a copy a task forked: not the worker
+                    os._exit(0)
                 try:
                     message = frame(dumps((RESULT, outcome), PROTOCOL))
                 except Exception as exc:  # e.g. too large a frame

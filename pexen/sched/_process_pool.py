@@ -691,8 +691,10 @@ class ProcessWorkerPool(WorkerPool):
         outstanding = worker.outstanding
         if outstanding and outstanding[0] == key:
             outstanding.popleft()
-        else:
+        elif key in outstanding:
             outstanding.remove(key)
+        else:  # not this worker's job now: a second answer, from a forked copy
+            return
         task, shared = self._jobs[key][1], self._jobs[key][4]
         try:
             if problem is not None:
