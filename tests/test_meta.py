@@ -143,6 +143,14 @@ def test_timeout_must_be_positive_and_finite(value):
         SchedMeta(timeout=value)
 
 
+def test_timeout_of_more_than_a_year_is_refused():
+    # the process pool's alarm and poll() cannot hold 1e12 s: say so up front
+    assert SchedMeta(timeout=365 * 24 * 3600).timeout == 365 * 24 * 3600
+    message = r"timeout=1000000000000.0: at most 3.1536e\+07 s \(a year\); for no"
+    with pytest.raises(MetaError, match=message):
+        SchedMeta(timeout=1e12)
+
+
 @pytest.mark.parametrize("value", [True, "10", [1]], ids=repr)
 def test_timeout_must_be_a_number(value):
     with pytest.raises(MetaError, match=re.escape(f"timeout={value!r}: expected sec")):

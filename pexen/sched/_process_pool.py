@@ -123,6 +123,7 @@ __all__ = ["ProcessWorkerPool", "default_start_method"]
 _SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux
 
 _pool_ids = itertools.count(1)
+_MAX_POLL_MS = 3_600_000  # an hour: poll() cannot wait for a far deadline
 _live_pools: weakref.WeakSet[ProcessWorkerPool] = weakref.WeakSet()
 
 STOP_GRACE = 5.0  # seconds an idle worker gets to exit after STOP
@@ -648,7 +649,11 @@ class ProcessWorkerPool(WorkerPool):
     # -- events ----------------------------------------------------------------
 
     def _poll(self, timeout: float | None) -> None:
-        ms = None if timeout is None else max(0, int(timeout * 1000) + 1)
+        # poll() takes at most INT_MAX ms (24.8 days): wake before, and look again
+        if timeout is None:
+            ms = None
+        else:
+            ms = min(max(0, int(timeout * 1000) + 1), _MAX_POLL_MS)
         dead = []
         for fd, _events in self._poller.poll(ms):
             worker, role = self._fd2role.get(fd, (None, ""))

@@ -102,6 +102,14 @@ def _check_timeout(_inst: object, _attr: object, value: Any) -> None:
         raise MetaError(f"timeout={value!r}: expected seconds (a number) or None")
     if not (value > 0 and math.isfinite(value)):
         raise MetaError(f"timeout={value!r}: expected a positive, finite number")
+    if value > MAX_TIMEOUT:
+        raise MetaError(
+            f"timeout={value!r}: at most {MAX_TIMEOUT:g} s (a year); "
+            "for no timeout, give None"
+        )
+
+
+MAX_TIMEOUT = 365 * 24 * 3600  # what every pool's timers can hold, with room
 
 
 @attrs.define(slots=True)
