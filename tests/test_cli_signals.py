@@ -140,36 +140,29 @@ def test_sigterm_stops_the_run_like_ctrl_c(tmp_path):
         assert poll_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
 
 
-def test_second_sigterm_kills_what_the_abandoned_scripts_started(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "announced", "expected_status"),
+    [
+        (signal.SIGTERM, "interrupted by SIGTERM: stopping the workers", 143),
+        (signal.SIGINT, "interrupted: stopping the workers", 130),
+    ],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_second_signal_kills_what_the_abandoned_scripts_started(
+    tmp_path, sig, announced, expected_status
+):
     run = Run(tmp_path, str(_script_suite(tmp_path)), "-j", "2")
     pids: list[int] = []
     with _reaped(run, pids):
         pids += _started_pids(tmp_path)
-        run.proc.send_signal(signal.SIGTERM)
-        assert run.shows("interrupted by SIGTERM: stopping the workers"), run.text()
-        run.proc.send_signal(signal.SIGTERM)
+        run.proc.send_signal(sig)
+        assert run.shows(announced), run.text()
+        run.proc.send_signal(sig)
         status, text = run.wait()
-        assert status == 143, text
+        assert status == expected_status, text
         assert "interrupted again: abandoning the running tasks" in text
         _check_all_skipped(run, text)
         # the scripts and the children they started are gone, not orphaned
-        assert poll_for(lambda: not any(alive(pid) for pid in pids), timeout=10), [
-            pid for pid in pids if alive(pid)
-        ]
-    assert not (tmp_path / "release").exists()
-
-
-def test_second_ctrl_c_kills_what_the_abandoned_scripts_started(tmp_path):
-    run = Run(tmp_path, str(_script_suite(tmp_path)), "-j", "2")
-    pids: list[int] = []
-    with _reaped(run, pids):
-        pids += _started_pids(tmp_path)
-        run.proc.send_signal(signal.SIGINT)
-        assert run.shows("interrupted: stopping the workers"), run.text()
-        run.proc.send_signal(signal.SIGINT)
-        status, text = run.wait()
-        assert status == 130, text
-        assert "interrupted again: abandoning the running tasks" in text
         assert poll_for(lambda: not any(alive(pid) for pid in pids), timeout=10), [
             pid for pid in pids if alive(pid)
         ]
