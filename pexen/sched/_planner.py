@@ -54,9 +54,8 @@ Data flow
 dict) and submits it to the pool; when the pool reports the outcome,
 ``complete`` merges the task's shared dict into every not yet dispatched task
 requiring a tag it provides, meets its tags (moving tasks whose countdown hits
-zero to the heap) and releases its locks (moving parked tasks back to the
-heap). A task with nothing to provide or lock that succeeded needs none of
-that: the loop only marks it DONE (``TaskInfo.plain``). At the end
+zero to the heap) and releases its locks (waking the tasks next in line for
+them). At the end
 ``skip_reasons`` explains every task that did not run.
 """
 
@@ -89,7 +88,6 @@ class TaskInfo:
         "merged",
         "n_unmet",
         "pass_shared",
-        "plain",
         "priority",
         "provides",
         "requires",
@@ -123,8 +121,6 @@ class TaskInfo:
             self.timeout = None
         self.n_unmet = len(self.requires)
         self.pass_shared = passes_shared(task, self.kwargs)
-        # nothing to provide or unlock: a success needs no complete()
-        self.plain = not (self.provides or self.claims or self.uses)
 
     def __repr__(self) -> str:
         return f"<TaskInfo #{self.seq} {task_name(self.task)} state={self.state}>"
@@ -272,10 +268,6 @@ class Planner:
             info.woken_by = res
             heapq.heappush(heap, entry)
 
-    def _push(self, info: TaskInfo) -> None:
-        info.state = READY
-        heapq.heappush(self.heap, (info.priority, info.seq, info))
-
     # -- completion ------------------------------------------------------
 
     def complete(self, info: TaskInfo, shared: dict, excinfo: Any) -> None:
@@ -316,7 +308,7 @@ class Planner:
             met.add(tag)
             for waiter in waiters:
                 waiter.n_unmet -= 1
-                if not waiter.n_unmet:  # ready: as _push(waiter), inlined
+                if not waiter.n_unmet:  # ready
                     waiter.state = READY
                     heapq.heappush(heap, (waiter.priority, waiter.seq, waiter))
 

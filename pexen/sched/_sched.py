@@ -11,7 +11,7 @@ from typing import Any
 
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import DONE, Planner
+from pexen.sched._planner import Planner
 from pexen.sched._pool_base import WorkerPool
 from pexen.sched._result import TaskMap, TaskRes
 from pexen.sched._thread_pool import ThreadWorkerPool
@@ -144,10 +144,7 @@ class Sched:
                 for key, shared, ret, excinfo in pool.wait():
                     info = infos[key]
                     del dispatched[key]
-                    if excinfo is None and info.plain:
-                        info.state = DONE  # nothing to provide or unlock
-                    else:
-                        complete(info, shared, excinfo)
+                    complete(info, shared, excinfo)
                     yield _new_res(TaskRes, (info.task, shared, ret, excinfo))
             finished = True
         finally:
