@@ -219,12 +219,15 @@ class _SourceKeepingPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
+def _dumps_with(pickler_cls: type, value: Any) -> bytes:
+    buf = io.BytesIO()
+    pickler_cls(buf, PROTOCOL).dump(value)
+    return buf.getvalue()
+
+
 def cloud_dumps(obj: Any) -> bytes:
     """``cloudpickle.dumps``, keeping the file names of code sent by value."""
-    buffer = io.BytesIO()
-    _SourceKeepingPickler(buffer, protocol=PROTOCOL).dump(obj)
-    return buffer.getvalue()
-
+    return _dumps_with(_SourceKeepingPickler, obj)
 
 
 def dumps_task(task: Any, name: str | None = None) -> bytes:
@@ -490,7 +493,7 @@ class _ChainPickler(pickle.Pickler):
         return NotImplemented
 
 
-class _ChainCloudPickler(cloudpickle.Pickler):
+class _ChainCloudPickler(_SourceKeepingPickler):
     """cloudpickle (exception classes made at run time) that keeps the chain."""
 
     def reducer_override(self, obj: Any) -> Any:
@@ -499,12 +502,6 @@ class _ChainCloudPickler(cloudpickle.Pickler):
         if isinstance(obj, TracebackType):
             return _reduce_traceback(obj)
         return super().reducer_override(obj)
-
-
-def _dumps_with(pickler_cls: type, value: Any) -> bytes:
-    buf = io.BytesIO()
-    pickler_cls(buf, PROTOCOL).dump(value)
-    return buf.getvalue()
 
 
 def _type_name(cls: type) -> str:
