@@ -33,8 +33,8 @@ from pexen.sched import (
     WorkerCrashError,
 )
 from pexen.sched._calling import execute
-from pexen.sched._process_pool import default_start_method, describe_exit
-from pexen.sched._transport import RemoteTaskError, TransportError
+from pexen.sched._pools.process.run import default_start_method, describe_exit
+from pexen.sched._pools.transport import RemoteTaskError, TransportError
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import ProcessWorkerPool
 from tests import _proc_tasks as tasks

@@ -12,9 +12,9 @@ from typing import Any
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
 from pexen.sched._planner import Planner
-from pexen.sched._pool_base import WorkerPool
+from pexen.sched._pools.base import WorkerPool
+from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes
-from pexen.sched._thread_pool import ThreadWorkerPool
 
 _new_res = tuple.__new__  # TaskRes(...) without the namedtuple's Python-level __new__
 

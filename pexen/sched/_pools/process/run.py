@@ -7,13 +7,13 @@ Topology
 --------
 Each worker is a process of its own process group with private pipes: jobs
 in, results out, and stdout, stderr and log records out (wire format and the
-worker's loop: :mod:`pexen.sched._proc_worker`). With one pipe per worker the
+worker's loop: :mod:`pexen.sched._pools.process.worker`). With one pipe per worker the
 parent knows exactly which jobs each worker holds, and a dying worker cannot
 wedge anything shared. The parent runs no thread for jobs and results: the
 scheduler's own thread sends and receives in ``wait()``, with ``poll()`` over
 every result pipe, every process sentinel and the output relay's wake-up fd,
 so every blocking wait also notices a worker that died. One thread,
-:mod:`pexen.sched._proc_relay`, drains output pipes so tasks never block on
+:mod:`pexen.sched._pools.process.output`, drains output pipes so tasks never block on
 them.
 
 Dispatch and batching
@@ -96,14 +96,20 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from pexen.sched import _proc_worker as wire
 from pexen.sched._errors import PoolError, TaskTimeoutError, WorkerCrashError
 from pexen.sched._naming import task_name
-from pexen.sched._pool_base import Job, Outcome, WorkerPool, check_count
-from pexen.sched._proc_relay import ERR, LOG, OUT, Relay, Stream, sigint_blocked
-from pexen.sched._result import ExceptionInfo
-from pexen.sched._thread_pool import timeout_grace
-from pexen.sched._transport import (
+from pexen.sched._pools.base import Job, Outcome, WorkerPool, check_count
+from pexen.sched._pools.process import worker as wire
+from pexen.sched._pools.process.output import (
+    ERR,
+    LOG,
+    OUT,
+    Relay,
+    Stream,
+    sigint_blocked,
+)
+from pexen.sched._pools.thread import timeout_grace
+from pexen.sched._pools.transport import (
     PROTOCOL,
     TransportError,
     dumps_task,
@@ -112,6 +118,7 @@ from pexen.sched._transport import (
     loads_excinfo,
     loads_value,
 )
+from pexen.sched._result import ExceptionInfo
 
 try:
     import fcntl

@@ -55,14 +55,14 @@ import time
 from typing import Any
 
 from pexen.sched._calling import execute
-from pexen.sched._result import ExceptionInfo
-from pexen.sched._transport import (
+from pexen.sched._pools.transport import (
     PROTOCOL,
     TransportError,
     dumps_excinfo,
     dumps_value,
     loads,
 )
+from pexen.sched._result import ExceptionInfo
 
 HEADER = struct.Struct("<I")
 MAX_FRAME = 2**32 - 1

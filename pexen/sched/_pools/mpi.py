@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pexen.sched._engines import ensure_mpiexec_on_path, import_mpi_futures
-from pexen.sched._executor_pool import RemotePool
-from pexen.sched._pool_base import check_count
-from pexen.sched._proc_relay import sigint_blocked
+from pexen.sched._pools.base import check_count
+from pexen.sched._pools.engines import ensure_mpiexec_on_path, import_mpi_futures
+from pexen.sched._pools.process.output import sigint_blocked
+from pexen.sched._pools.remote import RemotePool
 
 
 class MPIWorkerPool(RemotePool):

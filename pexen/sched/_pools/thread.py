@@ -29,7 +29,7 @@ from typing import Any
 from pexen.sched._calling import execute
 from pexen.sched._errors import TaskTimeoutError
 from pexen.sched._naming import task_name
-from pexen.sched._pool_base import Job, Outcome, WorkerPool
+from pexen.sched._pools.base import Job, Outcome, WorkerPool
 from pexen.sched._result import ExceptionInfo
 
 _pool_ids = itertools.count(1)

@@ -5,7 +5,7 @@ Design
 Planning stays in the scheduler; an executor only runs jobs, in threads,
 processes, on Dask workers or MPI ranks. The same three steps serve them all:
 
-1. *Parent* (``submit``): :mod:`pexen.sched._transport` pickles the task (by
+1. *Parent* (``submit``): :mod:`pexen.sched._pools.transport` pickles the task (by
    reference where it can, else by value with cloudpickle) and its data
    (``pass_shared``, ``kwargs``, ``shared``). ``wait`` hands the executor the
    module-level :func:`run_job` and two byte strings per job, so its own
@@ -50,10 +50,9 @@ from typing import Any
 from pexen.sched._calling import execute
 from pexen.sched._errors import PoolError, TaskTimeoutError, WorkerCrashError
 from pexen.sched._naming import task_name
-from pexen.sched._pool_base import Job, Outcome, WorkerPool
-from pexen.sched._result import ExceptionInfo
-from pexen.sched._thread_pool import _timeout_outcome as timeout_outcome
-from pexen.sched._transport import (
+from pexen.sched._pools.base import Job, Outcome, WorkerPool
+from pexen.sched._pools.thread import _timeout_outcome as timeout_outcome
+from pexen.sched._pools.transport import (
     TransportError,
     dumps_excinfo,
     dumps_task,
@@ -62,6 +61,7 @@ from pexen.sched._transport import (
     loads_excinfo,
     loads_value,
 )
+from pexen.sched._result import ExceptionInfo
 
 # what ``_collect`` reports of a finished future: (future, value, error)
 Done = tuple[Any, Any, "BaseException | None"]
