@@ -33,7 +33,8 @@ from pexen.sched import (
     WorkerCrashError,
 )
 from pexen.sched._calling import execute
-from pexen.sched._pools.process.run import default_start_method, describe_exit
+from pexen.sched._pools.process import default_start_method
+from pexen.sched._pools.process.spawn import describe_exit
 from pexen.sched._pools.transport import RemoteTaskError, TransportError
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import ProcessWorkerPool
@@ -495,7 +496,7 @@ def test_system_exit_keeps_its_code(method):
 
 def _held_by_one_worker(pool):
     """The keys the pool's only worker holds now (white box: a precondition)."""
-    (worker,) = pool._workers
+    (worker,) = pool._run.workers
     return list(worker.outstanding)
 
 

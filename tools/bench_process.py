@@ -45,7 +45,7 @@ if __name__ == "__main__":
 
 from pexen import PexenWarning
 from pexen.sched import Sched
-from pexen.sched._pools.process.run import default_start_method
+from pexen.sched._pools.process import default_start_method
 from pexen.sched.pool import ProcessWorkerPool
 
 WORKERS = 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pexen.sched._pools.base import WorkerPool
 from pexen.sched._pools.inline import InlineWorkerPool
-from pexen.sched._pools.process.run import ProcessWorkerPool
+from pexen.sched._pools.process import ProcessWorkerPool
 from pexen.sched._pools.thread import ThreadWorkerPool
 
 __all__ = ["InlineWorkerPool", "ProcessWorkerPool", "ThreadWorkerPool", "WorkerPool"]
@@ -12,7 +12,7 @@ __all__ = ["InlineWorkerPool", "ProcessWorkerPool", "ThreadWorkerPool", "WorkerP
 # Pools on other engines load on first use, so ``import pexen.sched.pool`` never
 # imports Dask or mpi4py (they import their engine only when built).
 _LAZY = {
-    "ExecutorWorkerPool": "pexen.sched._pools.remote",
+    "ExecutorWorkerPool": "pexen.sched._pools.executor",
     "DaskWorkerPool": "pexen.sched._pools.dask",
     "MPIWorkerPool": "pexen.sched._pools.mpi",
 }

@@ -1,6 +1,6 @@
 """A pool on Dask distributed: an embedded local cluster, a running one, or yours.
 
-Jobs travel as in every executor pool (see ``_executor_pool``): the Dask
+Jobs travel as in every remote pool (see ``remote``): the Dask
 worker runs ``run_job`` on two byte strings and only the outcome comes back.
 What is Dask's own:
 
