@@ -253,3 +253,10 @@ class WrappedContext:
 
     def __getattr__(self, name):
         return getattr(self._ctx, name)
+
+
+def timed_busy() -> tuple[float, float]:
+    """Some pure-Python work; return when it started and ended (monotonic)."""
+    start = time.monotonic()
+    sum(i * i for i in range(20_000))
+    return start, time.monotonic()

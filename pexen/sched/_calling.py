@@ -11,6 +11,7 @@ import functools
 import inspect
 import sys
 import threading
+import time
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -101,22 +102,25 @@ def passes_shared(task: Any, kwargs: Mapping[str, Any]) -> bool:
 
 
 _new_outcome = tuple.__new__  # Outcome(...) without its Python-level __new__
+_now = time.monotonic
 
 
 def execute(job: Job) -> Outcome:
-    """Run one job in this thread and return its outcome.
+    """Run one job in this thread and return its outcome, timed.
 
     Everything the task raises is caught, except a KeyboardInterrupt in the
     main thread, which must stop the run.
     """
     key, task, pass_shared, kwargs, shared, _timeout = job
+    started = _now()
     try:
         ret = task(shared, **kwargs) if pass_shared else task(**kwargs)
     except BaseException as exc:
+        duration = _now() - started
         if isinstance(exc, KeyboardInterrupt) and (
             threading.current_thread() is threading.main_thread()
         ):
             raise
         excinfo = ExceptionInfo(*sys.exc_info())
-        return _new_outcome(Outcome, (key, shared, None, excinfo))
-    return _new_outcome(Outcome, (key, shared, ret, None))
+        return _new_outcome(Outcome, (key, shared, None, excinfo, started, duration))
+    return _new_outcome(Outcome, (key, shared, ret, None, started, _now() - started))

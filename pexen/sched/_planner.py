@@ -84,6 +84,8 @@ class TaskInfo:
 
     __slots__ = (
         "claims",
+        "duration",
+        "excinfo",
         "kwargs",
         "merged",
         "n_unmet",
@@ -105,6 +107,8 @@ class TaskInfo:
         self.merged: dict | None = None
         self.state = PENDING
         self.woken_by: Any = None  # the resource whose release woke it
+        self.duration: float | None = None  # seconds it ran, as its pool measured
+        self.excinfo: Any = None  # how it failed, if it did
         meta = getattr(task, META_ATTR, None)
         if isinstance(meta, SchedMeta):
             self.requires = meta.requires or _NO_TAGS
@@ -160,29 +164,36 @@ class Planner:
 
     # -- dispatch --------------------------------------------------------
 
-    def pop_ready(self) -> TaskInfo | None:
-        """Take the next task that may run now and lock its resources."""
+    def pop_ready(self, may_lock: bool = True) -> TaskInfo | None:
+        """Take the next task that may run now and lock its resources.
+
+        With *may_lock* false, stop at a next task that takes locks (None):
+        the caller will not dispatch one now, and order must be kept.
+        """
         heap, initial = self.heap, self.initial
         while True:
             i = self.next_initial
             if i < len(initial):
                 info = initial[i]
+                from_heap = False
                 if heap:
                     top_priority, top_seq, top = heap[0]
                     if top_priority < info.priority or (
                         not info.priority < top_priority and top_seq < info.seq
                     ):
-                        heapq.heappop(heap)
-                        info = top
-                    else:
-                        self.next_initial = i + 1
-                else:
-                    self.next_initial = i + 1
+                        info, from_heap = top, True
             elif heap:
-                info = heapq.heappop(heap)[2]
+                info, from_heap = heap[0][2], True
             else:
                 return None
-            if (info.claims or info.uses) and not self._lock(info):
+            locks = info.claims or info.uses
+            if locks and not may_lock:
+                return None
+            if from_heap:
+                heapq.heappop(heap)
+            else:
+                self.next_initial = i + 1
+            if locks and not self._lock(info):
                 continue
             info.state = RUNNING
             return info

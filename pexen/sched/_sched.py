@@ -11,7 +11,7 @@ from typing import Any
 
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import Planner
+from pexen.sched._planner import DONE, Planner, TaskInfo
 from pexen.sched._pools.base import Job, WorkerPool
 from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes
@@ -33,7 +33,9 @@ class Sched:
         self._running = False
         self._run_lock = threading.Lock()  # check-and-set of _running, atomic
         self._skipped: Mapping[Any, str] = TaskMap()
-        self._dispatched: dict[int, tuple[Any, float]] = {}
+        self._dispatched: dict[int, float] = {}  # seq -> dispatch time, this run
+        self._infos: list[TaskInfo] = []  # the planner's records, last run
+        self._seq_of: dict[int, int] | None = None  # id(task) -> seq, last run
         self.add_tasks(tasks)
 
     def __repr__(self) -> str:
@@ -84,7 +86,30 @@ class Sched:
         long each task has been out. Spare tasks queued in the pool count too.
         Keyed by task identity, like ``skipped``.
         """
-        return TaskMap(list(self._dispatched.values()))  # list(): one atomic copy
+        infos = self._infos
+        out = list(self._dispatched.items())  # list(): one atomic copy
+        return TaskMap((infos[seq].task, when) for seq, when in out)
+
+    def attempts(self, task: Any) -> tuple[tuple[Any, float | None], ...]:
+        """How *task* went in the last run: ``(excinfo, duration)`` per attempt.
+
+        ``excinfo`` is None for an attempt that passed, ``duration`` the
+        seconds it ran as its pool measured them (None where the pool cannot
+        tell). A task that did not run has no attempts. Raise KeyError for a
+        task this ``Sched`` does not have.
+        """
+        if id(task) not in self._tasks:
+            raise KeyError(task)
+        infos = self._infos
+        if self._seq_of is None:  # once per run, on the first question
+            self._seq_of = {id(info.task): info.seq for info in infos}
+        seq = self._seq_of.get(id(task))
+        if seq is None:
+            return ()  # added after the last run
+        info = infos[seq]
+        if info.state < DONE:
+            return ()
+        return ((info.excinfo, info.duration),)
 
     def check(self) -> None:
         """Check the task graph now; raise as ``run()`` would before starting."""
@@ -98,7 +123,7 @@ class Sched:
 
         While the caller holds a result, no new task is dispatched. Leaving the
         loop early shuts the pool down. The default pool is
-        ``ThreadWorkerPool(workers=1, spare=1)``.
+        ``ThreadWorkerPool()``: one worker, ``spare="auto"``.
         """
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
@@ -125,27 +150,45 @@ class Sched:
         self._skipped = TaskMap()
         finished = False
         infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
-        shared_for, submit = planner.shared_for, pool.submit
-        dispatched: dict[int, tuple[Any, float]] = {}
+        shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
+        tune = pool.tune if pool.auto_spare is not None else None
+        dispatched: dict[int, float] = {}  # seq -> when it was handed to the pool
         now = time.monotonic
+        self._infos = infos  # first: in_flight, in another thread, reads both
+        self._seq_of = None
         self._dispatched = dispatched
         try:
             while True:
-                room = pool.capacity - len(dispatched)
+                out = len(dispatched)
+                room = pool.capacity - out
+                # spare="auto" queues a task that takes locks only as the one
+                # spare: held locks must not wait in a queue behind others
+                may_lock = tune is None or out <= pool.workers
                 while room > 0:
-                    info = pop_ready()
+                    info = pop_ready(may_lock)
                     if info is None:
                         break
-                    submit(_new_tuple(Job, (info.seq, info.task, info.pass_shared,
+                    seq = info.seq
+                    submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
                                             info.kwargs, shared_for(info),
                                             info.timeout)))
-                    dispatched[info.seq] = (info.task, now())
+                    dispatched[seq] = now()
                     room -= 1
+                    if tune is not None and (info.claims or info.uses):
+                        may_lock = False
                 if not dispatched:
                     break
-                for key, shared, ret, excinfo in pool.wait():
+                outcomes = wait()
+                if outcomes and len(outcomes[0]) == 4:  # a pool that does not time
+                    outcomes = [(*outcome, None, None) for outcome in outcomes]
+                if tune is not None:
+                    tune(outcomes)
+                for key, shared, ret, excinfo, _started, duration in outcomes:
                     info = infos[key]
                     del dispatched[key]
+                    info.duration = duration
+                    if excinfo is not None:
+                        info.excinfo = excinfo
                     complete(info, shared, excinfo)
                     yield _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
             finished = True

@@ -140,7 +140,7 @@ def test_embedded_cluster_defaults_to_the_usable_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     pool = DaskWorkerPool()
     assert (pool.workers, pool.client) == (3, None)  # nothing starts before a run
-    assert repr(pool) == "DaskWorkerPool(workers=3, spare=None)"
+    assert repr(pool) == "DaskWorkerPool(workers=3, spare='auto')"
 
 
 @func_meta(priority=-1)

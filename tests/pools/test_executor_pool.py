@@ -263,7 +263,7 @@ def test_outcome_that_cannot_be_unpickled_here_fails_its_task():
     class Garbling:
         def submit(self, fn, *args):
             future = Future()
-            future.set_result((None, b"not a pickle"))
+            future.set_result((None, b"not a pickle", 0.0))
             return future
 
     def probe():
@@ -295,7 +295,7 @@ def test_timeout_interrupts_a_task_in_a_worker_process():
 
 def test_worker_that_cannot_unpickle_the_task_says_why():
     data = pickle.dumps((False, {}, {}, None))
-    excinfo_blob, data_blob = run_job(b"not a pickle", data)
+    excinfo_blob, data_blob, _ran = run_job(b"not a pickle", data)
     assert data_blob is None
     excinfo = loads_excinfo(excinfo_blob)
     assert excinfo.type.__name__ == "TransportError"

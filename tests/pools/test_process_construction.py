@@ -28,8 +28,9 @@ def test_defaults_and_repr():
     pool = ProcessWorkerPool()
     assert (pool.workers, pool.spare, pool.capacity) == (1, 1, 2)
     assert pool.start_method == default_start_method()
+    method = default_start_method()
     assert repr(pool) == (
-        f"ProcessWorkerPool(workers=1, spare=1, mp_context={default_start_method()!r})"
+        f"ProcessWorkerPool(workers=1, spare='auto', mp_context={method!r})"
     )
     assert pool.max_restarts == 4
 

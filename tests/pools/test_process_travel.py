@@ -21,6 +21,7 @@ from pexen.sched import (
     WorkerCrashError,
 )
 from pexen.sched._calling import execute
+from pexen.sched._pools.base import Job
 from pexen.sched.pool import ProcessWorkerPool
 from tests import _proc_tasks as tasks
 from tests.pools._process import (
@@ -351,9 +352,7 @@ def test_a_remote_traceback_marks_the_failing_expression(method):
     # Python 3.11+ marks the failing expression (``~~~^^^``) under a source
     # line; for frames rebuilt in the parent it must mark the same text as the
     # same failure here would, not columns of a stand-in frame
-    _key, _shared, _ret, excinfo = execute(
-        (0, fails_in_an_expression, False, {}, {}, None)
-    )
+    excinfo = execute(Job(0, fails_in_an_expression, False, {}, {}, None)).excinfo
     here = _frames_shown("".join(traceback.format_exception(*excinfo)))
     (res,) = Sched([fails_in_an_expression]).run(
         pool=ProcessWorkerPool(mp_context=method)

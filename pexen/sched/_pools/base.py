@@ -50,12 +50,19 @@ class Job(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    """How one job ended, as a pool reports it back."""
+    """How one job ended, as a pool reports it back.
+
+    ``started`` is the ``time.monotonic()`` at which the task started, where
+    the pool knows it in this host's clock, and ``duration`` the seconds it
+    ran; None where the pool cannot tell.
+    """
 
     key: int
     shared: dict
     ret: Any
     excinfo: ExceptionInfo | None
+    started: float | None = None
+    duration: float | None = None
 
 
 def check_count(name: str, value: Any, minimum: int) -> int:
@@ -65,31 +72,104 @@ def check_count(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+class AutoSpare:
+    """The policy of ``spare="auto"``: pre-queue more while tasks are short.
+
+    The pool starts with one spare. After each batch of outcomes the running
+    mean of task durations says how many tasks fit in ``BUDGET`` seconds of
+    work per worker; the spare count grows towards that (at most doubling
+    per batch, so a burst of short tasks among long ones does not flood the
+    queue) and falls to it at once when tasks get longer. It never goes
+    below 1 nor above ``LIMIT`` per worker. Tasks of ``BUDGET`` or longer
+    are long: the count is then exactly 1, as ``spare=1``. What the pool has
+    queued beyond its workers is at most about ``BUDGET`` of work per
+    worker: while the caller holds a result, that is all that goes on
+    running.
+    """
+
+    BUDGET = 0.002  # seconds of pre-queued work per worker, at most
+    LIMIT = 512  # spares per worker, at most
+    WEIGHT = 0.25  # of a batch's mean duration in the running mean
+
+    __slots__ = ("mean",)
+
+    def __init__(self) -> None:
+        self.mean: float | None = None  # seconds per task, running
+
+    def next_spare(self, spare: int, workers: int, outcomes: list[Outcome]) -> int:
+        """The spare count to use after *outcomes* came back."""
+        total, n = 0.0, 0
+        for outcome in outcomes:
+            duration = outcome[5]
+            if duration is not None:
+                total += duration
+                n += 1
+        if not n:
+            return spare
+        batch = total / n
+        mean = self.mean
+        mean = batch if mean is None else mean + self.WEIGHT * (batch - mean)
+        self.mean = mean
+        if mean >= self.BUDGET:  # long tasks: exactly one spare
+            return 1
+        fits = int(self.BUDGET * workers / mean) if mean > 0 else self.LIMIT * workers
+        target = max(1, min(fits, self.LIMIT * workers))
+        return min(target, 2 * spare) if target > spare else target
+
+
 class WorkerPool(abc.ABC):
     """Base class of pexen's pools: runs jobs somewhere and reports outcomes.
 
     ``workers`` is how many jobs run at once; ``spare`` how many more are
-    queued so workers do not starve while the caller handles a result.
+    queued so workers do not starve while the caller handles a result: an
+    int, kept exactly, or ``"auto"`` (:class:`AutoSpare`), which starts at 1
+    and follows the duration of the tasks. ``spare`` always reads as the
+    count in force.
     """
 
-    def __init__(self, workers: int = 1, spare: int = 1) -> None:
+    def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
         self.workers = check_count("workers", workers, 1)
-        self.spare = check_count("spare", spare, 0)
+        self.auto_spare: AutoSpare | None = None
+        if spare == "auto":
+            self.auto_spare = AutoSpare()
+            self.spare = 1
+        else:
+            if isinstance(spare, str):
+                raise PoolError(f"spare={spare!r}: expected an int >= 0 or 'auto'")
+            self.spare = check_count("spare", spare, 0)
         self._active = False
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(workers={self.workers}, spare={self.spare})"
+        return (
+            f"{type(self).__name__}(workers={self.workers}, "
+            f"spare={self._spare_repr()})"
+        )
+
+    def _spare_repr(self) -> str:
+        return "'auto'" if self.auto_spare is not None else str(self.spare)
 
     @property
     def capacity(self) -> int:
         """How many jobs the scheduler may have in flight at once."""
         return self.workers + self.spare
 
+    def tune(self, outcomes: list[Outcome]) -> None:
+        """Let ``spare="auto"`` learn from a batch of outcomes (else nothing)."""
+        auto = self.auto_spare
+        if auto is not None:
+            self.spare = auto.next_spare(self.spare, self.workers, outcomes)
+
     def start(self) -> None:
-        """Prepare to serve one run; refuse a second run at the same time."""
+        """Prepare to serve one run; refuse a second run at the same time.
+
+        ``spare="auto"`` starts each run afresh, at 1.
+        """
         if self._active:
             raise PoolError(f"{self!r} is already serving a run")
         self._active = True
+        if self.auto_spare is not None:
+            self.auto_spare = AutoSpare()
+            self.spare = 1
         self._start()
 
     def stop(self, cancel: bool = False) -> None:

@@ -9,7 +9,7 @@ What is Dask's own:
   ``add_done_callback`` would start a callback thread that outlives the run.
 - The worker count is the cluster's thread count, asked again at most once a
   second when the scheduler reads ``capacity``, so workers that join mid-run
-  are fed (and with ``spare=None`` the spare count follows them).
+  are fed (and with ``spare="auto"`` the spare count follows them).
 - ``submit`` only packs a job; ``wait`` sends all packed jobs with one
   ``Client.map``, one graph update for the scheduler instead of one per task.
 - A worker that dies while it holds a task makes the scheduler fail that
@@ -33,7 +33,7 @@ from pexen.sched._pools.engines import import_distributed
 from pexen.sched._pools.remote import Done, RemotePool, run_job
 
 COUNT_INTERVAL = 1.0  # seconds between two questions about the worker count
-# spare=None: spare tasks per worker thread. A Dask round trip (client,
+# spare="auto": spare tasks per worker thread. A Dask round trip (client,
 # scheduler, worker and back) takes milliseconds; with short tasks a worker
 # needs several queued to stay busy meanwhile (tools/bench_cluster.py).
 SPARE_PER_WORKER = 8
@@ -68,7 +68,7 @@ class DaskWorkerPool(RemotePool):
     - *client*: use your ``distributed.Client``; it stays open.
 
     The worker count (threads across the cluster) comes from the cluster and
-    follows workers that join or leave; ``spare=None`` keeps eight spare
+    follows workers that join or leave; ``spare="auto"`` keeps eight spare
     tasks queued per worker thread, which hides the scheduler's round trip
     from short tasks (a lower ``spare`` keeps priorities tighter).
     Workers need pexen and the modules of the tasks installed. A worker that
@@ -88,7 +88,7 @@ class DaskWorkerPool(RemotePool):
         client: Any = None,
         *,
         workers: int | None = None,
-        spare: int | None = None,
+        spare: int | str | None = "auto",
     ) -> None:
         self._distributed = import_distributed()
         if address is not None and client is not None:
@@ -102,9 +102,13 @@ class DaskWorkerPool(RemotePool):
             embedded = address is None and client is None
             workers = usable_cpus() if embedded else 1
         check_count("workers", workers, 1)
-        self._auto_spare = spare is None
+        # "auto" (None: the same, as before "auto" existed) keeps a fixed
+        # number queued per worker thread, following the cluster's size: a
+        # Dask round trip takes milliseconds, whatever the tasks take
+        self._auto_spare = spare is None or spare == "auto"
         super().__init__(
-            workers, SPARE_PER_WORKER * workers if spare is None else spare
+            workers,
+            SPARE_PER_WORKER * workers if spare is None or spare == "auto" else spare,
         )
         self.crash_types = (self._distributed.KilledWorker,)
         self.address = address
@@ -121,7 +125,7 @@ class DaskWorkerPool(RemotePool):
             where = f"address={self.address!r}"
         else:
             where = f"workers={self.workers}"
-        spare = "None" if self._auto_spare else self.spare
+        spare = "'auto'" if self._auto_spare else self.spare
         return f"DaskWorkerPool({where}, spare={spare})"
 
     @property

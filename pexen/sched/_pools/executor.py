@@ -45,7 +45,7 @@ class ExecutorWorkerPool(RemotePool):
     """
 
     def __init__(
-        self, executor: Any, workers: int | None = None, spare: int = 1
+        self, executor: Any, workers: int | None = None, spare: int | str = "auto"
     ) -> None:
         if not callable(getattr(executor, "submit", None)):
             raise PoolError(
@@ -60,5 +60,5 @@ class ExecutorWorkerPool(RemotePool):
     def __repr__(self) -> str:
         return (
             f"ExecutorWorkerPool({self.executor!r}, workers={self.workers}, "
-            f"spare={self.spare})"
+            f"spare={self._spare_repr()})"
         )

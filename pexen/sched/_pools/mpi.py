@@ -36,7 +36,10 @@ class MPIWorkerPool(RemotePool):
     """
 
     def __init__(
-        self, workers: int | None = None, spare: int = 1, **executor_kwargs: Any
+        self,
+        workers: int | None = None,
+        spare: int | str = "auto",
+        **executor_kwargs: Any,
     ) -> None:
         self._futures = import_mpi_futures()
         if workers is not None:
@@ -47,7 +50,7 @@ class MPIWorkerPool(RemotePool):
 
     def __repr__(self) -> str:
         workers = "None" if self._max_workers is None else self._max_workers
-        return f"MPIWorkerPool(workers={workers}, spare={self.spare})"
+        return f"MPIWorkerPool(workers={workers}, spare={self._spare_repr()})"
 
     def _start(self) -> None:
         super()._start()

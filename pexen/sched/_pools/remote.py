@@ -87,12 +87,15 @@ class Packed(NamedTuple):
     data_blob: bytes
 
 
-def run_job(task_blob: bytes, data_blob: bytes) -> tuple[bytes | None, bytes | None]:
-    """Run one pickled job in a worker; return ``(excinfo_blob, data_blob)``.
+def run_job(
+    task_blob: bytes, data_blob: bytes
+) -> tuple[bytes | None, bytes | None, float | None]:
+    """Run one pickled job in a worker; return ``(excinfo_blob, data_blob, ran)``.
 
     On success ``excinfo_blob`` is None and ``data_blob`` holds
     ``(shared, ret)``; on failure ``data_blob`` holds the shared dict, or is
-    None when that cannot be pickled. Never raises for what a task does.
+    None when that cannot be pickled. ``ran`` is how many seconds the task
+    ran (None if it never started). Never raises for what a task does.
     """
     try:
         try:
@@ -104,25 +107,25 @@ def run_job(task_blob: bytes, data_blob: bytes) -> tuple[bytes | None, bytes | N
                 f"the modules the task comes from must be importable there"
             ) from exc
     except TransportError:
-        return dumps_excinfo(ExceptionInfo(*sys.exc_info())), None
+        return dumps_excinfo(ExceptionInfo(*sys.exc_info())), None, None
     job = Job(-1, task, pass_shared, kwargs, shared, timeout)
     start = time.monotonic()
     try:
         with _alarm(task, timeout):
-            _key, shared, ret, excinfo = execute(job)
+            _key, shared, ret, excinfo, _started, _duration = execute(job)
     except (KeyboardInterrupt, TaskTimeoutError):  # in the worker's main thread
         ret, excinfo = None, ExceptionInfo(*sys.exc_info())
+    elapsed = time.monotonic() - start
     interrupted = excinfo is not None and isinstance(excinfo.val, TaskTimeoutError)
-    if timeout is not None and not interrupted:
-        elapsed = time.monotonic() - start
-        if elapsed > timeout:  # in a thread, which could not be interrupted
-            ret, excinfo = None, raised(timeout_error(
-                task, timeout,
-                f" (it returned after {elapsed:.3g} s); what it returned is discarded",
-            ))
+    if timeout is not None and not interrupted and elapsed > timeout:
+        # in a thread, which could not be interrupted
+        ret, excinfo = None, raised(timeout_error(
+            task, timeout,
+            f" (it returned after {elapsed:.3g} s); what it returned is discarded",
+        ))
     if excinfo is None:
         try:
-            return None, dumps_value((shared, ret), "outcome")
+            return None, dumps_value((shared, ret), "outcome"), elapsed
         except TransportError:
             excinfo = unpicklable(
                 task, "cannot be sent back", (ret, "ret", "return value"),
@@ -132,7 +135,7 @@ def run_job(task_blob: bytes, data_blob: bytes) -> tuple[bytes | None, bytes | N
         data = dumps_value(shared, "shared dict")
     except TransportError:
         data = None
-    return dumps_excinfo(excinfo), data
+    return dumps_excinfo(excinfo), data, elapsed
 
 
 @contextlib.contextmanager
@@ -190,7 +193,7 @@ class RemotePool(WorkerPool):
     crash_types: tuple[type[BaseException], ...] = (BrokenExecutor,)
     executor: Any = None
 
-    def __init__(self, workers: int = 1, spare: int = 1) -> None:
+    def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
         super().__init__(workers, spare)
         self._pending: dict[Any, Job] = {}  # future -> its job
         self._outbox: list[Packed] = []  # jobs that wait() sends in one go
@@ -297,7 +300,7 @@ class RemotePool(WorkerPool):
         key, task, _pass_shared, _kwargs, shared, _timeout = self._pending.pop(future)
         if error is not None:
             return Outcome(key, shared, None, self._failure(error, task))
-        excinfo_blob, data_blob = value
+        excinfo_blob, data_blob, ran = value
         data: Any = None
         try:
             if data_blob is not None:
@@ -310,10 +313,10 @@ class RemotePool(WorkerPool):
                 return Outcome(key, shared, None, ExceptionInfo(*sys.exc_info()))
         if excinfo_blob is None:
             shared, ret = data
-            return Outcome(key, shared, ret, None)
+            return Outcome(key, shared, ret, None, None, ran)
         if data is not None:
             shared = data
-        return Outcome(key, shared, None, loads_excinfo(excinfo_blob))
+        return Outcome(key, shared, None, loads_excinfo(excinfo_blob), None, ran)
 
     def _failure(self, error: BaseException, task: Any) -> ExceptionInfo:
         """Turn the executor's own failure for *task* into its ExceptionInfo."""

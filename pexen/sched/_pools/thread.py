@@ -99,7 +99,7 @@ class ThreadWorkerPool(WorkerPool):
 
     on_overrun_wait: Callable[[list[Any]], None] | None = None
 
-    def __init__(self, workers: int = 1, spare: int = 1) -> None:
+    def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
         super().__init__(workers, spare)
         self._threads: list[threading.Thread] = []
         self._jobs: SimpleQueue = SimpleQueue()

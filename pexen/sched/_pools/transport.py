@@ -189,24 +189,267 @@ def dumps_task(task: Any, name: str | None = None) -> bytes:
     so it also works in workers that cannot import the main script. Raise
     TransportError (naming *name*, if given) when neither way works.
     """
-    try:
-        blob = pickle.dumps(task, PROTOCOL)
-        if _MAIN not in blob:
-            return blob
-    except Exception:
-        pass
+    blob = _by_reference_or_none(task)
+    if blob is not None:
+        return blob
     try:
         return cloud_dumps(task)
     except Exception as exc:
-        what = f"task {name!r}" if name else "task"
-        reason = pickling_reason(task, exc, "task")
-        raise TransportError(
-            f"{what} cannot be sent to a worker: {reason}; a task for a process "
-            f"pool must be picklable (a module-level function, or a lambda, "
-            f"closure or object holding only picklable values)",
-            what=what,
-            reason=reason,
-        ) from exc
+        raise _task_error(task, name, exc) from exc
+
+
+def _by_reference_or_none(task: Any) -> bytes | None:
+    """Plain pickle of *task*, if it works and needs nothing of ``__main__``."""
+    try:
+        blob = pickle.dumps(task, PROTOCOL)
+    except Exception:
+        return None
+    return blob if _MAIN not in blob else None
+
+
+def _task_error(task: Any, name: str | None, exc: BaseException) -> TransportError:
+    what = f"task {name!r}" if name else "task"
+    reason = pickling_reason(task, exc, "task")
+    return TransportError(
+        f"{what} cannot be sent to a worker: {reason}; a task for a process "
+        f"pool must be picklable (a module-level function, or a lambda, "
+        f"closure or object holding only picklable values)",
+        what=what,
+        reason=reason,
+    )
+
+
+# cloudpickle's own test of what it sends by reference; private, hence looked
+# up with care, with the rule it implements for __main__ as the fallback
+_by_reference = getattr(
+    getattr(cloudpickle, "cloudpickle", None),
+    "_should_pickle_by_reference",
+    lambda obj: getattr(obj, "__module__", None) != "__main__",
+)
+
+
+class Definitions:
+    """Classes and code that tasks of one run carry by value, pickled once.
+
+    Without it, every task that is an instance of a class defined in
+    ``__main__`` carries the whole class definition, and every closure its
+    function's code: pickled, sent and rebuilt again for each task. With it,
+    :meth:`dumps_task` pickles such a task with the class (or code) replaced
+    by a number; ``blobs[number]`` is its pickle, made once, which a worker
+    loads once (:func:`loads_task`) before the first task that needs it. The
+    numbered objects stay referenced here for the run, so their ids stay
+    theirs.
+    """
+
+    def __init__(self) -> None:
+        self.blobs: list[bytes] = []
+        self._numbers: dict[int, int] = {}  # id(obj) -> its number
+        self._objects: list[Any] = []  # the numbered objects, kept alive
+        self._by_value: set[Any] = set()  # types and code plain pickle failed
+        self._templates: dict[types.CodeType, Any] = {}  # code -> first function
+        self._by_reference: dict[Any, bool] = {}  # class or code -> by reference
+
+    def dumps_task(self, task: Any, name: str | None = None) -> tuple[bytes, tuple]:
+        """Pickle *task* as ``dumps_task`` does; return it with the numbers used.
+
+        Once a task of some type (or a function of some code) needed
+        cloudpickle, its like skip the plain pickle that would fail again.
+        """
+        kind = _kind(task)
+        if kind not in self._by_value:
+            blob = _by_reference_or_none(task)
+            if blob is not None:
+                return blob, ()
+            self._by_value.add(kind)
+        # the C pickler where it can do (fast); cloudpickle for what it cannot
+        for pickler_cls in (_PlainDefiningPickler, _CloudDefiningPickler):
+            buf = io.BytesIO()
+            pickler = pickler_cls(buf, self, task)
+            with contextlib.suppress(Exception):
+                pickler.dump(task)
+                return buf.getvalue(), tuple(sorted(pickler.used))
+        try:  # neither: the error cloudpickle gives of the task itself says why
+            cloud_dumps(task)
+        except Exception as exc:
+            raise _task_error(task, name, exc) from exc
+        raise _task_error(task, name, TypeError("it could not be pickled"))
+
+    def by_reference(self, obj: Any) -> bool:
+        """Whether cloudpickle would send *obj*, a class or function, by reference.
+
+        Asked for every class and function in every task, so the answer is
+        kept: per class, and per code object for functions.
+        """
+        key = obj.__code__ if type(obj) is types.FunctionType else obj
+        known = self._by_reference.get(key)
+        if known is None:
+            known = self._by_reference[key] = _by_reference(obj)
+        return known
+
+    def template(self, function: types.FunctionType) -> Any:
+        """The first function seen with *function*'s code, if it can stand for
+        it (same globals and names); None if it cannot."""
+        code = function.__code__
+        template = self._templates.get(code)
+        if template is None:
+            self.number(function)  # first: it may fail
+            template = self._templates[code] = function
+        if (
+            template.__globals__ is not function.__globals__
+            or template.__qualname__ != function.__qualname__
+            or template.__module__ != function.__module__
+        ):
+            return None
+        return template
+
+    def number(self, obj: Any) -> int:
+        """The number of *obj*, pickling it (by value) on first sight."""
+        number = self._numbers.get(id(obj))
+        if number is None:
+            number = len(self.blobs)
+            self.blobs.append(cloud_dumps(obj))
+            self._objects.append(obj)
+            self._numbers[id(obj)] = number
+        return number
+
+
+def _kind(task: Any) -> Any:
+    """What decides how a task pickles: its code if a function, else its type."""
+    if isinstance(task, types.FunctionType):
+        return task.__code__
+    return type(task)
+
+
+# never numbered: values, and the containers pickle looks into
+_PLAIN_TYPES = frozenset(
+    {str, bytes, int, float, bool, type(None), tuple, list, dict, set, frozenset}
+)
+
+
+class _Numbering:
+    """What goes by value once per run, replaced by numbers in a task's pickle.
+
+    By-value classes and code become numbers. A by-value function (a lambda
+    or closure of ``__main__``) becomes its *template*, the first function
+    seen with its code, by number, plus what differs from one such function
+    to the next: its cells, defaults and attributes (``_function_skeleton``,
+    ``_fill_function``).
+    """
+
+    definitions: Definitions
+    root: Any
+    used: set[int]
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if type(obj) in _PLAIN_TYPES:  # most of what a task holds: be quick
+            return None
+        definitions = self.definitions
+        number = definitions._numbers.get(id(obj))
+        if number is None:
+            if not (isinstance(obj, types.CodeType) or (
+                isinstance(obj, type) and obj is not self.root
+                and not definitions.by_reference(obj)
+            )):
+                return None
+            number = definitions.number(obj)
+        self.used.add(number)
+        return number
+
+    def _reduce_function(self, obj: Any) -> Any:
+        """The reduction of a by-value function, or None to leave it be."""
+        if type(obj) is not types.FunctionType or self.definitions.by_reference(obj):
+            return None
+        template = self.definitions.template(obj)
+        if template is obj:  # the first of its kind: by number, as it is
+            return _same, (obj,)
+        if template is None:
+            return None
+        cells = obj.__closure__ or ()
+        state = (
+            tuple(_cell_value(cell) for cell in cells),
+            obj.__defaults__,
+            obj.__kwdefaults__,
+            obj.__dict__ or None,
+        )
+        return (
+            _function_skeleton, (template, len(cells)), state, None, None,
+            _fill_function,
+        )
+
+
+class _PlainDefiningPickler(_Numbering, pickle.Pickler):
+    """The C pickler, numbering what goes by value; fails on anything else."""
+
+    def __init__(self, file: Any, definitions: Definitions, root: Any) -> None:
+        super().__init__(file, PROTOCOL)
+        self.definitions, self.root, self.used = definitions, root, set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        reduced = self._reduce_function(obj)
+        return NotImplemented if reduced is None else reduced
+
+
+class _CloudDefiningPickler(_Numbering, _SourceKeepingPickler):
+    """cloudpickle, numbering what goes by value."""
+
+    def __init__(self, file: Any, definitions: Definitions, root: Any) -> None:
+        super().__init__(file, PROTOCOL)
+        self.definitions, self.root, self.used = definitions, root, set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        reduced = self._reduce_function(obj)
+        return super().reducer_override(obj) if reduced is None else reduced
+
+
+def _same(obj: Any) -> Any:
+    return obj
+
+
+class _EmptyCell:
+    """Stands for a closure cell with no value yet (pickled by reference)."""
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # empty
+        return _EmptyCell
+
+
+def _function_skeleton(template: Any, n_cells: int) -> types.FunctionType:
+    """A function like *template*, with *n_cells* empty cells to fill."""
+    function = types.FunctionType(
+        template.__code__,
+        template.__globals__,
+        template.__name__,
+        None,
+        tuple(types.CellType() for _ in range(n_cells)) or None,
+    )
+    function.__qualname__ = template.__qualname__
+    function.__module__ = template.__module__
+    function.__doc__ = template.__doc__
+    function.__annotations__ = template.__annotations__
+    return function
+
+
+def _fill_function(function: types.FunctionType, state: tuple) -> None:
+    """Give a skeleton its cells' values, defaults and attributes."""
+    values, defaults, kwdefaults, attributes = state
+    for cell, value in zip(function.__closure__ or (), values, strict=True):
+        if value is not _EmptyCell:
+            cell.cell_contents = value
+    function.__defaults__ = defaults
+    function.__kwdefaults__ = kwdefaults
+    if attributes:
+        function.__dict__.update(attributes)
+
+
+def loads_task(blob: bytes, definitions: dict[int, Any]) -> Any:
+    """Unpickle a task that :meth:`Definitions.dumps_task` pickled, given the
+    objects its numbers stand for."""
+    unpickler = pickle.Unpickler(io.BytesIO(blob))
+    unpickler.persistent_load = definitions.__getitem__  # type: ignore[method-assign]
+    return unpickler.load()
 
 
 # -- data ---------------------------------------------------------------------

@@ -50,7 +50,7 @@ class ProcessWorkerPool(WorkerPool):
     def __init__(
         self,
         workers: int = 1,
-        spare: int = 1,
+        spare: int | str = "auto",
         mp_context: Any = None,
         *,
         max_restarts: int | None = None,
@@ -73,7 +73,7 @@ class ProcessWorkerPool(WorkerPool):
 
     def __repr__(self) -> str:
         return (
-            f"ProcessWorkerPool(workers={self.workers}, spare={self.spare}, "
+            f"ProcessWorkerPool(workers={self.workers}, spare={self._spare_repr()}, "
             f"mp_context={self.start_method!r})"
         )
 

@@ -44,7 +44,7 @@ from pexen.sched._pools.process.spawn import (
 )
 from pexen.sched._pools.transport import (
     PROTOCOL,
-    dumps_task,
+    Definitions,
     dumps_value,
     loads,
     loads_excinfo,
@@ -76,6 +76,8 @@ class ProcessRun:
         self.jobs: dict[int, Job] = {}  # submitted, not finished
         self.key2task: dict[int, Any] = {}  # every job's task, to name log records
         self.wired: dict[int, wire.WireJob] = {}  # key -> as sent (pickled once)
+        self.definitions = Definitions()  # what tasks carry by value, pickled once
+        self.needs: dict[int, tuple[int, ...]] = {}  # key -> definitions it needs
         self.sent_at: dict[int, float] = {}  # key -> when it went to a worker
         self.outcomes: list[Outcome] = []
         self.n_started = 0
@@ -120,13 +122,25 @@ class ProcessRun:
         outcomes, self.outcomes = self.outcomes, []
         return outcomes
 
-    def _finish(self, key: int, shared: Any, ret: Any, excinfo: Any) -> None:
+    def _finish(
+        self,
+        key: int,
+        shared: Any,
+        ret: Any,
+        excinfo: Any,
+        started: float | None = None,
+        duration: float | None = None,
+    ) -> None:
         """Record how job *key* ended; *shared* None: the dict it was sent with."""
         job = self.jobs.pop(key)
         self.wired.pop(key, None)
         self.sent_at.pop(key, None)
-        self.outcomes.append(Outcome(key, job.shared if shared is None else shared,
-                                     ret, excinfo))
+        self.needs.pop(key, None)
+        if shared is None:
+            shared = job.shared
+        self.outcomes.append(
+            _new_tuple(Outcome, (key, shared, ret, excinfo, started, duration))
+        )
 
     # -- workers ---------------------------------------------------------------
 
@@ -182,11 +196,12 @@ class ProcessRun:
         if entry is not None:
             return entry
         _key, task, pass_shared, kwargs, shared, timeout = self.jobs[key]
+        dumps_task = self.definitions.dumps_task
         try:
             try:
-                task_blob = dumps_task(task)
+                task_blob, needs = dumps_task(task)
             except TransportError:  # again, to name the task (a rare path)
-                task_blob = dumps_task(task, task_name(task))
+                task_blob, needs = dumps_task(task, task_name(task))
             data_blob = None
             if kwargs or shared:
                 try:
@@ -202,8 +217,10 @@ class ProcessRun:
             self._finish(key, None, None, raised(exc))
             return None
         alarm = None if timeout is None else timeout + timeout_grace(timeout)
+        if needs:
+            self.needs[key] = needs
         entry = self.wired[key] = wire.WireJob(
-            key, task_blob, pass_shared, data_blob, alarm
+            key, task_blob, pass_shared, data_blob, alarm, bool(needs)
         )
         return entry
 
@@ -254,7 +271,24 @@ class ProcessRun:
                 worker.outstanding.extend(sent)
                 self.sent_at.update(dict.fromkeys(sent, time.monotonic()))
                 plain = [tuple(job) for job in jobs]  # see wire: plain on the wire
-                self._send(worker, pickle.dumps((wire.JOBS, plain), PROTOCOL))
+                body = (self._definitions_for(worker, sent), plain)
+                self._send(worker, pickle.dumps((wire.JOBS, body), PROTOCOL))
+
+    def _definitions_for(
+        self, worker: WorkerProc, keys: list[int]
+    ) -> list[tuple[int, bytes]]:
+        """The definitions jobs *keys* need that *worker* has not got; now it has."""
+        needs = self.needs
+        if not needs:
+            return []
+        has, blobs = worker.definitions, self.definitions.blobs
+        new = []
+        for key in keys:
+            for number in needs.get(key, ()):
+                if number not in has:
+                    has.add(number)
+                    new.append((number, blobs[number]))
+        return new
 
     def _balance(
         self, live: list[WorkerProc], backlog: deque[int]
@@ -337,7 +371,7 @@ class ProcessRun:
                 worker.ready = True
 
     def _on_result(self, worker: WorkerProc, outcome: wire.WireOutcome) -> None:
-        key, shared_blob, ret_blob, exc_blob, problem = outcome
+        key, shared_blob, ret_blob, exc_blob, problem, started, duration = outcome
         outstanding = worker.outstanding
         if outstanding and outstanding[0] == key:
             outstanding.popleft()
@@ -357,16 +391,17 @@ class ProcessRun:
                 name = task_name(task)
                 shared = loads_value(shared_blob, f"shared state of task {name!r}")
             if exc_blob is not None:
-                self._finish(key, shared, None, loads_excinfo(exc_blob))
+                excinfo = loads_excinfo(exc_blob)
+                self._finish(key, shared, None, excinfo, started, duration)
                 return
             ret = None
             if ret_blob is not None:
                 name = name or task_name(task)
                 ret = loads_value(ret_blob, f"return value of task {name!r}")
         except TransportError as exc:
-            self._finish(key, shared, None, raised(exc))
+            self._finish(key, shared, None, raised(exc), started, duration)
             return
-        self._finish(key, shared, ret, None)
+        self._finish(key, shared, ret, None, started, duration)
 
     # -- faults ----------------------------------------------------------------
 
@@ -413,7 +448,7 @@ class ProcessRun:
         """A worker died: read what it sent, blame its task, requeue its spares."""
         self._read_results(worker)
         running: int | None = None
-        key = worker.slot[0]
+        key, started = worker.slot[0], worker.slot[1]
         if key != wire.NO_KEY and int(key) in worker.outstanding:
             running = int(key)
         signal_group(worker.pid, signal.SIGKILL)  # what its task left running
@@ -440,7 +475,8 @@ class ProcessRun:
                 )
                 err.exitcode = exitcode  # type: ignore[attr-defined]
             err.pid = worker.pid  # type: ignore[union-attr]
-            self._finish(running, None, None, raised(err))
+            ran = time.monotonic() - started
+            self._finish(running, None, None, raised(err), started, ran)
         elif not worker.stopping:
             self._unblamed_death(
                 f"the last, pid {worker.pid}, {describe_exit(exitcode)}; its stderr "

@@ -142,6 +142,7 @@ class WorkerProc:
         "born",
         "conns",
         "dead",
+        "definitions",
         "inbuf",
         "index",
         "job_fd",
@@ -171,6 +172,7 @@ class WorkerProc:
             Stream(conn.fileno(), kind, self)
             for conn, kind in zip(conns[2:], (OUT, ERR, LOG), strict=True)
         ]
+        self.definitions: set[int] = set()  # numbers of the definitions it has
         self.outstanding: deque[int] = deque()  # keys sent, in order, not done
         self.outbuf = bytearray()  # framed jobs the pipe did not take yet
         self.inbuf = bytearray()  # result bytes short of a whole frame

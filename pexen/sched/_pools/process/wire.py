@@ -6,8 +6,11 @@ while holding the lock of a shared queue is how ``multiprocessing.Pool``
 hangs). Messages are *frames*: a 4-byte little-endian length, then a pickle
 of ``(kind, body)``.
 
-* parent -> worker, ``jobs`` pipe: ``(JOBS, [WireJob, ...])`` or
-  ``(STOP, None)``.
+* parent -> worker, ``jobs`` pipe: ``(JOBS, (definitions, [WireJob, ...]))``
+  or ``(STOP, None)``. ``definitions`` is a list of ``(number, pickle)``: the
+  classes and code that tasks of the run carry by value
+  (``transport.Definitions``), each sent to a worker once, with the first
+  jobs that need it.
 * worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
   ``(RESULT, WireOutcome)`` per job, in the order the jobs came, sent as soon
   as the job is done (never held back: a worker that dies must not take
@@ -55,6 +58,7 @@ class WireJob(NamedTuple):
     pass_shared: bool
     data_blob: bytes | None  # pickled ``(kwargs, shared)``; None: two empty dicts
     alarm: float | None  # seconds after which the worker's SIGALRM ends it
+    numbered: bool  # task_blob refers to definitions by number
 
 
 class WireOutcome(NamedTuple):
@@ -65,6 +69,8 @@ class WireOutcome(NamedTuple):
     ret_blob: bytes | None  # None: the task returned None
     exc_blob: bytes | None  # ``transport.dumps_excinfo`` of what it raised
     problem: tuple[str, str] | None  # (what, reason): a value that cannot travel
+    started: float | None = None  # time.monotonic() when the task started
+    duration: float | None = None  # seconds the task ran
 
 
 def frame(payload: bytes) -> bytes:

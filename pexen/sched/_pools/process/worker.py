@@ -44,6 +44,7 @@ from pexen.sched._pools.transport import (
     dumps_excinfo,
     dumps_value,
     loads,
+    loads_task,
 )
 from pexen.sched._result import ExceptionInfo
 
@@ -181,11 +182,49 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _load_definitions(
+    into: dict[int, Any], definitions: list[tuple[int, bytes]]
+) -> None:
+    """Unpickle the definitions a batch of jobs brought (once per worker).
+
+    One that fails fails the tasks that need it (``_Unloadable``), not the
+    worker.
+    """
+    for number, blob in definitions:
+        try:
+            into[number] = loads(blob)
+        except BaseException as exc:
+            into[number] = _Unloadable(exc)
+
+
+class _Unloadable:
+    """Stands for a definition that could not be unpickled here."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Definitions(dict):
+    """The definitions this worker has, by number, for ``loads_task``."""
+
+    def __getitem__(self, number: int) -> Any:
+        value = super().__getitem__(number)
+        if isinstance(value, _Unloadable):
+            raise value.exc
+        return value
+
+
+_definitions = _Definitions()
+
+
 def _run(job: WireJob) -> WireOutcome:
     """Run one job; return its outcome. Never raises."""
     key = job.key
     try:
-        task = loads(job.task_blob)
+        if job.numbered:
+            task = loads_task(job.task_blob, _definitions)
+        else:
+            task = loads(job.task_blob)
     except BaseException as exc:
         return WireOutcome(key, False, None, None, ("task", _reason(exc)))
     try:
@@ -194,27 +233,33 @@ def _run(job: WireJob) -> WireOutcome:
     except BaseException as exc:
         return WireOutcome(key, False, None, None, ("arguments", _reason(exc)))
     try:
-        _key, shared, ret, excinfo = execute(
+        _key, shared, ret, excinfo, started, duration = execute(
             _new_tuple(Job, (key, task, job.pass_shared, kwargs, shared, None))
         )
     except KeyboardInterrupt:  # raised by the task itself: SIGINT is ignored here
         excinfo, ret = ExceptionInfo(*sys.exc_info()), None
+        started = duration = None
     shared_blob: bytes | bool | None  # False: the shared dict could not be pickled
     if excinfo is not None:
         try:
             shared_blob = dumps_value(shared, "shared state") if shared else None
         except TransportError:
             shared_blob = False
-        return WireOutcome(key, shared_blob, None, dumps_excinfo(excinfo), None)
+        exc_blob = dumps_excinfo(excinfo)
+        return WireOutcome(key, shared_blob, None, exc_blob, None, started, duration)
     try:
         shared_blob = dumps_value(shared, "shared state", "shared") if shared else None
     except TransportError as exc:
-        return WireOutcome(key, False, None, None, ("shared state", exc.reason))
+        problem = ("shared state", exc.reason)
+        return WireOutcome(key, False, None, None, problem, started, duration)
     try:
         ret_blob = None if ret is None else dumps_value(ret, "return value", "ret")
     except TransportError as exc:
-        return WireOutcome(key, shared_blob, None, None, ("return value", exc.reason))
-    return _new_tuple(WireOutcome, (key, shared_blob, ret_blob, None, None))
+        problem = ("return value", exc.reason)
+        return WireOutcome(key, shared_blob, None, None, problem, started, duration)
+    return _new_tuple(
+        WireOutcome, (key, shared_blob, ret_blob, None, None, started, duration)
+    )
 
 
 def _flush_output() -> None:
@@ -253,9 +298,12 @@ def main(
         payload = reader.read()
         if payload is None:  # the parent is gone
             break
-        kind, jobs = loads(payload)
+        kind, body = loads(payload)
         if kind == STOP:
             break
+        definitions, jobs = body
+        if definitions:
+            _load_definitions(_definitions, definitions)
         for plain in jobs:
             job = _new_tuple(WireJob, plain)
             alarm_after = job.alarm
