@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import types
+import warnings
 from collections.abc import Mapping
 
 import pytest
@@ -30,8 +31,10 @@ from pexen.sched import (
     SchedulerError,
     TaskFailError,
     TaskRes,
+    _sched,
     task_fail_wrap,
 )
+from pexen.sched._planner import Skip
 from pexen.sched.meta import assign_val, func_meta, has_meta, retrieve_meta
 
 DEADLOCK = 30.0  # seconds: only to turn a deadlock into a failure
@@ -724,6 +727,55 @@ def test_lock_kept_only_for_tasks_that_had_not_run(make_pool):
         results = list(s.run(pool=make_pool(1, 0)))
     assert [r.task.__name__ for r in results] == ["rival", "bad"]
     assert s.skipped == {tasks[2]: "waits for lock 'db', held because 'bad' failed"}
+
+
+def test_metadata_is_read_once_when_the_run_starts(make_pool):
+    pool = make_pool(1, 0)
+    require_in_process(pool)  # the tasks change metadata objects of this process
+
+    @func_meta(provides=["built"], kwargs={"level": 1})
+    def consumer(*, level):
+        return level
+
+    def provider():
+        # all too late for this run: it goes by what the metadata said at run()
+        retrieve_meta(provider).provides.clear()
+        meta = retrieve_meta(consumer)
+        meta.requires.add("never provided")
+        meta.kwargs["level"] = 2
+        meta.priority = -1
+        assign_val(last, requires=["never provided"])
+        return "provided"
+
+    assign_val(provider, provides=["built"])
+    assign_val(consumer, requires=["built"], provides=set())
+    last = task("last", priority=1)
+    s = sched.Sched([provider, consumer, last])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "did not run" warning either
+        assert rets(s.run(pool=pool)) == ["provided", 1, "last"]
+    assert s.skipped == {}
+
+
+def test_skip_warning_counts_what_skipped_says():
+    def culprit(name):
+        return (name,)
+
+    skips = [
+        Skip(task("a"), "tag", culprit("bad"), "requires tag 'x', never provided "
+             "because 'bad' failed"),
+        Skip(task("b"), "lock", culprit("bad"), "waits for lock 'r', held because "
+             "'bad' failed"),
+        Skip(task("c"), "tag", (), "requires tag 'y', never provided (no failed "
+             "task found)"),
+        Skip(task("d"), "tag", culprit("worse"), "requires tag 'z', never provided "
+             "because 'worse' failed"),
+    ]
+    message = (r"^4 tasks did not run \(1 waiting for a lock, 2 waiting for a tag of "
+               r"a failed task; 1 waiting for a tag with no failed task found\); "
+               r"Sched.skipped says why$")
+    with pytest.warns(sched.UnrunTasksWarning, match=message):
+        _sched._warn_skipped(skips)
 
 
 def test_skip_warning_points_at_the_caller(make_pool):

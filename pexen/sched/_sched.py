@@ -11,7 +11,7 @@ from typing import Any
 
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import Planner
+from pexen.sched._planner import Planner, Skip
 from pexen.sched._pool_base import WorkerPool
 from pexen.sched._result import TaskMap, TaskRes
 from pexen.sched._thread_pool import ThreadWorkerPool
@@ -151,23 +151,30 @@ class Sched:
             try:
                 pool.stop(cancel=not finished)
             finally:
-                self._skipped = planner.skip_reasons(stopped=not finished)
+                skips = planner.skips(stopped=not finished)
+                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
                 self._dispatched = {}
                 self._running = False
-        if self._skipped:
-            _warn_skipped(self._skipped)
+        if skips:
+            _warn_skipped(skips)
 
 
-def _warn_skipped(skipped: Mapping[Any, str]) -> None:
-    kinds = Counter(
-        "waiting for a lock" if reason.startswith("waits for lock") else
-        "waiting for a tag"
-        for reason in skipped.values()
-    )
-    detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+def _warn_skipped(skips: list[Skip]) -> None:
+    """Warn with the counts of the explanations ``Sched.skipped`` gives."""
+    parts = []
+    for with_culprits, what in ((True, "of a failed task"),
+                                (False, "with no failed task found")):
+        kinds = Counter(
+            skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
+        )
+        if kinds:
+            counts = ", ".join(
+                f"{n} waiting for a {kind}" for kind, n in sorted(kinds.items())
+            )
+            parts.append(f"{counts} {what}")
     warnings.warn(
-        f"{len(skipped)} task{'s' if len(skipped) != 1 else ''} did not run "
-        f"({detail} of a failed task); Sched.skipped says why",
+        f"{len(skips)} task{'s' if len(skips) != 1 else ''} did not run "
+        f"({'; '.join(parts)}); Sched.skipped says why",
         UnrunTasksWarning,
         stacklevel=3,
     )
