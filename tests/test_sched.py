@@ -35,6 +35,7 @@ from pexen.sched import (
     task_fail_wrap,
 )
 from pexen.sched._planner import Skip
+from pexen.sched._result import TaskMap
 from pexen.sched.meta import assign_val, func_meta, has_meta, retrieve_meta
 
 DEADLOCK = 30.0  # seconds: only to turn a deadlock into a failure
@@ -842,6 +843,54 @@ def test_unhashable_tasks(make_pool):
     assert len(s.in_flight) <= 1
     gen.close()
     assert len(s.skipped) == 3
+
+
+class Steps:
+    """Bound methods as tasks: ``steps.build`` makes a new method object each time."""
+
+    def __init__(self, name):
+        self.name = name
+
+    @func_meta(provides=["built"])
+    def build(self):
+        raise RuntimeError(f"{self.name} cannot build")
+
+    @func_meta(requires=["built"])
+    def test(self):
+        return "tested"
+
+    def lint(self):
+        return f"linted {self.name}"
+
+
+def test_a_bound_method_added_twice_is_one_task(make_pool):
+    steps, other = Steps("a"), Steps("b")
+    first_lint = steps.lint
+    assert first_lint == steps.lint and first_lint is not steps.lint
+    test_added = steps.test
+    s = sched.Sched([first_lint, steps.lint, steps.build, test_added])
+    s.add_tasks([steps.lint, steps.build, other.lint])  # other's is another task
+    assert repr(s) == "<Sched with 4 tasks>"
+    with pytest.warns(PexenWarning, match="^1 task did not run"):
+        results = list(s.run(pool=make_pool(1, 1)))
+    assert [res.ret for res in results] == ["linted a", None, "linted b"]
+    assert results[0].task is first_lint  # the first object added
+    # a fresh steps.test finds the entry of the one added
+    assert steps.test in s.skipped and other.test not in s.skipped
+    assert s.skipped[steps.test] == (
+        "requires tag 'built', never provided because 'Steps.build' failed"
+    )
+    [skipped] = s.skipped
+    assert skipped is test_added
+    with pytest.raises(KeyError):
+        s.skipped[other.test]
+
+
+def test_task_maps_find_a_bound_method_by_its_object_and_function():
+    steps = Steps("a")
+    found = TaskMap([(steps.lint, 1), (Steps("a").lint, 2)])
+    assert len(found) == 2 and found[steps.lint] == 1
+    assert steps.build not in found and Steps.lint not in found
 
 
 def test_in_flight_while_holding_a_result(make_pool):

@@ -13,7 +13,7 @@ from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
 from pexen.sched._planner import Planner, Skip
 from pexen.sched._pool_base import WorkerPool
-from pexen.sched._result import TaskMap, TaskRes
+from pexen.sched._result import TaskMap, TaskRes, task_key
 from pexen.sched._thread_pool import ThreadWorkerPool
 
 _new_res = tuple.__new__  # TaskRes(...) without the namedtuple's Python-level __new__
@@ -23,11 +23,13 @@ class Sched:
     """Run callables in the order their metadata asks for, yielding results.
 
     Tasks are kept in the order they were added; adding a task object twice
-    keeps it once. ``run()`` may be called again after a run has finished.
+    keeps it once (a bound method too: ``obj.meth`` twice is one task, the
+    first object added). ``run()`` may be called again after a run has
+    finished.
     """
 
     def __init__(self, tasks: Iterable[Any] = ()) -> None:
-        self._tasks: dict[int, Any] = {}
+        self._tasks: dict[Any, Any] = {}  # task_key -> task
         self._shared: dict[str, Any] = {}
         self._running = False
         self._run_lock = threading.Lock()  # check-and-set of _running, atomic
@@ -61,7 +63,7 @@ class Sched:
                 raise SchedulerError(f"task {task!r} is not callable")
         known = self._tasks
         for task in new:
-            known.setdefault(id(task), task)
+            known.setdefault(task_key(task), task)
 
     def add_shared(self, **values: Any) -> None:
         """Preset keys of the shared dict every task starts with."""
