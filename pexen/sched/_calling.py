@@ -32,20 +32,26 @@ _POSITIONAL = (
     inspect.Parameter.VAR_POSITIONAL,
 )
 
-# The decision is cached for plain functions and for partials of them: it
-# depends only on the shape of the signature, which a function's code object,
-# the number of its defaults and the names of its keyword defaults fix (lambdas
-# made in a loop, closures and the partials factories make for each task share
-# those), plus, for a partial, how many arguments and which keywords it binds.
-# The values bound or defaulted never change it; the code also says whether it
-# is a generator function. A refused task is never cached: each task gets its
-# own message.
+# The decision is cached for plain functions, for partials and bound methods of
+# them and for instances of a class with a plain ``__call__``: it depends only
+# on the shape of the signature, which a function's code object, the number of
+# its defaults and the names of its keyword defaults fix (lambdas made in a
+# loop, closures, the partials factories make for each task and the instances
+# of one class share those), plus, for a partial, how many arguments and which
+# keywords it binds, and for a method or object that its first parameter is
+# bound. The values bound or defaulted never change it; the code also says
+# whether it is a generator function. A refused task is never cached: each
+# task gets its own message.
 _decision_cache: dict[tuple, bool] = {}
 _CACHE_LIMIT = 4096
 # attributes through which inspect.signature learns more than the code tells
 _SIGNATURE_ATTRS = frozenset(
     {"__wrapped__", "__signature__", "_partialmethod", "__partialmethod__"}
 )
+# ... and, on a callable object, those that make inspect.signature look at the
+# object rather than its class (with a __code__, it takes it for a function)
+_OBJECT_ATTRS = (*sorted(_SIGNATURE_ATTRS), "__code__")
+_BOUND = "bound"  # a method's or a callable object's first parameter is taken
 _PLACEHOLDER = getattr(functools, "Placeholder", None)  # Python 3.14+
 _MAX_LAYERS = 100  # wrappers looked through, so that a __wrapped__ loop ends
 
@@ -123,19 +129,44 @@ def _shape(fn: Any) -> tuple | None:
     return (fn.__code__, len(fn.__defaults__ or ()), tuple(fn.__kwdefaults__ or ()))
 
 
+def _call_shape(obj: Any) -> tuple | None:
+    """What fixes the signature of a callable object, when its class alone does.
+
+    That is the shape of the class's ``__call__``, as long as nothing on the
+    object itself (an instance attribute, a class attribute or a
+    ``__getattr__`` answering for it) gives inspect something else to go by.
+    """
+    call = getattr(type(obj), "__call__", None)  # noqa: B004 - as in _layers
+    if type(call) is not types.FunctionType or isinstance(obj, type):
+        return None
+    try:
+        for name in _OBJECT_ATTRS:
+            if hasattr(obj, name):
+                return None
+    except Exception:  # a __getattr__ that fails: let inspect.signature judge
+        return None
+    return _shape(call)
+
+
 def _cache_key(task: Any, kwargs: Mapping[str, Any]) -> tuple | None:
     """The key of *task*'s decision in the cache, or None to decide afresh."""
-    if type(task) is functools.partial:
+    kind = type(task)
+    bound: Any
+    if kind is types.FunctionType:
+        shape, bound = _shape(task), None
+    elif kind is functools.partial:
         shape = _shape(task.func)
         if shape is None or not _SIGNATURE_ATTRS.isdisjoint(task.__dict__):
             return None
         if _PLACEHOLDER is not None and any(arg is _PLACEHOLDER for arg in task.args):
             return None
         bound = (len(task.args), tuple(task.keywords))
+    elif kind is types.MethodType:
+        shape, bound = _shape(task.__func__), _BOUND
     else:
-        shape, bound = _shape(task), None
-        if shape is None:
-            return None
+        shape, bound = _call_shape(task), _BOUND
+    if shape is None:
+        return None
     return (*shape, bound, tuple(kwargs))
 
 
