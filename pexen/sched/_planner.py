@@ -15,7 +15,6 @@ One ``TaskInfo`` (``__slots__``) per task, indexed by its sequence number
 metadata, read once when the run starts: what a task changes in anyone's
 metadata while the run goes on is for the next run.
 
-
 * ``n_unmet`` counts required tags not yet provided; at zero the task is
   *ready* (graphlib's countdown).
 * ``state``: PENDING (waiting for tags), READY (in a ready queue), PARKED
@@ -435,8 +434,8 @@ class _Explainer:
         skips = []
         for info in unrun:
             culprits = tuple(task_name(r.task) for r in self.root_failures(info))
-            listed = ", ".join(map(repr, culprits))
-            cause = f"because {listed} failed" if culprits else "(no failed task found)"
+            names = ", ".join(map(repr, culprits))
+            cause = f"because {names} failed" if culprits else "(no failed task found)"
             res = self.parked_on.get(info.seq)
             if res is not None:
                 reason = f"waits for lock {res!r}, held {cause}"
