@@ -175,7 +175,8 @@ class DaskProcesses:
             DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION="1.0",
             # workers import the test modules that tasks refer to by name
             PYTHONPATH=os.pathsep.join([
-                str(TESTS_DIR), str(TESTS_DIR.parent), os.environ.get("PYTHONPATH", "")
+                str(TESTS_DIR), str(TESTS_DIR / "pools"), str(TESTS_DIR.parent),
+                os.environ.get("PYTHONPATH", ""),
             ]),
         )
         self.procs: dict[str, subprocess.Popen] = {}

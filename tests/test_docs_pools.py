@@ -178,8 +178,8 @@ def test_dir_lists_every_exported_pool_without_importing_engines():
         missing = set(pool.__all__) - set(dir(pool))
         assert not missing, missing
         loaded = [m for m in ("dask", "distributed", "mpi4py",
-                              "pexen.sched._dask_pool", "pexen.sched._mpi_pool",
-                              "pexen.sched._executor_pool") if m in sys.modules]
+                              "pexen.sched._pools.dask", "pexen.sched._pools.mpi",
+                              "pexen.sched._pools.remote") if m in sys.modules]
         assert not loaded, loaded
     """)
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 import subprocess
 import sys
 
@@ -30,7 +31,10 @@ SPEC_POOL = {
 # deliberate additions beyond SPEC.md
 EXTRA_PEXEN = {"__version__"}
 EXTRA_META = {"MetaError"}
-EXTRA_SCHED = {"UnrunTasksWarning", "UnusedTagWarning"}  # PexenWarning's kinds
+EXTRA_SCHED = {
+    "UnrunTasksWarning", "UnusedTagWarning",  # PexenWarning's kinds
+    "TransportError", "RemoteTaskError",  # reach users in TaskRes (issue 11)
+}
 
 
 @pytest.mark.parametrize(
@@ -75,7 +79,7 @@ def test_public_modules():
 @pytest.mark.parametrize(
     "name",
     ["SchedulerError", "DepcheckError", "MutexError", "PoolError",
-     "WorkerCrashError", "TaskTimeoutError"],
+     "WorkerCrashError", "TaskTimeoutError", "TransportError"],
 )
 def test_errors_derive_from_pexen_error(name):
     cls = getattr(sched, name)
@@ -87,7 +91,7 @@ def test_errors_derive_from_pexen_error(name):
     ("name", "builtin"),
     [("SchedulerError", RuntimeError), ("DepcheckError", ValueError),
      ("MutexError", ValueError), ("PoolError", RuntimeError),
-     ("TaskTimeoutError", TimeoutError)],
+     ("TaskTimeoutError", TimeoutError), ("TransportError", pickle.PicklingError)],
 )
 def test_errors_subclass_the_fitting_builtin(name, builtin):
     assert issubclass(getattr(sched, name), builtin)
@@ -131,3 +135,40 @@ def test_engines_are_imported_only_when_used(modname):
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_transport_errors_are_public_and_print_under_their_public_name():
+    assert sched.TransportError.__module__ == "pexen.sched"
+    assert sched.RemoteTaskError.__module__ == "pexen.sched"
+    assert issubclass(sched.TransportError, sched.PoolError)
+    assert not issubclass(sched.RemoteTaskError, pexen.PexenError)  # a stand-in
+    err = pickle.loads(pickle.dumps(sched.TransportError("m", what="w", reason="r")))
+    assert (err.args, err.what, err.reason) == (("m",), "w", "r")
+
+
+# Every import path SPEC.md shows (its §1-§7); the layout behind them is private.
+SPEC_IMPORT_PATHS = [
+    "from pexen import sched",
+    "from pexen import PexenError, PexenWarning",
+    "from pexen.sched import Sched, TaskRes, ExceptionInfo, TaskFailError, "
+    "task_fail_wrap, SchedulerError, DepcheckError, MutexError, PoolError, "
+    "WorkerCrashError, TaskTimeoutError",
+    "from pexen.sched import meta, pool",
+    "from pexen.sched.meta import SchedMeta, assign_meta, assign_val, has_meta, "
+    "retrieve_meta, func_meta",
+    "from pexen.sched.pool import InlineWorkerPool, ThreadWorkerPool, "
+    "ProcessWorkerPool, WorkerPool, ExecutorWorkerPool, DaskWorkerPool, "
+    "MPIWorkerPool",
+    "import pexen.sched.pool; pexen.sched.pool.ProcessWorkerPool",
+    "sched.pool.ProcessWorkerPool; sched.Sched",
+    "from pexen.factory import FilesystemFactory, ModuleFactory, ModTreeFactory, "
+    "BaseFactory, get_callpath",
+    "import pexen.factory; pexen.factory.get_callpath",
+    "from pexen.cli import main",
+]
+
+
+@pytest.mark.parametrize("statement", SPEC_IMPORT_PATHS)
+def test_every_spec_import_path_works(statement):
+    namespace: dict = {}
+    exec("from pexen import sched\n" + statement, namespace)

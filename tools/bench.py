@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import gc
 import graphlib
 import importlib
@@ -26,6 +27,7 @@ import time
 import tracemalloc
 import warnings
 from queue import SimpleQueue
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
@@ -43,10 +45,42 @@ def noop_tasks(n: int) -> list:
     return [lambda: None for _ in range(n)]
 
 
-def run_pexen(tasks: list, workers: int = 2, pool: WorkerPool | None = None) -> float:
+def noop() -> None:
+    """A module-level no-op, for partials."""
+
+
+class NoopCallable:
+    """A callable object: the call signature is the class's ``__call__``."""
+
+    def __call__(self) -> None:
+        pass
+
+
+def closure_tasks(n: int) -> list:
+    """*n* closures, each over its own value."""
+    def make(i: int):
+        def task() -> int:
+            return i
+        return task
+    return [make(i) for i in range(n)]
+
+
+# n distinct no-op tasks of each kind of callable the scheduler takes
+TASK_KINDS = {
+    "functions": noop_tasks,
+    "closures": closure_tasks,
+    "partials": lambda n: [functools.partial(noop) for _ in range(n)],
+    "callable objects": lambda n: [NoopCallable() for _ in range(n)],
+}
+
+
+def run_pexen(
+    tasks: list, workers: int = 2, pool: WorkerPool | None = None, **pool_kw: Any
+) -> float:
     start = time.perf_counter()
     count = 0
-    for _ in Sched(tasks).run(pool=pool or ThreadWorkerPool(workers=workers)):
+    pool = pool or ThreadWorkerPool(workers=workers, **pool_kw)
+    for _ in Sched(tasks).run(pool=pool):
         count += 1
     elapsed = time.perf_counter() - start
     assert count == len(tasks), (count, len(tasks))
@@ -198,12 +232,16 @@ def core(args: argparse.Namespace) -> None:
           f"(median of 5; {trips[0]:.1f}-{trips[-1]:.1f})")
 
     n = 20_000 // scale
-    tpe, pex = interleaved(lambda: run_tpe(noop_tasks(n)),
-                           lambda: run_pexen(noop_tasks(n)))
-    rows.append((f"flat {n} no-op, 2 threads", "ThreadPoolExecutor", min(tpe), n))
-    rows.append(("", "pexen Sched+ThreadWorkerPool", min(pex), n))
-    print_rows("flat", rows, baseline=min(tpe))
-    print_paired(tpe, pex)
+    print(f"\nflat: {n:,} no-op tasks, 2 threads, best of 5 rounds taking turns; "
+          f"pexen with its default pool settings, then with spare=1")
+    for kind, make in TASK_KINDS.items():
+        tpe, pex, pex1 = interleaved(lambda make=make: run_tpe(make(n)),
+                                     lambda make=make: run_pexen(make(n)),
+                                     lambda make=make: run_pexen(make(n), spare=1))
+        print(f"  {kind:17} TPE {us_per_task(min(tpe), n):6.2f} us/task   "
+              f"pexen {us_per_task(min(pex), n):6.2f} (x{min(tpe) / min(pex):.2f} "
+              f"TPE)   spare=1 {us_per_task(min(pex1), n):6.2f} "
+              f"(x{min(tpe) / min(pex1):.2f})")
 
     rows = []
     layers = 100 // (2 if args.quick else 1)

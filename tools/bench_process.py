@@ -4,10 +4,12 @@
     python tools/bench_process.py --quick    # smaller sizes, for a smoke test
     python tools/bench.py --suite process    # as a suite of tools/bench.py
 
-flat: 20,000 no-op tasks through Sched+ProcessWorkerPool(2) (default spare,
-then a wider spare window) against ProcessPoolExecutor(2) (submit +
-as_completed) and multiprocessing.Pool(2).imap_unordered with chunksize 1
-and 64, every one on the same start method. Each figure is a whole run,
+flat: 20,000 no-op tasks through Sched+ProcessWorkerPool(2) (default
+settings, spare=1, spare=64; partials of a module function, which travel by
+reference, then callables of ``__main__``, which travel by value) against
+ProcessPoolExecutor(2) (submit + as_completed) and
+multiprocessing.Pool(2).imap_unordered with chunksize 1 and 64, every one on
+the same start method. Each figure is a whole run,
 start-up and shutdown of the workers included, best of three, after one
 untimed warm-up run of each (which starts the shared forkserver).
 
@@ -45,7 +47,7 @@ if __name__ == "__main__":
 
 from pexen import PexenWarning
 from pexen.sched import Sched
-from pexen.sched._process_pool import default_start_method
+from pexen.sched._pools.process import default_start_method
 from pexen.sched.pool import ProcessWorkerPool
 
 WORKERS = 2
@@ -97,9 +99,31 @@ def timed(fn) -> float:
 # -- the runners ---------------------------------------------------------------
 
 
-def run_pexen(tasks: list, method: str, spare: int = 1) -> float:
+# Tasks that must travel by value: a class and closures of ``__main__``, which
+# a worker cannot import (as in a user's script run with ``python script.py``).
+MAIN_CODE = """
+class Task:
+    def __call__(self):
+        return None
+
+
+def make_closure(i):
+    def task():
+        return i
+    return task
+"""
+
+
+def main_namespace() -> dict:
+    namespace = {"__name__": "__main__"}
+    exec(MAIN_CODE, namespace)
+    return namespace
+
+
+def run_pexen(tasks: list, method: str, spare: int | str | None = None) -> float:
     def go():
-        pool = ProcessWorkerPool(WORKERS, spare, mp_context=method)
+        kwargs = {} if spare is None else {"spare": spare}
+        pool = ProcessWorkerPool(WORKERS, mp_context=method, **kwargs)
         count = 0
         for res in Sched(tasks).run(pool=pool):
             if res.excinfo is not None:
@@ -149,6 +173,14 @@ def flat(n: int, method: str, runs: int) -> None:
     def partials():
         return [functools.partial(noop) for _ in range(n)]
 
+    main = main_namespace()
+
+    def instances():
+        return [main["Task"]() for _ in range(n)]
+
+    def closures():
+        return [main["make_closure"](i) for i in range(n)]
+
     runners = [
         ("ProcessPoolExecutor(2), submit + as_completed",
          lambda: run_ppe(noop, n, method)),
@@ -156,10 +188,16 @@ def flat(n: int, method: str, runs: int) -> None:
          lambda: run_mp_pool(n, method, 1)),
         ("multiprocessing.Pool(2).imap_unordered, chunksize=64",
          lambda: run_mp_pool(n, method, 64)),
-        ("pexen Sched+ProcessWorkerPool(2) (spare=1)",
+        ("pexen Sched+ProcessWorkerPool(2), defaults",
          lambda: run_pexen(partials(), method)),
-        ("pexen Sched+ProcessWorkerPool(2, spare=64)",
+        ("pexen ..., spare=1",
+         lambda: run_pexen(partials(), method, spare=1)),
+        ("pexen ..., spare=64",
          lambda: run_pexen(partials(), method, spare=64)),
+        ("pexen defaults, by value: instances of a __main__ class",
+         lambda: run_pexen(instances(), method)),
+        ("pexen defaults, by value: closures of __main__",
+         lambda: run_pexen(closures(), method)),
     ]
     best = best_interleaved(runs, *(runner for _name, runner in runners))
     rows = [
@@ -173,8 +211,12 @@ def flat(n: int, method: str, runs: int) -> None:
         print(f"  {name:54} {seconds:7.3f}s {seconds / n * 1e6:7.1f} us "
               f"{ppe / seconds:8.2f}x PPE")
     chunked = rows[2][1]
-    for name, seconds in rows[3:]:
+    for name, seconds in rows[3:6]:
         print(f"  {name}: {chunked / seconds:.0%} of the chunksize=64 throughput")
+    by_reference = rows[3][1]
+    for name, seconds in rows[6:]:
+        print(f"  {name}: {seconds / by_reference:.2f}x the time of partials "
+              f"(by reference)")
 
 
 def cpu(n_tasks: int, seconds: float, method: str, runs: int) -> None:

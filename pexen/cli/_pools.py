@@ -16,7 +16,7 @@ from typing import Any
 
 from pexen.cli._collect import UsageError
 from pexen.sched import pool as pools
-from pexen.sched._pool_base import WorkerPool
+from pexen.sched._pools.base import WorkerPool
 
 # name on the command line -> class name in pexen.sched.pool
 _CLASSES = {

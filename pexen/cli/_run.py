@@ -42,8 +42,8 @@ from pexen.cli._report import (
 from pexen.cli._timing import RunClock
 from pexen.factory._filesystem import kill_running_files
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
-from pexen.sched._pool_base import WorkerPool
-from pexen.sched._thread_pool import ThreadWorkerPool
+from pexen.sched._pools.base import WorkerPool
+from pexen.sched._pools.thread import ThreadWorkerPool
 
 
 @contextlib.contextmanager

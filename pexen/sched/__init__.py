@@ -7,9 +7,11 @@ from pexen.sched._errors import (
     DepcheckError,
     MutexError,
     PoolError,
+    RemoteTaskError,
     SchedulerError,
     TaskFailError,
     TaskTimeoutError,
+    TransportError,
     UnrunTasksWarning,
     UnusedTagWarning,
     WorkerCrashError,
@@ -23,11 +25,13 @@ __all__ = [
     "ExceptionInfo",
     "MutexError",
     "PoolError",
+    "RemoteTaskError",
     "Sched",
     "SchedulerError",
     "TaskFailError",
     "TaskRes",
     "TaskTimeoutError",
+    "TransportError",
     "UnrunTasksWarning",
     "UnusedTagWarning",
     "WorkerCrashError",
@@ -37,8 +41,8 @@ __all__ = [
 ]
 
 # Errors print and pickle under the name they are imported by.
-for _kind in (DepcheckError, MutexError, PoolError, SchedulerError, TaskFailError,
-              TaskTimeoutError, UnrunTasksWarning, UnusedTagWarning,
-              WorkerCrashError):
+for _kind in (DepcheckError, MutexError, PoolError, RemoteTaskError, SchedulerError,
+              TaskFailError, TaskTimeoutError, TransportError, UnrunTasksWarning,
+              UnusedTagWarning, WorkerCrashError):
     _kind.__module__ = __name__
 del _kind

@@ -24,6 +24,7 @@ from typing import Any
 
 from pexen.sched._errors import SchedulerError
 from pexen.sched._naming import task_name
+from pexen.sched._pools.base import Job, Outcome
 from pexen.sched._result import ExceptionInfo
 
 _POSITIONAL = (
@@ -217,12 +218,15 @@ def run_coroutine(task: Any, coro: types.CoroutineType) -> Any:
         raise exc.with_traceback(tb)  # noqa: B904
 
 
-def execute(job: tuple) -> tuple:
-    """Run one job ``(key, task, pass_shared, kwargs, shared, timeout)``.
+_new_outcome = tuple.__new__  # Outcome(...) without its Python-level __new__
 
-    Return the outcome ``(key, shared, ret, excinfo)``. A coroutine the task
-    returns is run to completion first. Everything the task raises is caught,
-    except a KeyboardInterrupt in the main thread, which must stop the run.
+
+def execute(job: Job) -> Outcome:
+    """Run one job in this thread and return its outcome.
+
+    A coroutine the task returns is run to completion first. Everything the
+    task raises is caught, except a KeyboardInterrupt in the main thread,
+    which must stop the run.
     """
     key, task, pass_shared, kwargs, shared, _timeout = job
     try:
@@ -234,5 +238,6 @@ def execute(job: tuple) -> tuple:
             threading.current_thread() is threading.main_thread()
         ):
             raise
-        return key, shared, None, ExceptionInfo(*sys.exc_info())
-    return key, shared, ret, None
+        excinfo = ExceptionInfo(*sys.exc_info())
+        return _new_outcome(Outcome, (key, shared, None, excinfo))
+    return _new_outcome(Outcome, (key, shared, ret, None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 from pexen._errors import PexenError, PexenWarning
@@ -42,6 +43,59 @@ class PoolError(PexenError, RuntimeError):
     For example a pool asked to serve two runs at once, or a pool whose engine
     is not installed.
     """
+
+
+class TransportError(PoolError, pickle.PicklingError):
+    """Carried in a task's ``TaskRes`` when it could not travel to or from a worker.
+
+    Raised by the pools that leave this process (process, executor, Dask and
+    MPI pools) for the task concerned alone: the message says what could not
+    be pickled (or unpickled), why, and where in the value the culprit sits.
+    ``what`` and ``reason`` hold the two halves.
+    """
+
+    def __init__(self, message: str, *, what: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+        self.reason = reason
+
+    def __reduce__(self):
+        return _rebuild_transport_error, (self.args, self.what, self.reason)
+
+
+def _rebuild_transport_error(args, what, reason):
+    return TransportError(*args, what=what, reason=reason)
+
+
+class RemoteTaskError(Exception):
+    """Stands in, in a ``TaskRes``, for an exception that could not come back.
+
+    Made by the pools that leave this process when a task's exception cannot
+    be pickled in the worker or unpickled here; it is not a ``PexenError``,
+    since it takes the place of the task's own exception.
+
+    ``type_name`` is the original exception's qualified type name, ``message``
+    its ``str()``, ``remote_traceback`` its traceback (with its chain) as
+    formatted in the worker and ``reason`` why the original could not come
+    back. The stand-in's own ``__traceback__`` still shows the worker's frames.
+    """
+
+    def __init__(
+        self, type_name: str, message: str, remote_traceback: str, reason: str = ""
+    ) -> None:
+        super().__init__(type_name, message, remote_traceback, reason)
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+        self.reason = reason
+
+    def __str__(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return (
+            f"{self.type_name}: {self.message} [the original exception could not "
+            f"be brought back from the worker{why}; make it picklable to get it "
+            f"instead of this stand-in]"
+        )
 
 
 class WorkerCrashError(PexenError, RuntimeError):

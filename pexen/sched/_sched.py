@@ -12,11 +12,12 @@ from typing import Any
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
 from pexen.sched._planner import Planner, Skip
-from pexen.sched._pool_base import WorkerPool
+from pexen.sched._pools.base import Job, WorkerPool
+from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
-from pexen.sched._thread_pool import ThreadWorkerPool
 
-_new_res = tuple.__new__  # TaskRes(...) without the namedtuple's Python-level __new__
+# TaskRes(...) and Job(...) without the namedtuples' Python-level __new__
+_new_tuple = tuple.__new__
 
 
 class Sched:
@@ -137,8 +138,9 @@ class Sched:
                     info = pop_ready()
                     if info is None:
                         break
-                    submit((info.seq, info.task, info.pass_shared, info.kwargs,
-                            shared_for(info), info.timeout))
+                    submit(_new_tuple(Job, (info.seq, info.task, info.pass_shared,
+                                            info.kwargs, shared_for(info),
+                                            info.timeout)))
                     dispatched[info.seq] = (info.task, now())
                     room -= 1
                 if not dispatched:
@@ -147,7 +149,7 @@ class Sched:
                     info = infos[key]
                     del dispatched[key]
                     complete(info, shared, excinfo)
-                    yield _new_res(TaskRes, (info.task, shared, ret, excinfo))
+                    yield _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
             finished = True
         finally:
             try:

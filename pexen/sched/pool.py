@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pexen.sched._inline_pool import InlineWorkerPool
-from pexen.sched._pool_base import WorkerPool
-from pexen.sched._process_pool import ProcessWorkerPool
-from pexen.sched._thread_pool import ThreadWorkerPool
+from pexen.sched._pools.base import WorkerPool
+from pexen.sched._pools.inline import InlineWorkerPool
+from pexen.sched._pools.process import ProcessWorkerPool
+from pexen.sched._pools.thread import ThreadWorkerPool
 
 __all__ = ["InlineWorkerPool", "ProcessWorkerPool", "ThreadWorkerPool", "WorkerPool"]
 
 # Pools on other engines load on first use, so ``import pexen.sched.pool`` never
 # imports Dask or mpi4py (they import their engine only when built).
 _LAZY = {
-    "ExecutorWorkerPool": "pexen.sched._executor_pool",
-    "DaskWorkerPool": "pexen.sched._dask_pool",
-    "MPIWorkerPool": "pexen.sched._mpi_pool",
+    "ExecutorWorkerPool": "pexen.sched._pools.executor",
+    "DaskWorkerPool": "pexen.sched._pools.dask",
+    "MPIWorkerPool": "pexen.sched._pools.mpi",
 }
 __all__ += list(_LAZY)
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from pexen.sched import Sched, TaskTimeoutError, WorkerCrashError
-from pexen.sched._thread_pool import timeout_grace
+from pexen.sched._pools.thread import timeout_grace
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks

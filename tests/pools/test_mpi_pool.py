@@ -28,7 +28,8 @@ from tests._cluster import (
     write_cli_suite,
 )
 
-TESTS_DIR = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # tests/pools
+REPO = HERE.parent.parent
 
 SCRIPT = '''
 import os
@@ -66,7 +67,7 @@ def run_script(tmp_path: Path, argv: list[str], env: dict) -> str:
     """Write the script to *tmp_path* and run it with *argv* (SCRIPT: its path)."""
     script = tmp_path / "mpi_suite.py"
     script.write_text(SCRIPT)
-    env = dict(env, PYTHONPATH=os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]))
+    env = dict(env, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
     return run_program(
         [arg.replace("SCRIPT", str(script)) for arg in argv], tmp_path, env
     )
@@ -123,7 +124,7 @@ def test_ctrl_c_at_the_terminal_interrupts_the_program(tmp_path):
     # spawned workers need must not answer it by SIGKILLing the MPI job
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(TESTS_DIR.parent))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -1,6 +1,6 @@
 """A pool on Dask distributed: an embedded local cluster, a running one, or yours.
 
-Jobs travel as in every executor pool (see ``_executor_pool``): the Dask
+Jobs travel as in every remote pool (see ``remote``): the Dask
 worker runs ``run_job`` on two byte strings and only the outcome comes back.
 What is Dask's own:
 
@@ -27,10 +27,10 @@ import os
 from time import monotonic
 from typing import Any
 
-from pexen.sched._engines import import_distributed
 from pexen.sched._errors import PoolError
-from pexen.sched._executor_pool import Done, RemotePool, run_job
-from pexen.sched._pool_base import check_count
+from pexen.sched._pools.base import check_count
+from pexen.sched._pools.engines import import_distributed
+from pexen.sched._pools.remote import Done, RemotePool, run_job
 
 COUNT_INTERVAL = 1.0  # seconds between two questions about the worker count
 # spare=None: spare tasks per worker thread. A Dask round trip (client,

@@ -1,11 +1,14 @@
-"""Pools that hand jobs to an executor: any ``concurrent.futures``-style one.
+"""The base of the pools that run jobs on an engine's executor.
+
+``RemotePool`` serves ``ExecutorWorkerPool`` (any ``concurrent.futures``-style
+executor), ``DaskWorkerPool`` and ``MPIWorkerPool`` alike.
 
 Design
 ------
 Planning stays in the scheduler; an executor only runs jobs, in threads,
 processes, on Dask workers or MPI ranks. The same three steps serve them all:
 
-1. *Parent* (``submit``): :mod:`pexen.sched._transport` pickles the task (by
+1. *Parent* (``submit``): :mod:`pexen.sched._pools.transport` pickles the task (by
    reference where it can, else by value with cloudpickle) and its data
    (``pass_shared``, ``kwargs``, ``shared``). ``wait`` hands the executor the
    module-level :func:`run_job` and two byte strings per job, so its own
@@ -14,7 +17,7 @@ processes, on Dask workers or MPI ranks. The same three steps serve them all:
    ``TransportError`` naming the part to blame.
 2. *Worker* (:func:`run_job`): unpickle, run with ``execute``, and send back
    ``(excinfo_blob, data_blob)``: the shared dict and return value, or the
-   exception with its traceback (``_transport``). The task itself never comes
+   exception with its traceback (``transport``). The task itself never comes
    back.
 3. *Parent* (``wait``): the outcome ``(key, shared, ret, excinfo)`` is
    rebuilt; the scheduler finds the task by ``key``, so ``TaskRes.task`` is
@@ -45,16 +48,24 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, CancelledError
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, NamedTuple
 
 from pexen.sched._calling import execute
-from pexen.sched._errors import PoolError, TaskTimeoutError, WorkerCrashError
-from pexen.sched._naming import task_name
-from pexen.sched._pool_base import Job, Outcome, WorkerPool
-from pexen.sched._result import ExceptionInfo
-from pexen.sched._thread_pool import _timeout_outcome as timeout_outcome
-from pexen.sched._transport import (
+from pexen.sched._errors import (
+    PoolError,
+    TaskTimeoutError,
     TransportError,
+    WorkerCrashError,
+)
+from pexen.sched._naming import task_name
+from pexen.sched._pools.base import (
+    Job,
+    Outcome,
+    WorkerPool,
+    raised,
+    timeout_error,
+)
+from pexen.sched._pools.transport import (
     dumps_excinfo,
     dumps_task,
     dumps_value,
@@ -62,9 +73,18 @@ from pexen.sched._transport import (
     loads_excinfo,
     loads_value,
 )
+from pexen.sched._result import ExceptionInfo
 
 # what ``_collect`` reports of a finished future: (future, value, error)
 Done = tuple[Any, Any, "BaseException | None"]
+
+
+class Packed(NamedTuple):
+    """A job pickled for the executor, waiting in the outbox to be sent."""
+
+    job: Job
+    task_blob: bytes
+    data_blob: bytes
 
 
 def run_job(task_blob: bytes, data_blob: bytes) -> tuple[bytes | None, bytes | None]:
@@ -85,7 +105,7 @@ def run_job(task_blob: bytes, data_blob: bytes) -> tuple[bytes | None, bytes | N
             ) from exc
     except TransportError:
         return dumps_excinfo(ExceptionInfo(*sys.exc_info())), None
-    job = (None, task, pass_shared, kwargs, shared, timeout)
+    job = Job(-1, task, pass_shared, kwargs, shared, timeout)
     start = time.monotonic()
     try:
         with _alarm(task, timeout):
@@ -96,7 +116,10 @@ def run_job(task_blob: bytes, data_blob: bytes) -> tuple[bytes | None, bytes | N
     if timeout is not None and not interrupted:
         elapsed = time.monotonic() - start
         if elapsed > timeout:  # in a thread, which could not be interrupted
-            ret, excinfo = None, timeout_outcome(job, elapsed)[3]
+            ret, excinfo = None, raised(timeout_error(
+                task, timeout,
+                f" (it returned after {elapsed:.3g} s); what it returned is discarded",
+            ))
     if excinfo is None:
         try:
             return None, dumps_value((shared, ret), "outcome")
@@ -129,12 +152,7 @@ def _alarm(task: Any, timeout: float | None) -> Iterator[None]:
         return
 
     def on_alarm(_signum: int, _frame: Any) -> None:
-        err = TaskTimeoutError(
-            f"task {task_name(task)!r} ran longer than its timeout of {timeout:g} "
-            f"s; it was interrupted"
-        )
-        err.timeout = timeout  # type: ignore[attr-defined]
-        raise err
+        raise timeout_error(task, timeout, "; it was interrupted")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -160,25 +178,6 @@ def unpicklable(task: Any, verb: str, *parts: tuple[Any, str, str]) -> Exception
     return raised(TransportError(f"the job of task {name!r} {verb}"))
 
 
-def raised(exc: BaseException, cause: BaseException | None = None) -> ExceptionInfo:
-    """Raise *exc* (chained to *cause*) here, so it carries a real traceback."""
-    if cause is not None:
-        exc.__cause__ = cause
-    try:
-        raise exc
-    except BaseException:
-        return ExceptionInfo(*sys.exc_info())
-
-
-def executor_workers(executor: Any) -> int:
-    """How many jobs *executor* runs at once, where it says so; else 1."""
-    for attr in ("num_workers", "_max_workers"):  # mpi4py; stdlib and loky
-        value = getattr(executor, attr, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-    return 1
-
-
 class RemotePool(WorkerPool):
     """What every executor-backed pool shares: packing jobs, rebuilding outcomes.
 
@@ -193,25 +192,25 @@ class RemotePool(WorkerPool):
 
     def __init__(self, workers: int = 1, spare: int = 1) -> None:
         super().__init__(workers, spare)
-        self._pending: dict[Any, tuple[int, Any, dict]] = {}  # future -> job
-        self._outbox: list[tuple] = []  # packed jobs that wait() sends in one go
+        self._pending: dict[Any, Job] = {}  # future -> its job
+        self._outbox: list[Packed] = []  # jobs that wait() sends in one go
         self._unsent: list[Outcome] = []  # jobs that failed before leaving
         self._done: SimpleQueue = SimpleQueue()
         self._broken: str | None = None  # why the executor takes no more jobs
         self._broken_cause: BaseException | None = None
 
-    def _refused(self, key: Any, task: Any, shared: dict) -> Outcome:
+    def _refused(self, job: Job) -> Outcome:
         """The outcome of a job not sent because the executor refused work."""
-        return key, shared, None, raised(
-            PoolError(f"task {task_name(task)!r} was not run: {self._broken}"),
+        return Outcome(job.key, job.shared, None, raised(
+            PoolError(f"task {task_name(job.task)!r} was not run: {self._broken}"),
             self._broken_cause,
-        )
+        ))
 
     def submit(self, job: Job) -> None:
-        key, task, pass_shared, kwargs, shared, timeout = job
         if self._broken is not None:
-            self._unsent.append(self._refused(key, task, shared))
+            self._unsent.append(self._refused(job))
             return
+        key, task, pass_shared, kwargs, shared, timeout = job
         try:
             task_blob = dumps_task(task)
             data_blob = dumps_value((pass_shared, kwargs, shared, timeout), "job")
@@ -225,9 +224,9 @@ class RemotePool(WorkerPool):
                     task, "cannot be sent to a worker",
                     (kwargs, "kwargs", "kwargs"), (shared, "shared", "shared dict"),
                 )
-            self._unsent.append((key, shared, None, excinfo))
+            self._unsent.append(Outcome(key, shared, None, excinfo))
             return
-        self._outbox.append((key, task, shared, task_blob, data_blob))
+        self._outbox.append(Packed(job, task_blob, data_blob))
 
     def wait(self) -> list[Outcome]:
         if self._outbox:
@@ -240,14 +239,12 @@ class RemotePool(WorkerPool):
     def _flush(self) -> None:
         """Send the buffered jobs, in one go where the engine can."""
         outbox, self._outbox = self._outbox, []
-        futures = self._submit_remote([(t, d) for _k, _t, _s, t, d in outbox])
+        futures = self._submit_remote([(p.task_blob, p.data_blob) for p in outbox])
         pending, taken = self._pending, len(futures)
-        for future, (key, task, shared, _tb, _db) in zip(
-            futures, outbox[:taken], strict=True
-        ):
-            pending[future] = (key, task, shared)
-        for key, task, shared, _tb, _db in outbox[taken:]:  # refused
-            self._unsent.append(self._refused(key, task, shared))
+        for future, packed in zip(futures, outbox[:taken], strict=True):
+            pending[future] = packed.job
+        for packed in outbox[taken:]:  # refused
+            self._unsent.append(self._refused(packed.job))
         self._track(futures)
 
     def _submit_remote(self, blobs: list[tuple[bytes, bytes]]) -> list[Any]:
@@ -297,9 +294,9 @@ class RemotePool(WorkerPool):
         return collected
 
     def _outcome(self, future: Any, value: Any, error: BaseException | None) -> Outcome:
-        key, task, shared = self._pending.pop(future)
+        key, task, _pass_shared, _kwargs, shared, _timeout = self._pending.pop(future)
         if error is not None:
-            return key, shared, None, self._failure(error, task)
+            return Outcome(key, shared, None, self._failure(error, task))
         excinfo_blob, data_blob = value
         data: Any = None
         try:
@@ -310,13 +307,13 @@ class RemotePool(WorkerPool):
             try:  # again, for the error that names the task
                 data = loads_value(data_blob, what)
             except TransportError:
-                return key, shared, None, ExceptionInfo(*sys.exc_info())
+                return Outcome(key, shared, None, ExceptionInfo(*sys.exc_info()))
         if excinfo_blob is None:
             shared, ret = data
-            return key, shared, ret, None
+            return Outcome(key, shared, ret, None)
         if data is not None:
             shared = data
-        return key, shared, None, loads_excinfo(excinfo_blob)
+        return Outcome(key, shared, None, loads_excinfo(excinfo_blob))
 
     def _failure(self, error: BaseException, task: Any) -> ExceptionInfo:
         """Turn the executor's own failure for *task* into its ExceptionInfo."""
@@ -356,45 +353,3 @@ class RemotePool(WorkerPool):
         if cancel:
             for future in futures:
                 future.cancel()  # jobs not started yet; running ones finish
-
-
-class ExecutorWorkerPool(RemotePool):
-    """Run tasks on a ``concurrent.futures``-style executor that you own.
-
-    *executor* needs ``submit(fn, *args)`` returning a future with
-    ``add_done_callback()`` and ``result()``: ``concurrent.futures`` thread and
-    process pools, loky, ``mpi4py.futures.MPIPoolExecutor`` and the like.
-    ``workers`` defaults to what the executor reports (``_max_workers``,
-    ``num_workers``), else 1. Tasks and data travel pickled (lambdas,
-    closures and functions of ``__main__`` by value) through a module-level
-    function, so the executor's workers need pexen installed; even a thread
-    executor gets copies (use ``ThreadWorkerPool`` to share objects). The
-    pool never shuts the executor down; leaving a run early cancels the jobs
-    that have not started. A broken executor (``BrokenExecutor``, say a
-    worker process that died) fails every task it held, running or queued,
-    with ``WorkerCrashError``: it cannot tell which one broke it. Once the
-    executor refuses a task (broken, shut down), that task and every later
-    one of the run fail with ``PoolError`` without being sent; the run goes
-    on, and ends normally. A task past its ``timeout`` fails with
-    ``TaskTimeoutError``: interrupted in a worker process's main thread,
-    reported when it returns in a thread.
-    """
-
-    def __init__(
-        self, executor: Any, workers: int | None = None, spare: int = 1
-    ) -> None:
-        if not callable(getattr(executor, "submit", None)):
-            raise PoolError(
-                f"executor={executor!r}: expected an object with a "
-                f"submit(fn, *args) method, like concurrent.futures.Executor"
-            )
-        super().__init__(
-            executor_workers(executor) if workers is None else workers, spare
-        )
-        self.executor = executor
-
-    def __repr__(self) -> str:
-        return (
-            f"ExecutorWorkerPool({self.executor!r}, workers={self.workers}, "
-            f"spare={self.spare})"
-        )

@@ -1,5 +1,6 @@
 """Worker output for ``ProcessWorkerPool``: stdout, stderr and log records.
 
+Two parts: the :class:`Relay` moves bytes, the :class:`Emitter` shows them.
 A thread of the parent (``pexen-relay-N``) drains the workers' output pipes
 into memory as soon as anything arrives, so a task never blocks on a full
 pipe, even while the caller holds a result and the scheduler does not run.
@@ -19,13 +20,19 @@ whole: a partial line waits for its end, or for ``take(flush=True)``.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import logging
 import os
+import pickle
 import select
-import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
+
+from pexen.sched._pools.base import sigint_blocked
+from pexen.sched._pools.process.wire import split_frames
 
 OUT, ERR, LOG = "stdout", "stderr", "log"
 
@@ -47,19 +54,6 @@ class Stream:
         self.pending = bytearray()  # the pool's: taken, not yet emitted
         self.decoder: Any = None  # the pool's
         self.eof = False
-
-
-@contextlib.contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread meanwhile (threads and children inherit it)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _pipe() -> tuple[int, int]:
@@ -253,3 +247,68 @@ class Relay:
                 if poke:
                     with contextlib.suppress(BlockingIOError, OSError):
                         os.write(self._wake_w, b"x")
+
+
+def _write_text(target: Any, text: str) -> None:
+    if target is None or not text:
+        return
+    try:
+        target.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(target, "encoding", None) or "ascii"
+        target.write(text.encode(encoding, "backslashreplace").decode(encoding))
+    except (OSError, ValueError):  # closed, or gone
+        return
+    with contextlib.suppress(OSError, ValueError):
+        target.flush()
+
+
+class Emitter:
+    """Show what the relay took: text on our streams, records to our loggers.
+
+    Runs in the caller's thread only. ``name_of(key)`` names the task of a
+    job key, for the ``pexen_task`` attribute of forwarded log records.
+    """
+
+    def __init__(self, name_of: Callable[[Any], str | None]) -> None:
+        self.name_of = name_of
+        self.partial: set[Stream] = set()  # text streams holding part of a line
+
+    def emit(self, streams: list[Stream], flush: bool = False) -> None:
+        """Emit *streams*' pending data; with *flush*, partial lines too."""
+        for stream in streams:
+            if stream.kind == LOG:
+                self._emit_records(stream)
+            else:
+                self._emit_text(stream, flush)
+        if flush and self.partial:
+            for stream in list(self.partial):
+                self._emit_text(stream, flush)
+
+    def _emit_text(self, stream: Stream, flush: bool) -> None:
+        data = stream.pending
+        cut = len(data) if flush else data.rfind(b"\n") + 1
+        if cut:
+            chunk = bytes(data[:cut])
+            del data[:cut]
+            if stream.decoder is None:
+                stream.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            text = stream.decoder.decode(chunk)
+            _write_text(sys.stdout if stream.kind == OUT else sys.stderr, text)
+        if data:
+            self.partial.add(stream)
+        else:
+            self.partial.discard(stream)
+
+    def _emit_records(self, stream: Stream) -> None:
+        for payload in split_frames(stream.pending):
+            try:
+                state = pickle.loads(payload)
+            except Exception:
+                continue
+            state["pexen_task"] = self.name_of(state.pop("pexen_key", None))
+            record = logging.makeLogRecord(state)
+            name = record.name
+            logger = logging.getLogger(None if name == "root" else name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)

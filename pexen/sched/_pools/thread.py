@@ -3,7 +3,7 @@
 Timeouts
 --------
 A job with a ``timeout`` is timed from when its thread starts it. When the
-time is up (plus a short grace, :func:`timeout_grace`, so a task that
+time is up (plus a short grace, ``timeout_grace``, so a task that
 enforces its own timeout, like a ``FilesystemFactory`` script, reports it
 itself), ``wait()`` reports ``TaskTimeoutError`` for it and starts a
 replacement thread, so the run keeps its ``workers`` threads busy. A thread
@@ -19,7 +19,6 @@ way, so a caller can say why it waits.
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,43 +26,29 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from pexen.sched._calling import execute
-from pexen.sched._errors import TaskTimeoutError
-from pexen.sched._naming import task_name
-from pexen.sched._pool_base import Job, Outcome, WorkerPool
-from pexen.sched._result import ExceptionInfo
+from pexen.sched._pools.base import (
+    Job,
+    Outcome,
+    WorkerPool,
+    raised,
+    timeout_error,
+    timeout_grace,
+)
 
 _pool_ids = itertools.count(1)
 _RECHECK = object()  # put by a thread that starts a timed job: recompute deadlines
 
 
-def timeout_grace(timeout: float) -> float:
-    """How long after its ``timeout`` a pool steps in: 50 ms + 10%, at most 1 s.
-
-    Every pool that enforces timeouts uses it, so they agree on when a task
-    has overrun; the grace lets a task that watches its own time (a
-    subprocess started with ``timeout=``) fail in its own words first.
-    """
-    return min(1.0, 0.05 + 0.1 * timeout)
-
-
 def _timeout_outcome(job: Job, elapsed: float | None = None) -> Outcome:
-    key, task, _pass_shared, _kwargs, shared, timeout = job
-    overran = f"task {task_name(task)!r} ran longer than its timeout of {timeout:g} s"
     if elapsed is None:  # still running
-        err = TaskTimeoutError(
-            f"{overran}; a thread cannot be stopped, so it runs on until the task "
-            f"returns, and what it returns is discarded"
+        then = (
+            "; a thread cannot be stopped, so it runs on until the task returns, "
+            "and what it returns is discarded"
         )
     else:
-        err = TaskTimeoutError(
-            f"{overran} (it returned after {elapsed:.3g} s); what it returned is "
-            f"discarded"
-        )
-    err.timeout = timeout  # type: ignore[attr-defined]
-    try:
-        raise err from None  # not "during handling of queue.Empty"
-    except TaskTimeoutError:
-        return key, shared, None, ExceptionInfo(*sys.exc_info())
+        then = f" (it returned after {elapsed:.3g} s); what it returned is discarded"
+    err = timeout_error(job.task, job.timeout, then)  # type: ignore[arg-type]
+    return Outcome(job.key, job.shared, None, raised(err))
 
 
 class _Timed:
@@ -79,11 +64,11 @@ def _work(jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed) -> None:
     """Worker thread: run jobs until the ``None`` sentinel or until one overruns."""
     get, put, now = jobs.get, outcomes.put, time.monotonic
     while (job := get()) is not None:
-        timeout = job[5]
+        timeout = job.timeout
         if timeout is None:
             put(execute(job))
             continue
-        key = job[0]
+        key = job.key
         start = now()
         limit = timeout + timeout_grace(timeout)
         with timed.lock:
@@ -194,7 +179,7 @@ class ThreadWorkerPool(WorkerPool):
         for _ in self._threads:  # one each; overrunning threads retire unasked
             self._jobs.put(None)
         with self._timed.lock:
-            overrunning = [job[1] for job in self._timed.timed_out.values()]
+            overrunning = [job.task for job in self._timed.timed_out.values()]
         if overrunning and self.on_overrun_wait is not None:
             self.on_overrun_wait(overrunning)
         for thread in self._threads:

@@ -22,9 +22,9 @@ import pytest
 
 from pexen import PexenWarning
 from pexen.sched import PoolError, Sched, TaskTimeoutError, WorkerCrashError
-from pexen.sched._executor_pool import run_job
 from pexen.sched._naming import task_name
-from pexen.sched._transport import loads_excinfo
+from pexen.sched._pools.remote import run_job
+from pexen.sched._pools.transport import loads_excinfo
 from pexen.sched.meta import func_meta
 from pexen.sched.pool import ExecutorWorkerPool
 from tests._cluster import TESTS_DIR, run_break_then_again, run_contract, shared_suite

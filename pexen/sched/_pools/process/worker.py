@@ -1,34 +1,6 @@
-"""The worker process of ``ProcessWorkerPool``: its main loop and wire format.
+"""The worker process of ``ProcessWorkerPool``: its set-up and main loop.
 
-Wire format
------------
-Each worker has its own pipes, so the parent always knows which jobs a worker
-holds, and a worker that dies can corrupt nothing shared (a worker killed
-while holding the lock of a shared queue is how ``multiprocessing.Pool``
-hangs). Messages are *frames*: a 4-byte little-endian length, then a pickle.
-
-* parent -> worker, ``jobs`` pipe: ``(JOBS, [job, ...])`` or ``(STOP, None)``.
-  A job is ``(key, task_blob, pass_shared, data_blob, timeout)``; ``task_blob``
-  is the task pickled once per run (``_transport.dumps_task``), ``data_blob``
-  the pickled ``(kwargs, shared)``, or None for two empty dicts.
-* worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
-  ``(RESULT, outcome)`` per job, in the order the jobs came, sent as soon as
-  the job is done (never held back: a worker that dies must not take finished
-  results with it). An outcome is ``(key, shared_blob, ret_blob, exc_blob,
-  problem)``: ``shared_blob`` is None for an empty dict and False when it
-  could not be pickled, ``ret_blob`` None for None, ``exc_blob`` the
-  ``dumps_excinfo`` of what the task raised, ``problem`` None or ``(what,
-  reason)`` for a value that could not be pickled or a task that could not be
-  loaded; the parent words the message, naming the task as the user knows it.
-* worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
-  ``pexen_key`` naming the job that was running); stdout and stderr: fds 1 and
-  2 of the worker are pipes, so output of C code and subprocesses is caught
-  too. The parent's relay thread drains the three (``_proc_relay``).
-
-The *slot* is a small shared array: ``[key, start]`` of the job running now,
-``key`` -1 between jobs. It costs no message, tells the parent which job a
-dead worker was running (a job whose result arrived is never blamed) and when
-a job started, for the parent's fallback timeout.
+What it sends and receives, and how: :mod:`.wire`.
 
 Signals
 -------
@@ -48,85 +20,37 @@ import logging
 import os
 import pickle
 import signal
-import struct
 import sys
 import threading
 import time
 from typing import Any
 
 from pexen.sched._calling import execute
-from pexen.sched._result import ExceptionInfo
-from pexen.sched._transport import (
+from pexen.sched._errors import TransportError
+from pexen.sched._pools.base import Job
+from pexen.sched._pools.process.wire import (
+    NO_KEY,
+    READY,
+    RESULT,
+    STOP,
+    FrameReader,
+    WireJob,
+    WireOutcome,
+    frame,
+    write_all,
+)
+from pexen.sched._pools.transport import (
     PROTOCOL,
-    TransportError,
     dumps_excinfo,
     dumps_value,
     loads,
 )
+from pexen.sched._result import ExceptionInfo
 
-HEADER = struct.Struct("<I")
-MAX_FRAME = 2**32 - 1
-
-# parent -> worker
-JOBS, STOP = 0, 1
-# worker -> parent
-READY, RESULT = 0, 1
-
-NO_KEY = -1.0
+_new_tuple = tuple.__new__  # a record from a plain tuple, without a Python call
 
 # streams replaced by ours are kept alive here: closing one would close fd 1/2
 _replaced_streams: list[Any] = []
-
-
-def frame(payload: bytes) -> bytes:
-    """Prefix *payload* with its length."""
-    if len(payload) > MAX_FRAME:
-        raise TransportError(
-            f"a message of {len(payload)} bytes is too large to send "
-            f"(at most {MAX_FRAME})"
-        )
-    return HEADER.pack(len(payload)) + payload
-
-
-def split_frames(buf: bytearray) -> list[bytes]:
-    """Remove and return the complete frames at the start of *buf*."""
-    frames = []
-    pos, end, size = 0, len(buf), HEADER.size
-    while end - pos >= size:
-        (length,) = HEADER.unpack_from(buf, pos)
-        if end - pos - size < length:
-            break
-        frames.append(bytes(buf[pos + size : pos + size + length]))
-        pos += size + length
-    if pos:
-        del buf[:pos]
-    return frames
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write *data* to a blocking fd, whatever the pipe takes at a time."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-class FrameReader:
-    """Read frames from a blocking fd; ``read()`` returns None at end of file."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buf = bytearray()
-        self.frames: list[bytes] = []
-
-    def read(self) -> bytes | None:
-        while not self.frames:
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                return None
-            self.buf += chunk
-            self.frames = split_frames(self.buf)
-            self.frames.reverse()
-        return self.frames.pop()
 
 
 # -- setting the process up ---------------------------------------------------
@@ -257,20 +181,21 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _run(job: tuple) -> tuple:
-    """Run one job; return its outcome in wire form. Never raises."""
-    key, task_blob, pass_shared, data_blob, _timeout = job
+def _run(job: WireJob) -> WireOutcome:
+    """Run one job; return its outcome. Never raises."""
+    key = job.key
     try:
-        task = loads(task_blob)
+        task = loads(job.task_blob)
     except BaseException as exc:
-        return key, False, None, None, ("task", _reason(exc))
+        return WireOutcome(key, False, None, None, ("task", _reason(exc)))
     try:
+        data_blob = job.data_blob
         kwargs, shared = loads(data_blob) if data_blob is not None else ({}, {})
     except BaseException as exc:
-        return key, False, None, None, ("arguments", _reason(exc))
+        return WireOutcome(key, False, None, None, ("arguments", _reason(exc)))
     try:
         _key, shared, ret, excinfo = execute(
-            (key, task, pass_shared, kwargs, shared, None)
+            _new_tuple(Job, (key, task, job.pass_shared, kwargs, shared, None))
         )
     except KeyboardInterrupt:  # raised by the task itself: SIGINT is ignored here
         excinfo, ret = ExceptionInfo(*sys.exc_info()), None
@@ -280,16 +205,16 @@ def _run(job: tuple) -> tuple:
             shared_blob = dumps_value(shared, "shared state") if shared else None
         except TransportError:
             shared_blob = False
-        return key, shared_blob, None, dumps_excinfo(excinfo), None
+        return WireOutcome(key, shared_blob, None, dumps_excinfo(excinfo), None)
     try:
         shared_blob = dumps_value(shared, "shared state", "shared") if shared else None
     except TransportError as exc:
-        return key, False, None, None, ("shared state", exc.reason)
+        return WireOutcome(key, False, None, None, ("shared state", exc.reason))
     try:
         ret_blob = None if ret is None else dumps_value(ret, "return value", "ret")
     except TransportError as exc:
-        return key, shared_blob, None, None, ("return value", exc.reason)
-    return key, shared_blob, ret_blob, None, None
+        return WireOutcome(key, shared_blob, None, None, ("return value", exc.reason))
+    return _new_tuple(WireOutcome, (key, shared_blob, ret_blob, None, None))
 
 
 def _flush_output() -> None:
@@ -331,24 +256,26 @@ def main(
         kind, jobs = loads(payload)
         if kind == STOP:
             break
-        for job in jobs:
-            timeout = job[4]
+        for plain in jobs:
+            job = _new_tuple(WireJob, plain)
+            alarm_after = job.alarm
             slot[1] = now()
-            slot[0] = job[0]
-            if timeout is not None:
+            slot[0] = job.key
+            if alarm_after is not None:
                 set_handler(alarm, sig_dfl)  # a task may have changed it
-                setitimer(real, timeout)
+                setitimer(real, alarm_after)
             try:
                 outcome = _run(job)
                 if os.getpid() != pid:  # a copy a task forked: not the worker
                     os._exit(0)
                 try:
-                    message = frame(dumps((RESULT, outcome), PROTOCOL))
+                    message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
                 except Exception as exc:  # e.g. too large a frame
-                    outcome = (job[0], False, None, None, ("result", _reason(exc)))
-                    message = frame(dumps((RESULT, outcome), PROTOCOL))
+                    problem = ("result", _reason(exc))
+                    outcome = WireOutcome(job.key, False, None, None, problem)
+                    message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
             finally:
-                if timeout is not None:
+                if alarm_after is not None:
                     setitimer(real, 0)
             _flush_output()  # before the result: the parent relays it first
             write_all(result_fd, message)

@@ -1,6 +1,6 @@
 """A pool on MPI ranks through ``mpi4py.futures.MPIPoolExecutor``.
 
-Jobs travel as in every executor pool (see ``_executor_pool``). The executor
+Jobs travel as in every remote pool (see ``remote``). The executor
 is made when a run starts and shut down when it ends. It either spawns its
 worker processes (``MPI_Comm_spawn``) or, when the program was started as
 ``mpiexec -n N python -m mpi4py.futures script.py``, uses ranks 1 to N-1 of
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pexen.sched._engines import ensure_mpiexec_on_path, import_mpi_futures
-from pexen.sched._executor_pool import RemotePool
-from pexen.sched._pool_base import check_count
-from pexen.sched._proc_relay import sigint_blocked
+from pexen.sched._pools.base import check_count, sigint_blocked
+from pexen.sched._pools.engines import ensure_mpiexec_on_path, import_mpi_futures
+from pexen.sched._pools.remote import RemotePool
 
 
 class MPIWorkerPool(RemotePool):

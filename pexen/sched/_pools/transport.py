@@ -46,61 +46,13 @@ from typing import Any, NamedTuple
 
 import cloudpickle
 
-from pexen.sched._errors import PoolError
+from pexen.sched._errors import RemoteTaskError, TransportError
 from pexen.sched._result import ExceptionInfo
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 loads = pickle.loads
 
 _MAIN = b"__main__"
-
-
-class TransportError(PoolError, pickle.PicklingError):
-    """A task or value could not be carried to or from a worker.
-
-    Carried in the ``TaskRes`` of the task concerned; the message says what
-    could not be pickled (or unpickled) and why. ``what`` and ``reason`` hold
-    the two halves when the error was raised by this module.
-    """
-
-    def __init__(self, message: str, *, what: str = "", reason: str = "") -> None:
-        super().__init__(message)
-        self.what = what
-        self.reason = reason
-
-    def __reduce__(self):
-        return _rebuild_transport_error, (self.args, self.what, self.reason)
-
-
-def _rebuild_transport_error(args, what, reason):
-    return TransportError(*args, what=what, reason=reason)
-
-
-class RemoteTaskError(Exception):
-    """Stands in for an exception that could not be brought back from a worker.
-
-    ``type_name`` is the original exception's qualified type name, ``message``
-    its ``str()``, ``remote_traceback`` its traceback (with its chain) as
-    formatted in the worker and ``reason`` why the original could not come
-    back. The stand-in's own ``__traceback__`` still shows the worker's frames.
-    """
-
-    def __init__(
-        self, type_name: str, message: str, remote_traceback: str, reason: str = ""
-    ) -> None:
-        super().__init__(type_name, message, remote_traceback, reason)
-        self.type_name = type_name
-        self.message = message
-        self.remote_traceback = remote_traceback
-        self.reason = reason
-
-    def __str__(self) -> str:
-        why = f": {self.reason}" if self.reason else ""
-        return (
-            f"{self.type_name}: {self.message} [the original exception could not "
-            f"be brought back from the worker{why}; make it picklable to get it "
-            f"instead of this stand-in]"
-        )
 
 
 # -- why a value cannot be pickled ------------------------------------------

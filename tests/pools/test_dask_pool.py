@@ -18,7 +18,7 @@ import threading
 import pytest
 
 from pexen.sched import PoolError, Sched, WorkerCrashError
-from pexen.sched._dask_pool import _scheduled
+from pexen.sched._pools.dask import _scheduled
 from pexen.sched.meta import func_meta
 from pexen.sched.pool import DaskWorkerPool
 from tests._cluster import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 from pexen.sched._calling import execute
-from pexen.sched._pool_base import Job, Outcome, WorkerPool
+from pexen.sched._pools.base import Job, Outcome, WorkerPool
 
 
 class InlineWorkerPool(WorkerPool):

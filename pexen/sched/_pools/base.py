@@ -1,0 +1,173 @@
+"""What every pool shares: the pool interface, its records, and common helpers.
+
+The scheduler drives a pool through four calls and never learns where tasks
+run. A :class:`Job` goes in, an :class:`Outcome` comes out; both are named
+tuples, read by name where it helps and unpacked where speed counts. ``key``
+is an int the scheduler uses to find its own record again.
+
+Lifecycle of one run::
+
+    pool.start()
+    pool.submit(job)            # at most pool.capacity jobs in flight
+    outcomes = pool.wait()      # blocks until at least one is done
+    ...
+    pool.stop(cancel=...)       # always called, from a ``finally``
+
+``submit`` may buffer jobs (to send them in batches); ``wait`` must flush
+them before it blocks. ``stop(cancel=True)`` drops jobs not yet started and
+must leave no thread or process behind; it must be idempotent.
+
+Besides the interface, this module holds what several pools need alike, so
+that they agree: when a timeout is enforced (:func:`timeout_grace`), how an
+overrun is worded (:func:`timeout_error`), how an error made in the pool gets
+a real traceback (:func:`raised`), and how SIGINT is kept away from a thread
+while it starts workers (:func:`sigint_blocked`).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+from pexen.sched._errors import PoolError, TaskTimeoutError
+from pexen.sched._naming import task_name
+from pexen.sched._result import ExceptionInfo
+
+
+class Job(NamedTuple):
+    """One task as the scheduler hands it to a pool."""
+
+    key: int
+    task: Any
+    pass_shared: bool  # call as task(shared, **kwargs), else task(**kwargs)
+    kwargs: Mapping[str, Any]
+    shared: dict
+    timeout: float | None
+
+
+class Outcome(NamedTuple):
+    """How one job ended, as a pool reports it back."""
+
+    key: int
+    shared: dict
+    ret: Any
+    excinfo: ExceptionInfo | None
+
+
+def check_count(name: str, value: Any, minimum: int) -> int:
+    """Validate a worker/spare count, naming it in the error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PoolError(f"{name}={value!r}: expected an int >= {minimum}")
+    return value
+
+
+class WorkerPool(abc.ABC):
+    """Base class of pexen's pools: runs jobs somewhere and reports outcomes.
+
+    ``workers`` is how many jobs run at once; ``spare`` how many more are
+    queued so workers do not starve while the caller handles a result.
+    """
+
+    def __init__(self, workers: int = 1, spare: int = 1) -> None:
+        self.workers = check_count("workers", workers, 1)
+        self.spare = check_count("spare", spare, 0)
+        self._active = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers}, spare={self.spare})"
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs the scheduler may have in flight at once."""
+        return self.workers + self.spare
+
+    def start(self) -> None:
+        """Prepare to serve one run; refuse a second run at the same time."""
+        if self._active:
+            raise PoolError(f"{self!r} is already serving a run")
+        self._active = True
+        self._start()
+
+    def stop(self, cancel: bool = False) -> None:
+        """End the run: drop unstarted jobs if *cancel*, release every worker."""
+        if not self._active:
+            return
+        try:
+            self._stop(cancel)
+        finally:
+            self._active = False
+
+    @abc.abstractmethod
+    def submit(self, job: Job) -> None:
+        """Hand one job to the pool (it may be buffered until ``wait``)."""
+
+    @abc.abstractmethod
+    def wait(self) -> list[Outcome]:
+        """Block until at least one job is done; return every outcome ready."""
+
+    @abc.abstractmethod
+    def _start(self) -> None: ...
+
+    @abc.abstractmethod
+    def _stop(self, cancel: bool) -> None: ...
+
+
+# -- helpers several pools share ----------------------------------------------
+
+
+def timeout_grace(timeout: float) -> float:
+    """How long after its ``timeout`` a pool steps in: 50 ms + 10%, at most 1 s.
+
+    Every pool that enforces timeouts uses it, so they agree on when a task
+    has overrun; the grace lets a task that watches its own time (a
+    subprocess started with ``timeout=``) fail in its own words first.
+    """
+    return min(1.0, 0.05 + 0.1 * timeout)
+
+
+def timeout_error(task: Any, timeout: float, what_then: str) -> TaskTimeoutError:
+    """``task 'x' ran longer than its timeout of 2 s; <what_then>``.
+
+    One wording for every pool; *what_then* says what the pool did about it
+    (killed its worker, interrupted it, discards what it returns).
+    """
+    err = TaskTimeoutError(
+        f"task {task_name(task)!r} ran longer than its timeout of {timeout:g} s"
+        f"{what_then}"
+    )
+    err.timeout = timeout  # type: ignore[attr-defined]
+    return err
+
+
+def raised(exc: BaseException, cause: BaseException | None = None) -> ExceptionInfo:
+    """Raise *exc* here (chained to *cause*), so its ExceptionInfo has a traceback.
+
+    Without a cause, a chain *exc* already has is kept, and nothing else is
+    chained: an error a pool makes while handling another one
+    (``queue.Empty``, say) is not about that one.
+    """
+    try:
+        if cause is not None:
+            raise exc from cause
+        if exc.__cause__ is not None:
+            raise exc
+        raise exc from None
+    except BaseException:
+        return ExceptionInfo(*sys.exc_info())
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread meanwhile (threads and children inherit it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

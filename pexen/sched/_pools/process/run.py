@@ -1,0 +1,549 @@
+"""One run of a ``ProcessWorkerPool``: its workers, its jobs and their fate.
+
+A :class:`ProcessRun` is made when the pool starts a run and dropped when it
+stops, so no state survives from one run to the next. It runs in the
+scheduler's thread only (the relay thread just moves bytes): ``submit``
+queues a job, ``wait`` dispatches, polls and collects, ``stop`` shuts the
+workers down. Its parts, in the order of a job's life: dispatch (``_wire``,
+``_dispatch``, ``_balance``), results (``_poll``, ``_read_results``,
+``_on_result``), faults (``_check_deadlines``, ``_on_death``), shutdown
+(``stop``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import pickle
+import select
+import signal
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from pexen.sched._errors import (
+    PoolError,
+    TaskTimeoutError,
+    TransportError,
+    WorkerCrashError,
+)
+from pexen.sched._naming import task_name
+from pexen.sched._pools.base import Job, Outcome, raised, timeout_error, timeout_grace
+from pexen.sched._pools.process import wire
+from pexen.sched._pools.process.output import Emitter, Relay
+from pexen.sched._pools.process.spawn import (
+    KILL_WAIT,
+    WorkerProc,
+    await_exit,
+    describe_exit,
+    log_levels,
+    preload_in_forkserver,
+    signal_group,
+    start_worker,
+)
+from pexen.sched._pools.transport import (
+    PROTOCOL,
+    dumps_task,
+    dumps_value,
+    loads,
+    loads_excinfo,
+    loads_value,
+)
+
+if TYPE_CHECKING:
+    from pexen.sched._pools.process.pool import ProcessWorkerPool
+
+_MAX_POLL_MS = 3_600_000  # an hour: poll() cannot wait for a far deadline
+_READ_SIZE = 1 << 16
+STOP_GRACE = 5.0  # seconds an idle worker gets to exit after STOP
+CANCEL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancel
+UNSTARTED_POLL = 0.05  # seconds between looks at a timed job not yet started
+START_TIMEOUT = 60.0  # seconds a new worker may take to say READY
+
+_new_tuple = tuple.__new__  # a record from a plain tuple, without a Python call
+
+
+class ProcessRun:
+    """The state of one run of *pool*: workers, backlog, jobs, output."""
+
+    def __init__(self, pool: ProcessWorkerPool) -> None:
+        self.pool = pool
+        self.workers: list[WorkerProc] = []
+        self.fd2role: dict[int, tuple[WorkerProc | None, str]] = {}
+        self.poller = select.poll()
+        self.backlog: deque[int] = deque()  # keys submitted, not yet sent
+        self.jobs: dict[int, Job] = {}  # submitted, not finished
+        self.key2task: dict[int, Any] = {}  # every job's task, to name log records
+        self.wired: dict[int, wire.WireJob] = {}  # key -> as sent (pickled once)
+        self.sent_at: dict[int, float] = {}  # key -> when it went to a worker
+        self.outcomes: list[Outcome] = []
+        self.n_started = 0
+        self.n_unblamed = 0
+        self.broken: str | None = None  # why the pool gave up, if it did
+        self.log_levels = log_levels()
+        preload_in_forkserver(pool.mp_context)
+        self.emitter = Emitter(self._task_name_of)
+        self.relay = Relay(f"pexen-relay-{pool.pool_id}")
+        self.relay.start()
+        self._watch(self.relay.wake_fd, None, "wake")
+
+    def _task_name_of(self, key: Any) -> str | None:
+        # a record may be emitted after its job's result: look in key2task
+        task = self.key2task.get(key)
+        return None if task is None else task_name(task)
+
+    # -- the pool interface ----------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        self.jobs[job.key] = job
+        self.key2task[job.key] = job.task
+        self.backlog.append(job.key)
+
+    def wait(self) -> list[Outcome]:
+        if not self.jobs and not self.outcomes:
+            raise PoolError(f"{self.pool!r}: wait() with no job in flight")
+        relay = self.relay
+        if relay.has_news:  # what came while the caller held a result
+            self.emitter.emit(relay.take())
+        self._dispatch(final=False)
+        while not self.outcomes:
+            timeout = self._check_deadlines()
+            if not self.workers:  # none could start: try again shortly
+                timeout = 0.1
+            self._poll(timeout)
+            self._dispatch(final=False)
+        self._dispatch(final=True)
+        # what a task printed or logged comes before its result
+        if relay.sync() or relay.has_news or self.emitter.partial:
+            self.emitter.emit(relay.take(), flush=True)
+        outcomes, self.outcomes = self.outcomes, []
+        return outcomes
+
+    def _finish(self, key: int, shared: Any, ret: Any, excinfo: Any) -> None:
+        """Record how job *key* ended; *shared* None: the dict it was sent with."""
+        job = self.jobs.pop(key)
+        self.wired.pop(key, None)
+        self.sent_at.pop(key, None)
+        self.outcomes.append(Outcome(key, job.shared if shared is None else shared,
+                                     ret, excinfo))
+
+    # -- workers ---------------------------------------------------------------
+
+    def _watch(self, fd: int, worker: WorkerProc | None, role: str) -> None:
+        self.fd2role[fd] = (worker, role)
+        events = select.POLLOUT if role == "job" else select.POLLIN
+        self.poller.register(fd, events)
+
+    def _unwatch(self, fd: int) -> None:
+        if self.fd2role.pop(fd, None) is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.poller.unregister(fd)
+
+    def _start_worker(self) -> WorkerProc:
+        self.n_started += 1
+        worker = start_worker(
+            self.pool.mp_context,
+            f"pexen-worker-{self.pool.pool_id}.{self.n_started}",
+            self.n_started,
+            self.log_levels,
+            self.relay,
+        )
+        self._watch(worker.result_fd, worker, "result")
+        self._watch(worker.sentinel, worker, "sentinel")
+        self.workers.append(worker)
+        return worker
+
+    def _send(self, worker: WorkerProc, payload: bytes) -> None:
+        worker.outbuf += wire.frame(payload)
+        self._flush_jobs(worker)
+
+    def _flush_jobs(self, worker: WorkerProc) -> None:
+        """Write what the job pipe takes now; watch it for room if some is left."""
+        buf = worker.outbuf
+        try:
+            while buf:
+                del buf[: os.write(worker.job_fd, buf)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the worker is gone: its sentinel will tell
+            buf.clear()
+        watching = worker.job_fd in self.fd2role
+        if buf and not watching:
+            self._watch(worker.job_fd, worker, "job")
+        elif not buf and watching:
+            self._unwatch(worker.job_fd)
+
+    # -- dispatch --------------------------------------------------------------
+
+    def _wire(self, key: int) -> wire.WireJob | None:
+        """The job as a worker gets it, pickled once per run; None if it cannot be."""
+        entry = self.wired.get(key)
+        if entry is not None:
+            return entry
+        _key, task, pass_shared, kwargs, shared, timeout = self.jobs[key]
+        try:
+            try:
+                task_blob = dumps_task(task)
+            except TransportError:  # again, to name the task (a rare path)
+                task_blob = dumps_task(task, task_name(task))
+            data_blob = None
+            if kwargs or shared:
+                try:
+                    data_blob = pickle.dumps((kwargs, shared), PROTOCOL)
+                    if b"__main__" in data_blob:
+                        data_blob = dumps_value((kwargs, shared), "data")
+                except Exception:
+                    name = task_name(task)
+                    dumps_value(kwargs, f"keyword arguments of task {name!r}", "kwargs")
+                    dumps_value(shared, f"shared state of task {name!r}", "shared")
+                    data_blob = dumps_value((kwargs, shared), f"data of task {name!r}")
+        except TransportError as exc:
+            self._finish(key, None, None, raised(exc))
+            return None
+        alarm = None if timeout is None else timeout + timeout_grace(timeout)
+        entry = self.wired[key] = wire.WireJob(
+            key, task_blob, pass_shared, data_blob, alarm
+        )
+        return entry
+
+    def _dispatch(self, final: bool) -> None:
+        """Hand out the backlog: to idle workers, or (*final*) to all, balanced."""
+        backlog = self.backlog
+        if not backlog:
+            return
+        if self.broken is not None:
+            while backlog:
+                key = backlog.popleft()
+                task = self.jobs[key].task
+                self._finish(key, None, None, raised(PoolError(
+                    f"task {task_name(task)!r} was not run: {self.broken}"
+                )))
+            return
+        live = self.workers
+        if len(live) < self.pool.workers:  # start workers as the backlog needs them
+            n_takers = sum(1 for w in live if not w.ready or not w.outstanding)
+            while len(live) < self.pool.workers and n_takers < len(backlog):
+                try:
+                    self._start_worker()
+                except PoolError as exc:  # out of processes or fds, say
+                    self._unblamed_death(f"the last could not be started: {exc}")
+                    if self.broken is not None:
+                        self._dispatch(final)  # fails the backlog
+                        return
+                    break  # go on with the workers there are; wait() retries
+                n_takers += 1
+        if not live:
+            return
+        if final:
+            plan = self._balance(live, backlog)
+        else:  # one job per idle worker: a spare goes to whoever frees up first
+            plan = {}
+            for worker in live:
+                if not backlog:
+                    break
+                if worker.ready and not worker.outstanding:
+                    plan[worker] = [backlog.popleft()]
+            if not plan:
+                return
+        wire_job = self._wire
+        for worker, keys in plan.items():
+            jobs = [job for job in map(wire_job, keys) if job is not None]
+            if jobs:
+                sent = [job.key for job in jobs]
+                worker.outstanding.extend(sent)
+                self.sent_at.update(dict.fromkeys(sent, time.monotonic()))
+                plain = [tuple(job) for job in jobs]  # see wire: plain on the wire
+                self._send(worker, pickle.dumps((wire.JOBS, plain), PROTOCOL))
+
+    def _balance(
+        self, live: list[WorkerProc], backlog: deque[int]
+    ) -> dict[WorkerProc, list[int]]:
+        """Assign the whole backlog, each job where it should start soonest.
+
+        An idle worker first, then one still starting, then the fewest jobs
+        waiting; among equals, the worker whose task started last (a task
+        that has run long is likely to run longer; one starting up counts as
+        starting now).
+        """
+        now = time.monotonic()
+        sent_at = self.sent_at
+
+        def key(worker: WorkerProc, n: int) -> tuple:
+            if n == 0:
+                return (0, not worker.ready, 0.0, worker.index)
+            slot, outstanding = worker.slot, worker.outstanding
+            if not outstanding:
+                since = now  # its first job is just being planned
+            elif slot[0] == outstanding[0]:
+                since = slot[1]  # running since
+            else:
+                since = sent_at.get(outstanding[0], now)  # not started: since sent
+            return (n, True, -since, worker.index)
+
+        heap = [(*key(w, len(w.outstanding)), w) for w in live]
+        heapq.heapify(heap)
+        plan: dict[WorkerProc, list[int]] = {}
+        while backlog:
+            *_key, worker = heap[0]
+            plan.setdefault(worker, []).append(backlog.popleft())
+            n = len(worker.outstanding) + len(plan[worker])
+            heapq.heapreplace(heap, (*key(worker, n), worker))
+        return plan
+
+    # -- results ---------------------------------------------------------------
+
+    def _poll(self, timeout: float | None) -> None:
+        # poll() takes at most INT_MAX ms (24.8 days): wake before, and look again
+        if timeout is None:
+            ms = None
+        else:
+            ms = min(max(0, int(timeout * 1000) + 1), _MAX_POLL_MS)
+        dead = []
+        for fd, _events in self.poller.poll(ms):
+            worker, role = self.fd2role.get(fd, (None, ""))
+            if worker is None:
+                if role == "wake":
+                    self.emitter.emit(self.relay.take())
+            elif role == "result":
+                self._read_results(worker)
+            elif role == "sentinel":
+                dead.append(worker)
+            elif role == "job":
+                self._flush_jobs(worker)
+        for worker in dead:
+            self._on_death(worker)
+
+    def _read_results(self, worker: WorkerProc) -> None:
+        buf = worker.inbuf
+        while True:
+            try:
+                chunk = os.read(worker.result_fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:  # the worker is gone: its sentinel will tell
+                self._unwatch(worker.result_fd)
+                break
+            buf += chunk
+            if len(chunk) < _READ_SIZE:  # the pipe is empty: spare a system call
+                break
+        for payload in wire.split_frames(buf):
+            kind, body = loads(payload)
+            if kind == wire.RESULT:
+                self._on_result(worker, _new_tuple(wire.WireOutcome, body))
+            elif kind == wire.READY:
+                worker.ready = True
+
+    def _on_result(self, worker: WorkerProc, outcome: wire.WireOutcome) -> None:
+        key, shared_blob, ret_blob, exc_blob, problem = outcome
+        outstanding = worker.outstanding
+        if outstanding and outstanding[0] == key:
+            outstanding.popleft()
+        elif key in outstanding:
+            outstanding.remove(key)
+        else:  # not this worker's job now: a second answer, from a forked copy
+            return
+        task = self.jobs[key].task
+        shared = None  # the dict it was sent with
+        try:
+            if problem is not None:
+                raise _problem(task, worker, *problem)
+            name = None
+            if shared_blob is None:
+                shared = {}
+            elif isinstance(shared_blob, bytes):  # False: could not be pickled
+                name = task_name(task)
+                shared = loads_value(shared_blob, f"shared state of task {name!r}")
+            if exc_blob is not None:
+                self._finish(key, shared, None, loads_excinfo(exc_blob))
+                return
+            ret = None
+            if ret_blob is not None:
+                name = name or task_name(task)
+                ret = loads_value(ret_blob, f"return value of task {name!r}")
+        except TransportError as exc:
+            self._finish(key, shared, None, raised(exc))
+            return
+        self._finish(key, shared, ret, None)
+
+    # -- faults ----------------------------------------------------------------
+
+    def _check_deadlines(self) -> float | None:
+        """Kill workers past a deadline; return seconds until the next look.
+
+        The deadlines: a timed job's timeout plus grace plus a second (the
+        worker's own alarm should have ended it), and ``START_TIMEOUT`` for a
+        worker to start (one hung importing something would wait for ever).
+        """
+        next_look = None
+        now = time.monotonic()
+        for worker in self.workers:
+            if worker.killed_for is not None:
+                continue
+            if not worker.ready:
+                wait = worker.born + START_TIMEOUT - now
+                if wait <= 0:
+                    worker.killed_for = int(wire.NO_KEY)  # no task to blame
+                    signal_group(worker.pid, signal.SIGKILL)
+                    continue
+            elif not worker.outstanding:
+                continue
+            else:
+                head = worker.outstanding[0]
+                timeout = self.jobs[head].timeout
+                if timeout is None:
+                    continue
+                if worker.slot[0] != head:  # not started yet, or done and on its way
+                    wait = UNSTARTED_POLL
+                else:
+                    deadline = worker.slot[1] + timeout + timeout_grace(timeout) + 1.0
+                    wait = deadline - now
+                    if wait <= 0:
+                        # the worker's own alarm did not end it (a task that
+                        # blocks or handles SIGALRM): do it here
+                        worker.killed_for = head
+                        signal_group(worker.pid, signal.SIGKILL)
+                        continue
+            next_look = wait if next_look is None else min(next_look, wait)
+        return next_look
+
+    def _on_death(self, worker: WorkerProc) -> None:
+        """A worker died: read what it sent, blame its task, requeue its spares."""
+        self._read_results(worker)
+        running: int | None = None
+        key = worker.slot[0]
+        if key != wire.NO_KEY and int(key) in worker.outstanding:
+            running = int(key)
+        signal_group(worker.pid, signal.SIGKILL)  # what its task left running
+        exitcode = self._bury(worker)
+        if worker.killed_for is not None and running != worker.killed_for:
+            running = None  # killed for a task that just finished: not its fault
+        requeue = [k for k in worker.outstanding if k != running]
+        worker.outstanding.clear()
+        self.backlog.extendleft(reversed(requeue))
+        if running is not None:
+            task, timeout = self.jobs[running].task, self.jobs[running].timeout
+            err: TaskTimeoutError | WorkerCrashError
+            if worker.killed_for == running or (
+                timeout is not None and exitcode == -signal.SIGALRM
+            ):
+                assert timeout is not None
+                err = timeout_error(
+                    task, timeout, f"; its worker (pid {worker.pid}) was killed"
+                )
+            else:
+                err = WorkerCrashError(
+                    f"task {task_name(task)!r} crashed its worker: worker pid "
+                    f"{worker.pid} {describe_exit(exitcode)} while running it"
+                )
+                err.exitcode = exitcode  # type: ignore[attr-defined]
+            err.pid = worker.pid  # type: ignore[union-attr]
+            self._finish(running, None, None, raised(err))
+        elif not worker.stopping:
+            self._unblamed_death(
+                f"the last, pid {worker.pid}, {describe_exit(exitcode)}; its stderr "
+                f"above may say why"
+            )
+
+    def _unblamed_death(self, last: str) -> None:
+        """Count a worker lost with no task to blame; give up past max_restarts."""
+        self.n_unblamed += 1
+        if self.n_unblamed > self.pool.max_restarts:
+            self.broken = (
+                f"the pool gave up after {self.n_unblamed} worker processes "
+                f"died without running a task (max_restarts="
+                f"{self.pool.max_restarts}); {last}"
+            )
+
+    def _bury(self, worker: WorkerProc) -> int | None:
+        """Reap a dead worker, relay its last output, close its pipes."""
+        worker.dead = True
+        process = worker.process
+        process.join(KILL_WAIT)
+        exitcode = process.exitcode
+        for fd in (worker.result_fd, worker.sentinel, worker.job_fd):
+            self._unwatch(fd)
+        streams = [self.relay.remove(stream.fd) for stream in worker.streams]
+        self.emitter.emit([s for s in streams if s is not None], flush=True)
+        for conn in worker.conns:
+            conn.close()
+        if exitcode is not None:
+            with contextlib.suppress(ValueError):
+                process.close()
+        if worker in self.workers:
+            self.workers.remove(worker)
+        return exitcode
+
+    # -- shutdown --------------------------------------------------------------
+
+    def stop(self, cancel: bool) -> None:
+        """Shut every worker down (gently unless *cancel*), then close the rest."""
+        try:
+            self._shutdown_workers(cancel)
+        finally:
+            self._teardown()
+
+    def _shutdown_workers(self, cancel: bool) -> None:
+        workers = [w for w in self.workers if not w.dead]
+        stop = wire.frame(pickle.dumps((wire.STOP, None), PROTOCOL))
+        for worker in workers:
+            worker.stopping = True
+            if worker.ready and not worker.outstanding and not worker.outbuf:
+                worker.outbuf += stop
+                self._flush_jobs(worker)
+                if not worker.outbuf:
+                    continue
+            # busy, still starting, or its pipe is full: no use waiting
+            signal_group(worker.pid, signal.SIGTERM if cancel else signal.SIGKILL)
+        deadline = time.monotonic() + (CANCEL_GRACE if cancel else STOP_GRACE)
+        alive = await_exit(workers, deadline)
+        for worker in alive:
+            signal_group(worker.pid, signal.SIGKILL)
+        await_exit(alive, time.monotonic() + KILL_WAIT)
+        for worker in workers:
+            if cancel or worker in alive:
+                signal_group(worker.pid, signal.SIGKILL)  # its task's leftovers
+            self._bury(worker)
+
+    def _teardown(self) -> None:
+        """Close whatever is left; run even if shutting the workers down failed."""
+        for worker in self.workers:
+            with contextlib.suppress(Exception):
+                if worker.process.exitcode is None:
+                    signal_group(worker.pid, signal.SIGKILL)
+                    worker.process.join(KILL_WAIT)
+            for conn in worker.conns:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        self.workers = []
+        with contextlib.suppress(Exception):
+            self.relay.sync()
+            self.emitter.emit(self.relay.take(), flush=True)
+        self.relay.close()
+
+
+def _problem(task: Any, worker: WorkerProc, what: str, reason: str) -> TransportError:
+    """The error for what a worker could not move of *task*: *what*, *reason*."""
+    name = task_name(task)
+    if what in ("task", "arguments"):
+        subject = "task" if what == "task" else "the data of task"
+        return TransportError(
+            f"{subject} {name!r} cannot be unpickled in worker pid {worker.pid}: "
+            f"{reason}; the modules it refers to must be importable there",
+            what=f"{subject} {name!r}",
+            reason=reason,
+        )
+    if what == "result":
+        return TransportError(
+            f"the result of task {name!r} cannot be sent back: {reason}",
+            what=f"result of task {name!r}",
+            reason=reason,
+        )
+    return TransportError(
+        f"{what} of task {name!r}: {reason}; values that leave a worker "
+        f"process must be picklable",
+        what=f"{what} of task {name!r}",
+        reason=reason,
+    )

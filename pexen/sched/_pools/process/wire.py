@@ -1,0 +1,119 @@
+"""What travels between the process pool and its workers, and how it is framed.
+
+Each worker has its own pipes, so the parent always knows which jobs a worker
+holds, and a worker that dies can corrupt nothing shared (a worker killed
+while holding the lock of a shared queue is how ``multiprocessing.Pool``
+hangs). Messages are *frames*: a 4-byte little-endian length, then a pickle
+of ``(kind, body)``.
+
+* parent -> worker, ``jobs`` pipe: ``(JOBS, [WireJob, ...])`` or
+  ``(STOP, None)``.
+* worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
+  ``(RESULT, WireOutcome)`` per job, in the order the jobs came, sent as soon
+  as the job is done (never held back: a worker that dies must not take
+  finished results with it).
+* worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
+  ``pexen_key`` naming the job that was running); stdout and stderr: fds 1
+  and 2 of the worker are pipes, so output of C code and subprocesses is
+  caught too.
+
+The records are named tuples at both ends but travel as plain tuples: pickle
+writes a plain tuple in a few bytes, a named one as a class reference and a
+call (five times the time, both ways, measured), and every job pays that.
+``tuple(record)`` before pickling, ``tuple.__new__(Record, t)`` after.
+
+The *slot* is a small shared array: ``[key, start]`` of the job running now,
+``key`` ``NO_KEY`` between jobs. It costs no message, tells the parent which
+job a dead worker was running (a job whose result arrived is never blamed)
+and when a job started, for the parent's fallback timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import NamedTuple
+
+from pexen.sched._errors import TransportError
+
+HEADER = struct.Struct("<I")
+MAX_FRAME = 2**32 - 1
+
+# parent -> worker
+JOBS, STOP = 0, 1
+# worker -> parent
+READY, RESULT = 0, 1
+
+NO_KEY = -1.0  # the slot's key between jobs (the slot holds doubles)
+
+
+class WireJob(NamedTuple):
+    """A job as a worker gets it."""
+
+    key: int
+    task_blob: bytes  # the task, pickled once per run (``transport.dumps_task``)
+    pass_shared: bool
+    data_blob: bytes | None  # pickled ``(kwargs, shared)``; None: two empty dicts
+    alarm: float | None  # seconds after which the worker's SIGALRM ends it
+
+
+class WireOutcome(NamedTuple):
+    """How a job ended, as a worker reports it; the parent words the errors."""
+
+    key: int
+    shared_blob: bytes | bool | None  # None: empty dict; False: not picklable
+    ret_blob: bytes | None  # None: the task returned None
+    exc_blob: bytes | None  # ``transport.dumps_excinfo`` of what it raised
+    problem: tuple[str, str] | None  # (what, reason): a value that cannot travel
+
+
+def frame(payload: bytes) -> bytes:
+    """Prefix *payload* with its length."""
+    if len(payload) > MAX_FRAME:
+        raise TransportError(
+            f"a message of {len(payload)} bytes is too large to send "
+            f"(at most {MAX_FRAME})"
+        )
+    return HEADER.pack(len(payload)) + payload
+
+
+def split_frames(buf: bytearray) -> list[bytes]:
+    """Remove and return the complete frames at the start of *buf*."""
+    frames = []
+    pos, end, size = 0, len(buf), HEADER.size
+    while end - pos >= size:
+        (length,) = HEADER.unpack_from(buf, pos)
+        if end - pos - size < length:
+            break
+        frames.append(bytes(buf[pos + size : pos + size + length]))
+        pos += size + length
+    if pos:
+        del buf[:pos]
+    return frames
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write *data* to a blocking fd, whatever the pipe takes at a time."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class FrameReader:
+    """Read frames from a blocking fd; ``read()`` returns None at end of file."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.frames: list[bytes] = []
+
+    def read(self) -> bytes | None:
+        while not self.frames:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+            self.frames = split_frames(self.buf)
+            self.frames.reverse()
+        return self.frames.pop()
+
