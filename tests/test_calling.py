@@ -405,3 +405,82 @@ def test_partials_of_one_function_inspect_it_once(monkeypatch):
     special.__signature__ = inspect.signature(any_args)
     assert _calling.passes_shared(special, {"unknown": 1})
     assert len(calls) == 4
+
+
+class Shaped:
+    """Instances of one class share their class's ``__call__`` signature."""
+
+    def __call__(self, shared, a=1, *, c=3):
+        return (shared, a, c)
+
+
+class AnyArgs:
+    def __call__(self, *args, **kw):
+        return (args, kw)
+
+
+class KwOnly:
+    def __call__(self, *, shared=None, d=4):
+        return (shared, d)
+
+    def method(self, shared, a=0, /, b=0):
+        return (shared, a, b)
+
+
+@pytest.mark.parametrize("make", [Shaped, AnyArgs, KwOnly, lambda: KwOnly().method],
+                         ids=["shared-first", "any-args", "kw-only", "bound-method"])
+def test_cached_decision_for_objects_matches_a_fresh_one(make, monkeypatch):
+    monkeypatch.setattr(_calling, "_decision_cache", {})
+    for kwargs in KWARGS:
+        for _ in ("first", "second"):  # the second is answered from the cache
+            task = make()
+            fresh = _outcome(_calling._decide, task, kwargs)
+            cached = _outcome(_calling.passes_shared, task, kwargs)
+            assert cached == fresh, (make, kwargs)
+    assert _calling._decision_cache  # the cache was used
+
+
+def test_instances_of_one_class_inspect_it_once(monkeypatch):
+    monkeypatch.setattr(_calling, "_decision_cache", {})
+    calls = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda fn: calls.append(fn) or real(fn))
+    instances = [Shaped() for _ in range(1000)]
+    assert all(_calling.passes_shared(obj, {"a": 2}) for obj in instances)
+    assert len(calls) == 1
+    # bound methods of one function: once too
+    assert all(_calling.passes_shared(KwOnly().method, {}) for _ in range(1000))
+    assert len(calls) == 2
+
+
+def test_an_instance_with_its_own_signature_is_decided_on_its_own(make_pool):
+    plain, told = AnyArgs(), AnyArgs()
+    told.__signature__ = inspect.Signature()  # "takes nothing": gets no shared
+    assert run_one(make_pool, plain) == ((PRESET,), {})
+    assert run_one(make_pool, told) == ((), {})
+    assert run_one(make_pool, AnyArgs()) == ((PRESET,), {})
+
+
+class Wrapping:
+    """Called as what it wraps, like the capture wrapper of ``pexen run``."""
+
+    def __init__(self, fn):
+        self.__wrapped__ = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.__wrapped__(*args, **kwargs)
+
+
+def test_instances_wrapping_different_functions_are_decided_apart(make_pool):
+    assert run_one(make_pool, Wrapping(no_args)) == "nothing"
+    assert run_one(make_pool, Wrapping(only_shared)) == ("shared", PRESET)
+    assert run_one(make_pool, Wrapping(no_args)) == "nothing"
+
+
+def test_an_instance_attribute_call_is_not_what_runs(make_pool):
+    # Python calls type(obj).__call__, and so does inspect.signature: an
+    # instance's own __call__ changes neither, cached or not
+    first, second = Shaped(), Shaped()
+    second.__call__ = lambda: "instance attribute"
+    assert run_one(make_pool, first) == (PRESET, 1, 3)
+    assert run_one(make_pool, second) == (PRESET, 1, 3)

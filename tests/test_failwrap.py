@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 
 import pytest
@@ -77,3 +78,31 @@ def test_a_task_without_metadata_gives_a_wrapper_without_metadata():
 
     assert not has_meta(task_fail_wrap(plain))
     assert not has_meta(plain)
+
+
+async def _async_fails(shared):
+    await asyncio.sleep(0)
+    raise OSError("disk full")
+
+
+class _AsyncCall:
+    async def __call__(self, shared):
+        await asyncio.sleep(0)
+        raise OSError("disk full")
+
+
+@pytest.mark.parametrize("make", [lambda: _async_fails, lambda: _AsyncCall()],
+                         ids=["async-function", "async-callable-object"])
+def test_an_async_task_fails_in_a_controlled_way(make_pool, make):
+    wrapped = task_fail_wrap(make(), locks_ok=False)
+    assign_val(wrapped, provides=["x"])
+    dependent = functools.partial(base, n=2)
+    assign_val(dependent, requires=["x"])
+    results = list(sched.Sched([wrapped, dependent]).run(pool=make_pool(1, 1)))
+    assert [res.task for res in results] == [wrapped, dependent]
+    exc = results[0].excinfo.val
+    assert type(exc) is sched.TaskFailError
+    assert str(exc) == "OSError: disk full"
+    assert (exc.deps_ok, exc.locks_ok) == (True, False)
+    assert type(exc.__cause__) is OSError
+    assert results[1].ret == 2  # its provides counted as met

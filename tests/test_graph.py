@@ -140,6 +140,47 @@ def test_alternative_provider_breaks_the_cycle():
     assert log == ["c", "a", "b"]
 
 
+def test_a_long_cycle_is_shown_in_part_and_kept_whole():
+    n = 10_000
+    tasks = [task(f"t{i}", requires=[f"x{i}"], provides=[f"x{(i + 1) % n}"])
+             for i in range(n)]
+    with pytest.raises(DepcheckError) as info:
+        sched.Sched(tasks).check()
+    cycle = info.value.cycle
+    assert len(cycle) == n + 1 and cycle[0] is cycle[-1]
+    assert set(cycle) == set(tasks)
+    names = [fn.__name__ for fn in cycle]
+    steps = [f"'{names[i]}' requires 'x{names[i][1:]}'" for i in range(n)]
+    assert str(info.value) == (
+        f"requirement cycle: {' -> '.join(names[:4])} -> ... -> "
+        f"{' -> '.join(names[-3:])} (10,000 tasks in the cycle, all in "
+        f"DepcheckError.cycle; {'; '.join(steps[:4])}; ...; {'; '.join(steps[-2:])}, "
+        "provided only by the next task or by tasks waiting on the cycle)"
+    )
+
+
+def test_a_cycle_of_six_is_shown_whole():
+    tasks = [task(f"t{i}", requires=[f"x{i}"], provides=[f"x{(i + 1) % 6}"])
+             for i in range(6)]
+    with pytest.raises(DepcheckError) as info:
+        sched.Sched(tasks).check()
+    names = [fn.__name__ for fn in info.value.cycle]
+    assert str(info.value).startswith(f"requirement cycle: {' -> '.join(names)} ('")
+    assert "..." not in str(info.value)
+
+
+def test_many_missing_tags_are_listed_in_part():
+    tasks = [task(f"t{i}", requires=[f"x{i:05}"]) for i in range(10_000)]
+    with pytest.raises(DepcheckError) as info:
+        sched.Sched(tasks).check()
+    listed = "; ".join(f"tag 'x{i:05}', required by 't{i}'" for i in range(10))
+    assert str(info.value) == (
+        f"no task provides {listed}; and 9,990 more tags (10,000 in all, in "
+        "DepcheckError.missing)"
+    )
+    assert len(info.value.missing) == 10_000
+
+
 def test_cycle_checked_after_missing_tags():
     a = task("a", requires=["x", "missing"], provides=["y"])
     b = task("b", requires=["y"], provides=["x"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -109,6 +110,38 @@ def test_meta_error_is_a_pexen_type_error():
 def test_priority_any_sortable():
     assert SchedMeta(priority=(1, "a")).priority == (1, "a")
     assert SchedMeta(priority=-3.5).priority == -3.5
+
+
+NANS = [math.nan, -math.nan, (1, math.nan), (0, ("a", math.nan)), Decimal("NaN"),
+        Decimal("sNaN"), (Decimal("-NaN"),)]
+
+
+@pytest.mark.parametrize("value", NANS, ids=repr)
+def test_nan_priority_is_refused(value):
+    # NaN compares false with everything: the order would be left to chance
+    message = re.escape(f"priority={value!r}: NaN is not ordered (every comparison "
+                        "with it is false), so the order of tasks would be "
+                        "arbitrary; give a number")
+    with pytest.raises(MetaError, match=f"^{message}$"):
+        SchedMeta(priority=value)
+
+    def task():
+        pass
+
+    with pytest.raises(MetaError, match=f"^task 'test_nan_priority_is_refused.<locals>"
+                                        f".task': {message}$"):
+        func_meta(priority=value)(task)
+    meta = assign_val(task, priority=1)
+    with pytest.raises(MetaError, match=f"^task '.*task': {message}$"):
+        assign_val(task, priority=value)
+    with pytest.raises(MetaError, match=f"^{message}$"):
+        meta.priority = value
+    assert meta.priority == 1
+
+
+def test_priorities_that_are_not_nan_are_kept():
+    for value in (math.inf, -math.inf, (1, "nan"), Decimal("1.5"), 2**70, "nan"):
+        assert SchedMeta(priority=value).priority == value
 
 
 def test_kwargs_copied_to_dict():

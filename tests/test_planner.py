@@ -78,8 +78,8 @@ class Driver:
         return order
 
     def skipped(self, stopped=False):
-        reasons = self.planner.skip_reasons(stopped=stopped)
-        return {fn.__name__: reason for fn, reason in reasons.items()}
+        skips = self.planner.skips(stopped=stopped)
+        return {skip.task.__name__: skip.reason for skip in skips}
 
 
 # -- order ------------------------------------------------------------------------

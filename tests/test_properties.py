@@ -185,9 +185,15 @@ def check_invariants(specs, s, results, rec, index_of, pexen_warnings):
         assert " because 'task" in reason, reason
     summary = [w for w in pexen_warnings if "did not run" in w]
     if skipped:
+        # the warning counts the explanations skipped gives, kind by kind
         n = len(skipped)
-        assert summary == [summary[0]]
-        assert summary[0].startswith(f"{n} task{'s' if n != 1 else ''} did not run")
+        n_lock = sum(why.startswith("waits for lock ") for why in skipped.values())
+        counts = ", ".join(f"{k} waiting for a {kind}"
+                           for kind, k in (("lock", n_lock), ("tag", n - n_lock)) if k)
+        assert summary == [
+            f"{n} task{'s' if n != 1 else ''} did not run ({counts} of a failed task); "
+            "Sched.skipped says why"
+        ]
     else:
         assert summary == []
 

@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import types
+import warnings
 from collections.abc import Mapping
 
 import pytest
@@ -30,8 +31,11 @@ from pexen.sched import (
     SchedulerError,
     TaskFailError,
     TaskRes,
+    _sched,
     task_fail_wrap,
 )
+from pexen.sched._planner import Skip
+from pexen.sched._result import TaskMap
 from pexen.sched.meta import assign_val, func_meta, has_meta, retrieve_meta
 
 DEADLOCK = 30.0  # seconds: only to turn a deadlock into a failure
@@ -726,6 +730,55 @@ def test_lock_kept_only_for_tasks_that_had_not_run(make_pool):
     assert s.skipped == {tasks[2]: "waits for lock 'db', held because 'bad' failed"}
 
 
+def test_metadata_is_read_once_when_the_run_starts(make_pool):
+    pool = make_pool(1, 0)
+    require_in_process(pool)  # the tasks change metadata objects of this process
+
+    @func_meta(provides=["built"], kwargs={"level": 1})
+    def consumer(*, level):
+        return level
+
+    def provider():
+        # all too late for this run: it goes by what the metadata said at run()
+        retrieve_meta(provider).provides.clear()
+        meta = retrieve_meta(consumer)
+        meta.requires.add("never provided")
+        meta.kwargs["level"] = 2
+        meta.priority = -1
+        assign_val(last, requires=["never provided"])
+        return "provided"
+
+    assign_val(provider, provides=["built"])
+    assign_val(consumer, requires=["built"], provides=set())
+    last = task("last", priority=1)
+    s = sched.Sched([provider, consumer, last])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "did not run" warning either
+        assert rets(s.run(pool=pool)) == ["provided", 1, "last"]
+    assert s.skipped == {}
+
+
+def test_skip_warning_counts_what_skipped_says():
+    def culprit(name):
+        return (name,)
+
+    skips = [
+        Skip(task("a"), "tag", culprit("bad"), "requires tag 'x', never provided "
+             "because 'bad' failed"),
+        Skip(task("b"), "lock", culprit("bad"), "waits for lock 'r', held because "
+             "'bad' failed"),
+        Skip(task("c"), "tag", (), "requires tag 'y', never provided (no failed "
+             "task found)"),
+        Skip(task("d"), "tag", culprit("worse"), "requires tag 'z', never provided "
+             "because 'worse' failed"),
+    ]
+    message = (r"^4 tasks did not run \(1 waiting for a lock, 2 waiting for a tag of "
+               r"a failed task; 1 waiting for a tag with no failed task found\); "
+               r"Sched.skipped says why$")
+    with pytest.warns(sched.UnrunTasksWarning, match=message):
+        _sched._warn_skipped(skips)
+
+
 def test_skip_warning_points_at_the_caller(make_pool):
     s = sched.Sched([task("bad", exc=OSError(), provides=["x"]),
                      task("w", requires=["x"])])
@@ -790,6 +843,54 @@ def test_unhashable_tasks(make_pool):
     assert len(s.in_flight) <= 1
     gen.close()
     assert len(s.skipped) == 3
+
+
+class Steps:
+    """Bound methods as tasks: ``steps.build`` makes a new method object each time."""
+
+    def __init__(self, name):
+        self.name = name
+
+    @func_meta(provides=["built"])
+    def build(self):
+        raise RuntimeError(f"{self.name} cannot build")
+
+    @func_meta(requires=["built"])
+    def test(self):
+        return "tested"
+
+    def lint(self):
+        return f"linted {self.name}"
+
+
+def test_a_bound_method_added_twice_is_one_task(make_pool):
+    steps, other = Steps("a"), Steps("b")
+    first_lint = steps.lint
+    assert first_lint == steps.lint and first_lint is not steps.lint
+    test_added = steps.test
+    s = sched.Sched([first_lint, steps.lint, steps.build, test_added])
+    s.add_tasks([steps.lint, steps.build, other.lint])  # other's is another task
+    assert repr(s) == "<Sched with 4 tasks>"
+    with pytest.warns(PexenWarning, match="^1 task did not run"):
+        results = list(s.run(pool=make_pool(1, 1)))
+    assert [res.ret for res in results] == ["linted a", None, "linted b"]
+    assert results[0].task is first_lint  # the first object added
+    # a fresh steps.test finds the entry of the one added
+    assert steps.test in s.skipped and other.test not in s.skipped
+    assert s.skipped[steps.test] == (
+        "requires tag 'built', never provided because 'Steps.build' failed"
+    )
+    [skipped] = s.skipped
+    assert skipped is test_added
+    with pytest.raises(KeyError):
+        s.skipped[other.test]
+
+
+def test_task_maps_find_a_bound_method_by_its_object_and_function():
+    steps = Steps("a")
+    found = TaskMap([(steps.lint, 1), (Steps("a").lint, 2)])
+    assert len(found) == 2 and found[steps.lint] == 1
+    assert steps.build not in found and Steps.lint not in found
 
 
 def test_in_flight_while_holding_a_result(make_pool):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -26,21 +27,36 @@ def task_fail_wrap(
     (``@task_fail_wrap(deps_ok=False, reraise=MyFail)``). The original
     exception is the new one's ``__cause__``; metadata and signature carry over
     (the wrapper gets an equal copy of the metadata, not the same object).
+    An ``async def`` task's exceptions are turned too, as its coroutine runs.
     """
     if not (isinstance(reraise, type) and issubclass(reraise, TaskFailError)):
         raise TypeError(f"reraise={reraise!r}: expected a TaskFailError subclass")
+
+    def controlled(exc: Exception) -> TaskFailError:
+        return reraise(
+            f"{type(exc).__name__}: {exc}", deps_ok=deps_ok, locks_ok=locks_ok
+        )
+
+    async def awaiting(coro: types.CoroutineType) -> Any:
+        try:
+            return await coro
+        except TaskFailError:
+            raise
+        except Exception as exc:
+            raise controlled(exc) from exc
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return fn(*args, **kwargs)
+                ret = fn(*args, **kwargs)
             except TaskFailError:
                 raise
             except Exception as exc:
-                raise reraise(
-                    f"{type(exc).__name__}: {exc}", deps_ok=deps_ok, locks_ok=locks_ok
-                ) from exc
+                raise controlled(exc) from exc
+            # a coroutine fails only once it runs (whatever kind of callable
+            # *fn* is): hand on one that turns its exceptions too
+            return awaiting(ret) if type(ret) is types.CoroutineType else ret
 
         # functools.wraps copied fn's __dict__, metadata object included: give
         # the wrapper its own, so changing one task's metadata leaves the other's

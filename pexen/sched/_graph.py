@@ -21,6 +21,10 @@ from pexen.sched._errors import (
 from pexen.sched._naming import task_name
 from pexen.sched._planner import TaskInfo
 
+# A long cycle or many missing tags are shown in part (the error carries all):
+_CYCLE_HEAD, _CYCLE_TAIL = 4, 2  # tasks shown from the start and the end
+_MISSING_SHOWN = 10  # missing tags listed
+
 
 def _names(infos: Sequence[TaskInfo], limit: int = 5) -> str:
     names = [repr(task_name(info.task)) for info in infos[:limit]]
@@ -55,24 +59,22 @@ def check_graph(infos: Sequence[TaskInfo]) -> None:
         if tag not in tag2providers
     }
     if missing:
+        tags = sorted(missing, key=repr)
         lines = [
             f"tag {tag!r}, required by {_names(tag2waiters[tag])}"
-            for tag in sorted(missing, key=repr)
+            for tag in tags[:_MISSING_SHOWN]
         ]
-        raise DepcheckError(
-            "no task provides " + "; ".join(lines), missing=missing
-        )
+        if len(tags) > _MISSING_SHOWN:
+            lines.append(
+                f"and {len(tags) - _MISSING_SHOWN:,} more tags "
+                f"({len(tags):,} in all, in DepcheckError.missing)"
+            )
+        raise DepcheckError("no task provides " + "; ".join(lines), missing=missing)
 
     cycle = _find_cycle(infos, tag2providers, tag2waiters)
     if cycle:
-        path = " -> ".join(task_name(info.task) for info, _ in cycle)
-        steps = "; ".join(
-            f"{task_name(info.task)!r} requires {tag!r}" for info, tag in cycle[:-1]
-        )
         raise DepcheckError(
-            f"requirement cycle: {path} ({steps}, provided only by the next task "
-            "or by tasks waiting on the cycle)",
-            cycle=[info.task for info, _ in cycle],
+            _cycle_message(cycle), cycle=[info.task for info, _ in cycle]
         )
 
     unused = [tag for tag in tag2providers if tag not in tag2waiters]
@@ -87,6 +89,32 @@ def check_graph(infos: Sequence[TaskInfo]) -> None:
             UnusedTagWarning,
             stacklevel=3,  # the caller of Sched.run() or Sched.check()
         )
+
+
+def _cycle_message(cycle: list[tuple[TaskInfo, Any]]) -> str:
+    """Describe *cycle* (its first task repeated at the end), the middle of a
+    long one left out."""
+    n = len(cycle) - 1
+
+    def name(i: int) -> str:
+        return task_name(cycle[i][0].task)
+
+    def step(i: int) -> str:
+        return f"{name(i)!r} requires {cycle[i][1]!r}"
+
+    if n <= _CYCLE_HEAD + _CYCLE_TAIL:
+        path = " -> ".join(name(i) for i in range(n + 1))
+        steps = "; ".join(step(i) for i in range(n))
+        size = ""
+    else:
+        head, tail = range(_CYCLE_HEAD), range(n - _CYCLE_TAIL, n)
+        path = " -> ".join([*map(name, head), "...", *map(name, tail), name(n)])
+        steps = "; ".join([*map(step, head), "...", *map(step, tail)])
+        size = f"{n:,} tasks in the cycle, all in DepcheckError.cycle; "
+    return (
+        f"requirement cycle: {path} ({size}{steps}, provided only by the next "
+        "task or by tasks waiting on the cycle)"
+    )
 
 
 def _check_priorities(infos: Sequence[TaskInfo]) -> None:

@@ -11,7 +11,9 @@ hand in tests: ``pop_ready()`` hands out the next dispatchable task,
 State
 -----
 One ``TaskInfo`` (``__slots__``) per task, indexed by its sequence number
-``seq`` (the order tasks were added):
+``seq`` (the order tasks were added). It holds a snapshot of the task's
+metadata, read once when the run starts: what a task changes in anyone's
+metadata while the run goes on is for the next run.
 
 * ``n_unmet`` counts required tags not yet provided; at zero the task is
   *ready* (graphlib's countdown).
@@ -56,7 +58,8 @@ dict) and submits it to the pool; when the pool reports the outcome,
 requiring a tag it provides, meets its tags (moving tasks whose countdown hits
 zero to the heap) and releases its locks (waking the tasks next in line for
 them). At the end
-``skip_reasons`` explains every task that did not run.
+``skips`` explains every task that did not run, in ``Skip`` records from
+which both ``Sched.skipped`` and the end-of-run warning are made.
 """
 
 from __future__ import annotations
@@ -64,12 +67,11 @@ from __future__ import annotations
 import contextlib
 import heapq
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pexen.sched._calling import passes_shared
 from pexen.sched._errors import TaskFailError
 from pexen.sched._naming import task_name
-from pexen.sched._result import TaskMap
 from pexen.sched.meta import META_ATTR, SchedMeta
 
 PENDING, READY, PARKED, RUNNING, DONE, FAILED = range(6)
@@ -111,12 +113,14 @@ class TaskInfo:
         self.excinfo: Any = None  # how it failed, if it did
         meta = getattr(task, META_ATTR, None)
         if isinstance(meta, SchedMeta):
-            self.requires = meta.requires or _NO_TAGS
-            self.provides = meta.provides or _NO_TAGS
-            self.claims = meta.claims or _NO_TAGS
-            self.uses = meta.uses or _NO_TAGS
+            # copies, not the metadata's own sets and dict: a task changing
+            # them while it runs must not change this run half-way
+            self.requires = frozenset(meta.requires) if meta.requires else _NO_TAGS
+            self.provides = frozenset(meta.provides) if meta.provides else _NO_TAGS
+            self.claims = frozenset(meta.claims) if meta.claims else _NO_TAGS
+            self.uses = frozenset(meta.uses) if meta.uses else _NO_TAGS
             self.priority = meta.priority
-            self.kwargs = meta.kwargs or _NO_KWARGS
+            self.kwargs = dict(meta.kwargs) if meta.kwargs else _NO_KWARGS
             self.timeout = meta.timeout
         else:
             self.requires = self.provides = self.claims = self.uses = _NO_TAGS
@@ -128,6 +132,20 @@ class TaskInfo:
 
     def __repr__(self) -> str:
         return f"<TaskInfo #{self.seq} {task_name(self.task)} state={self.state}>"
+
+
+class Skip(NamedTuple):
+    """Why one task did not run.
+
+    ``waits_for`` is ``"tag"``, ``"lock"`` or ``"stop"`` (the run was stopped
+    early), ``culprits`` names the failed tasks that caused it (none found:
+    empty), and ``reason`` says all that in words.
+    """
+
+    task: Any
+    waits_for: str
+    culprits: tuple[str, ...]
+    reason: str
 
 
 class Planner:
@@ -325,24 +343,24 @@ class Planner:
 
     # -- accounting ------------------------------------------------------
 
-    def skip_reasons(self, stopped: bool) -> TaskMap:
+    def skips(self, stopped: bool) -> list[Skip]:
         """Explain, for each task that did not finish, why it did not run.
 
         *stopped* says the run was ended early by the caller.
         """
         unrun = [info for info in self.infos if info.state < DONE]
         if not unrun:
-            return TaskMap()
+            return []
         if stopped:
-            return TaskMap(
-                (info.task, (
+            return [
+                Skip(info.task, "stop", (), (
                     "handed to the pool, but the run was stopped before its "
                     "result came back"
                     if info.state == RUNNING
                     else "not started: the run was stopped early"
                 ))
                 for info in unrun
-            )
+            ]
         return _Explainer(self).explain(unrun)
 
 
@@ -423,21 +441,22 @@ class _Explainer:
             if provider.state != DONE
         ]
 
-    def explain(self, unrun: list[TaskInfo]) -> TaskMap:
-        reasons = []
+    def explain(self, unrun: list[TaskInfo]) -> list[Skip]:
+        skips = []
         for info in unrun:
-            roots = ", ".join(repr(task_name(r.task)) for r in self.root_failures(info))
-            cause = f"because {roots} failed" if roots else "(no failed task found)"
+            culprits = tuple(task_name(r.task) for r in self.root_failures(info))
+            names = ", ".join(map(repr, culprits))
+            cause = f"because {names} failed" if culprits else "(no failed task found)"
             res = self.parked_on.get(info.seq)
             if res is not None:
-                reasons.append((info.task, f"waits for lock {res!r}, held {cause}"))
+                reason = f"waits for lock {res!r}, held {cause}"
+                skips.append(Skip(info.task, "lock", culprits, reason))
                 continue
             tags = sorted(
                 (tag for tag in info.requires if tag not in self.planner.met), key=repr
             )
-            listed = ", ".join(repr(tag) for tag in tags)
+            listed = ", ".join(map(repr, tags))
             noun = "tag" if len(tags) == 1 else "tags"
-            reasons.append(
-                (info.task, f"requires {noun} {listed}, never provided {cause}")
-            )
-        return TaskMap(reasons)
+            reason = f"requires {noun} {listed}, never provided {cause}"
+            skips.append(Skip(info.task, "tag", culprits, reason))
+        return skips

@@ -11,10 +11,10 @@ from typing import Any
 
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import DONE, Planner, TaskInfo
+from pexen.sched._planner import DONE, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import Job, WorkerPool
 from pexen.sched._pools.thread import ThreadWorkerPool
-from pexen.sched._result import TaskMap, TaskRes
+from pexen.sched._result import TaskMap, TaskRes, task_key
 
 # TaskRes(...) and Job(...) without the namedtuples' Python-level __new__
 _new_tuple = tuple.__new__
@@ -24,18 +24,20 @@ class Sched:
     """Run callables in the order their metadata asks for, yielding results.
 
     Tasks are kept in the order they were added; adding a task object twice
-    keeps it once. ``run()`` may be called again after a run has finished.
+    keeps it once (a bound method too: ``obj.meth`` twice is one task, the
+    first object added). ``run()`` may be called again after a run has
+    finished.
     """
 
     def __init__(self, tasks: Iterable[Any] = ()) -> None:
-        self._tasks: dict[int, Any] = {}
+        self._tasks: dict[Any, Any] = {}  # task_key -> task
         self._shared: dict[str, Any] = {}
         self._running = False
         self._run_lock = threading.Lock()  # check-and-set of _running, atomic
         self._skipped: Mapping[Any, str] = TaskMap()
         self._dispatched: dict[int, float] = {}  # seq -> dispatch time, this run
         self._infos: list[TaskInfo] = []  # the planner's records, last run
-        self._seq_of: dict[int, int] | None = None  # id(task) -> seq, last run
+        self._seq_of: dict[Any, int] | None = None  # task_key -> seq, last run
         self.add_tasks(tasks)
 
     def __repr__(self) -> str:
@@ -64,7 +66,7 @@ class Sched:
                 raise SchedulerError(f"task {task!r} is not callable")
         known = self._tasks
         for task in new:
-            known.setdefault(id(task), task)
+            known.setdefault(task_key(task), task)
 
     def add_shared(self, **values: Any) -> None:
         """Preset keys of the shared dict every task starts with."""
@@ -98,12 +100,13 @@ class Sched:
         tell). A task that did not run has no attempts. Raise KeyError for a
         task this ``Sched`` does not have.
         """
-        if id(task) not in self._tasks:
+        key = task_key(task)
+        if key not in self._tasks:
             raise KeyError(task)
         infos = self._infos
         if self._seq_of is None:  # once per run, on the first question
-            self._seq_of = {id(info.task): info.seq for info in infos}
-        seq = self._seq_of.get(id(task))
+            self._seq_of = {task_key(info.task): info.seq for info in infos}
+        seq = self._seq_of.get(key)
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
@@ -196,23 +199,30 @@ class Sched:
             try:
                 pool.stop(cancel=not finished)
             finally:
-                self._skipped = planner.skip_reasons(stopped=not finished)
+                skips = planner.skips(stopped=not finished)
+                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
                 self._dispatched = {}
                 self._running = False
-        if self._skipped:
-            _warn_skipped(self._skipped)
+        if skips:
+            _warn_skipped(skips)
 
 
-def _warn_skipped(skipped: Mapping[Any, str]) -> None:
-    kinds = Counter(
-        "waiting for a lock" if reason.startswith("waits for lock") else
-        "waiting for a tag"
-        for reason in skipped.values()
-    )
-    detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+def _warn_skipped(skips: list[Skip]) -> None:
+    """Warn with the counts of the explanations ``Sched.skipped`` gives."""
+    parts = []
+    for with_culprits, what in ((True, "of a failed task"),
+                                (False, "with no failed task found")):
+        kinds = Counter(
+            skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
+        )
+        if kinds:
+            counts = ", ".join(
+                f"{n} waiting for a {kind}" for kind, n in sorted(kinds.items())
+            )
+            parts.append(f"{counts} {what}")
     warnings.warn(
-        f"{len(skipped)} task{'s' if len(skipped) != 1 else ''} did not run "
-        f"({detail} of a failed task); Sched.skipped says why",
+        f"{len(skips)} task{'s' if len(skips) != 1 else ''} did not run "
+        f"({'; '.join(parts)}); Sched.skipped says why",
         UnrunTasksWarning,
         stacklevel=3,
     )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import numbers
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, TypeVar, overload
 
 import attrs
@@ -112,6 +114,26 @@ def _check_timeout(_inst: object, _attr: object, value: Any) -> None:
 MAX_TIMEOUT = 365 * 24 * 3600  # what every pool's timers can hold, with room
 
 
+def _is_nan(value: Any) -> bool:
+    """Whether *value* is NaN (float, Decimal, any real) or a tuple holding one."""
+    if type(value) is int:  # the usual priority: quick
+        return False
+    if isinstance(value, tuple):
+        return any(_is_nan(item) for item in value)
+    if isinstance(value, Decimal):
+        return value.is_nan()  # != would raise for a signalling NaN
+    return isinstance(value, numbers.Real) and value != value
+
+
+def _check_priority(_inst: object, _attr: object, value: Any) -> None:
+    # NaN compares false with everything, so a sort would order tasks anyhow
+    if _is_nan(value):
+        raise MetaError(
+            f"priority={value!r}: NaN is not ordered (every comparison with it "
+            "is false), so the order of tasks would be arbitrary; give a number"
+        )
+
+
 @attrs.define(slots=True)
 class SchedMeta:
     """The scheduling metadata of one task.
@@ -125,7 +147,7 @@ class SchedMeta:
     provides: set = attrs.field(factory=set, converter=_provides)
     claims: set = attrs.field(factory=set, converter=_claims)
     uses: set = attrs.field(factory=set, converter=_uses)
-    priority: Any = 0
+    priority: Any = attrs.field(default=0, validator=_check_priority)
     kwargs: dict = attrs.field(factory=dict, converter=_kwargs_dict)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
 
