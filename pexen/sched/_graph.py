@@ -87,7 +87,7 @@ def check_graph(infos: Sequence[TaskInfo]) -> None:
         warnings.warn(
             f"tags provided but required by no task: {listed}{more}",
             UnusedTagWarning,
-            stacklevel=3,  # the caller of Sched.run() or Sched.check()
+            stacklevel=4,  # the caller of Sched.run() or Sched.check(), past _plan()
         )
 
 
