@@ -249,17 +249,29 @@ class Definitions:
         self._templates: dict[types.CodeType, Any] = {}  # code -> first function
         self._by_reference: dict[Any, bool] = {}  # class or code -> by reference
 
-    def dumps_task(self, task: Any, name: str | None = None) -> tuple[bytes, tuple]:
-        """Pickle *task* as ``dumps_task`` does; return it with the numbers used.
+    def dumps_task(
+        self, task: Any, name: str | None = None
+    ) -> tuple[bytes, tuple[int, ...], int]:
+        """Pickle *task* as ``dumps_task`` does; return the pickle, the numbers
+        it needs and its form (``PLAIN``, ``NUMBERED``, ``FROM_TEMPLATE``), for
+        :func:`loads_task`.
 
         Once a task of some type (or a function of some code) needed
-        cloudpickle, its like skip the plain pickle that would fail again.
+        cloudpickle, its like skip the plain pickle that would fail again. A
+        function with the code of a template already sent, whose own values
+        pickle plainly, is pickled as its template's number and those values
+        alone, by the C pickler with no Python in between: the common case of
+        many closures made by one function.
         """
+        if type(task) is types.FunctionType:
+            fast = self._from_template(task)
+            if fast is not None:
+                return fast
         kind = _kind(task)
         if kind not in self._by_value:
             blob = _by_reference_or_none(task)
             if blob is not None:
-                return blob, ()
+                return blob, (), PLAIN
             self._by_value.add(kind)
         # the C pickler where it can do (fast); cloudpickle for what it cannot
         for pickler_cls in (_PlainDefiningPickler, _CloudDefiningPickler):
@@ -267,7 +279,7 @@ class Definitions:
             pickler = pickler_cls(buf, self, task)
             with contextlib.suppress(Exception):
                 pickler.dump(task)
-                return buf.getvalue(), tuple(sorted(pickler.used))
+                return buf.getvalue(), tuple(sorted(pickler.used)), NUMBERED
         try:  # neither: the error cloudpickle gives of the task itself says why
             cloud_dumps(task)
         except Exception as exc:
@@ -286,6 +298,21 @@ class Definitions:
             known = self._by_reference[key] = _by_reference(obj)
         return known
 
+    def _from_template(
+        self, function: types.FunctionType
+    ) -> tuple[bytes, tuple[int, ...], int] | None:
+        template = self._templates.get(function.__code__)
+        if template is None or template is function or not _fits(template, function):
+            return None
+        number = self._numbers[id(template)]
+        try:
+            blob = pickle.dumps((number, *_function_state(function)), PROTOCOL)
+        except Exception:
+            return None
+        if _MAIN in blob:  # a value of the script's own: by value, the long way
+            return None
+        return blob, (number,), FROM_TEMPLATE
+
     def template(self, function: types.FunctionType) -> Any:
         """The first function seen with *function*'s code, if it can stand for
         it (same globals and names); None if it cannot."""
@@ -294,13 +321,7 @@ class Definitions:
         if template is None:
             self.number(function)  # first: it may fail
             template = self._templates[code] = function
-        if (
-            template.__globals__ is not function.__globals__
-            or template.__qualname__ != function.__qualname__
-            or template.__module__ != function.__module__
-        ):
-            return None
-        return template
+        return template if _fits(template, function) else None
 
     def number(self, obj: Any) -> int:
         """The number of *obj*, pickling it (by value) on first sight."""
@@ -311,6 +332,31 @@ class Definitions:
             self._objects.append(obj)
             self._numbers[id(obj)] = number
         return number
+
+
+# How a task's pickle is loaded (``loads_task``): plain, with numbers standing
+# for definitions, or as a function rebuilt from its template's number
+PLAIN, NUMBERED, FROM_TEMPLATE = 0, 1, 2
+
+
+def _fits(template: types.FunctionType, function: types.FunctionType) -> bool:
+    """Whether *template* (same code) can stand for *function*: the same
+    globals and names, so only cells, defaults and attributes differ."""
+    return (
+        template.__globals__ is function.__globals__
+        and template.__qualname__ == function.__qualname__
+        and template.__module__ == function.__module__
+    )
+
+
+def _function_state(function: types.FunctionType) -> tuple:
+    """What differs between functions of one code: cells, defaults, attributes."""
+    return (
+        tuple(_cell_value(cell) for cell in function.__closure__ or ()),
+        function.__defaults__,
+        function.__kwdefaults__,
+        function.__dict__ or None,
+    )
 
 
 def _kind(task: Any) -> Any:
@@ -364,15 +410,9 @@ class _Numbering:
             return _same, (obj,)
         if template is None:
             return None
-        cells = obj.__closure__ or ()
-        state = (
-            tuple(_cell_value(cell) for cell in cells),
-            obj.__defaults__,
-            obj.__kwdefaults__,
-            obj.__dict__ or None,
-        )
+        state = _function_state(obj)
         return (
-            _function_skeleton, (template, len(cells)), state, None, None,
+            _function_skeleton, (template, len(state[0])), state, None, None,
             _fill_function,
         )
 
@@ -444,9 +484,16 @@ def _fill_function(function: types.FunctionType, state: tuple) -> None:
         function.__dict__.update(attributes)
 
 
-def loads_task(blob: bytes, definitions: dict[int, Any]) -> Any:
-    """Unpickle a task that :meth:`Definitions.dumps_task` pickled, given the
-    objects its numbers stand for."""
+def loads_task(blob: bytes, form: int, definitions: dict[int, Any]) -> Any:
+    """Unpickle a task that :meth:`Definitions.dumps_task` pickled in *form*,
+    given the objects its numbers stand for."""
+    if form == PLAIN:
+        return loads(blob)
+    if form == FROM_TEMPLATE:
+        number, *state = loads(blob)
+        function = _function_skeleton(definitions[number], len(state[0]))
+        _fill_function(function, tuple(state))
+        return function
     unpickler = pickle.Unpickler(io.BytesIO(blob))
     unpickler.persistent_load = definitions.__getitem__  # type: ignore[method-assign]
     return unpickler.load()

@@ -199,9 +199,9 @@ class ProcessRun:
         dumps_task = self.definitions.dumps_task
         try:
             try:
-                task_blob, needs = dumps_task(task)
+                task_blob, needs, form = dumps_task(task)
             except TransportError:  # again, to name the task (a rare path)
-                task_blob, needs = dumps_task(task, task_name(task))
+                task_blob, needs, form = dumps_task(task, task_name(task))
             data_blob = None
             if kwargs or shared:
                 try:
@@ -220,7 +220,7 @@ class ProcessRun:
         if needs:
             self.needs[key] = needs
         entry = self.wired[key] = wire.WireJob(
-            key, task_blob, pass_shared, data_blob, alarm, bool(needs)
+            key, task_blob, pass_shared, data_blob, alarm, form
         )
         return entry
 

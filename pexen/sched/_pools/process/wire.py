@@ -58,7 +58,7 @@ class WireJob(NamedTuple):
     pass_shared: bool
     data_blob: bytes | None  # pickled ``(kwargs, shared)``; None: two empty dicts
     alarm: float | None  # seconds after which the worker's SIGALRM ends it
-    numbered: bool  # task_blob refers to definitions by number
+    form: int  # how task_blob is loaded: ``transport.loads_task``
 
 
 class WireOutcome(NamedTuple):

@@ -221,10 +221,7 @@ def _run(job: WireJob) -> WireOutcome:
     """Run one job; return its outcome. Never raises."""
     key = job.key
     try:
-        if job.numbered:
-            task = loads_task(job.task_blob, _definitions)
-        else:
-            task = loads(job.task_blob)
+        task = loads_task(job.task_blob, job.form, _definitions)
     except BaseException as exc:
         return WireOutcome(key, False, None, None, ("task", _reason(exc)))
     try:
