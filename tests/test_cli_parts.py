@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-import sys
-import threading
 import warnings
 
 import pytest
 from rich.console import Console
 
 from pexen import PexenWarning
-from pexen.cli import _capture, _pools, _progress, _timing
+from pexen.cli import _pools, _progress, _timing
 from pexen.cli._console import duration
 from pexen.cli._main import build_parser
 from pexen.cli._progress import LiveProgress
@@ -19,8 +16,7 @@ from pexen.cli._report import FAILED, PASSED, Outcome
 from pexen.cli._run import pexen_warnings
 from pexen.cli._select import matches, select
 from pexen.sched import ExceptionInfo, Sched
-from pexen.sched._calling import passes_shared
-from pexen.sched.meta import func_meta, retrieve_meta
+from pexen.sched.meta import func_meta
 from pexen.sched.pool import InlineWorkerPool
 
 
@@ -226,57 +222,3 @@ def test_the_schedulers_warnings_are_told_apart_by_category():
             results = list(Sched([fails, needs_a]).run(InlineWorkerPool()))
         assert len(results) == 1
         assert sorted(text[:37] for text in seen) == kept, seen
-
-
-@func_meta(provides=["greeting"], claims=["port"], timeout=5)
-def _printing_task(shared, *, who="world"):
-    print(f"hello {who}")
-    print("to stderr", file=sys.stderr)
-    shared["greeted"] = who
-    return len(who)
-
-
-def test_capturing_task_is_called_like_the_task_and_pickles():
-    wrapped = _capture.CapturingTask(_printing_task)
-    assert retrieve_meta(wrapped) is retrieve_meta(_printing_task)
-    # the scheduler decides from the task's own signature how to call it
-    assert passes_shared(wrapped, {"who": "x"}) is True
-    copy = pickle.loads(pickle.dumps(wrapped))
-    assert copy.__wrapped__ is _printing_task
-    assert retrieve_meta(copy) is retrieve_meta(_printing_task)
-    shared: dict = {}
-    result = copy(shared, who="pexen")
-    assert (result.ret, result.output) == (5, "hello pexen\nto stderr\n")
-    assert shared == {"greeted": "pexen"}
-    assert isinstance(sys.stdout, _capture._ThreadRouter)  # until the run ends
-    _capture.uninstall()
-    assert not isinstance(sys.stdout, _capture._ThreadRouter)
-
-
-def test_capture_keeps_threads_apart_and_rides_on_exceptions():
-    barrier = threading.Barrier(2, timeout=30)
-
-    def talk(word):
-        barrier.wait()  # both print while the other one does
-        for _ in range(50):
-            print(word)
-        if word == "bad":
-            raise ValueError(word)
-
-    results: dict = {}
-
-    def run(word):
-        try:
-            results[word] = _capture.CapturingTask(talk)(word).output
-        except ValueError as exc:
-            results[word] = getattr(exc, _capture.OUTPUT_ATTR)
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in ("good", "bad")]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-    finally:
-        _capture.uninstall()
-    assert results == {"good": "good\n" * 50, "bad": "bad\n" * 50}

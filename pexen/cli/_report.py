@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
+from pexen import _capture
 from pexen import sched as sched_package
-from pexen.cli import _capture
 from pexen.sched import ExceptionInfo, TaskTimeoutError
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"

@@ -10,7 +10,7 @@ executables run in this process started), prints a partial summary and exits
 with 130 (143 for SIGTERM). A thread pool's wait at the end for tasks that
 overran their timeout is announced, and a signal abandons them.
 
-Python tasks run inside a ``CapturingTask`` (``_capture``), so what they
+Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
 print is kept with their outcome instead of mixing into the display; the
 outcomes name the tasks as collected, never the wrappers.
 """
@@ -28,8 +28,8 @@ from typing import Any, cast
 
 from rich.console import Console
 
+from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
-from pexen.cli._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
     FAILED,

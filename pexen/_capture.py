@@ -1,5 +1,10 @@
 """Capture what a Python task prints, for the summary and the JUnit report.
 
+This is the worker side of ``pexen run``'s capture: it runs wherever a task
+runs (threads of the ``pexen`` process, worker processes, cluster workers),
+so it imports neither ``pexen.cli`` nor rich, which a worker would otherwise
+load (and pay for) just to unpickle a task.
+
 Executables already run with their output captured (``POPEN_KWARGS``). A
 Python task is handed to the scheduler inside a ``CapturingTask``, which
 points ``sys.stdout`` and ``sys.stderr`` of the thread running it at a buffer
