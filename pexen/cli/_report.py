@@ -18,11 +18,10 @@ import attrs
 
 from pexen import _capture
 from pexen import sched as sched_package
+from pexen.cli._exit import run_status
 from pexen.sched import ExceptionInfo, TaskTimeoutError
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @attrs.define(eq=False)
@@ -117,15 +116,13 @@ class RunReport:
 
     @property
     def exit_status(self) -> int:
-        """0 all passed, 1 a failure, 2 a collection error; interrupted: 128 + the
-        signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell says."""
-        if self.interrupted:
-            return 128 + self.signal if self.signal else EXIT_INTERRUPTED
-        if self.collect_errors:
-            return EXIT_USAGE
-        if any(o.status != PASSED for o in self.outcomes):
-            return EXIT_FAILED
-        return EXIT_OK
+        """The status ``pexen run`` exits with after this run (``_exit``)."""
+        return run_status(
+            interrupted=self.interrupted,
+            signum=self.signal,
+            collect_errors=bool(self.collect_errors),
+            all_passed=all(o.status == PASSED for o in self.outcomes),
+        )
 
 
 def exit_description(err: subprocess.CalledProcessError) -> str:

@@ -7,8 +7,9 @@ and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
 SIGTERM) leaves the loop the same way, after which the command waits for the
 workers to be cleaned up (a second signal abandons them, killing what the
 executables run in this process started), prints a partial summary and exits
-with 130 (143 for SIGTERM). A thread pool's wait at the end for tasks that
-overran their timeout is announced, and a signal abandons them.
+with the signal's status (``_exit.signalled``). A thread pool's wait at the
+end for tasks that overran their timeout is announced, and a signal abandons
+them.
 
 Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
 print is kept with their outcome instead of mixing into the display; the

@@ -1,0 +1,141 @@
+"""The commands of ``pexen``: ``run``, ``list`` and ``graph``.
+
+Each takes the parsed arguments and the output and error streams, and
+returns its exit status (``_exit.ExitStatus``); a ``UsageError`` it raises is
+reported by ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import IO
+
+from rich.console import Console
+
+from pexen._errors import PexenError
+from pexen.cli._collect import Collection, UsageError, collect
+from pexen.cli._console import make_console, plural
+from pexen.cli._exit import ExitStatus
+from pexen.cli._graph import render
+from pexen.cli._junit import write_junit
+from pexen.cli._listing import print_listing
+from pexen.cli._parser import PROG
+from pexen.cli._pools import importable_in_workers, make_pool, pool_description
+from pexen.cli._report import RunReport
+from pexen.cli._run import execute, pexen_warnings
+from pexen.cli._select import Selection, select
+from pexen.cli._summary import print_summary
+from pexen.sched import Sched
+
+
+def say_error(err: IO[str], message: str) -> int:
+    """Print ``pexen: error: MESSAGE``; return the status of a usage error."""
+    print(f"{PROG}: error: {message}", file=err)
+    return ExitStatus.USAGE
+
+
+def _collect(args: argparse.Namespace) -> tuple[Collection, Selection]:
+    """The tasks of the PATHs, and those -k selects; none is a usage error."""
+    collection = collect(args.paths, args.kind, args.follow_symlinks)
+    selection = select(collection.tasks, collection.names, args.patterns)
+    if not selection.tasks and not collection.errors:
+        if collection.tasks:
+            patterns = " or ".join(map(repr, args.patterns))
+            among = plural(len(collection.tasks), "task")
+            raise UsageError(f"no task matches -k {patterns} among {among}")
+        raise UsageError(
+            f"no tasks found in {', '.join(map(repr, args.paths))}: no function "
+            "there carries pexen metadata, and no executable file"
+        )
+    return collection, selection
+
+
+def _say_collected(
+    console: Console, collection: Collection, selection: Selection, patterns: list[str]
+) -> None:
+    """``collected 9 tasks from ...`` and, with -k, what it selected."""
+    console.print(collection.describe(), markup=False)
+    if patterns:
+        among = plural(len(collection.tasks), "task")
+        line = (
+            f"selected {selection.n_matched} of {among} with -k {' -k '.join(patterns)}"
+        )
+        if selection.n_providers:
+            line += f", and {plural(selection.n_providers, 'provider')} they require"
+        console.print(line, markup=False)
+
+
+def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """``pexen run``: run the tasks with progress, then the summary and reports."""
+    console = make_console(out)
+    collection, selection = _collect(args)
+    verbosity = -1 if args.quiet else args.verbose
+    if verbosity >= 0:
+        _say_collected(console, collection, selection, args.patterns)
+    pool = make_pool(args)
+    report = RunReport(collect_errors=collection.errors)
+    try:
+        with importable_in_workers(collection.import_paths):
+            execute(
+                console,
+                selection.tasks,
+                selection.names,
+                pool,
+                report,
+                verbosity=verbosity,
+                exitfirst=args.exitfirst,
+                filtered=bool(args.patterns),
+                capture_ids=collection.python_ids,
+            )
+    except PexenError as exc:  # the graph is unsound, or the pool cannot start
+        if collection.errors:
+            print_summary(console, report, verbosity, slowest=0)
+        return say_error(err, str(exc))
+    report.pool = pool_description(args.pool, pool)  # a cluster's size is known now
+    if args.junit_xml is not None:
+        try:
+            args.junit_xml.parent.mkdir(parents=True, exist_ok=True)
+            write_junit(args.junit_xml, report)
+        except OSError as exc:
+            say_error(err, f"cannot write the JUnit report: {exc}")
+            print_summary(console, report, verbosity, args.slowest)
+            return ExitStatus.USAGE
+    print_summary(console, report, verbosity, args.slowest)
+    if args.junit_xml is not None and verbosity >= 0:
+        console.print(f"JUnit XML report written to {args.junit_xml}", markup=False)
+    return report.exit_status
+
+
+def cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """``pexen list``: the tasks in run order; a usage error if some never run."""
+    console = make_console(out)
+    collection, selection = _collect(args)
+    _say_collected(console, collection, selection, args.patterns)
+    n_never = print_listing(console, selection.tasks, selection.names)
+    status: int = ExitStatus.OK
+    warned: list[str] = []
+    with pexen_warnings(warned, filtered=bool(args.patterns)):
+        try:
+            Sched(selection.tasks).check()
+        except PexenError as exc:
+            status = say_error(err, str(exc))
+    for message in warned:
+        print(f"{PROG}: warning: {message}", file=err)
+    if n_never and status == ExitStatus.OK:
+        status = say_error(err, f"{plural(n_never, 'task')} would never run")
+    for error in collection.errors:
+        print(f"{PROG}: error: {error}", file=err)
+    return ExitStatus.USAGE if collection.errors else status
+
+
+def cmd_graph(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """``pexen graph``: the requires/provides graph as DOT or Mermaid."""
+    collection, selection = _collect(args)
+    out.write(render(args.format, selection.tasks, selection.names))
+    out.flush()
+    for error in collection.errors:
+        print(f"{PROG}: error: {error}", file=err)
+    return ExitStatus.USAGE if collection.errors else ExitStatus.OK
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "graph": cmd_graph}
