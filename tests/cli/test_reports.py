@@ -13,7 +13,7 @@ from pexen.cli import main
 from pexen.cli._listing import one_worker_order
 from pexen.sched import Sched
 from pexen.sched.pool import InlineWorkerPool
-from tests._cli import EXAMPLES, restore_imports, write_package, write_script
+from tests.cli._cli import EXAMPLES, restore_imports, write_package, write_script
 
 _names = itertools.count()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pexen.sched import pool as pools
-from tests._cli import (
+from tests.cli._cli import (
     CONTROL_CHARS,
     REPO,
     pexen_env,

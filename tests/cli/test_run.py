@@ -9,11 +9,17 @@ import pathlib
 import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
+from pexen import PexenWarning
 from pexen.cli import main
-from tests._cli import (
+from pexen.cli._run import pexen_warnings
+from pexen.sched import Sched
+from pexen.sched.meta import func_meta
+from pexen.sched.pool import InlineWorkerPool
+from tests.cli._cli import (
     CONTROL_CHARS,
     EXAMPLES,
     pexen_env,
@@ -155,38 +161,6 @@ def test_a_dotted_module_is_found_from_the_current_directory(tmp_path):
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "collected 1 task from proj.sub (module 'proj.sub')" in proc.stdout
-
-
-def test_no_command_prints_help_and_exits_2(capsys):
-    assert main([]) == 2
-    assert "usage: pexen" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("command", "example"),
-    [
-        ([], "pexen run examples/suite"),
-        (["run"], "pexen run examples/suite"),
-        (["list"], "pexen list examples/suite"),
-        (["graph"], "pexen graph examples/scripts --format mermaid"),
-    ],
-)
-def test_help_of_every_command_exits_0_with_examples(capsys, command, example):
-    assert main([*command, "--help"]) == 0
-    out = capsys.readouterr().out
-    assert f"usage: pexen {' '.join(command)}".rstrip() in out
-    assert "examples:" in out and example in out
-
-
-def test_run_help_names_every_pool_and_option(capsys):
-    assert main(["run", "--help"]) == 0
-    out = " ".join(capsys.readouterr().out.split())  # as if never wrapped
-    assert "--pool {thread,process,dask,mpi}" in out
-    assert "--address URL" in out and "--pool dask --address tcp://" in out
-    assert "--pool mpi" in out.partition("examples:")[2]
-    for option in ("-j N, --workers N", "--spare N", "-x, --exitfirst"):
-        assert option in out
-    assert "--junit-xml FILE" in out and "-v, --verbose" in out and "-q, --quiet" in out
 
 
 def test_address_needs_dask(capsys, isolated_imports):
@@ -517,3 +491,27 @@ def test_warnings_of_the_run_are_listed_except_filtered_ones(
     # says the same, task by task
     status, out, _ = run(capsys, str(EXAMPLES / "suite"))
     assert "=== skipped ===" in out and "=== warnings ===" not in out
+
+
+def test_the_schedulers_warnings_are_told_apart_by_category():
+    """Unrun tasks are never kept (the summary lists them); unused tags only
+    when the tasks were not filtered; any other PexenWarning always."""
+
+    @func_meta(provides=["a", "unused"])
+    def fails():
+        warnings.warn("something else", PexenWarning, stacklevel=1)
+        raise RuntimeError("boom")
+
+    @func_meta(requires=["a"])
+    def needs_a():
+        pass
+
+    for filtered, kept in (
+        (False, ["something else", "tags provided but required by no task"]),
+        (True, ["something else"]),
+    ):
+        seen: list[str] = []
+        with pexen_warnings(seen, filtered=filtered):
+            results = list(Sched([fails, needs_a]).run(InlineWorkerPool()))
+        assert len(results) == 1
+        assert sorted(text[:37] for text in seen) == kept, seen
