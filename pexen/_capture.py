@@ -86,7 +86,7 @@ def _install() -> None:
                 routers[id(stream)] = router
         # a handler made when a module was imported (logging.basicConfig())
         # holds the stream itself: route it too, so what a task logs is its output
-        for handler in _stream_handlers():
+        for handler in stream_handlers():
             found = routers.get(id(handler.stream))
             if found is not None:
                 handler.setStream(found)
@@ -100,12 +100,12 @@ def uninstall() -> None:
             stream = getattr(sys, name)
             if isinstance(stream, _ThreadRouter):
                 setattr(sys, name, stream.original)
-        for handler in _stream_handlers():
+        for handler in stream_handlers():
             if isinstance(handler.stream, _ThreadRouter):
                 handler.setStream(handler.stream.original)
 
 
-def _stream_handlers() -> list[logging.StreamHandler]:
+def stream_handlers() -> list[logging.StreamHandler]:
     """Every ``logging.StreamHandler`` attached to a logger."""
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     return [

@@ -1,36 +1,29 @@
 """``main()``: parse the arguments, run the command, turn errors into a status.
 
-The parser is ``_parser``'s, the commands are ``_commands``', and what each
-exit status means is ``_exit``'s.
+The parser is ``_parser``'s, the commands are ``_commands``', what each exit
+status means is ``_exit``'s, and the streams they write to are ``_streams``'.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
 from collections.abc import Sequence
+from typing import IO
 
 from pexen._errors import PexenError
 from pexen.cli._collect import UsageError
 from pexen.cli._commands import COMMANDS, say_error
 from pexen.cli._exit import ExitStatus
 from pexen.cli._parser import PROG, build_parser
-
-
-def _tolerant_output() -> None:
-    """Let ``sys.stdout`` and ``sys.stderr`` write what their encoding cannot
-    (a task's output under ``PYTHONIOENCODING=ascii``) as ``\\uXXXX`` escapes."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            with contextlib.suppress(ValueError):  # closed
-                stream.reconfigure(errors="backslashreplace")
+from pexen.cli._streams import command_streams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pexen`` with *argv* (default: the command line); return the exit status."""
-    _tolerant_output()
-    out, err = sys.stdout, sys.stderr
+    with command_streams() as (out, err):
+        return _run_command(argv, out, err)
+
+
+def _run_command(argv: Sequence[str] | None, out: IO[str], err: IO[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
