@@ -8,6 +8,7 @@ reported by ``main``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import IO
 
 from rich.console import Console
@@ -17,7 +18,7 @@ from pexen.cli._collect import Collection, UsageError, collect
 from pexen.cli._console import make_console, plural
 from pexen.cli._exit import ExitStatus
 from pexen.cli._graph import render
-from pexen.cli._junit import write_junit
+from pexen.cli._junit import check_writable, write_junit
 from pexen.cli._listing import print_listing
 from pexen.cli._parser import PROG
 from pexen.cli._pools import importable_in_workers, make_pool, pool_description
@@ -65,9 +66,30 @@ def _say_collected(
         console.print(line, markup=False)
 
 
+def _check_junit_path(path: Path) -> None:
+    """Refuse a ``--junit-xml`` path the report could not be written to."""
+    try:
+        check_writable(path)
+    except IsADirectoryError:
+        raise UsageError(
+            f"--junit-xml {str(path)!r}: is a directory; give a file name, such as "
+            f"{str(path / 'junit.xml')!r}"
+        ) from None
+    except OSError as exc:
+        cause = exc.strerror or str(exc)
+        if exc.filename is not None:
+            cause += f": {exc.filename!r}"
+        raise UsageError(
+            f"--junit-xml {str(path)!r}: cannot write the JUnit report there "
+            f"({cause}); give a file in a directory pexen can write to"
+        ) from None
+
+
 def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """``pexen run``: run the tasks with progress, then the summary and reports."""
     console = make_console(out)
+    if args.junit_xml is not None:
+        _check_junit_path(args.junit_xml)
     collection, selection = _collect(args)
     verbosity = -1 if args.quiet else args.verbose
     if verbosity >= 0:

@@ -11,6 +11,8 @@ not be collected becomes a testcase with an ``<error>``.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -112,6 +114,27 @@ def build_tree(report: RunReport) -> ET.ElementTree:
         _testcase(suite, outcome)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+def check_writable(path: Path) -> None:
+    """Raise ``OSError`` if the report could not be written at *path*.
+
+    Called before the run, so a wrong path costs nothing: the missing
+    directories are made (as writing would make them), and the file is
+    opened for appending, then removed again unless it was there before.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    # mkdir would say "File exists" of a file in the way: name it for what it is
+    above = next((parent for parent in path.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(above))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    with open(path, "a", encoding="utf-8"):
+        pass
+    if not existed:
+        path.unlink()
 
 
 def write_junit(path: str | Path, report: RunReport) -> None:

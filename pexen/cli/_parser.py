@@ -86,6 +86,15 @@ def _count(minimum: int, allow_auto: bool = False) -> Any:
     return parse
 
 
+def _file_name(text: str) -> Path:
+    # Path("") is ".", the current directory: refuse it by name here
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "an empty file name; give the report's path, such as junit.xml"
+        )
+    return Path(text)
+
+
 def _collection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="what to collect tasks from"
@@ -180,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--junit-xml",
         metavar="FILE",
-        type=Path,
+        type=_file_name,
         help="write a JUnit XML report to FILE",
     )
     run.add_argument(

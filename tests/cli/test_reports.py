@@ -135,16 +135,43 @@ def test_junit_xml_of_an_interrupted_or_stopped_run(tmp_path, capsys, isolated_i
     assert "not started: the run was stopped early" in reasons
 
 
-def test_junit_xml_unwritable_is_reported(tmp_path, capsys, isolated_imports):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    status = main(
-        ["run", str(EXAMPLES / "suite"), "-q", "--junit-xml", str(blocker / "x.xml")]
-    )
+@pytest.mark.parametrize(
+    ("where", "cause"),
+    [
+        ("file/x.xml", "cannot write the JUnit report there (Not a directory"),
+        ("file/deeper/x.xml", "cannot write the JUnit report there (Not a dir"),
+        ("reports", "is a directory; give a file name, such as "),
+        ("", "an empty file name"),
+    ],
+)
+def test_an_unwritable_junit_xml_is_a_usage_error_before_any_task_runs(
+    tmp_path, capsys, where, cause
+):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "reports").mkdir()
+    jobs = tmp_path / "jobs"
+    write_script(jobs / "ok.sh", 'touch "$0.ran"')
+    path = str(tmp_path / where) if where else ""
+    status = main(["run", str(jobs), "--junit-xml", path])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert not list(jobs.glob("*.ran")), "no task ran"
+    assert "passed" not in out, "no summary: there was no run"
+    named = f"--junit-xml {path!r}: " if path else "argument --junit-xml: "
+    assert f"{named}{cause}" in err, err
+
+
+def test_junit_xml_unwritable_at_the_end_is_reported(tmp_path, capsys):
+    """A report that cannot be written after the run (the disk filled, the
+    directory went away) still gets the summary, and the usage status."""
+    jobs = tmp_path / "jobs"
+    write_script(jobs / "ok.sh", "rm -r ../reports && touch ../reports")
+    report = tmp_path / "reports" / "junit.xml"
+    status = main(["run", str(jobs), "-q", "--junit-xml", str(report)])
     out, err = capsys.readouterr()
     assert status == 2
     assert "pexen: error: cannot write the JUnit report" in err
-    assert "6 passed, 1 failed, 2 skipped" in out  # the summary still comes
+    assert "1 passed in" in out  # the summary still comes
 
 
 def test_list_shows_metadata_in_one_worker_order(capsys, isolated_imports):
