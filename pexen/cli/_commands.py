@@ -15,7 +15,7 @@ from rich.console import Console
 
 from pexen._errors import PexenError
 from pexen.cli._collect import Collection, UsageError, collect
-from pexen.cli._console import make_console, plural
+from pexen.cli._console import make_console, one_line, plural, printable
 from pexen.cli._exit import ExitStatus
 from pexen.cli._graph import render
 from pexen.cli._junit import check_writable, write_junit
@@ -29,9 +29,14 @@ from pexen.cli._summary import print_summary
 from pexen.sched import Sched
 
 
+def say(err: IO[str], kind: str, message: str) -> None:
+    """Print ``pexen: KIND: MESSAGE`` (its control characters escaped)."""
+    print(f"{PROG}: {kind}: {printable(message)}", file=err)
+
+
 def say_error(err: IO[str], message: str) -> int:
     """Print ``pexen: error: MESSAGE``; return the status of a usage error."""
-    print(f"{PROG}: error: {message}", file=err)
+    say(err, "error", message)
     return ExitStatus.USAGE
 
 
@@ -142,11 +147,11 @@ def cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         except PexenError as exc:
             status = say_error(err, str(exc))
     for message in warned:
-        print(f"{PROG}: warning: {message}", file=err)
+        say(err, "warning", message)
     if n_never and status == ExitStatus.OK:
         status = say_error(err, f"{plural(n_never, 'task')} would never run")
     for error in collection.errors:
-        print(f"{PROG}: error: {error}", file=err)
+        say(err, "error", one_line(str(error)))
     return ExitStatus.USAGE if collection.errors else status
 
 
@@ -156,7 +161,7 @@ def cmd_graph(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     out.write(render(args.format, selection.tasks, selection.names))
     out.flush()
     for error in collection.errors:
-        print(f"{PROG}: error: {error}", file=err)
+        say(err, "error", one_line(str(error)))
     return ExitStatus.USAGE if collection.errors else ExitStatus.OK
 
 

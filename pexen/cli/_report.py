@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 import signal
 import subprocess
 import traceback
@@ -18,6 +17,7 @@ import attrs
 
 from pexen import _capture
 from pexen import sched as sched_package
+from pexen.cli._console import one_line, printable
 from pexen.cli._exit import run_status
 from pexen.sched import ExceptionInfo, TaskTimeoutError
 
@@ -53,15 +53,6 @@ class Outcome:
         return getattr(self.excinfo.val, "cmd", None) if isinstance(
             self.excinfo.val, _PROCESS_FAILURES
         ) else None
-
-
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(line: str) -> str:
-    """*line* with control characters (colour codes, bells, clear-screen) shown
-    as ``\\xNN``, so a task's output cannot drive the terminal or the log."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
 
 
 def decode_output(data: Any) -> str | None:
@@ -139,8 +130,8 @@ def exit_description(err: subprocess.CalledProcessError) -> str:
 def command_text(cmd: Any) -> str:
     """Show the command an executable task ran."""
     if isinstance(cmd, (list, tuple)):
-        return " ".join(str(part) for part in cmd)
-    return str(cmd)
+        return one_line(" ".join(str(part) for part in cmd))
+    return one_line(str(cmd))
 
 
 def failure_message(outcome: Outcome) -> str:
@@ -151,7 +142,7 @@ def failure_message(outcome: Outcome) -> str:
     assert outcome.excinfo is not None
     text = str(outcome.excinfo.val).strip().splitlines()
     kind = outcome.excinfo.type.__name__
-    return f"{kind}: {text[0]}" if text else kind
+    return one_line(f"{kind}: {text[0]}" if text else kind)
 
 
 # Frames of pexen's own that call a task: the scheduler's, the capture wrapper's.
@@ -171,7 +162,7 @@ def failure_traceback(outcome: Outcome) -> str:
     kind, exc, tb = outcome.excinfo
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_CALLER_FRAMES):
         tb = tb.tb_next  # all of them, for an error of pexen's own (a timeout)
-    return "".join(traceback.format_exception(kind, exc, tb)).rstrip("\n")
+    return printable("".join(traceback.format_exception(kind, exc, tb)).rstrip("\n"))
 
 
 def tail(text: str, n_lines: int) -> tuple[list[str], int]:

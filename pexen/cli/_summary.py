@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from pexen.cli._console import duration, heading, plural
+from pexen.cli._console import duration, heading, one_line, plural, printable
 from pexen.cli._report import (
     FAILED,
     PASSED,
@@ -25,7 +25,6 @@ from pexen.cli._report import (
     command_text,
     failure_message,
     failure_traceback,
-    printable,
     tail,
 )
 
@@ -78,7 +77,9 @@ def _print_output(console: Console, output: str, verbose: bool) -> None:
 def _print_skipped(console: Console, skipped: list[Outcome], verbose: bool) -> None:
     reason2names: dict[str, list[str]] = defaultdict(list)
     for outcome in skipped:
-        reason2names[outcome.reason or "(no reason given)"].append(outcome.name)
+        reason2names[one_line(outcome.reason or "(no reason given)")].append(
+            outcome.name
+        )
     for reason, names in reason2names.items():
         if len(names) <= GROUP_SKIPS_OVER or verbose:
             for name in names:
@@ -131,13 +132,16 @@ def print_summary(
     if report.collect_errors:
         heading(console, "collection errors", "bold red")
         for error in report.collect_errors:
-            say(console, Text.assemble(("ERROR ", "bold red"), (str(error), "bold")))
-            say(console, Text(error.traceback.rstrip("\n")))
+            say(
+                console,
+                Text.assemble(("ERROR ", "bold red"), (one_line(str(error)), "bold")),
+            )
+            say(console, Text(printable(error.traceback.rstrip("\n"))))
             say(console, "")
     if report.warnings:
         heading(console, "warnings", "yellow")
         for message in report.warnings:
-            say(console, Text("PexenWarning: " + message, style="yellow"))
+            say(console, Text("PexenWarning: " + printable(message), style="yellow"))
     timed = sorted(
         (o for o in report.outcomes if o.duration is not None),
         key=lambda o: o.duration or 0.0,

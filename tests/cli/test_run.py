@@ -256,6 +256,49 @@ def test_control_characters_in_task_output_are_shown_not_obeyed(tmp_path, capsys
     assert not CONTROL_CHARS.search(out)
 
 
+# A directory and a file whose call path, printed as is, would forge a line
+# of its own (a passed task) and colour what follows it.
+FORGING_DIR, FORGING_FILE = "x\n[9", "9] PASSED  forged \x1b[32mgreen"
+FORGED = "\n[9/9] PASSED  forged \x1b[32mgreen"
+
+
+def _forging_suite(root: pathlib.Path) -> pathlib.Path:
+    jobs = root / "jobs"
+    write_script(jobs / FORGING_DIR / FORGING_FILE, "exit 1", "provides=made")
+    write_script(jobs / "needs.sh", "true", "requires=made")
+    write_script(jobs / "ok.sh", "true")
+    return jobs
+
+
+def _assert_escaped(text: str, n_at_least: int) -> None:
+    assert not CONTROL_CHARS.search(text), "a control character got through"
+    lines = text.splitlines()
+    assert not [line for line in lines if line.startswith("[9/9] PASSED  forged")]
+    forged = [line for line in lines if "forged" in line]
+    assert len(forged) >= n_at_least, text
+    escaped = ("x\\x0a[9/9] PASSED  forged \\x1b[32mgreen", "x\\n[9/9]")
+    unquoted = [line.replace("\\\\", "\\") for line in forged]  # DOT's \\
+    assert all(any(e in line for e in escaped) for line in unquoted), forged
+
+
+def test_control_characters_in_task_names_are_shown_not_obeyed(tmp_path, capsys):
+    """Progress, failure (title and command), skipped (its reason), slowest."""
+    jobs = _forging_suite(tmp_path)
+    status, out, err = run(capsys, str(jobs), "-j", "1", "-v")
+    assert status == 1
+    _assert_escaped(out + err, n_at_least=5)
+
+
+@pytest.mark.parametrize("command", ["list", "graph"])
+def test_control_characters_in_task_names_are_escaped_by_list_and_graph(
+    tmp_path, capsys, command
+):
+    jobs = _forging_suite(tmp_path)
+    assert main([command, str(jobs)]) == 0
+    out, err = capsys.readouterr()
+    _assert_escaped(out + err, n_at_least=1)
+
+
 def test_killed_executable_names_the_signal(tmp_path, capsys):
     write_script(tmp_path / "s" / "killed.sh", "kill -TERM $$")
     status, out, _ = run(capsys, str(tmp_path / "s"))
