@@ -77,6 +77,18 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def size(n_bytes: int) -> str:
+    """``512 bytes``, ``9.9 kB``, ``10.0 MB`` (powers of 1000, as disks count)."""
+    if n_bytes < 1000:
+        return plural(n_bytes, "byte")
+    value = n_bytes / 1000
+    for unit in ("kB", "MB"):
+        if value < 999.95:  # not "1000.0 kB"
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 def plural(n: int, noun: str) -> str:
     """``1 task``, ``2 tasks``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -165,9 +165,38 @@ def failure_traceback(outcome: Outcome) -> str:
     return printable("".join(traceback.format_exception(kind, exc, tb)).rstrip("\n"))
 
 
-def tail(text: str, n_lines: int) -> tuple[list[str], int]:
-    """The last *n_lines* lines of *text* and how many lines came before them."""
-    lines = text.rstrip("\n").splitlines()
-    if n_lines <= 0 or len(lines) <= n_lines:
-        return lines, 0
-    return lines[-n_lines:], len(lines) - n_lines
+@attrs.frozen
+class Tail:
+    """The end of a task's output, as much of it as a report shows.
+
+    ``lines`` are the lines shown, of ``n_lines``; with ``cut_by_size`` the
+    size bound cut them, and the first may be only the end of its line.
+    ``n_bytes`` is the size of the whole output, ``bytes_cut`` of what comes
+    before the lines shown (UTF-8).
+    """
+
+    lines: list[str]
+    n_lines: int
+    n_bytes: int
+    bytes_cut: int
+    cut_by_size: bool
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def tail(text: str, max_lines: int = 0, max_chars: int = 0) -> Tail:
+    """The end of *text*: its last *max_lines* lines, and of those at most the
+    last *max_chars* characters, so one huge line is bounded too (0: no bound)."""
+    whole = "\n".join(text.rstrip("\n").splitlines())
+    lines = whole.split("\n") if whole else []
+    shown = lines[-max_lines:] if 0 < max_lines < len(lines) else lines
+    shown_text = "\n".join(shown)
+    cut_by_size = 0 < max_chars < len(shown_text)
+    if cut_by_size:
+        shown_text = shown_text[-max_chars:]
+        shown = shown_text.split("\n")
+    n_bytes = _utf8_size(whole)
+    bytes_cut = n_bytes - _utf8_size(shown_text)
+    return Tail(shown, len(lines), n_bytes, bytes_cut, cut_by_size)

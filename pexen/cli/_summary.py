@@ -15,7 +15,14 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from pexen.cli._console import duration, heading, one_line, plural, printable
+from pexen.cli._console import (
+    duration,
+    heading,
+    one_line,
+    plural,
+    printable,
+    size,
+)
 from pexen.cli._report import (
     FAILED,
     PASSED,
@@ -29,6 +36,8 @@ from pexen.cli._report import (
 )
 
 OUTPUT_TAIL_LINES = 20
+# ... and characters: one huge line must not flood the log (JUnit has it all)
+OUTPUT_TAIL_CHARS = 10_000
 GROUP_SKIPS_OVER = 5  # list tasks sharing one reason by name only up to this many
 
 
@@ -63,12 +72,19 @@ def _print_failure(console: Console, outcome: Outcome, verbose: bool) -> None:
 
 def _print_output(console: Console, output: str, verbose: bool) -> None:
     """The tail of a failed task's output (all of it with -v), each line marked."""
-    lines, cut = tail(output, 0 if verbose else OUTPUT_TAIL_LINES)
-    label = (
-        f"output (last {len(lines)} of {len(lines) + cut} lines, -v shows all):"
-        if cut
-        else "output:"
-    )
+    if verbose:
+        end = tail(output)
+    else:
+        end = tail(output, OUTPUT_TAIL_LINES, OUTPUT_TAIL_CHARS)
+    lines = list(end.lines)
+    if end.cut_by_size:
+        shown = size(end.n_bytes - end.bytes_cut)
+        label = f"output (the last {shown} of {size(end.n_bytes)}, -v shows all):"
+        lines[0] = f"[... {size(end.bytes_cut)} cut ...]{lines[0]}"
+    elif end.bytes_cut:
+        label = f"output (last {len(lines)} of {end.n_lines} lines, -v shows all):"
+    else:
+        label = "output:"
     say(console, Text(label, style="dim"))
     for line in lines:
         say(console, Text("  | " + printable(line)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import subprocess
 
@@ -120,6 +121,48 @@ def test_junit_xml_structure(tmp_path, capsys, isolated_imports, pkg_name):
     assert isinstance(error, Error)
     assert error.message == "cannot collect: RuntimeError: cannot import me"
     assert "raise RuntimeError('cannot import me')" in error.text
+
+
+HUGE = 10_000_000  # characters of the one line the tasks below print
+
+
+def test_a_huge_output_is_bounded_in_the_summary_and_whole_in_junit(
+    tmp_path, capsys, isolated_imports, pkg_name
+):
+    package = write_package(tmp_path, pkg_name, {"test_huge": f"""
+        import sys
+        from pexen.sched.meta import func_meta
+
+        @func_meta
+        def test_prints_a_huge_line():
+            sys.stdout.write("p" * {HUGE} + "\\nthe end of the Python task\\n")
+            raise AssertionError("too much")
+    """})
+    scripts = tmp_path / "jobs"
+    write_script(scripts / "huge.sh", f"head -c {HUGE} /dev/zero | tr '\\0' x\n"
+                 "echo; echo the end of the script; exit 1")
+    report = tmp_path / "junit.xml"
+    status = main(["run", str(package), str(scripts), "--junit-xml", str(report)])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert len(out) < 50_000, "the summary is bounded"
+    for last in ("the end of the Python task", "the end of the script"):
+        assert f"  | {last}\n" in out
+    cut = re.findall(r"\| \[\.\.\. (\d+\.\d MB) cut \.\.\.\][px]+$", out, re.M)
+    assert cut == ["10.0 MB", "10.0 MB"], out[-3000:]
+    assert out.count("output (the last 10.0 kB of 10.0 MB, -v shows all):") == 2
+
+    (suite,) = list(JUnitXml.fromfile(str(report)))
+    cases = {case.name: case for case in suite}
+    python = cases[f"{pkg_name}/test_huge/test_prints_a_huge_line"]
+    script = cases["jobs/huge.sh"]
+    # all of the output, in system-out; the failure text only ends it
+    assert python.system_out.count("p") == HUGE
+    assert script.system_out.count("x") == HUGE
+    (failure,) = script.result
+    assert len(failure.text) < 50_000
+    assert failure.text.endswith("the end of the script")
+    assert "cut: all of it is in system-out" in failure.text
 
 
 def test_junit_xml_of_an_interrupted_or_stopped_run(tmp_path, capsys, isolated_imports):
