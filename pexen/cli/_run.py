@@ -7,10 +7,11 @@ and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
 SIGTERM) leaves the loop the same way, after which the command waits for the
 workers to be cleaned up (a second signal abandons them, killing what the
 executables run in this process started), prints a partial summary and exits
-with 130 (143 for SIGTERM). A thread pool's wait at the end for tasks that
-overran their timeout is announced, and a signal abandons them.
+with the signal's status (``_exit.signalled``). A thread pool's wait at the
+end for tasks that overran their timeout is announced, and a signal abandons
+them.
 
-Python tasks run inside a ``CapturingTask`` (``_capture``), so what they
+Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
 print is kept with their outcome instead of mixing into the display; the
 outcomes name the tasks as collected, never the wrappers.
 """
@@ -28,8 +29,8 @@ from typing import Any, cast
 
 from rich.console import Console
 
+from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
-from pexen.cli._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
     FAILED,
@@ -258,7 +259,9 @@ def execute(
         try:
             clock.resumed()
             for res in results:
-                seconds = clock.finished(res.task, sched.in_flight)
+                estimated = clock.finished(res.task, sched.in_flight)
+                measured = sched.attempts(res.task)[-1][1]  # by the pool itself
+                seconds = estimated if measured is None else measured
                 key = id(res.task)
                 outcome = _outcome(res, originals[key], names[key], seconds)
                 report.outcomes.append(outcome)

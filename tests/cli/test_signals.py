@@ -17,8 +17,8 @@ from junitparser import JUnitXml, Skipped
 from rich.console import Console
 
 from pexen.cli._run import announced_interrupts
-from tests._cli import pexen_env, poll_for, write_package, write_script
 from tests._leaks import alive
+from tests.cli._cli import pexen_env, poll_for, write_package, write_script
 
 # The child each script starts: it waits for the release file, which a test
 # makes only to let the run end (the deadline only keeps a broken test from
