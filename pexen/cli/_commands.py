@@ -1,4 +1,5 @@
-"""The commands of ``pexen``: ``run``, ``list`` and ``graph``.
+"""The commands of ``pexen``: ``run``, ``list`` and ``graph`` here, and the
+journal's ``history``, ``report`` and ``forget`` (``_journal_commands``).
 
 Each takes the parsed arguments and the output and error streams, and
 returns its exit status (``_exit.ExitStatus``); a ``UsageError`` it raises is
@@ -18,6 +19,7 @@ from pexen.cli._collect import Collection, UsageError, collect
 from pexen.cli._console import make_console, one_line, plural, printable
 from pexen.cli._exit import ExitStatus
 from pexen.cli._graph import render
+from pexen.cli._journal_commands import cmd_forget, cmd_history, cmd_report
 from pexen.cli._junit import check_writable, write_junit
 from pexen.cli._listing import print_listing
 from pexen.cli._parser import PROG
@@ -165,4 +167,11 @@ def cmd_graph(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return ExitStatus.USAGE if collection.errors else ExitStatus.OK
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "graph": cmd_graph}
+COMMANDS = {
+    "run": cmd_run,
+    "list": cmd_list,
+    "graph": cmd_graph,
+    "history": cmd_history,
+    "report": cmd_report,
+    "forget": cmd_forget,
+}

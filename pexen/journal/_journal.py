@@ -153,6 +153,28 @@ class Journal:
         (so that a run resumed from that one carries them too)."""
         self._carry = plan
 
+    def forget(self, forgotten: Iterable[str] | None = None) -> tuple[int, int]:
+        """Drop the recorded attempts of the tasks with the identities
+        *forgotten*, in every run (default: every run and attempt), so that a
+        resumed run runs them again; return how many attempts and runs went."""
+        with self._lock:
+            conn = self._begin()
+            try:
+                if forgotten is None:
+                    n_attempts = conn.execute("DELETE FROM attempts").rowcount
+                    n_runs = conn.execute("DELETE FROM runs").rowcount
+                else:
+                    n_attempts, n_runs = 0, 0
+                    for identity in forgotten:
+                        n_attempts += conn.execute(
+                            "DELETE FROM attempts WHERE identity = ?", (identity,)
+                        ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return n_attempts, n_runs
+
     # -- the observer ----------------------------------------------------------
 
     def __call__(self, event: Any) -> None:
