@@ -47,12 +47,13 @@ class Clock:
 
 
 def observed_run(
-    sched: Sched, observers: Iterable[Any], pool: Any = None
+    sched: Sched, observers: Iterable[Any], pool: Any = None, resume: Any = None
 ) -> Iterator[TaskRes]:
     """Run *sched* on *pool* (default: inline), telling each observer the
     events of the run: each result as dispatched, started and finished on
     worker "w1", each task left unrun as skipped."""
     observers = list(observers)
+    results = sched.run(InlineWorkerPool() if pool is None else pool, resume=resume)
 
     def tell(kind: str, **fields: Any) -> None:
         mono = time.monotonic()
@@ -61,7 +62,7 @@ def observed_run(
             observer(event)
 
     tell("run-started", workers=1)
-    for res in sched.run(InlineWorkerPool() if pool is None else pool):
+    for res in results:
         duration = sched.attempts(res.task)[-1][1]
         tell("dispatched", task=res.task)
         tell("started", task=res.task, worker="w1")

@@ -109,6 +109,12 @@ class Journal:
             "run-ended": self._run_ended,
         }
 
+    @classmethod
+    def existing(cls, path: str | os.PathLike[str], **kwargs: Any) -> Journal:
+        """``Journal(path)``, but a missing file raises ``JournalError``."""
+        connect(path, readonly=True).close()
+        return cls(path, **kwargs)
+
     def __repr__(self) -> str:
         return f"<Journal {str(self.path)!r}>"
 

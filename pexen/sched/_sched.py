@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 import time
 import warnings
@@ -13,7 +14,7 @@ from typing import Any
 
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import DONE, Planner, Skip, TaskInfo
+from pexen.sched._planner import CARRIED, DONE, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import Job, WorkerPool
 from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
@@ -112,7 +113,7 @@ class Sched:
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
-        if info.state < DONE:
+        if info.state < DONE or info.state == CARRIED:
             return ()
         return ((info.excinfo, info.duration),)
 
@@ -127,12 +128,19 @@ class Sched:
             check_graph(planner.infos)
         return planner
 
-    def run(self, pool: WorkerPool | None = None) -> Iterator[TaskRes]:
+    def run(
+        self, pool: WorkerPool | None = None, *, resume: Any = None
+    ) -> Iterator[TaskRes]:
         """Check the graph, then return a generator yielding a ``TaskRes`` per task.
 
         While the caller holds a result, no new task is dispatched. Leaving the
         loop early shuts the pool down. The default pool is
         ``ThreadWorkerPool()``: one worker, ``spare="auto"``.
+
+        *resume*, a journal's path or a ``pexen.journal.Journal``, resumes its
+        last run: the tasks that passed there are not run again (no
+        ``TaskRes``, no attempts), their tags count as provided and their
+        dependents get the shared state they recorded.
         """
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
@@ -141,6 +149,8 @@ class Sched:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
             raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
+        if resume is not None:
+            _carry(planner, resume)
         return self._drive(planner, pool)
 
     def _drive(self, planner: Planner, pool: WorkerPool) -> Iterator[TaskRes]:
@@ -210,6 +220,32 @@ class Sched:
                 self._running = False
         if skips:
             _warn_skipped(skips)
+
+
+def _carry(planner: Planner, resume: Any) -> None:
+    """Carry into *planner* what passed in the last run of the journal *resume*."""
+    from pexen.journal import Journal  # the journal is sqlite3's: only when asked
+
+    if isinstance(resume, Journal):
+        journal, owned = resume, False
+    elif isinstance(resume, (str, os.PathLike)):
+        journal, owned = Journal.existing(resume), True
+    else:
+        raise SchedulerError(
+            f"resume={resume!r}: expected a journal's path or a pexen.journal.Journal"
+        )
+    try:
+        infos = planner.infos
+        plan = journal.plan(info.task for info in infos)
+        journal.carry(plan)
+        carried = {task_key(d.task): d.shared or {} for d in plan.carried}
+        planner.carry({
+            info.seq: carried[key] for info in infos
+            if (key := task_key(info.task)) in carried
+        })
+    finally:
+        if owned:
+            journal.close()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,80 @@
+"""``Sched.run(resume=journal)`` (SPEC §10): what passed in the journal's last
+run is not run again, and its shared state reaches its dependents."""
+
+from __future__ import annotations
+
+import pytest
+
+from pexen.journal import Journal, JournalError
+from pexen.sched import Sched, SchedulerError, UnrunTasksWarning
+from pexen.sched.meta import assign_val
+from tests._events import observed_run
+
+
+def suite(calls, fail=()):
+    """Fresh tasks of one suite; each call is noted in *calls*; those named in
+    *fail* raise."""
+
+    def make(name, body=None, **fields):
+        def fn(shared):
+            calls.append(name)
+            if name in fail:
+                raise RuntimeError(f"{name} failed")
+            if body is not None:
+                body(shared)
+
+        fn.__name__ = fn.__qualname__ = name
+        assign_val(fn, name=name, **fields)
+        return fn
+
+    return [
+        make("db", lambda shared: shared.update(url="db://1"), provides=["db"]),
+        make("schema", lambda shared: shared.update(tables=3), requires=["db"],
+             provides=["schema"]),
+        make("report", requires=["schema"]),
+        make("lonely"),
+    ]
+
+
+def test_what_passed_is_not_run_again_and_its_state_reaches_dependents(tmp_path):
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
+    assert calls == ["db", "schema", "report", "lonely"]
+    calls.clear()
+    tasks = suite(calls)
+    sched = Sched(tasks)
+    results = list(sched.run(resume=path))
+    assert calls == ["report"]
+    [res] = results
+    assert res.shared == {"url": "db://1", "tables": 3}
+    assert sched.skipped == {}
+    assert [len(sched.attempts(task)) for task in tasks] == [0, 0, 1, 0]
+
+
+def test_resume_takes_a_journal_object_and_its_plan_is_recorded(tmp_path):
+    """With the journal observing the resumed run, the carried tasks are
+    recorded in it, so a run resumed from that one carries them too."""
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        with pytest.warns(UnrunTasksWarning):
+            list(observed_run(Sched(suite(calls, fail={"schema"})), [journal]))
+        calls.clear()
+        list(observed_run(Sched(suite(calls)), [journal], resume=journal))
+        assert calls == ["schema", "report"]
+        calls.clear()
+        assert list(Sched(suite(calls)).run(resume=journal)) == []
+    assert calls == []
+
+
+def test_a_missing_journal_cannot_be_resumed_from(tmp_path):
+    with pytest.raises(JournalError, match="no such journal"):
+        Sched(suite([])).run(resume=tmp_path / "none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_resume_takes_a_journal_or_a_path_only():
+    with pytest.raises(SchedulerError, match=r"resume=3: expected a journal's path"):
+        Sched(suite([])).run(resume=3)
