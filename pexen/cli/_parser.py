@@ -13,6 +13,7 @@ import pexen
 from pexen.cli._collect import KINDS
 from pexen.cli._exit import exit_status_text
 from pexen.cli._graph import FORMATS
+from pexen.cli._journaling import ORDERS
 from pexen.cli._pools import POOLS
 
 PROG = "pexen"
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_file_name,
         help="write a JUnit XML report to FILE",
     )
+    _journal_options(run)
     run.add_argument(
         "--slowest",
         type=_count(0),
@@ -273,6 +275,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _journal_commands(commands, fmt)
     return parser
+
+
+def _journal_options(run: argparse.ArgumentParser) -> None:
+    """``pexen run``'s options to record, resume and trace a run."""
+    run.add_argument(
+        "--journal",
+        metavar="FILE",
+        type=_file_name,
+        help="record the run in the SQLite journal FILE (made if missing), for "
+        "--resume, history and report",
+    )
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        metavar="FILE",
+        type=_file_name,
+        help="resume the last run of the journal FILE: what passed there is not "
+        "run again, its shared state reaches its dependents; the run is "
+        "recorded in FILE too (unless --journal names another)",
+    )
+    again.add_argument(
+        "--rerun-failed",
+        metavar="FILE",
+        type=_file_name,
+        help="run only the tasks that failed in the last run of the journal FILE, "
+        "and what they require (what passed is carried over)",
+    )
+    run.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="priority",
+        help="among tasks of equal priority: the order they were collected in "
+        "(priority, the default), or the slowest first by the durations the "
+        "journal recorded, tasks it never timed before all (slowest-first)",
+    )
+    run.add_argument(
+        "--trace",
+        metavar="FILE",
+        type=_file_name,
+        help="write the run as Chrome trace-event JSON to FILE (open it in "
+        "Perfetto or chrome://tracing)",
+    )
+    run.add_argument(
+        "--log-json",
+        metavar="FILE",
+        type=_file_name,
+        help="append every event of the run to FILE, one JSON object per line",
+    )
 
 
 def _journal_commands(commands: Any, fmt: type[argparse.HelpFormatter]) -> None:

@@ -24,13 +24,14 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Collection, Generator, Iterator
+from collections.abc import Collection, Generator, Iterator, Sequence
 from typing import Any, cast
 
 from rich.console import Console
 
 from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
+from pexen.cli._observing import LoopEvents
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
     FAILED,
@@ -229,6 +230,8 @@ def execute(
     exitfirst: bool = False,
     filtered: bool = False,
     capture_ids: Collection[int] = (),
+    observers: Sequence[Any] = (),
+    resume: Any = None,
 ) -> None:
     """Run *tasks* on *pool*, filling *report*; return once every worker is gone.
 
@@ -237,6 +240,7 @@ def execute(
     ``Sched.run()`` raises before any task starts (``DepcheckError``,
     ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
     the output of the tasks whose ``id()`` is in *capture_ids* is captured.
+    *observers* are told the run's events; *resume* is ``Sched.run``'s.
     """
     run_tasks = [
         CapturingTask(task) if id(task) in capture_ids else task for task in tasks
@@ -254,14 +258,17 @@ def execute(
         announced_overrun_waits(console, pool, names, interrupts),
     ):
         # a generator (SPEC §1): closing it shuts the pool down
-        results = cast(Generator[TaskRes, None, None], sched.run(pool))
-        progress.start(len(tasks))
+        results = cast(Generator[TaskRes, None, None], sched.run(pool, resume=resume))
+        events = LoopEvents(observers, sched)
+        events.start(pool.workers)
+        progress.start(len(tasks) - report.carried)
         try:
             clock.resumed()
             for res in results:
                 estimated = clock.finished(res.task, sched.in_flight)
                 measured = sched.attempts(res.task)[-1][1]  # by the pool itself
                 seconds = estimated if measured is None else measured
+                events.result(res, measured)
                 key = id(res.task)
                 outcome = _outcome(res, originals[key], names[key], seconds)
                 report.outcomes.append(outcome)
@@ -284,6 +291,7 @@ def execute(
                     kill_running_files()
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
+                events.end(skipped)
                 report.outcomes += [
                     Outcome(task, names[id(run)], SKIPPED, reason=skipped[run])
                     for run, task in zip(run_tasks, tasks, strict=True)

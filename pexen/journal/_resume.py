@@ -25,12 +25,16 @@ class Decision(NamedTuple):
 
     ``carry`` true: it is not run; ``shared`` is its recorded shared state
     and ``source`` the id of the attempt that passed. Else it runs, and
-    ``reason`` says why (for a carried task: where it passed).
+    ``reason`` says why (for a carried task: where it passed). ``kind`` is
+    the reason in a word: ``passed``, ``failed``, ``skipped``,
+    ``unfinished``, ``absent`` (not in the last run), ``new``, ``moved``
+    (its call path changed) or ``state`` (its shared state is not usable).
     """
 
     task: Any
     identity: str
     carry: bool
+    kind: str
     reason: str
     shared: dict | None = None
     source: int | None = None
@@ -99,12 +103,13 @@ def plan_resume(conn: sqlite3.Connection, tasks: Iterable[Any]) -> ResumePlan:
                 if identity in known
                 else "new: not in the journal"
             )
-            decisions.append(Decision(task, identity, False, reason))
+            kind = "absent" if identity in known else "new"
+            decisions.append(Decision(task, identity, False, kind, reason))
             continue
         callpath = _callpath(task)
         if row.outcome in PASSED_OUTCOMES and row.callpath != callpath:
             decisions.append(Decision(
-                task, identity, False,
+                task, identity, False, "moved",
                 f"its call path changed since run {last}: was {row.callpath!r}, "
                 f"now {callpath!r}",
             ))
@@ -112,16 +117,24 @@ def plan_resume(conn: sqlite3.Connection, tasks: Iterable[Any]) -> ResumePlan:
             source = row.carried_from or row.id
             passed_in, shared, problem = source2state[source]
             if problem is not None:
-                decisions.append(Decision(task, identity, False, problem))
+                decisions.append(Decision(task, identity, False, "state", problem))
             else:
                 where = (
                     f"passed in run {passed_in}"
                     + (f", carried into run {last}" if row.outcome == CARRIED else "")
                 )
-                decisions.append(Decision(task, identity, True, where, shared, source))
+                decisions.append(
+                    Decision(task, identity, True, "passed", where, shared, source)
+                )
         else:
-            decisions.append(Decision(task, identity, False, _why_again(row, last)))
+            kind = _KINDS.get(row.outcome, row.outcome)
+            decisions.append(
+                Decision(task, identity, False, kind, _why_again(row, last))
+            )
     return ResumePlan(last, decisions)
+
+
+_KINDS = {FAILED: "failed", SKIPPED: "skipped", DISPATCHED: "unfinished"}
 
 
 def _why_again(row: _Row, run: int) -> str:
