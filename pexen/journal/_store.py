@@ -66,7 +66,7 @@ CREATE TABLE attempts (
     claims TEXT,
     uses TEXT
 );
-CREATE INDEX attempts_by_run ON attempts(run);
+CREATE INDEX attempts_by_run ON attempts(run, identity);
 CREATE INDEX attempts_by_identity ON attempts(identity);
 """
 

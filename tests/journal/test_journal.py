@@ -23,6 +23,7 @@ from pexen.journal._store import FORMAT_VERSION
 from pexen.sched import Sched, TaskFailError, TaskRes, UnrunTasksWarning
 from pexen.sched.meta import assign_val
 from tests._events import Clock, observed_run
+from tests._leaks import poll
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -84,16 +85,19 @@ def test_a_run_is_recorded_task_by_task(tmp_path):
     assert "in fail" in trace and "ValueError: no schema" in trace
 
 
-def test_each_result_is_committed_when_it_comes(tmp_path):
-    """One transaction per result: another reader sees each result at once."""
+def test_each_result_is_committed_as_it_comes(tmp_path):
+    """The journal's thread commits each result without being asked: another
+    reader sees it while the run waits in its loop body."""
     path = tmp_path / "j.db"
     tasks = [named(f"t{i}", priority=i) for i in range(5)]
+
+    def passed():
+        return rows(path, "SELECT identity FROM attempts WHERE outcome = 'passed'")
+
     with Journal(path) as journal:
         for n, _res in enumerate(observed_run(Sched(tasks), [journal]), 1):
-            passed = rows(
-                path, "SELECT identity FROM attempts WHERE outcome = 'passed'"
-            )
-            assert sorted(passed) == [(f"t{i}",) for i in range(n)]
+            assert poll(lambda n=n: len(passed()) == n)
+            assert sorted(passed()) == [(f"t{i}",) for i in range(n)]
 
 
 def test_shared_state_that_does_not_pickle_is_noted(tmp_path):
@@ -133,7 +137,9 @@ def test_a_deps_ok_failure_is_a_failure(tmp_path):
     ]
 
 
-def test_two_tasks_with_one_identity_are_refused_and_not_recorded(tmp_path):
+def test_two_tasks_with_one_identity_are_refused_and_not_recorded(tmp_path, caplog):
+    """``check`` raises before a run; met during a run, the second one is
+    not recorded, and the log (logger ``pexen.journal``) says why."""
     first, second = named("same"), named("same")
     clock = Clock()
     with Journal(tmp_path / "j.db") as journal:
@@ -141,15 +147,18 @@ def test_two_tasks_with_one_identity_are_refused_and_not_recorded(tmp_path):
             journal.check([first, second])
         journal(clock.event("run-started"))
         journal(clock.event("dispatched", task=first))
-        with pytest.raises(JournalError, match="identity 'same'"):
-            journal(clock.event("dispatched", task=second))
+        journal(clock.event("dispatched", task=second))
         journal(clock.event("run-ended"))
     assert rows(tmp_path / "j.db", "SELECT count(*) FROM attempts") == [(1,)]
+    [record] = [r for r in caplog.records if r.name == "pexen.journal"]
+    assert "two tasks have the identity 'same'" in record.getMessage()
+    assert record.getMessage().endswith("(not recorded)")
 
 
 def test_events_by_hand_times_and_workers(tmp_path):
     """What the events say is what the rows hold: times are the events'
-    wall times, the duration the pool's (or end minus start)."""
+    wall times, the duration the pool's, and the start the end less that
+    (a pool that does not time its tasks leaves both unknown)."""
     a, b = named("a"), named("b")
     clock = Clock()
     path = tmp_path / "j.db"
@@ -167,8 +176,8 @@ def test_events_by_hand_times_and_workers(tmp_path):
     wall0 = Clock().tick()[1]
     assert rows(path, "SELECT identity, dispatched - ?, started - ?, ended - ?, "
                 "duration, worker FROM attempts ORDER BY id", wall0, wall0, wall0) == [
-        ("a", 0.5, 2.0, 5.0, 1.5, "pexen-worker-1"),
-        ("b", 1.0, 3.0, 6.0, 3.0, "pexen-worker-2"),
+        ("a", 0.5, 3.5, 5.0, 1.5, "pexen-worker-1"),
+        ("b", 1.0, None, 6.0, None, "pexen-worker-2"),
     ]
     assert rows(path, "SELECT workers, ended - started FROM runs") == [(2, 7.0)]
 
@@ -264,13 +273,14 @@ def make(i):
 journal = Journal(sys.argv[1])
 for res in observed_run(Sched([make(i) for i in range(20)]), [journal]):
     if res.ret == 9:
-        os.kill(os.getpid(), signal.SIGKILL)
+        journal.flush()  # the ten results are committed...
+        os.kill(os.getpid(), signal.SIGKILL)  # ...and the runner dies
 """
 
 
 def test_a_runner_killed_midway_loses_no_result_it_had(tmp_path):
-    """SIGKILL right after the 10th result: the journal holds all ten, is
-    sound, and opens again (the unfinished run has no end)."""
+    """SIGKILL right after the 10th result is committed: the journal holds all
+    ten, is sound, and opens again (the unfinished run has no end)."""
     path = tmp_path / "j.db"
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(KILLED_RUNNER), str(path)],
