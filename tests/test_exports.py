@@ -30,6 +30,7 @@ SPEC_POOL = {
 
 # deliberate additions beyond SPEC.md
 EXTRA_PEXEN = {"__version__"}
+SPEC_PEXEN |= {"map", "starmap"}  # §9; amap and astarmap come with arun
 EXTRA_META = {"MetaError"}
 EXTRA_SCHED = {
     "UnrunTasksWarning", "UnusedTagWarning",  # PexenWarning's kinds

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from pexen.sched import Sched, TaskTimeoutError, WorkerCrashError
-from pexen.sched._pools.thread import timeout_grace
+from pexen.sched._pools.base import timeout_grace
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
@@ -46,6 +46,33 @@ def test_grace():
 
 
 # -- process pool ---------------------------------------------------------------
+
+
+SLOW_TO_IMPORT = """
+import time
+
+_began = time.monotonic()
+while time.monotonic() - _began < 1.0:  # importing this module is slow work
+    pass
+
+
+def quick():
+    return "done"
+"""
+
+
+@pytest.mark.parametrize("method", [m for m in START_METHODS if m != "fork"])
+def test_loading_a_task_is_not_its_time(method, tmp_path, monkeypatch):
+    """A task whose module takes a second to import, in a worker that must
+    import it to unpickle the task, passes with a timeout of half a second:
+    the timeout runs from the moment the task starts."""
+    (tmp_path / "slow_to_import.py").write_text(SLOW_TO_IMPORT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_to_import
+
+    task = timed(slow_to_import.quick, 0.5)
+    (res,) = Sched([task]).run(pool=ProcessWorkerPool(mp_context=method))
+    assert res.excinfo is None and res.ret == "done"
 
 
 @pytest.mark.parametrize("method", START_METHODS)

@@ -430,11 +430,16 @@ class ProcessRun:
                 timeout = self.jobs[head].timeout
                 if timeout is None:
                     continue
-                if worker.slot[0] != head:  # not started yet, or done and on its way
+                slot = worker.slot
+                if slot[0] != head:  # not started yet, or done and on its way
                     wait = UNSTARTED_POLL
                 else:
-                    deadline = worker.slot[1] + timeout + timeout_grace(timeout) + 1.0
-                    wait = deadline - now
+                    # loading the task (imports...) is not its time, but may
+                    # not hang for ever either
+                    limit = START_TIMEOUT if slot[2] == wire.LOADING else (
+                        timeout + timeout_grace(timeout) + 1.0
+                    )
+                    wait = slot[1] + limit - now
                     if wait <= 0:
                         # the worker's own alarm did not end it (a task that
                         # blocks or handles SIGALRM): do it here
@@ -448,7 +453,7 @@ class ProcessRun:
         """A worker died: read what it sent, blame its task, requeue its spares."""
         self._read_results(worker)
         running: int | None = None
-        key, started = worker.slot[0], worker.slot[1]
+        key, started, phase = worker.slot[0], worker.slot[1], worker.slot[2]
         if key != wire.NO_KEY and int(key) in worker.outstanding:
             running = int(key)
         signal_group(worker.pid, signal.SIGKILL)  # what its task left running
@@ -460,8 +465,15 @@ class ProcessRun:
         self.backlog.extendleft(reversed(requeue))
         if running is not None:
             task, timeout = self.jobs[running].task, self.jobs[running].timeout
+            loading = phase == wire.LOADING
             err: TaskTimeoutError | WorkerCrashError
-            if worker.killed_for == running or (
+            if loading and worker.killed_for == running:
+                err = TaskTimeoutError(
+                    f"task {task_name(task)!r} could not be loaded in worker pid "
+                    f"{worker.pid} within {START_TIMEOUT:g} s (unpickling it, and "
+                    f"importing what it needs, hung); the worker was killed"
+                )
+            elif worker.killed_for == running or (
                 timeout is not None and exitcode == -signal.SIGALRM
             ):
                 assert timeout is not None
@@ -469,14 +481,18 @@ class ProcessRun:
                     task, timeout, f"; its worker (pid {worker.pid}) was killed"
                 )
             else:
+                doing = "loading" if loading else "running"
                 err = WorkerCrashError(
                     f"task {task_name(task)!r} crashed its worker: worker pid "
-                    f"{worker.pid} {describe_exit(exitcode)} while running it"
+                    f"{worker.pid} {describe_exit(exitcode)} while {doing} it"
                 )
                 err.exitcode = exitcode  # type: ignore[attr-defined]
             err.pid = worker.pid  # type: ignore[union-attr]
-            ran = time.monotonic() - started
-            self._finish(running, None, None, raised(err), started, ran)
+            if loading:  # it never started
+                self._finish(running, None, None, raised(err))
+            else:
+                ran = time.monotonic() - started
+                self._finish(running, None, None, raised(err), started, ran)
         elif not worker.stopping:
             self._unblamed_death(
                 f"the last, pid {worker.pid}, {describe_exit(exitcode)}; its stderr "

@@ -25,10 +25,13 @@ writes a plain tuple in a few bytes, a named one as a class reference and a
 call (five times the time, both ways, measured), and every job pays that.
 ``tuple(record)`` before pickling, ``tuple.__new__(Record, t)`` after.
 
-The *slot* is a small shared array: ``[key, start]`` of the job running now,
-``key`` ``NO_KEY`` between jobs. It costs no message, tells the parent which
-job a dead worker was running (a job whose result arrived is never blamed)
-and when a job started, for the parent's fallback timeout.
+The *slot* is a small shared array: ``[key, since, phase]`` of the job the
+worker holds now, ``key`` ``NO_KEY`` between jobs; ``phase`` is ``LOADING``
+while the job's task and data are unpickled (which may import modules) and
+``RUNNING`` once the task runs, ``since`` when that phase began. It costs no
+message, tells the parent which job a dead worker was running (a job whose
+result arrived is never blamed) and when the task started, for the parent's
+fallback timeout, which does not count the loading.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ JOBS, STOP = 0, 1
 READY, RESULT = 0, 1
 
 NO_KEY = -1.0  # the slot's key between jobs (the slot holds doubles)
+LOADING, RUNNING = 0.0, 1.0  # the slot's phase of the job it holds
 
 
 class WireJob(NamedTuple):

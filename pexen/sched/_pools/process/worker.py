@@ -29,9 +29,11 @@ from pexen.sched._calling import execute
 from pexen.sched._errors import TransportError
 from pexen.sched._pools.base import Job
 from pexen.sched._pools.process.wire import (
+    LOADING,
     NO_KEY,
     READY,
     RESULT,
+    RUNNING,
     STOP,
     FrameReader,
     WireJob,
@@ -217,8 +219,13 @@ class _Definitions(dict):
 _definitions = _Definitions()
 
 
-def _run(job: WireJob) -> WireOutcome:
-    """Run one job; return its outcome. Never raises."""
+def _run(job: WireJob, slot: Any) -> WireOutcome:
+    """Run one job; return its outcome. Never raises.
+
+    Loading the task (which may import its module) is not the task's time:
+    its start is noted in the slot, and its alarm armed, only once it is
+    loaded.
+    """
     key = job.key
     try:
         task = loads_task(job.task_blob, job.form, _definitions)
@@ -229,6 +236,11 @@ def _run(job: WireJob) -> WireOutcome:
         kwargs, shared = loads(data_blob) if data_blob is not None else ({}, {})
     except BaseException as exc:
         return WireOutcome(key, False, None, None, ("arguments", _reason(exc)))
+    slot[1] = time.monotonic()
+    slot[2] = RUNNING
+    if job.alarm is not None:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a task may have changed it
+        signal.setitimer(signal.ITIMER_REAL, job.alarm)
     try:
         _key, shared, ret, excinfo, started, duration = execute(
             _new_tuple(Job, (key, task, job.pass_shared, kwargs, shared, None))
@@ -285,8 +297,7 @@ def main(
     log_fd, result_fd = log_conn.fileno(), result_conn.fileno()
     _setup_logging(log_fd, slot, config["log_levels"])
 
-    alarm, setitimer, real = signal.SIGALRM, signal.setitimer, signal.ITIMER_REAL
-    sig_dfl, set_handler = signal.SIG_DFL, signal.signal
+    setitimer, real = signal.setitimer, signal.ITIMER_REAL
     now, dumps = time.monotonic, pickle.dumps
     write_all(result_fd, frame(dumps((READY, os.getpid()), PROTOCOL)))
     reader = FrameReader(job_conn.fileno())
@@ -303,14 +314,11 @@ def main(
             _load_definitions(_definitions, definitions)
         for plain in jobs:
             job = _new_tuple(WireJob, plain)
-            alarm_after = job.alarm
+            slot[2] = LOADING
             slot[1] = now()
             slot[0] = job.key
-            if alarm_after is not None:
-                set_handler(alarm, sig_dfl)  # a task may have changed it
-                setitimer(real, alarm_after)
             try:
-                outcome = _run(job)
+                outcome = _run(job, slot)
                 if os.getpid() != pid:  # a copy a task forked: not the worker
                     os._exit(0)
                 try:
@@ -320,7 +328,7 @@ def main(
                     outcome = WireOutcome(job.key, False, None, None, problem)
                     message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
             finally:
-                if alarm_after is not None:
+                if job.alarm is not None:
                     setitimer(real, 0)
             _flush_output()  # before the result: the parent relays it first
             write_all(result_fd, message)
