@@ -105,6 +105,16 @@ def write_pid_and_wait(*, path: str) -> int:
     return os.getpid()
 
 
+def start_sleep_and_wait(*, path: str) -> int:
+    """Start ``sleep 300``, tell the test our pid and its pid (atomically),
+    then wait for it: only a killer ends this task."""
+    child = subprocess.Popen(["sleep", "300"])
+    tmp = path + ".tmp"
+    pathlib.Path(tmp).write_text(f"{os.getpid()} {child.pid}")
+    os.replace(tmp, path)
+    return child.wait()
+
+
 def return_lock():
     return {"lock": threading.Lock()}
 
