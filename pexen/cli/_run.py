@@ -8,7 +8,9 @@ SIGTERM) leaves the loop the same way, after which the command waits for the
 workers to be cleaned up (a second signal abandons them, killing what the
 executables run in this process started), prints a partial summary and exits
 with 130 (143 for SIGTERM). A thread pool's wait at the end for tasks that
-overran their timeout is announced, and a signal abandons them.
+overran their timeout is announced, and a signal abandons them. Should
+``pexen run`` itself be killed, its watchdog (``pexen._watchdog``) kills
+what the run had started.
 
 Python tasks run inside a ``CapturingTask`` (``_capture``), so what they
 print is kept with their outcome instead of mixing into the display; the
@@ -29,6 +31,7 @@ from typing import Any, cast
 from rich.console import Console
 
 from pexen._errors import PexenWarning
+from pexen._watchdog import guard
 from pexen.cli._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
@@ -249,6 +252,7 @@ def execute(
     t_start = time.monotonic()
     with (
         pexen_warnings(report.warnings, filtered),
+        guard(),
         announced_interrupts(console) as interrupts,
         announced_overrun_waits(console, pool, names, interrupts),
     ):
