@@ -315,6 +315,30 @@ def _name(pid: int) -> str:
         return "(gone)"
 
 
+def test_a_second_ctrl_c_kills_what_an_abandoned_python_task_started(tmp_path):
+    # the thread pool: a Python task's sleep is ours to kill, as a script's is
+    path, names = _sleeps_suite(tmp_path, "python")
+    run = Run(tmp_path, path, "-j", "2")
+    started: dict[int, int] = {}
+    try:
+        told = _sleeping(tmp_path, names)
+        started = below(run.proc.pid)  # the tasks' processes, the watchdog
+        assert set(told) - {run.proc.pid} <= set(started)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.shows("interrupted: stopping the workers"), run.text()
+        run.proc.send_signal(signal.SIGINT)
+        status, text = run.wait()
+        assert status == 130, text
+        assert "interrupted again: abandoning the running tasks" in text
+        assert poll_for(lambda: not still_running(started), timeout=10), (
+            still_running(started)
+        )
+    finally:
+        kill_all(started)
+        if run.proc.returncode is None:
+            run.end()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 @pytest.mark.parametrize("pool", ["thread", "process"])
 @pytest.mark.parametrize("kind", ["executables", "python"])
