@@ -22,9 +22,11 @@ from pexen.sched import (
     Sched,
     TaskRes,
 )
+from pexen.sched._pools.process import default_start_method
 from pexen.sched.pool import ProcessWorkerPool
 from tests import _proc_tasks as tasks
 from tests._leaks import alive, below, kill_all, still_running
+from tests._pools import START_METHODS
 from tests.pools._process import (
     REPO,
     exists,
@@ -299,8 +301,15 @@ list(Sched(work).run(pool=ProcessWorkerPool(2, 0, mp_context=sys.argv[1])))
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL],
-                         ids=["SIGTERM", "SIGKILL"])
+# SIGKILL under every start method; SIGTERM, which ends a program without a
+# handler for it just as well, under the default one
+_KILLS = [(method, signal.SIGKILL) for method in START_METHODS] + [
+    (default_start_method(), signal.SIGTERM)
+]
+
+
+@pytest.mark.parametrize(("method", "sig"), _KILLS,
+                         ids=[f"{m}-{s.name}" for m, s in _KILLS])
 def test_a_killed_parent_takes_its_tasks_subprocesses_along(tmp_path, method, sig):
     # each worker's process group dies with the parent: the worker, and the
     # ``sleep`` its task started, which would run on under init otherwise
