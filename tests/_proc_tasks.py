@@ -115,6 +115,15 @@ def start_sleep_and_wait(*, path: str) -> int:
     return child.wait()
 
 
+_background: list[subprocess.Popen] = []  # kept: a dropped Popen warns
+
+
+def start_background_sleep() -> int:
+    """Start ``sleep 300`` and return its pid without waiting for it."""
+    _background.append(subprocess.Popen(["sleep", "300"]))
+    return _background[-1].pid
+
+
 def return_lock():
     return {"lock": threading.Lock()}
 

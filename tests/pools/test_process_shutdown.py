@@ -340,6 +340,18 @@ def test_a_killed_parent_takes_its_tasks_subprocesses_along(tmp_path, method, si
             proc.wait()
 
 
+def test_a_normal_end_leaves_a_tasks_background_process_alone(method):
+    (res,) = Sched([tasks.start_background_sleep]).run(
+        pool=ProcessWorkerPool(mp_context=method)
+    )
+    sleep = res.ret
+    try:
+        assert sleep not in below(os.getpid())  # its worker is gone
+        assert alive(sleep)
+    finally:
+        os.kill(sleep, signal.SIGKILL)
+
+
 def test_results_pickle_like_task_res(method):
     (res,) = Sched([tasks.raise_value_error]).run(
         pool=ProcessWorkerPool(mp_context=method)
