@@ -5,11 +5,13 @@ The loop is the scheduler's own generator: each ``TaskRes`` becomes an
 at the first failure; closing the generator makes the pool drop queued tasks,
 and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
 SIGTERM) leaves the loop the same way, after which the command waits for the
-workers to be cleaned up (a second signal abandons them, killing what the
-executables run in this process started), prints a partial summary and exits
-with the signal's status (``_exit.signalled``). A thread pool's wait at the
-end for tasks that overran their timeout is announced, and a signal abandons
-them.
+workers to be cleaned up (a second signal abandons them, killing every
+process still running below this one: an executable, its children, a Python
+task's subprocesses), prints a partial summary and exits with the signal's
+status (``_exit.signalled``). A thread pool's wait at the end for tasks that
+overran their timeout is announced, and a signal abandons them. Should
+``pexen run`` itself be killed, its watchdog (``pexen._watchdog``) kills what
+the run had started.
 
 Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
 print is kept with their outcome instead of mixing into the display; the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import signal
 import threading
 import time
@@ -31,6 +34,8 @@ from rich.console import Console
 
 from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
+from pexen._proctree import kill_descendants
+from pexen._watchdog import guard
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
     FAILED,
@@ -250,6 +255,7 @@ def execute(
     t_start = time.monotonic()
     with (
         pexen_warnings(report.warnings, filtered),
+        guard() as watchdog,
         announced_interrupts(console) as interrupts,
         announced_overrun_waits(console, pool, names, interrupts),
     ):
@@ -281,7 +287,10 @@ def execute(
             finally:
                 if interrupts.abandoned:
                     # what they started would outlive us: end it with its tasks
+                    # (the scripts by name, where there is no /proc to list
+                    # our descendants), sparing our own helpers
                     kill_running_files()
+                    kill_descendants(os.getpid(), [watchdog.pid] if watchdog else [])
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
                 report.outcomes += [

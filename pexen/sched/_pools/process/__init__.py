@@ -62,7 +62,9 @@ after a grace period. Every worker is joined (no zombie), every fd closed,
 the relay thread joined; SIGINT is blocked meanwhile, so a second Ctrl-C
 cannot leave half-stopped workers. An ``atexit`` hook stops pools still
 running when the interpreter exits. No ``multiprocessing`` lock, queue or
-semaphore is used, so none can leak.
+semaphore is used, so none can leak. Should the parent process itself die
+(``kill -9``), each worker's process group, the worker and what its task
+started there, dies with it (Linux; ``worker``).
 
 Where each part lives: the pool object and its configuration in ``pool``;
 one run's state, dispatch, results and faults in ``run``; starting and

@@ -6,10 +6,19 @@ Signals
 -------
 A worker ignores SIGINT (the parent decides what Ctrl-C means), leads its own
 process group (so a timeout or a cancel can kill what the task started too),
-dies by SIGIO when the parent process dies (Linux: the parent sentinel pipe is
-in O_ASYNC mode), and enforces a job's timeout itself with ``setitimer``: the
-default action of SIGALRM ends the process even if the task is stuck in C
-code. ``-SIGALRM`` as exit status thus means "timed out".
+and enforces a job's timeout itself with ``setitimer``: the default action of
+SIGALRM ends the process even if the task is stuck in C code. ``-SIGALRM`` as
+exit status thus means "timed out".
+
+When the parent process dies, the worker's whole process group dies with it
+(Linux): the parent sentinel pipe is in O_ASYNC mode, owned by the group, so
+its EOF makes the kernel send SIGIO, whose default action is to terminate,
+to every process in the group: the worker, and what its task started there
+(a Python task's subprocesses, an executable and its ``&`` children). Dying
+alone would not do: those would run on under init. The kernel does it all,
+so a task stuck in C code cannot delay it. What left the group (``setsid``,
+a shell with job control) or handles SIGIO is not reached: under ``pexen
+run``, its watchdog takes care of those (``pexen._watchdog``).
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ def _ignore_sigint() -> None:
 
 
 def _die_with_parent() -> None:
-    """Get SIGIO (default action: terminate) when the parent process ends."""
+    """Have the kernel end our process group (SIGIO) when the parent process ends."""
     import multiprocessing
 
     parent = multiprocessing.parent_process()
@@ -79,15 +88,19 @@ def _die_with_parent() -> None:
     import fcntl
     import select
 
+    # a negative owner is a process group; only ours if we lead it, as a group
+    # we merely belong to may hold our parent and its neighbours
+    pid = os.getpid()
+    owner = -pid if os.getpgrp() == pid else pid
     try:
-        fcntl.fcntl(sentinel, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(sentinel, fcntl.F_SETOWN, owner)
         flags = fcntl.fcntl(sentinel, fcntl.F_GETFL)
         fcntl.fcntl(sentinel, fcntl.F_SETFL, flags | os.O_ASYNC)
     except OSError:
         return
     poller = select.poll()
     poller.register(sentinel, select.POLLIN)
-    if poller.poll(0):  # the parent went before that
+    if poller.poll(0):  # the parent went before that (we have started nothing)
         os._exit(1)
 
 
