@@ -32,7 +32,7 @@ SPEC_POOL = {
 EXTRA_PEXEN = {"__version__"}
 EXTRA_META = {"MetaError"}
 EXTRA_SCHED = {
-    "UnrunTasksWarning", "UnusedTagWarning",  # PexenWarning's kinds
+    "UnrunTasksWarning", "UnusedTagWarning", "PoolWarning",  # PexenWarning's kinds
     "TransportError", "RemoteTaskError",  # reach users in TaskRes (issue 11)
 }
 
