@@ -7,7 +7,8 @@ hangs). Messages are *frames*: a 4-byte little-endian length, then a pickle
 of ``(kind, body)``.
 
 * parent -> worker, ``jobs`` pipe: ``(JOBS, [WireJob, ...])`` or
-  ``(STOP, None)``.
+  ``(STOP, seconds)``: how long to wait for threads its tasks left running
+  before exiting (0: not at all).
 * worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
   ``(RESULT, WireOutcome)`` per job, in the order the jobs came, sent as soon
   as the job is done (never held back: a worker that dies must not take
