@@ -57,7 +57,7 @@ def test_threads_start_as_work_needs_them():
     assert len(set(names)) == 2
 
 
-def test_threads_are_reused_and_one_more_starts_only_for_a_job_without_one():
+def test_spares_queued_behind_busy_threads_start_no_thread():
     # with spares queued behind busy threads, no extra thread starts
     pool = ThreadWorkerPool(2, spare=3)
     names = {res.ret for res in Sched(
