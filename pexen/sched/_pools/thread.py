@@ -98,6 +98,11 @@ class _Timed:
         # reported as timed out, still running: key -> (job, its thread)
         self.timed_out: dict[int, tuple[Job, threading.Thread]] = {}
 
+    def next_deadline(self) -> float | None:
+        """When the first running timed job overruns (None: none runs)."""
+        with self.lock:
+            return min((d for d, _job, _thread in self.running.values()), default=None)
+
     def expire(self, now: float) -> list[Job]:
         """Move the jobs past their deadline to ``timed_out``; return them."""
         overdue = []
@@ -178,11 +183,7 @@ class ThreadWorkerPool(WorkerPool):
         outcomes, timed = self._outcomes, self._timed
         ready: list[Outcome] = []
         while not ready:
-            deadline = None
-            if timed.running:
-                with timed.lock:
-                    deadlines = [d for d, _job, _thread in timed.running.values()]
-                deadline = min(deadlines, default=None)
+            deadline = timed.next_deadline() if timed.running else None
             try:
                 if deadline is None:
                     item = outcomes.get()
@@ -285,11 +286,7 @@ class ThreadWorkerPool(WorkerPool):
         outcomes, timed = self._outcomes, self._timed
         n_live = self._n_live
         while n_live:
-            deadline = None
-            if timed.running:
-                with timed.lock:
-                    deadlines = [d for d, _job, _thread in timed.running.values()]
-                deadline = min(deadlines, default=None)
+            deadline = timed.next_deadline() if timed.running else None
             try:
                 if deadline is None:
                     item = outcomes.get()
