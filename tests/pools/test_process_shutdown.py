@@ -81,15 +81,6 @@ def test_leaving_early_leaves_no_process(tmp_path, method, how):
     assert set(s.skipped) >= set(blockers)
 
 
-def test_stop_does_not_wait_for_threads_a_task_left_behind(method):
-    # a worker leaving normally would wait for a non-daemon thread for ever;
-    # the pool's shutdown must not (a hang here ends in pytest's timeout)
-    (res,) = Sched([tasks.leave_a_thread_behind]).run(
-        pool=ProcessWorkerPool(mp_context=method)
-    )
-    assert res.ret == "left"
-
-
 CTRL_C_SCRIPT = """
 import functools, os, pathlib, sys
 from pexen.sched import Sched

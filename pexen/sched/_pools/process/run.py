@@ -29,7 +29,14 @@ from pexen.sched._errors import (
     WorkerCrashError,
 )
 from pexen.sched._naming import task_name
-from pexen.sched._pools.base import Job, Outcome, raised, timeout_error, timeout_grace
+from pexen.sched._pools.base import (
+    Job,
+    Outcome,
+    raised,
+    sigint_unblocked,
+    timeout_error,
+    timeout_grace,
+)
 from pexen.sched._pools.process import wire
 from pexen.sched._pools.process.output import Emitter, Relay
 from pexen.sched._pools.process.spawn import (
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
 _MAX_POLL_MS = 3_600_000  # an hour: poll() cannot wait for a far deadline
 _READ_SIZE = 1 << 16
 STOP_GRACE = 5.0  # seconds an idle worker gets to exit after STOP
+THREAD_WAIT = 30.0  # seconds more, at the end of a run, for threads tasks left
 CANCEL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancel
 UNSTARTED_POLL = 0.05  # seconds between looks at a timed job not yet started
 START_TIMEOUT = 60.0  # seconds a new worker may take to say READY
@@ -538,8 +546,16 @@ class ProcessRun:
             self._teardown()
 
     def _shutdown_workers(self, cancel: bool) -> None:
+        """STOP the idle workers, signal the others, wait, kill what is left.
+
+        At the end of a run (not *cancel*), a worker waits for the threads
+        its tasks left running, as a plain program's exit would, for at most
+        ``THREAD_WAIT``; a Ctrl-C meanwhile kills them at once. A cancel
+        kills them with their worker.
+        """
         workers = [w for w in self.workers if not w.dead]
-        stop = wire.frame(pickle.dumps((wire.STOP, None), PROTOCOL))
+        thread_wait = 0.0 if cancel else THREAD_WAIT
+        stop = wire.frame(pickle.dumps((wire.STOP, thread_wait), PROTOCOL))
         for worker in workers:
             worker.stopping = True
             if worker.ready and not worker.outstanding and not worker.outbuf:
@@ -550,7 +566,11 @@ class ProcessRun:
             # busy, still starting, or its pipe is full: no use waiting
             signal_group(worker.pid, signal.SIGTERM if cancel else signal.SIGKILL)
         deadline = time.monotonic() + (CANCEL_GRACE if cancel else STOP_GRACE)
-        alive = await_exit(workers, deadline)
+        if cancel:
+            alive = await_exit(workers, deadline)
+        else:
+            with sigint_unblocked():  # to end the wait for threads tasks left
+                alive = await_exit(workers, deadline + thread_wait)
         for worker in alive:
             signal_group(worker.pid, signal.SIGKILL)
         await_exit(alive, time.monotonic() + KILL_WAIT)

@@ -7,10 +7,11 @@ hangs). Messages are *frames*: a 4-byte little-endian length, then a pickle
 of ``(kind, body)``.
 
 * parent -> worker, ``jobs`` pipe: ``(JOBS, (definitions, [WireJob, ...]))``
-  or ``(STOP, None)``. ``definitions`` is a list of ``(number, pickle)``: the
-  classes and code that tasks of the run carry by value
+  or ``(STOP, seconds)``. ``definitions`` is a list of ``(number, pickle)``:
+  the classes and code that tasks of the run carry by value
   (``transport.Definitions``), each sent to a worker once, with the first
-  jobs that need it.
+  jobs that need it. ``seconds`` is how long to wait for threads its tasks
+  left running before exiting (0: not at all).
 * worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
   ``(RESULT, WireOutcome)`` per job, in the order the jobs came, sent as soon
   as the job is done (never held back: a worker that dies must not take

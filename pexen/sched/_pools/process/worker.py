@@ -315,12 +315,14 @@ def main(
     write_all(result_fd, frame(dumps((READY, os.getpid()), PROTOCOL)))
     reader = FrameReader(job_conn.fileno())
     pid = os.getpid()
+    thread_wait = None  # from STOP: how long to wait for threads tasks left
     while True:
         payload = reader.read()
         if payload is None:  # the parent is gone
             break
         kind, body = loads(payload)
         if kind == STOP:
+            thread_wait = body
             break
         definitions, jobs = body
         if definitions:
@@ -347,7 +349,39 @@ def main(
             write_all(result_fd, message)
             slot[0] = NO_KEY
     _flush_output()
+    _await_threads(thread_wait)
+
+
+# -- the end ------------------------------------------------------------------
+
+
+def _await_threads(limit: float | None) -> None:
+    """Wait, as a plain program's exit would, for the threads tasks left running.
+
+    For at most *limit* seconds (STOP says how long: none on cancel, the
+    parent kills what runs then; None: the parent is gone). What still runs
+    then is killed with this process, and named on stderr when it was
+    waited for.
+    """
     main_thread = threading.main_thread()
-    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
-        # a task left a thread running: exiting normally would wait for it
-        os._exit(0)
+
+    def running() -> list[threading.Thread]:
+        return [t for t in threading.enumerate()
+                if t is not main_thread and not t.daemon and t.is_alive()]
+
+    deadline = time.monotonic() + (limit or 0.0)
+    while (left := running()) and (wait := deadline - time.monotonic()) > 0:
+        left[0].join(wait)
+    if not left:
+        return  # the interpreter's own exit finds nothing to wait for
+    if limit:
+        names = ", ".join(repr(thread.name) for thread in left)
+        print(
+            f"pexen: worker pid {os.getpid()} is killed with {len(left)} thread"
+            f"{'s' if len(left) > 1 else ''} its tasks started ({names}), still "
+            f"running {limit:g} s after the run ended; have the task join its "
+            f"threads, or start them with daemon=True if their work may be lost",
+            file=sys.stderr,
+        )
+        _flush_output()
+    os._exit(0)  # an exit without waiting for them
