@@ -159,7 +159,7 @@ def print_summary(
     if report.warnings:
         heading(console, "warnings", "yellow")
         for message in report.warnings:
-            say(console, Text("PexenWarning: " + printable(message), style="yellow"))
+            say(console, Text(printable(message), style="yellow"))
     timed = sorted(
         (o for o in report.outcomes if o.duration is not None),
         key=lambda o: o.duration or 0.0,
