@@ -70,7 +70,7 @@ class _Recording:
     """
 
     __slots__ = ("dispatched", "finished", "identity2key", "key2identity",
-                 "key2task", "rows", "run_id", "skipped", "written")
+                 "key2row", "key2task", "rows", "run_id", "skipped", "written")
 
     def __init__(self, run_id: int) -> None:
         self.run_id = run_id
@@ -81,6 +81,7 @@ class _Recording:
         self.skipped: list[tuple[Any, ...]] = []
         self.key2identity: dict[Any, str] = {}
         self.key2task: dict[Any, Any] = {}
+        self.key2row: dict[Any, tuple] = {}  # key -> the columns naming its task
         self.identity2key: dict[str, Any] = {}
 
 
@@ -198,15 +199,9 @@ class Writer:
         with self.lock:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-                handlers = self._handlers
                 for item in batch:
                     if type(item) is tuple:
-                        event, shared = item
-                        try:
-                            handlers[event.kind](event, shared)
-                        except DuplicateIdentityError as exc:
-                            log.error("journal %r: %s (not recorded)", self.journal,
-                                      exc)
+                        self._record(*item)
                     elif item is _STOP:
                         stop = True
                     else:
@@ -221,6 +216,32 @@ class Writer:
         for marker in flushes:
             marker.done.set()
         return stop
+
+    def _record(self, event: Any, shared: dict | None) -> None:
+        """Make or change the rows *event* says; a task that passed with no
+        state to keep (the most common event by far) takes the short way."""
+        recording = self._recording
+        if (
+            event.kind == "finished"
+            and shared is None
+            and recording is not None
+            and event.res.excinfo is None
+        ):
+            key = task_key(event.task)
+            described = recording.key2row.get(key)
+            if described is not None and key not in recording.written:
+                handed = recording.dispatched.pop(key, None)
+                ended, duration = event.wall, getattr(event, "duration", None)
+                recording.rows.append((
+                    *described[0], PASSED, None if handed is None else handed[1],
+                    None if duration is None else ended - duration, ended, duration,
+                    event.worker, None, None, None, None, None, None, *described[1],
+                ))
+                return
+        try:
+            self._handlers[event.kind](event, shared)
+        except DuplicateIdentityError as exc:
+            log.error("journal %r: %s (not recorded)", self.journal, exc)
 
     def _write_rows(self) -> None:
         """Write the rows the events of this lot made or changed."""
@@ -279,6 +300,9 @@ class Writer:
 
     def _describe(self, recording: _Recording, task: Any, key: Any) -> tuple:
         """The columns of an attempt row that say which task it is."""
+        cached = recording.key2row.get(key)
+        if cached is not None:
+            return (*cached[0], cached[1])
         callpath = getattr(task, CALLPATH_ATTR, None)
         joined = "/".join(callpath) if callpath else None
         meta = getattr(task, META_ATTR, None)
@@ -295,14 +319,22 @@ class Writer:
             raise DuplicateIdentityError(identity, (recording.key2task[other], task))
         recording.key2task[key] = task
         recording.key2identity[key] = identity
-        return (recording.run_id, identity, joined or task_name(task), joined,
-                described)
+        head = (recording.run_id, identity, joined or task_name(task), joined)
+        recording.key2row[key] = (head, described)
+        return (*head, described)
 
     def _dispatched(self, event: Any, shared: dict | None) -> None:
         recording = self._recording
         if recording is not None:
             task = event.task
-            recording.dispatched[task_key(task)] = (task, event.wall)
+            key = task_key(task)
+            if key not in recording.key2row:
+                try:
+                    self._describe(recording, task, key)
+                except DuplicateIdentityError as exc:
+                    log.error("journal %r: %s (not recorded)", self.journal, exc)
+                    return
+            recording.dispatched[key] = (task, event.wall)
 
     def _finished(self, event: Any, shared: dict | None) -> None:
         recording = self._recording
