@@ -126,6 +126,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                     capture_ids=collection.python_ids,
                     observers=records.observers,
                     resume=records.resume_from,
+                    expected=records.expected,
                 )
         except PexenError as exc:  # the graph is unsound, or the pool cannot start
             if collection.errors:

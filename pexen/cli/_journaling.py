@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shlex
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from pexen._eventlog import JsonEventLog
 from pexen.cli._collect import UsageError
 from pexen.cli._console import plural, printable
 from pexen.cli._select import Selection
-from pexen.journal import Journal, ResumePlan
+from pexen.journal import Journal, ResumePlan, task_identity
 from pexen.sched.meta import retrieve_meta
 from pexen.trace import ChromeTrace
 
@@ -63,6 +64,7 @@ class RunRecords:
         self.journal: Journal | None = None
         self.resume_from: Journal | None = None
         self.n_carried = 0  # tasks a resumed run takes over as passed
+        self.expected: dict[int, float] | None = None  # id(task) -> seconds
         self.observers: list[Any] = []
         self._stack = contextlib.ExitStack()
         path = journal_path(args)
@@ -118,6 +120,12 @@ class RunRecords:
         if self.args.order == "slowest-first":
             assert self.journal is not None
             selection = _slowest_first(selection, self.journal)
+        if self.journal is not None:
+            self.expected = expected_durations(
+                [d.task for d in plan.to_run] if self.resume_from is not None
+                else selection.tasks,
+                self.journal,
+            )
         return selection
 
 
@@ -197,18 +205,35 @@ class NothingFailed(UsageError):
         self.run_id = run_id
 
 
-def _slowest_first(selection: Selection, journal: Journal) -> Selection:
-    """*selection* reordered by the durations *journal* recorded last, the
-    longest first; tasks it never timed go before all of them. Priorities
-    still win: the scheduler keeps this order only among equal ones."""
-    from pexen.journal._identity import task_identity
-
+def _last_durations(journal: Journal) -> dict[str, float]:
+    """The duration the journal recorded last for each identity."""
     last: dict[str, float] = {}
     for identity, seconds in journal.connection.execute(
         "SELECT identity, duration FROM attempts WHERE duration IS NOT NULL "
         "ORDER BY id"
     ):
         last[identity] = seconds
+    return last
+
+
+def expected_durations(tasks: list[Any], journal: Journal) -> dict[int, float]:
+    """Seconds each of *tasks* is expected to take (by ``id()``): what the
+    journal recorded last, or for a task it never timed, the median of the
+    others (nothing if it timed none)."""
+    last = _last_durations(journal)
+    known = {id(task): last[identity] for task in tasks
+             if (identity := task_identity(task)) in last}
+    if not known:
+        return {}
+    guess = statistics.median(known.values())
+    return {id(task): known.get(id(task), guess) for task in tasks}
+
+
+def _slowest_first(selection: Selection, journal: Journal) -> Selection:
+    """*selection* reordered by the durations *journal* recorded last, the
+    longest first; tasks it never timed go before all of them. Priorities
+    still win: the scheduler keeps this order only among equal ones."""
+    last = _last_durations(journal)
     order = sorted(
         range(len(selection.tasks)),
         key=lambda i: -last.get(task_identity(selection.tasks[i]), float("inf")),

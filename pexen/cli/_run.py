@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Collection, Generator, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from rich.console import Console
@@ -166,6 +166,7 @@ def make_progress(
     sched: Sched,
     clock: RunClock,
     names: dict[int, str],
+    expected: Mapping[int, float] | None = None,
 ) -> Progress:
     """The display that fits the output: live on a terminal, plain lines elsewhere."""
     if verbosity < 0:
@@ -178,6 +179,7 @@ def make_progress(
             in_flight=lambda: sched.in_flight,
             started=clock.started,
             name=lambda task: names[id(task)],
+            expected=expected,
         )
     return PlainProgress(console, verbosity)
 
@@ -208,6 +210,7 @@ def execute(
     capture_ids: Collection[int] = (),
     observers: Sequence[Any] = (),
     resume: Any = None,
+    expected: Mapping[int, float] | None = None,
 ) -> None:
     """Run *tasks* on *pool*, filling *report*; return once every worker is gone.
 
@@ -216,7 +219,8 @@ def execute(
     ``Sched.run()`` raises before any task starts (``DepcheckError``,
     ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
     the output of the tasks whose ``id()`` is in *capture_ids* is captured.
-    *observers* are told the run's events; *resume* is ``Sched.run``'s.
+    *observers* are told the run's events; *resume* is ``Sched.run``'s;
+    *expected* the seconds a journal expects of each task (by ``id()``).
     """
     run_tasks = [
         CapturingTask(task) if id(task) in capture_ids else task for task in tasks
@@ -225,7 +229,7 @@ def execute(
     names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
     sched = Sched(run_tasks)
     clock = RunClock(lambda: pool.workers)
-    progress = make_progress(console, verbosity, sched, clock, names)
+    progress = make_progress(console, verbosity, sched, clock, names, expected)
     report.started = datetime.datetime.now().astimezone()
     t_start = time.monotonic()
     with (

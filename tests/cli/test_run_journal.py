@@ -242,3 +242,24 @@ def test_an_unwritable_trace_is_a_usage_error(capsys, tmp_path, isolated_imports
     assert status == 2
     assert f"--trace {str(tmp_path / 'no' / 't.json')!r}: cannot write there" in err
     assert "PASSED" not in out
+
+
+def test_expected_durations_are_the_last_recorded_or_the_median(tmp_path):
+    from pexen.cli._journaling import expected_durations
+
+    clock = Clock()
+    a, b, c, new = named("a"), named("b"), named("c"), named("new")
+    with Journal(tmp_path / "j.db") as j:
+        for seconds in (1.0, 2.0):  # two runs: the last duration counts
+            j(clock.event("run-started"))
+            for task, factor in ((a, 1), (b, 3), (c, 10)):
+                j(clock.event("dispatched", task=task))
+                j(clock.event("finished", task=task, res=TaskRes(task),
+                              duration=seconds * factor))
+            j(clock.event("run-ended"))
+        assert expected_durations([a, b, c, new], j) == {
+            id(a): 2.0, id(b): 6.0, id(c): 20.0, id(new): 6.0
+        }
+        assert expected_durations([new], j) == {}  # nothing to guess from
+    with Journal(tmp_path / "empty.db") as j:
+        assert expected_durations([a], j) == {}
