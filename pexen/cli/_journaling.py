@@ -32,7 +32,7 @@ ORDERS = ("priority", "slowest-first")
 
 
 def journal_path(args: argparse.Namespace) -> Path | None:
-    """The journal the run records into: ``--journal``, else the one it resumes."""
+    """The journal the run records into: the one it resumes, or ``--journal``."""
     return args.journal or args.resume or args.rerun_failed
 
 
@@ -42,6 +42,16 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(
             "--order slowest-first orders tasks by the durations a journal "
             "recorded: give --journal FILE (or --resume/--rerun-failed FILE)"
+        )
+    resumed = args.resume or args.rerun_failed
+    if resumed is not None and args.journal is not None and (
+        Path(resumed).absolute() != Path(args.journal).absolute()
+    ):
+        option = "--resume" if args.resume else "--rerun-failed"
+        raise UsageError(
+            f"{option} {str(resumed)!r} and --journal {str(args.journal)!r}: a "
+            f"resumed run is recorded in the journal it resumes from; give {option} "
+            "alone"
         )
     files = [(option, path) for option, path in (
         ("--journal", journal_path(args)), ("--trace", args.trace),
@@ -79,10 +89,7 @@ class RunRecords:
                 ))
                 self.observers.append(self.journal)
             if resumed is not None:
-                if Path(resumed).absolute() == Path(path or "").absolute():
-                    self.resume_from = self.journal
-                else:
-                    self.resume_from = self._stack.enter_context(Journal(resumed))
+                self.resume_from = self.journal  # the same file: check_options
             for option, opener in (("--trace", ChromeTrace),
                                    ("--log-json", JsonEventLog)):
                 target = getattr(args, option[2:].replace("-", "_"))

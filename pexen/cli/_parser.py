@@ -293,7 +293,7 @@ def _journal_options(run: argparse.ArgumentParser) -> None:
         type=_file_name,
         help="resume the last run of the journal FILE: what passed there is not "
         "run again, its shared state reaches its dependents; the run is "
-        "recorded in FILE too (unless --journal names another)",
+        "recorded in FILE too",
     )
     again.add_argument(
         "--rerun-failed",

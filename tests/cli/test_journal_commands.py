@@ -127,3 +127,19 @@ def test_forget_with_a_pattern_matching_nothing_says_so(capsys, tmp_path):
         f"pexen: error: no task recorded in {str(path)!r} matches -k 'nothing' "
         f"(among 7 tasks); 'pexen history {path}' lists them\n"
     )
+
+
+def test_history_says_a_killed_run_never_ended(capsys, tmp_path):
+    path = tmp_path / "j.db"
+    record(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE runs SET ended = NULL")
+        conn.execute("UPDATE attempts SET outcome = 'dispatched', duration = NULL "
+                     "WHERE identity = 'final'")
+    conn.close()
+    status, out, _ = run(capsys, "history", str(path))
+    assert status == 0
+    assert ", never ended, 4 passed, 1 failed, 1 skipped, 1 never finished" in out
+    assert [line for line in out.splitlines() if line.endswith("  final")] == [
+        "?           -       -  final"
+    ]

@@ -263,3 +263,19 @@ def test_expected_durations_are_the_last_recorded_or_the_median(tmp_path):
         assert expected_durations([new], j) == {}  # nothing to guess from
     with Journal(tmp_path / "empty.db") as j:
         assert expected_durations([a], j) == {}
+
+
+def test_a_resumed_run_is_recorded_where_it_resumes_from(capsys, tmp_path,
+                                                         isolated_imports):
+    """--journal naming another file than --resume is refused: the journal
+    a run resumes from is the one that records it, carried tasks and all."""
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    run(capsys, SUITE, "--journal", first)
+    status, _, err = run(capsys, SUITE, "--resume", first, "--journal", second)
+    assert status == 2
+    assert err == (
+        f"pexen: error: --resume {str(first)!r} and --journal {str(second)!r}: a "
+        "resumed run is recorded in the journal it resumes from; give --resume "
+        "alone\n"
+    )
+    assert not second.exists()
