@@ -39,7 +39,7 @@ from pexen.pytest_plugin._worker import (
     start,
 )
 from pexen.sched import Sched, TaskRes
-from pexen.sched.meta import assign_meta
+from pexen.sched.meta import assign_meta, retrieve_meta
 from pexen.sched.pool import ProcessWorkerPool
 
 
@@ -80,6 +80,11 @@ class Controller:
             task2item[id(task)] = item
         if not tasks:
             return
+        # claimers first among equals (the planner keeps the order of adding
+        # for equal priorities): tests that claim a resource queue for it,
+        # and the run cannot end before that queue is through; started first,
+        # the queue runs while the other tests fill the other workers
+        tasks.sort(key=_claims_nothing)
         _marks.check(tasks)
         outdir = tempfile.mkdtemp(prefix="pexen-pytest-")
         try:
@@ -151,3 +156,8 @@ class Controller:
             outdir=outdir,
             basetemp=basetemp,
         )
+
+
+def _claims_nothing(task: TestTask) -> bool:
+    meta = retrieve_meta(task)
+    return meta is None or not meta.claims

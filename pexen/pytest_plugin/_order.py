@@ -51,11 +51,15 @@ class SerialOrder:
     @pytest.hookimpl(tryfirst=True)  # before fixtures are set up
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         nodeid = item.nodeid
-        if nodeid in self.unmet:
-            pytest.skip(self.unmet[nodeid])
-        missing = [tag for tag in self.requires.get(nodeid, ()) if tag not in self.met]
-        if missing:
-            pytest.skip(self._reason(sorted(missing, key=repr)))
+        reason = self.unmet.get(nodeid)
+        if reason is None:
+            missing = [tag for tag in self.requires.get(nodeid, ())
+                       if tag not in self.met]
+            if missing:
+                reason = self._reason(sorted(missing, key=repr))
+        if reason is not None:
+            # shown at the test's place, as a skip marker's, not at this line
+            raise pytest.skip.Exception(reason, _use_item_location=True)
 
     def _reason(self, missing: list) -> str:
         tags = ", ".join(map(repr, missing))

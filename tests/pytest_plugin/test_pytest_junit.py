@@ -20,7 +20,9 @@ SUITE = {
             raise RuntimeError("cannot tear down")
     """,
     "test_mix.py": """
+        import logging
         import sys
+        import warnings
         import pytest
 
         def test_pass():
@@ -28,7 +30,11 @@ SUITE = {
 
         def test_fail():
             print("before failing", file=sys.stderr)
+            logging.getLogger("shop").warning("logged before failing")
             assert 1 == 2
+
+        def test_warns():
+            warnings.warn(UserWarning("careful now"))
 
         def test_skip():
             pytest.skip("not today")
@@ -94,10 +100,14 @@ def test_junit_xml_of_a_pexen_run_has_the_outcomes_of_a_serial_run(tmp_path):
     proc, _ = run_pytest(tmp_path, "-p", "no:cacheprovider", "--pexen", "2",
                          "--junitxml", "pexen.xml")
     serial, pexen = cases(tmp_path / "serial.xml"), cases(tmp_path / "pexen.xml")
-    assert len(serial) == 14
+    assert len(serial) == 15
     assert pexen == serial, proc.stdout
     assert {"failure", "error", "skipped", "passed"} <= {
         k for kinds in pexen.values() for k in kinds}
     text = (tmp_path / "pexen.xml").read_text()
     assert 'name="answer" value="42"' in text  # record_property made it back
     assert "before failing" in text  # captured output of the failed test
+    # the terminal: warnings summary, captured log, the -r summary
+    assert "UserWarning: careful now" in proc.stdout
+    assert "logged before failing" in proc.stdout
+    assert "FAILED test_mix.py::test_fail - assert 1 == 2" in proc.stdout

@@ -399,3 +399,29 @@ def test_ctrl_c_ends_the_run_with_the_summary_and_no_worker_left(tmp_path):
     assert "no tests ran" in out or "interrupted" in out.lower()
     assert poll(lambda: not any(alive(pid) for pid in workers)), workers
     assert os.getpid() not in workers
+
+
+def test_claimers_start_first_among_equal_priorities(tmp_path):
+    write_suite(tmp_path, {
+        "conftest.py": RECORDING_CONFTEST,
+        "test_order.py": """
+            import pytest
+
+            @pytest.mark.parametrize("n", range(3))
+            def test_free(n):
+                pass
+
+            @pytest.mark.pexen(claims=["db"])
+            def test_claimer():
+                pass
+
+            @pytest.mark.pexen(priority=-1)
+            def test_urgent():
+                pass
+        """,
+    })
+    proc, found = run_pytest(tmp_path, "--pexen", "1", "-p", "no:cacheprovider")
+    assert len(found) == 5, proc.stdout
+    ran = sorted(intervals(tmp_path).values(), key=lambda entry: entry["start"])
+    assert [entry["id"].split("::")[1] for entry in ran] == [
+        "test_urgent", "test_claimer", "test_free[0]", "test_free[1]", "test_free[2]"]
