@@ -174,9 +174,12 @@ class WorkerSession:
         needed = item.listchain() if item is not None else []
         if stack == needed[: len(stack)]:
             return
-        call = CallInfo.from_call(
-            lambda: session._setupstate.teardown_exact(item), when="teardown"
-        )
+        capture = last.config.pluginmanager.get_plugin("capturemanager")
+        with capture.item_capture("teardown", last) if capture else _nothing():
+            # captured as pytest would, shown only with a failure
+            call = CallInfo.from_call(
+                lambda: session._setupstate.teardown_exact(item), when="teardown"
+            )
         report = last.ihook.pytest_runtest_makereport(item=last, call=call)
         if report.failed:  # a passing one would be the last test's second
             self.pytest_runtest_logreport(report)
@@ -243,6 +246,9 @@ class WorkerSession:
         if self.events:
             path = Path(self.setup.outdir) / f"{os.getpid()}.pickle"
             path.write_bytes(pickle.dumps(self.events))
+
+
+_nothing = contextlib.nullcontext
 
 
 def _mismatch(expected: list[str], ours: list[str]) -> str:

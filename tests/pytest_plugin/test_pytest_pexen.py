@@ -425,3 +425,52 @@ def test_claimers_start_first_among_equal_priorities(tmp_path):
     ran = sorted(intervals(tmp_path).values(), key=lambda entry: entry["start"])
     assert [entry["id"].split("::")[1] for entry in ran] == [
         "test_urgent", "test_claimer", "test_free[0]", "test_free[1]", "test_free[2]"]
+
+
+def test_errors_in_wider_teardowns_are_reported_as_in_a_serial_run(tmp_path):
+    write_suite(tmp_path, {
+        "conftest.py": """
+            import pytest
+
+            @pytest.fixture(scope="session")
+            def session_thing():
+                yield
+                raise RuntimeError("session teardown broke")
+        """,
+        "test_a.py": """
+            import pytest
+
+            @pytest.fixture(scope="module")
+            def module_thing(session_thing):
+                yield
+                print("tearing the module down")
+                raise RuntimeError("module teardown broke")
+
+            @pytest.mark.parametrize("n", range(4))
+            def test_a(module_thing, n):
+                pass
+        """,
+        "test_b.py": """
+            import pytest
+
+            @pytest.mark.parametrize("n", range(4))
+            def test_b(n):
+                pass
+        """,
+    })
+    serial, found_serial = run_pytest(tmp_path, "-p", "no:cacheprovider")
+    # one worker sees the tests in the serial order: the very same reports
+    one, found_one = run_pytest(tmp_path, "--pexen", "1", "-p", "no:cacheprovider")
+    # two: each worker that set a fixture up tears it down, and may fail to
+    two, _ = run_pytest(tmp_path, "--pexen", "2", "-p", "no:cacheprovider")
+    assert outcomes_of(found_one) == outcomes_of(found_serial)
+    for proc in (serial, one, two):
+        assert proc.returncode == 1
+        assert "8 passed, " in proc.stdout.splitlines()[-1], proc.stdout
+        assert "RuntimeError: module teardown broke" in proc.stdout
+        assert "RuntimeError: session teardown broke" in proc.stdout
+        # captured, and shown with the error (not printed as it happened)
+        captured = proc.stdout.split("Captured stdout teardown", 1)
+        assert len(captured) == 2 and "tearing the module down" in captured[1]
+    for proc in (serial, one):
+        assert "8 passed, 2 errors" in proc.stdout.splitlines()[-1], proc.stdout
