@@ -281,8 +281,13 @@ def test_a_crashed_or_timed_out_test_fails_and_the_run_goes_on(tmp_path):
         import os, time
         import pytest
 
+        @pytest.mark.pexen(claims=["db"])
         def test_exits():
             os._exit(3)
+
+        @pytest.mark.pexen(claims=["db"])
+        def test_db_after():
+            pass
 
         @pytest.mark.pexen(timeout=0.5)
         def test_hangs():
@@ -292,10 +297,15 @@ def test_a_crashed_or_timed_out_test_fails_and_the_run_goes_on(tmp_path):
         def test_fine(n):
             pass
     """})
-    proc, found = run_pytest(tmp_path, "--pexen", "2", "-p", "no:cacheprovider")
+    proc, found = run_pytest(tmp_path, "--pexen", "2", "-p", "no:cacheprovider",
+                             "-rs")
     outcomes = outcomes_of(found)
     assert outcomes.pop("test_crash.py::test_exits") == "failed"
     assert outcomes.pop("test_crash.py::test_hangs") == "failed"
+    # the crashed test's lock stays taken: who waits for it is told why
+    assert outcomes.pop("test_crash.py::test_db_after") == "skipped"
+    assert ("pexen: waits for lock 'db', held because 'test_crash.py::test_exits' "
+            "failed") in proc.stdout
     assert set(outcomes.values()) == {"passed"} and len(outcomes) == 6
     assert ("WorkerCrashError: task 'test_crash.py::test_exits' crashed its "
             "worker: worker pid ") in proc.stdout
@@ -474,3 +484,21 @@ def test_errors_in_wider_teardowns_are_reported_as_in_a_serial_run(tmp_path):
         assert len(captured) == 2 and "tearing the module down" in captured[1]
     for proc in (serial, one):
         assert "8 passed, 2 errors" in proc.stdout.splitlines()[-1], proc.stdout
+
+
+def test_a_worker_whose_session_cannot_start_stops_the_run_saying_why(tmp_path):
+    write_suite(tmp_path, {
+        "conftest.py": """
+            import multiprocessing
+
+            if multiprocessing.current_process().name.startswith("pexen-worker"):
+                raise ImportError("no driver in the workers")
+        """,
+        "test_one.py": "def test_one():\n    pass\n",
+    })
+    proc, found = run_pytest(tmp_path, "--pexen", "2", "-p", "no:cacheprovider")
+    assert proc.returncode == 2, proc.stdout
+    assert "pexen: the pytest session of worker pid " in proc.stdout
+    assert "could not start: " in proc.stdout
+    assert "no driver in the workers" in proc.stdout
+    assert not found
