@@ -154,8 +154,9 @@ class WorkerSession:
                 f"worker (pid {os.getpid()})"
             )
         assert self.config is not None  # the session opened
-        self.events, self.passed = [], True
-        self._teardown_before(item)
+        self.events = []
+        self._teardown_before(item)  # its failure is the last test's, not this
+        self.passed = True
         # the parent as the next item: only the function scope is torn down
         self.config.hook.pytest_runtest_protocol(item=item, nextitem=item.parent)
         self.last = item

@@ -502,3 +502,38 @@ def test_a_worker_whose_session_cannot_start_stops_the_run_saying_why(tmp_path):
     assert "could not start: " in proc.stdout
     assert "no driver in the workers" in proc.stdout
     assert not found
+
+
+def test_a_teardown_error_left_by_the_last_test_does_not_fail_the_next(tmp_path):
+    # the module fixture of test_a.py is torn down as the worker moves on to
+    # test_b.py's provider: the error is test_a's, the provider still passed
+    write_suite(tmp_path, {
+        "test_a.py": """
+            import pytest
+
+            @pytest.fixture(scope="module")
+            def module_thing():
+                yield
+                raise RuntimeError("module teardown broke")
+
+            def test_a(module_thing):
+                pass
+        """,
+        "test_b.py": """
+            import pytest
+
+            @pytest.mark.pexen(provides=["b"])
+            def test_provider():
+                pass
+
+            @pytest.mark.pexen(requires=["b"])
+            def test_dependent():
+                pass
+        """,
+    })
+    proc, found = run_pytest(tmp_path, "--pexen", "1", "-p", "no:cacheprovider")
+    assert outcomes_of(found) == {
+        "test_a.py::test_a": "error",
+        "test_b.py::test_provider": "passed",
+        "test_b.py::test_dependent": "passed",
+    }, proc.stdout
