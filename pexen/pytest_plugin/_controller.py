@@ -20,14 +20,12 @@ import pickle
 import shutil
 import sys
 import tempfile
-import warnings
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from pexen import PexenWarning
 from pexen.pytest_plugin import _marks, _reports
 from pexen.pytest_plugin._worker import (
     CollectionMismatch,
@@ -110,9 +108,7 @@ class Controller:
         task2item: dict[int, pytest.Item],
     ) -> bool:
         """Run and replay; return whether the run was stopped early."""
-        with warnings.catch_warnings():
-            # the skips are reported per test; the summary warning says no more
-            warnings.simplefilter("ignore", PexenWarning)
+        with _marks.quiet():
             results = cast(Generator[TaskRes, None, None], sched.run(pool=pool))
             try:
                 for res in results:

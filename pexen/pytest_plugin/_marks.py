@@ -15,14 +15,16 @@ provides (deselected, say), which are skipped with that reason.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import pytest
 
+from pexen import PexenWarning
 from pexen.pytest_plugin import MARKER
-from pexen.sched import DepcheckError, MutexError, Sched, UnusedTagWarning
+from pexen.sched import DepcheckError, MutexError, Sched
 from pexen.sched.meta import TAG_FIELDS, MetaError, SchedMeta
 
 FIELDS = (*TAG_FIELDS, "priority", "timeout")
@@ -166,12 +168,22 @@ def _unmet_reason(missing: list, tag2providers: dict) -> str:
             "(deselected, or not collected)")
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Without pexen's warnings meanwhile: the plugin reports per test.
+
+    A tag some test provides and none requires is common and harmless, and
+    the tests a run leaves unrun are reported skipped, each with its reason.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PexenWarning)
+        yield
+
+
 def check(tasks: list[Any]) -> None:
     """Check the graph of *tasks* as ``Sched`` would; a UsageError if unsound."""
     try:
-        with warnings.catch_warnings():
-            # a tag some test provides and none requires is common and harmless
-            warnings.simplefilter("ignore", UnusedTagWarning)
+        with quiet():
             Sched(tasks).check()
     except (DepcheckError, MutexError) as exc:
         raise pytest.UsageError(f"pexen markers: {exc}") from None

@@ -99,6 +99,7 @@ def _ordered(items: list[pytest.Item], found: _marks.Plan) -> list[pytest.Item]:
             assign_meta(slot, meta)
         slots.append(slot)
     _marks.check(slots)
-    order = [res.task.index for res in Sched(slots).run(pool=InlineWorkerPool())]
+    with _marks.quiet():
+        order = [res.task.index for res in Sched(slots).run(pool=InlineWorkerPool())]
     order += sorted(found.unmet)  # skipped with the reason, at the end
     return [items[index] for index in order]

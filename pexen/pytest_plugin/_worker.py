@@ -38,6 +38,14 @@ from _pytest.runner import CallInfo
 from pexen.pytest_plugin._reports import Event, warning_data
 from pexen.sched import TaskFailError
 
+# pexen is imported in a worker before pytest marks its plugins for assertion
+# rewriting: pytest's warning about it would be an error under
+# ``filterwarnings = error``, and says nothing about the user's code
+_ALREADY_IMPORTED = (
+    "ignore:Module already imported so cannot be rewritten; pexen"
+    ":pytest.PytestAssertRewriteWarning"
+)
+
 
 class WorkerSetup(NamedTuple):
     """What every worker needs to rebuild the controller's session."""
@@ -189,7 +197,7 @@ class WorkerSession:
         """Configure, start the session and collect, as ``pytest`` would."""
         setup = self.setup
         try:
-            config = _prepareconfig(list(setup.args))
+            config = _prepareconfig([*setup.args, "-W", _ALREADY_IMPORTED])
             option = config.option
             option.pexen = None  # the plugin is inert here
             option.maxfail = 0  # the controller counts failures, not us

@@ -181,3 +181,19 @@ def test_the_entry_point_loads_the_plugin_unasked(tmp_path):
     assert "@pytest.mark.pexen(requires=(), provides=(), claims=()" in proc.stdout
     proc, found = run_pytest(tmp_path, "-p", "no:cacheprovider", autoload=True)
     assert outcomes_of(found) == {"test_one.py::test_one": "passed"}, proc.stdout
+
+
+@pytest.mark.parametrize("mode", [[], ["--pexen", "1"]], ids=["serial", "pexen"])
+def test_pexen_warnings_stay_out_of_a_strict_session(tmp_path, mode):
+    """A tag nobody requires is no warning here: -W error must not break."""
+    write_suite(tmp_path, {"test_w.py": """
+        import pytest
+
+        @pytest.mark.pexen(provides=["unused"])
+        def test_a():
+            pass
+    """})
+    proc, _ = run_pytest(tmp_path, "-p", "no:cacheprovider", "-W", "error",
+                             *mode)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "warning" not in proc.stdout.splitlines()[-1]
