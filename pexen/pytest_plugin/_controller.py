@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import pytest
 
-from pexen.pytest_plugin import _marks, _reports
+from pexen.pytest_plugin import _marks, _reports, _worker
 from pexen.pytest_plugin._worker import (
     CollectionMismatch,
     StartFailed,
@@ -92,6 +92,7 @@ class Controller:
                 initargs=(self._setup(session, outdir),),
                 finalizer=finish,
             )
+            _preload_in_forkserver(pool)
             sched = Sched(tasks)
             stopped = self._drive(session, sched, pool, task2item)
             if not stopped:
@@ -157,3 +158,24 @@ class Controller:
 def _claims_nothing(task: TestTask) -> bool:
     meta = retrieve_meta(task)
     return meta is None or not meta.claims
+
+
+def _preload_in_forkserver(pool: ProcessWorkerPool) -> None:
+    """Have the forkserver import pytest and the worker side once, before it starts.
+
+    Each worker is forked from the server with them imported instead of
+    importing them itself: a tenth of a second or two less per run (seen).
+    A server already running (another run in this process) is left as it is.
+    """
+    if pool.start_method != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    modules = getattr(server, "_preload_modules", None)
+    if getattr(server, "_forkserver_pid", None) is not None or not isinstance(
+        modules, list
+    ):
+        return
+    if _worker.__name__ not in modules:
+        pool.mp_context.set_forkserver_preload([*modules, _worker.__name__])
