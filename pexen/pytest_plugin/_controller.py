@@ -49,6 +49,7 @@ class Controller:
     def __init__(self, config: pytest.Config, workers: int) -> None:
         self.config = config
         self.workers = workers
+        self.exit: BaseException | None = None  # pytest.exit() in a test
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if not session.config.option.collectonly:
@@ -62,6 +63,8 @@ class Controller:
         if session.config.option.collectonly or not session.items:
             return None
         self._run(session)
+        if self.exit is not None:
+            raise self.exit  # as pytest.exit() in a serial run ends the session
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         if session.shouldstop:
@@ -139,6 +142,9 @@ class Controller:
             return None
         if isinstance(exc, (StartFailed, CollectionMismatch)):
             return f"pexen: {exc}"
+        if isinstance(exc, pytest.exit.Exception):
+            self.exit = exc
+            return str(exc)
         # the worker could not report it: it crashed, timed out, or the
         # reports could not travel
         _reports.report_failed(item, f"{type(exc).__name__}: {exc}")

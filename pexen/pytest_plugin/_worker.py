@@ -228,7 +228,8 @@ class WorkerSession:
         except BaseException as exc:  # any way pytest can refuse to start
             self.failure = (
                 f"the pytest session of worker pid {os.getpid()} could not start: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc}; the same command without --pexen "
+                "shows what pytest itself makes of it"
             )
             return
         self.nodeid2item = {item.nodeid: item for item in session.items}

@@ -537,3 +537,21 @@ def test_a_teardown_error_left_by_the_last_test_does_not_fail_the_next(tmp_path)
         "test_b.py::test_provider": "passed",
         "test_b.py::test_dependent": "passed",
     }, proc.stdout
+
+
+def test_pytest_exit_in_a_test_ends_the_session_as_in_a_serial_run(tmp_path):
+    write_suite(tmp_path, {"test_exit.py": """
+        import pytest
+
+        def test_enough():
+            pytest.exit("enough for today", returncode=3)
+
+        @pytest.mark.parametrize("n", range(20))
+        def test_n(n):
+            pass
+    """})
+    serial, _ = run_pytest(tmp_path, "-p", "no:cacheprovider")
+    pexen, _ = run_pytest(tmp_path, "--pexen", "2", "-p", "no:cacheprovider")
+    for proc in (serial, pexen):
+        assert proc.returncode == 3, proc.stdout
+        assert "Exit: enough for today" in proc.stdout
