@@ -555,3 +555,40 @@ def test_pytest_exit_in_a_test_ends_the_session_as_in_a_serial_run(tmp_path):
     for proc in (serial, pexen):
         assert proc.returncode == 3, proc.stdout
         assert "Exit: enough for today" in proc.stdout
+
+
+def test_k_and_m_select_and_class_and_module_markers_add_up(tmp_path):
+    write_suite(tmp_path, {
+        "pytest.ini": """
+            [pytest]
+            markers = slow: a slow test
+        """,
+        "test_sel.py": """
+            import pytest
+
+            pytestmark = pytest.mark.pexen(uses=["catalog"])
+
+            @pytest.mark.slow
+            def test_slow_reader():
+                pass
+
+            def test_fast_reader():
+                pass
+
+            @pytest.mark.pexen(claims=["catalog"])  # claims, over the module's uses
+            class TestWriter:
+                @pytest.mark.slow
+                def test_write(self):
+                    pass
+
+                @pytest.mark.slow
+                def test_other(self):
+                    pass
+        """,
+    })
+    proc, found = run_pytest(tmp_path, "--pexen", "2", "-p", "no:cacheprovider",
+                             "-m", "slow", "-k", "not other")
+    assert outcomes_of(found) == {"test_sel.py::test_slow_reader": "passed",
+                                  "test_sel.py::TestWriter::test_write": "passed"}, (
+        proc.stdout + proc.stderr)
+    assert "2 deselected" in proc.stdout
