@@ -592,3 +592,21 @@ def test_k_and_m_select_and_class_and_module_markers_add_up(tmp_path):
                                   "test_sel.py::TestWriter::test_write": "passed"}, (
         proc.stdout + proc.stderr)
     assert "2 deselected" in proc.stdout
+
+
+def test_pexen_takes_a_count_auto_or_zero_and_refuses_the_rest(tmp_path):
+    write_suite(tmp_path, {"test_one.py": """
+        import multiprocessing
+
+        def test_where():
+            with open("where", "w") as f:
+                f.write(multiprocessing.current_process().name)
+    """})
+    for value, worker in (("auto", True), ("0", False)):
+        proc, found = run_pytest(tmp_path, "--pexen", value, "-p", "no:cacheprovider")
+        assert outcomes_of(found) == {"test_one.py::test_where": "passed"}, proc.stdout
+        ran_in = (tmp_path / "where").read_text()
+        assert ran_in.startswith("pexen-worker") == worker, (value, ran_in)
+    proc, _ = run_pytest(tmp_path, "--pexen", "two", "-p", "no:cacheprovider")
+    assert proc.returncode == 4
+    assert "'two': expected a number of workers (0 for none) or 'auto'" in proc.stderr
