@@ -21,7 +21,13 @@ Two modes share one reading of the markers (``_marks``):
   in collection order, so they mostly do). Workers send back serialized
   reports; the controller replays them into its own hooks. One task per
   test, not per group: a lock or a dependency is per test, and a test
-  waiting for a lock must not hold a worker.
+  waiting for a lock must not hold a worker. Ready tests start by priority,
+  then those claiming a resource (a queue the run cannot end before), then
+  in collection order.
+
+What a worker rebuilds from the command line, what it reports and when it
+tears scopes down is in ``_worker``'s docstring; how reports travel, in
+``_reports``'s.
 
 Nothing here is imported by ``import pexen``, and this module imports
 pexen's scheduler only when a session needs it.
