@@ -44,8 +44,13 @@ LOCKS_AND_DEPS = {
     "pytest.ini": """
         [pytest]
         pexen_claims = db
+        pexen_uses = cache
     """,
-    "conftest.py": RECORDING_CONFTEST,
+    "conftest.py": RECORDING_CONFTEST + """
+    @pytest.fixture
+    def cache():
+        return {}
+""",
     "test_locks.py": """
         import time
         import pytest
@@ -60,9 +65,8 @@ LOCKS_AND_DEPS = {
         def test_db_through_a_fixture(db_user, n):
             time.sleep(WORK)
 
-        @pytest.mark.pexen(uses=["cache"])
         @pytest.mark.parametrize("n", range(4))
-        def test_cache_reader(n):
+        def test_cache_reader(cache, n):  # uses it: pexen_uses = cache
             time.sleep(WORK)
 
         @pytest.mark.pexen(claims=["cache"])
@@ -610,3 +614,42 @@ def test_pexen_takes_a_count_auto_or_zero_and_refuses_the_rest(tmp_path):
     proc, _ = run_pytest(tmp_path, "--pexen", "two", "-p", "no:cacheprovider")
     assert proc.returncode == 4
     assert "'two': expected a number of workers (0 for none) or 'auto'" in proc.stderr
+
+
+def test_a_fixture_declared_used_keeps_its_tests_off_a_claimer(tmp_path):
+    # the writer holds the door open for a second: a reader not kept out by
+    # the lock its fixture stands for would run then, on the other worker
+    write_suite(tmp_path, {
+        "pytest.ini": """
+            [pytest]
+            pexen_uses = cache
+        """,
+        "conftest.py": RECORDING_CONFTEST + """
+    @pytest.fixture
+    def cache():
+        return {}
+""",
+        "test_cache.py": """
+            import os, time
+            import pytest
+
+            FLAG = os.path.join(os.path.dirname(__file__), "a-reader-ran")
+
+            @pytest.mark.pexen(claims=["cache"])
+            def test_writer():
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline and not os.path.exists(FLAG):
+                    time.sleep(0.01)
+
+            @pytest.mark.parametrize("n", range(3))
+            def test_reader(cache, n):
+                open(FLAG, "w").close()
+        """,
+    })
+    proc, found = run_pytest(tmp_path, "--pexen", "2", "-p", "no:cacheprovider")
+    assert set(outcomes_of(found).values()) == {"passed"}, proc.stdout
+    ran = intervals(tmp_path)
+    writer = ran.pop("test_cache.py::test_writer")
+    assert len(ran) == 3
+    for reader in ran.values():
+        assert not overlap(writer, reader), (writer, reader)
