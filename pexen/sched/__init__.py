@@ -7,6 +7,7 @@ from pexen.sched._errors import (
     DepcheckError,
     MutexError,
     PoolError,
+    PoolWarning,
     RemoteTaskError,
     SchedulerError,
     TaskFailError,
@@ -25,6 +26,7 @@ __all__ = [
     "ExceptionInfo",
     "MutexError",
     "PoolError",
+    "PoolWarning",
     "RemoteTaskError",
     "Sched",
     "SchedulerError",
@@ -41,8 +43,8 @@ __all__ = [
 ]
 
 # Errors print and pickle under the name they are imported by.
-for _kind in (DepcheckError, MutexError, PoolError, RemoteTaskError, SchedulerError,
-              TaskFailError, TaskTimeoutError, TransportError, UnrunTasksWarning,
-              UnusedTagWarning, WorkerCrashError):
+for _kind in (DepcheckError, MutexError, PoolError, PoolWarning, RemoteTaskError,
+              SchedulerError, TaskFailError, TaskTimeoutError, TransportError,
+              UnrunTasksWarning, UnusedTagWarning, WorkerCrashError):
     _kind.__module__ = __name__
 del _kind

@@ -73,17 +73,17 @@ def loaded(definitions: Definitions) -> dict:
 
 
 def roundtrip(definitions: Definitions, task):
-    blob, needs = definitions.dumps_task(task)
-    return blob, needs, loads_task(blob, loaded(definitions))
+    blob, needs, form = definitions.dumps_task(task)
+    return blob, needs, loads_task(blob, form, loaded(definitions))
 
 
 def test_a_class_of_main_is_pickled_once_for_all_its_instances(main):
     definitions = Definitions()
     blobs = [definitions.dumps_task(main.Task(n)) for n in range(100)]
     assert len(definitions.blobs) == 1  # the class, once
-    assert all(needs == (0,) for _blob, needs in blobs)
-    assert max(len(blob) for blob, _needs in blobs) < 64  # no class body inside
-    task = loads_task(blobs[7][0], loaded(definitions))
+    assert all(needs == (0,) for _blob, needs, _form in blobs)
+    assert max(len(blob) for blob, _needs, _form in blobs) < 64  # no class body
+    task = loads_task(blobs[7][0], blobs[7][2], loaded(definitions))
     assert task()[:2] == ("task", 7)
 
 
@@ -91,9 +91,11 @@ def test_closures_share_their_code_and_keep_their_own_cells(main):
     definitions = Definitions()
     blobs = [definitions.dumps_task(main.make_closure(n)) for n in range(100)]
     assert len(definitions.blobs) == 1  # the first closure, as the template
-    assert max(len(blob) for blob, _needs in blobs[1:]) < 200
+    assert max(len(blob) for blob, _needs, _form in blobs[1:]) < 200
     objects = loaded(definitions)
-    assert [loads_task(blob, objects)()[1] for blob, _ in blobs] == list(range(100))
+    assert [
+        loads_task(blob, form, objects)()[1] for blob, _needs, form in blobs
+    ] == list(range(100))
 
 
 def test_defaults_recursion_empty_cells_and_attributes_travel(main):
@@ -115,7 +117,7 @@ def test_defaults_recursion_empty_cells_and_attributes_travel(main):
 
 def test_tasks_by_reference_need_no_definitions():
     definitions = Definitions()
-    blob, needs = definitions.dumps_task(print)
+    blob, needs, _form = definitions.dumps_task(print)
     assert (needs, definitions.blobs) == ((), [])
     assert pickle.loads(blob) is print
 

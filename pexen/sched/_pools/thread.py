@@ -1,31 +1,61 @@
 """A pool of named threads in this process.
 
+Threads
+-------
+Threads start as work needs them, as ``ThreadPoolExecutor``'s do: ``submit``
+starts one when more jobs are out than there are threads, up to ``workers``.
+Jobs out are counted by the scheduler's thread alone (``submit`` adds one,
+``wait`` takes away what it returns), so the count costs the workers
+nothing. A thread the system refuses to start (``RuntimeError: can't start
+new thread``) ends the growth: the run goes on with the threads there are,
+after a ``PoolWarning``; with none at all, ``PoolError`` says how many were
+asked for and why the system refused.
+
+Daemon or not
+-------------
+A thread takes its daemon flag from the thread that creates it, so the
+threads a task starts would be daemon threads if pexen's were, and the
+interpreter would not wait for their work at exit. Our threads therefore
+tell the threads their tasks start that they are not daemon threads, as a
+plain program's main thread would; yet to the interpreter they are daemon
+threads, which it does not wait for at exit: the pool joins them at
+``stop()``, or gives up on them (below). CPython reads the flag it waits by
+when it starts a thread; what ``daemon`` says afterwards is what the threads
+it creates inherit. A pool still serving a run when the interpreter exits
+(a run's generator left unfinished) is stopped by an ``atexit`` hook, so
+its running tasks end as those of a plain program would.
+
 Timeouts
 --------
 A job with a ``timeout`` is timed from when its thread starts it. When the
 time is up (plus a short grace, ``timeout_grace``, so a task that
 enforces its own timeout, like a ``FilesystemFactory`` script, reports it
-itself), ``wait()`` reports ``TaskTimeoutError`` for it and starts a
-replacement thread, so the run keeps its ``workers`` threads busy. A thread
-cannot be stopped from outside: the overrunning one goes on until its task
-returns, is never handed another job, discards what the task produced and
-ends. A task that overran but returned before anyone looked (the caller was
-holding a result) is reported as timed out all the same, as the process pool
-would. ``stop()`` joins every thread, overrunning ones too; it first calls
-``on_overrun_wait`` (when set) with the tasks it is about to wait for that
-way, so a caller can say why it waits.
+itself), ``wait()`` reports ``TaskTimeoutError`` for it and the thread
+retires: it is never handed another job, and a new one starts if work needs
+it. A thread cannot be stopped from outside: the overrunning one goes on
+until its task returns, discards what the task produced and ends. A task
+that overran but returned before anyone looked (the caller was holding a
+result) is reported as timed out all the same, as the process pool would.
+
+``stop()`` waits for every thread to finish its job and end, but abandons a
+thread whose task overran its timeout (one ``stop()`` finds running past its
+timeout, too): it is not waited for, by ``stop()`` nor by the interpreter's
+exit, and a ``PoolWarning`` names its task and thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import threading
 import time
-from collections.abc import Callable
+import warnings
+import weakref
 from queue import Empty, SimpleQueue
-from typing import Any
 
 from pexen.sched._calling import execute
+from pexen.sched._errors import PoolError, PoolWarning
+from pexen.sched._naming import task_name
 from pexen.sched._pools.base import (
     Job,
     Outcome,
@@ -36,7 +66,12 @@ from pexen.sched._pools.base import (
 )
 
 _pool_ids = itertools.count(1)
+_live_pools: weakref.WeakSet[ThreadWorkerPool] = weakref.WeakSet()
 _RECHECK = object()  # put by a thread that starts a timed job: recompute deadlines
+_ENDED = object()  # put by a thread as it ends, told to by ``stop()``
+# where our warnings point: the caller's loop over ``Sched.run()``, which
+# called submit, wait or stop, which called the method that warns
+_USER = 5
 
 
 def _timeout_outcome(job: Job, elapsed: float | None = None) -> Outcome:
@@ -52,16 +87,38 @@ def _timeout_outcome(job: Job, elapsed: float | None = None) -> Outcome:
 
 
 class _Timed:
-    """Jobs with a timeout that a thread is running now."""
+    """Jobs with a timeout that a thread is running now, and the threads."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.running: dict[int, tuple[float, Job]] = {}  # key -> (deadline, job)
-        self.timed_out: dict[int, Job] = {}  # reported, still running: key -> job
+        # key -> (deadline, job, the thread running it)
+        self.running: dict[int, tuple[float, Job, threading.Thread]] = {}
+        # reported as timed out, still running: key -> (job, its thread)
+        self.timed_out: dict[int, tuple[Job, threading.Thread]] = {}
+
+    def next_deadline(self) -> float | None:
+        """When the first running timed job overruns (None: none runs)."""
+        with self.lock:
+            return min((d for d, _job, _thread in self.running.values()), default=None)
+
+    def expire(self, now: float) -> list[Job]:
+        """Move the jobs past their deadline to ``timed_out``; return them."""
+        overdue = []
+        with self.lock:
+            for key, (deadline, job, thread) in list(self.running.items()):
+                if deadline <= now:
+                    del self.running[key]
+                    self.timed_out[key] = (job, thread)
+                    overdue.append(job)
+        return overdue
 
 
 def _work(jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed) -> None:
     """Worker thread: run jobs until the ``None`` sentinel or until one overruns."""
+    me = threading.current_thread()
+    # started as a daemon thread (see "Daemon or not"); the threads our tasks
+    # start inherit this instead, so that the interpreter waits for them
+    me._daemonic = False  # type: ignore[attr-defined]
     get, put, now = jobs.get, outcomes.put, time.monotonic
     while (job := get()) is not None:
         timeout = job.timeout
@@ -72,54 +129,54 @@ def _work(jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed) -> None:
         start = now()
         limit = timeout + timeout_grace(timeout)
         with timed.lock:
-            timed.running[key] = (start + limit, job)
+            timed.running[key] = (start + limit, job, me)
         put(_RECHECK)  # wake wait(): it may be blocking with no deadline
         outcome = execute(job)
         elapsed = now() - start
         with timed.lock:
-            if key in timed.timed_out:  # reported already, and replaced: retire
+            if key in timed.timed_out:  # reported already, and retired: end
                 del timed.timed_out[key]
                 return
             del timed.running[key]
         put(outcome if elapsed <= limit else _timeout_outcome(job, elapsed))
+    put(_ENDED)
 
 
 class ThreadWorkerPool(WorkerPool):
     """Run tasks in threads of this process (shared memory, bound by the GIL).
 
-    Threads are started for each run and joined at its end, named
-    ``pexen-worker-N.M``. A running thread cannot be stopped: when the run
-    ends early, queued tasks are dropped and running ones are waited for; a
-    task that overruns its ``timeout`` is reported as failed with
-    ``TaskTimeoutError`` while its thread, replaced, runs on until it returns.
-
-    ``on_overrun_wait``, if set, is called by ``stop()`` with the tasks that
-    overran their timeout and still run, just before it waits for them.
+    Threads are started as the run needs them, up to ``workers``, and joined
+    at its end, named ``pexen-worker-N.M``. The interpreter waits at exit
+    for the threads tasks start, as it would without pexen. A running thread
+    cannot be stopped: when the run ends early, queued tasks are dropped and
+    running ones are waited for; a task that overruns its ``timeout`` is
+    reported as failed with ``TaskTimeoutError``, and its thread runs on
+    until the task returns, abandoned: neither the end of the run nor the
+    interpreter's exit waits for it, and a ``PoolWarning`` names it.
     """
-
-    on_overrun_wait: Callable[[list[Any]], None] | None = None
 
     def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
         super().__init__(workers, spare)
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # every thread of this run
         self._jobs: SimpleQueue = SimpleQueue()
         self._outcomes: SimpleQueue = SimpleQueue()
         self._timed = _Timed()
         self._pool_id = 0
-        self._n_started = 0
+        self._n_live = 0  # threads started and not retired (by a timeout)
+        self._n_out = 0  # jobs submitted whose outcome wait() has not returned
+        self._most: int | None = None  # threads the system let us have, once short
 
     def submit(self, job: Job) -> None:
         self._jobs.put(job)
+        self._n_out += 1
+        if self._n_live < self._n_out and self._n_live < self.workers:
+            self._add_threads()
 
     def wait(self) -> list[Outcome]:
         outcomes, timed = self._outcomes, self._timed
         ready: list[Outcome] = []
         while not ready:
-            deadline = None
-            if timed.running:
-                with timed.lock:
-                    deadlines = [d for d, _job in timed.running.values()]
-                deadline = min(deadlines, default=None)
+            deadline = timed.next_deadline() if timed.running else None
             try:
                 if deadline is None:
                     item = outcomes.get()
@@ -134,54 +191,136 @@ class ThreadWorkerPool(WorkerPool):
             item = outcomes.get()
             if item is not _RECHECK:
                 ready.append(item)
+        self._n_out -= len(ready)
+        if self._n_live < self._n_out and self._n_live < self.workers:
+            self._add_threads()  # for jobs queued behind a thread that retired
         return ready
 
     def _expire(self) -> list[Outcome]:
-        """Report the jobs past their deadline; replace their threads."""
-        timed, now = self._timed, time.monotonic()
-        overdue = []
-        with timed.lock:
-            for key, (deadline, job) in list(timed.running.items()):
-                if deadline <= now:
-                    del timed.running[key]
-                    timed.timed_out[key] = job
-                    overdue.append(job)
-        for _ in overdue:
-            self._start_thread()  # the overrunning ones take no more jobs
+        """Report the jobs past their deadline; their threads retire."""
+        overdue = self._timed.expire(time.monotonic())
+        self._n_live -= len(overdue)  # they take no more jobs
         return [_timeout_outcome(job) for job in overdue]
 
-    def _start_thread(self) -> None:
-        self._n_started += 1
-        thread = threading.Thread(
-            target=_work,
-            args=(self._jobs, self._outcomes, self._timed),
-            name=f"pexen-worker-{self._pool_id}.{self._n_started}",
-            daemon=True,
+    def _add_threads(self) -> None:
+        """Start threads until each job out has one, up to ``workers``."""
+        wanted = min(self._n_out, self.workers)
+        if self._most is not None:
+            wanted = min(wanted, self._most)
+        while self._n_live < wanted:
+            try:
+                thread = threading.Thread(
+                    target=_work,
+                    args=(self._jobs, self._outcomes, self._timed),
+                    name=f"pexen-worker-{self._pool_id}.{len(self._threads) + 1}",
+                    daemon=True,  # to the interpreter: see "Daemon or not"
+                )
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread"
+                self._short_of_threads(exc)
+                return
+            self._threads.append(thread)
+            self._n_live += 1
+
+    def _short_of_threads(self, exc: RuntimeError) -> None:
+        """Go on with the threads there are, saying so once; fail if none."""
+        if self._n_live == 0:
+            raise PoolError(
+                f"{self!r} could not start any of the {self.workers} threads it was "
+                f"asked for: {exc}; ask for fewer workers, or let this process "
+                f"have more threads (ulimit -u, memory for their stacks)"
+            ) from exc
+        self._most = self._n_live
+        warnings.warn(
+            f"{self!r} could start only {self._n_live} of the {self.workers} "
+            f"threads it was asked for ({exc}); the run goes on with "
+            f"{self._n_live}",
+            PoolWarning,
+            stacklevel=_USER,
         )
-        thread.start()
-        self._threads.append(thread)
 
     def _start(self) -> None:
         self._jobs, self._outcomes, self._timed = SimpleQueue(), SimpleQueue(), _Timed()
         self._pool_id = next(_pool_ids)
-        self._n_started = 0
         self._threads = []
-        for _ in range(self.workers):
-            self._start_thread()
+        self._n_live = self._n_out = 0
+        self._most = None
+        _live_pools.add(self)
 
     def _stop(self, cancel: bool) -> None:
+        _live_pools.discard(self)
         if cancel:
             try:
                 while True:
                     self._jobs.get_nowait()
             except Empty:
                 pass
-        for _ in self._threads:  # one each; overrunning threads retire unasked
+        for _ in range(self._n_live):  # one each; retired threads end unasked
             self._jobs.put(None)
+        self._await_threads()
         with self._timed.lock:
-            overrunning = [job.task for job in self._timed.timed_out.values()]
-        if overrunning and self.on_overrun_wait is not None:
-            self.on_overrun_wait(overrunning)
+            abandoned = [
+                (job, thread)
+                for job, thread in self._timed.timed_out.values()
+                if thread.is_alive()
+            ]
+        given_up = {thread for _job, thread in abandoned}
+        for thread in given_up:  # say what it is to the interpreter's exit now
+            thread._daemonic = True  # type: ignore[attr-defined]
+        if abandoned:
+            self._warn_abandoned(abandoned)
         for thread in self._threads:
-            thread.join()
+            if thread not in given_up:
+                thread.join()
         self._threads = []
+
+    def _await_threads(self) -> None:
+        """Wait until each live thread ended, or overran its job's timeout."""
+        outcomes, timed = self._outcomes, self._timed
+        n_live = self._n_live
+        while n_live:
+            deadline = timed.next_deadline() if timed.running else None
+            try:
+                if deadline is None:
+                    item = outcomes.get()
+                else:
+                    item = outcomes.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Empty:
+                n_live -= len(timed.expire(time.monotonic()))
+                continue
+            if item is _ENDED:
+                n_live -= 1
+        self._n_live = 0
+
+    def _warn_abandoned(self, abandoned: list[tuple[Job, threading.Thread]]) -> None:
+        listed = ", ".join(
+            f"task {task_name(job.task)!r} (timeout {job.timeout:g} s) in thread "
+            f"{thread.name!r}"
+            for job, thread in abandoned
+        )
+        if len(abandoned) == 1:
+            what = "a thread still running a task that overran its timeout"
+            then = "it runs on until its task returns"
+            task, it = "task", "it"
+        else:
+            what = (f"{len(abandoned)} threads still running tasks that overran "
+                    f"their timeout")
+            then = "each runs on until its task returns"
+            task, it = "tasks", "them"
+        warnings.warn(
+            f"{self!r} abandons {what}: {listed}. A thread cannot be stopped: "
+            f"{then}, and neither the end of the run nor the interpreter's exit "
+            f"waits for {it}. Make the {task} give up in time (a timeout of "
+            f"{'its' if len(abandoned) == 1 else 'their'} own on what "
+            f"{'it waits' if len(abandoned) == 1 else 'they wait'} for), or run "
+            f"{it} in a ProcessWorkerPool, which kills {it}",
+            PoolWarning,
+            stacklevel=_USER,
+        )
+
+
+@atexit.register
+def _stop_live_pools() -> None:
+    """Stop pools still serving a run at exit: their running tasks end first."""
+    for pool in list(_live_pools):
+        pool.stop(cancel=True)

@@ -171,9 +171,13 @@ class _SourceKeepingPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def _dumps_with(pickler_cls: type, value: Any) -> bytes:
+def _dumps_with(pickler_cls: type, value: Any, **attrs: Any) -> bytes:
+    """Pickle *value* with a *pickler_cls* whose attributes *attrs* are set."""
     buf = io.BytesIO()
-    pickler_cls(buf, PROTOCOL).dump(value)
+    pickler = pickler_cls(buf, PROTOCOL)
+    for name, attr in attrs.items():
+        setattr(pickler, name, attr)
+    pickler.dump(value)
     return buf.getvalue()
 
 
@@ -249,17 +253,29 @@ class Definitions:
         self._templates: dict[types.CodeType, Any] = {}  # code -> first function
         self._by_reference: dict[Any, bool] = {}  # class or code -> by reference
 
-    def dumps_task(self, task: Any, name: str | None = None) -> tuple[bytes, tuple]:
-        """Pickle *task* as ``dumps_task`` does; return it with the numbers used.
+    def dumps_task(
+        self, task: Any, name: str | None = None
+    ) -> tuple[bytes, tuple[int, ...], int]:
+        """Pickle *task* as ``dumps_task`` does; return the pickle, the numbers
+        it needs and its form (``PLAIN``, ``NUMBERED``, ``FROM_TEMPLATE``), for
+        :func:`loads_task`.
 
         Once a task of some type (or a function of some code) needed
-        cloudpickle, its like skip the plain pickle that would fail again.
+        cloudpickle, its like skip the plain pickle that would fail again. A
+        function with the code of a template already sent, whose own values
+        pickle plainly, is pickled as its template's number and those values
+        alone, by the C pickler with no Python in between: the common case of
+        many closures made by one function.
         """
+        if type(task) is types.FunctionType:
+            fast = self._from_template(task)
+            if fast is not None:
+                return fast
         kind = _kind(task)
         if kind not in self._by_value:
             blob = _by_reference_or_none(task)
             if blob is not None:
-                return blob, ()
+                return blob, (), PLAIN
             self._by_value.add(kind)
         # the C pickler where it can do (fast); cloudpickle for what it cannot
         for pickler_cls in (_PlainDefiningPickler, _CloudDefiningPickler):
@@ -267,7 +283,7 @@ class Definitions:
             pickler = pickler_cls(buf, self, task)
             with contextlib.suppress(Exception):
                 pickler.dump(task)
-                return buf.getvalue(), tuple(sorted(pickler.used))
+                return buf.getvalue(), tuple(sorted(pickler.used)), NUMBERED
         try:  # neither: the error cloudpickle gives of the task itself says why
             cloud_dumps(task)
         except Exception as exc:
@@ -286,6 +302,21 @@ class Definitions:
             known = self._by_reference[key] = _by_reference(obj)
         return known
 
+    def _from_template(
+        self, function: types.FunctionType
+    ) -> tuple[bytes, tuple[int, ...], int] | None:
+        template = self._templates.get(function.__code__)
+        if template is None or template is function or not _fits(template, function):
+            return None
+        number = self._numbers[id(template)]
+        try:
+            blob = pickle.dumps((number, *_function_state(function)), PROTOCOL)
+        except Exception:
+            return None
+        if _MAIN in blob:  # a value of the script's own: by value, the long way
+            return None
+        return blob, (number,), FROM_TEMPLATE
+
     def template(self, function: types.FunctionType) -> Any:
         """The first function seen with *function*'s code, if it can stand for
         it (same globals and names); None if it cannot."""
@@ -294,13 +325,7 @@ class Definitions:
         if template is None:
             self.number(function)  # first: it may fail
             template = self._templates[code] = function
-        if (
-            template.__globals__ is not function.__globals__
-            or template.__qualname__ != function.__qualname__
-            or template.__module__ != function.__module__
-        ):
-            return None
-        return template
+        return template if _fits(template, function) else None
 
     def number(self, obj: Any) -> int:
         """The number of *obj*, pickling it (by value) on first sight."""
@@ -311,6 +336,31 @@ class Definitions:
             self._objects.append(obj)
             self._numbers[id(obj)] = number
         return number
+
+
+# How a task's pickle is loaded (``loads_task``): plain, with numbers standing
+# for definitions, or as a function rebuilt from its template's number
+PLAIN, NUMBERED, FROM_TEMPLATE = 0, 1, 2
+
+
+def _fits(template: types.FunctionType, function: types.FunctionType) -> bool:
+    """Whether *template* (same code) can stand for *function*: the same
+    globals and names, so only cells, defaults and attributes differ."""
+    return (
+        template.__globals__ is function.__globals__
+        and template.__qualname__ == function.__qualname__
+        and template.__module__ == function.__module__
+    )
+
+
+def _function_state(function: types.FunctionType) -> tuple:
+    """What differs between functions of one code: cells, defaults, attributes."""
+    return (
+        tuple(_cell_value(cell) for cell in function.__closure__ or ()),
+        function.__defaults__,
+        function.__kwdefaults__,
+        function.__dict__ or None,
+    )
 
 
 def _kind(task: Any) -> Any:
@@ -364,15 +414,9 @@ class _Numbering:
             return _same, (obj,)
         if template is None:
             return None
-        cells = obj.__closure__ or ()
-        state = (
-            tuple(_cell_value(cell) for cell in cells),
-            obj.__defaults__,
-            obj.__kwdefaults__,
-            obj.__dict__ or None,
-        )
+        state = _function_state(obj)
         return (
-            _function_skeleton, (template, len(cells)), state, None, None,
+            _function_skeleton, (template, len(state[0])), state, None, None,
             _fill_function,
         )
 
@@ -444,9 +488,16 @@ def _fill_function(function: types.FunctionType, state: tuple) -> None:
         function.__dict__.update(attributes)
 
 
-def loads_task(blob: bytes, definitions: dict[int, Any]) -> Any:
-    """Unpickle a task that :meth:`Definitions.dumps_task` pickled, given the
-    objects its numbers stand for."""
+def loads_task(blob: bytes, form: int, definitions: dict[int, Any]) -> Any:
+    """Unpickle a task that :meth:`Definitions.dumps_task` pickled in *form*,
+    given the objects its numbers stand for."""
+    if form == PLAIN:
+        return loads(blob)
+    if form == FROM_TEMPLATE:
+        number, *state = loads(blob)
+        function = _function_skeleton(definitions[number], len(state[0]))
+        _fill_function(function, tuple(state))
+        return function
     unpickler = pickle.Unpickler(io.BytesIO(blob))
     unpickler.persistent_load = definitions.__getitem__  # type: ignore[method-assign]
     return unpickler.load()
@@ -629,30 +680,64 @@ def _reduce_traceback(tb: TracebackType) -> tuple:
 
 # -- exceptions ---------------------------------------------------------------
 
+MAX_CHAIN = 100  # exceptions of one ``__cause__``/``__context__`` chain that travel
 
-def _reduce_exception(exc: BaseException) -> tuple:
+
+def chain_cuts(exc: BaseException) -> dict[int, str]:
+    """Where *exc*'s chain is cut to its first MAX_CHAIN exceptions, and the note why.
+
+    The chain is walked breadth first through ``__cause__`` and
+    ``__context__``, each exception once (a chain may loop back on itself).
+    The map goes from the ``id`` of each kept exception that links to a cut
+    one to the note it gets in place of those links; it is empty when the
+    whole chain fits. A loop that fits travels whole: pickle's memo keeps it.
+    """
+    order = [exc]
+    seen = {id(exc)}
+    for link in order:  # grows as it goes: breadth first, without recursion
+        for nxt in (link.__cause__, link.__context__):
+            if nxt is not None and id(nxt) not in seen:
+                seen.add(id(nxt))
+                order.append(nxt)
+    if len(order) <= MAX_CHAIN:
+        return {}
+    kept = {id(link) for link in order[:MAX_CHAIN]}
+    note = (
+        f"[pexen: the chain of this exception went on with {len(order) - MAX_CHAIN} "
+        f"more exceptions (its __cause__ and __context__); they were cut, as at "
+        f"most {MAX_CHAIN} travel back from a worker]"
+    )
+    return {
+        id(link): note
+        for link in order[:MAX_CHAIN]
+        if any(nxt is not None and id(nxt) not in kept
+               for nxt in (link.__cause__, link.__context__))
+    }
+
+
+def _reduce_exception(exc: BaseException, cut_note: str | None) -> tuple:
     """The exception's own reduction, plus its traceback and chain.
 
     The exception's ``__reduce_ex__`` keeps what its class knows how to keep
     (``SystemExit.code``, keyword-only options...); the chain and the
-    traceback, which pickle drops, are put back after.
+    traceback, which pickle drops, are put back after, as the state of the
+    rebuilt exception: pickle has it in its memo by then, so a chain that
+    loops back to it is pickled as a reference, not for ever. *cut_note*,
+    if given, replaces the exception's links (see :func:`chain_cuts`).
     """
     reduced = exc.__reduce_ex__(PROTOCOL)
     func, args = reduced[0], reduced[1]
     state = reduced[2] if len(reduced) > 2 else None
-    return _rebuild_exception, (
-        func,
-        args,
-        state,
-        exc.__cause__,
-        exc.__context__,
-        exc.__suppress_context__,
-        exc.__traceback__,
-        getattr(exc, "__notes__", None),
-    )
+    cause, context = exc.__cause__, exc.__context__
+    notes = getattr(exc, "__notes__", None)
+    if cut_note is not None:
+        cause = context = None
+        notes = [*(notes or ()), cut_note]
+    chain = (cause, context, exc.__suppress_context__, exc.__traceback__, notes)
+    return _new_exception, (func, args, state), chain, None, None, _set_chain
 
 
-def _rebuild_exception(func, args, state, cause, context, suppress, tb, notes):
+def _new_exception(func, args, state):
     try:
         exc = func(*args)
     except TypeError:
@@ -668,21 +753,30 @@ def _rebuild_exception(func, args, state, cause, context, suppress, tb, notes):
             setstate(state)
         else:
             exc.__dict__.update(state)
+    return exc
+
+
+def _set_chain(exc, chain):
+    cause, context, suppress, tb, notes = chain
     exc.__cause__ = cause
     exc.__context__ = context
     exc.__suppress_context__ = suppress
     exc.__traceback__ = tb
     if notes is not None:
         exc.__notes__ = notes
-    return exc
 
 
 class _ChainPickler(pickle.Pickler):
-    """Plain pickle that keeps tracebacks and ``__cause__``/``__context__``."""
+    """Plain pickle that keeps tracebacks and ``__cause__``/``__context__``.
+
+    ``cuts`` (from :func:`chain_cuts`) says where a long chain ends.
+    """
+
+    cuts: dict[int, str] = {}
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseException):
-            return _reduce_exception(obj)
+            return _reduce_exception(obj, self.cuts.get(id(obj)))
         if isinstance(obj, TracebackType):
             return _reduce_traceback(obj)
         return NotImplemented
@@ -691,9 +785,11 @@ class _ChainPickler(pickle.Pickler):
 class _ChainCloudPickler(_SourceKeepingPickler):
     """cloudpickle (exception classes made at run time) that keeps the chain."""
 
+    cuts: dict[int, str] = {}
+
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseException):
-            return _reduce_exception(obj)
+            return _reduce_exception(obj, self.cuts.get(id(obj)))
         if isinstance(obj, TracebackType):
             return _reduce_traceback(obj)
         return super().reducer_override(obj)
@@ -737,9 +833,10 @@ def dumps_excinfo(excinfo: ExceptionInfo) -> bytes:
     places = frame_places(tb)
     kind = "exc"  # with its chain
     reason = ""
+    cuts = chain_cuts(exc)
     for pickler_cls in (_ChainPickler, _ChainCloudPickler):
         try:
-            data = _dumps_with(pickler_cls, exc)
+            data = _dumps_with(pickler_cls, exc, cuts=cuts)
         except Exception as err:  # the last, most capable attempt says why
             reason = pickling_reason(exc, err, "exception")
             continue

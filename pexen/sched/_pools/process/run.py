@@ -29,7 +29,14 @@ from pexen.sched._errors import (
     WorkerCrashError,
 )
 from pexen.sched._naming import task_name
-from pexen.sched._pools.base import Job, Outcome, raised, timeout_error, timeout_grace
+from pexen.sched._pools.base import (
+    Job,
+    Outcome,
+    raised,
+    sigint_unblocked,
+    timeout_error,
+    timeout_grace,
+)
 from pexen.sched._pools.process import wire
 from pexen.sched._pools.process.output import Emitter, Relay
 from pexen.sched._pools.process.spawn import (
@@ -58,6 +65,7 @@ _MAX_POLL_MS = 3_600_000  # an hour: poll() cannot wait for a far deadline
 _READ_SIZE = 1 << 16
 STOP_GRACE = 5.0  # seconds an idle worker gets to exit after STOP
 FINALIZE_GRACE = 60.0  # the same, when the pool has a finalizer to run
+THREAD_WAIT = 30.0  # seconds more, at the end of a run, for threads tasks left
 CANCEL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancel
 UNSTARTED_POLL = 0.05  # seconds between looks at a timed job not yet started
 START_TIMEOUT = 60.0  # seconds a new worker may take to say READY
@@ -202,9 +210,9 @@ class ProcessRun:
         dumps_task = self.definitions.dumps_task
         try:
             try:
-                task_blob, needs = dumps_task(task)
+                task_blob, needs, form = dumps_task(task)
             except TransportError:  # again, to name the task (a rare path)
-                task_blob, needs = dumps_task(task, task_name(task))
+                task_blob, needs, form = dumps_task(task, task_name(task))
             data_blob = None
             if kwargs or shared:
                 try:
@@ -223,7 +231,7 @@ class ProcessRun:
         if needs:
             self.needs[key] = needs
         entry = self.wired[key] = wire.WireJob(
-            key, task_blob, pass_shared, data_blob, alarm, bool(needs)
+            key, task_blob, pass_shared, data_blob, alarm, form
         )
         return entry
 
@@ -439,11 +447,16 @@ class ProcessRun:
                 timeout = self.jobs[head].timeout
                 if timeout is None:
                     continue
-                if worker.slot[0] != head:  # not started yet, or done and on its way
+                slot = worker.slot
+                if slot[0] != head:  # not started yet, or done and on its way
                     wait = UNSTARTED_POLL
                 else:
-                    deadline = worker.slot[1] + timeout + timeout_grace(timeout) + 1.0
-                    wait = deadline - now
+                    # loading the task (imports...) is not its time, but may
+                    # not hang for ever either
+                    limit = START_TIMEOUT if slot[2] == wire.LOADING else (
+                        timeout + timeout_grace(timeout) + 1.0
+                    )
+                    wait = slot[1] + limit - now
                     if wait <= 0:
                         # the worker's own alarm did not end it (a task that
                         # blocks or handles SIGALRM): do it here
@@ -457,7 +470,7 @@ class ProcessRun:
         """A worker died: read what it sent, blame its task, requeue its spares."""
         self._read_results(worker)
         running: int | None = None
-        key, started = worker.slot[0], worker.slot[1]
+        key, started, phase = worker.slot[0], worker.slot[1], worker.slot[2]
         if key != wire.NO_KEY and int(key) in worker.outstanding:
             running = int(key)
         signal_group(worker.pid, signal.SIGKILL)  # what its task left running
@@ -469,8 +482,15 @@ class ProcessRun:
         self.backlog.extendleft(reversed(requeue))
         if running is not None:
             task, timeout = self.jobs[running].task, self.jobs[running].timeout
+            loading = phase == wire.LOADING
             err: TaskTimeoutError | WorkerCrashError
-            if worker.killed_for == running or (
+            if loading and worker.killed_for == running:
+                err = TaskTimeoutError(
+                    f"task {task_name(task)!r} could not be loaded in worker pid "
+                    f"{worker.pid} within {START_TIMEOUT:g} s (unpickling it, and "
+                    f"importing what it needs, hung); the worker was killed"
+                )
+            elif worker.killed_for == running or (
                 timeout is not None and exitcode == -signal.SIGALRM
             ):
                 assert timeout is not None
@@ -478,14 +498,18 @@ class ProcessRun:
                     task, timeout, f"; its worker (pid {worker.pid}) was killed"
                 )
             else:
+                doing = "loading" if loading else "running"
                 err = WorkerCrashError(
                     f"task {task_name(task)!r} crashed its worker: worker pid "
-                    f"{worker.pid} {describe_exit(exitcode)} while running it"
+                    f"{worker.pid} {describe_exit(exitcode)} while {doing} it"
                 )
                 err.exitcode = exitcode  # type: ignore[attr-defined]
             err.pid = worker.pid  # type: ignore[union-attr]
-            ran = time.monotonic() - started
-            self._finish(running, None, None, raised(err), started, ran)
+            if loading:  # it never started
+                self._finish(running, None, None, raised(err))
+            else:
+                ran = time.monotonic() - started
+                self._finish(running, None, None, raised(err), started, ran)
         elif not worker.stopping:
             self._unblamed_death(
                 f"the last, pid {worker.pid}, {describe_exit(exitcode)}; its stderr "
@@ -531,8 +555,16 @@ class ProcessRun:
             self._teardown()
 
     def _shutdown_workers(self, cancel: bool) -> None:
+        """STOP the idle workers, signal the others, wait, kill what is left.
+
+        At the end of a run (not *cancel*), a worker waits for the threads
+        its tasks left running, as a plain program's exit would, for at most
+        ``THREAD_WAIT``; a Ctrl-C meanwhile kills them at once. A cancel
+        kills them with their worker.
+        """
         workers = [w for w in self.workers if not w.dead]
-        stop = wire.frame(pickle.dumps((wire.STOP, None), PROTOCOL))
+        thread_wait = 0.0 if cancel else THREAD_WAIT
+        stop = wire.frame(pickle.dumps((wire.STOP, thread_wait), PROTOCOL))
         for worker in workers:
             worker.stopping = True
             if worker.ready and not worker.outstanding and not worker.outbuf:
@@ -544,7 +576,11 @@ class ProcessRun:
             signal_group(worker.pid, signal.SIGTERM if cancel else signal.SIGKILL)
         grace = FINALIZE_GRACE if self.pool.finalizer is not None else STOP_GRACE
         deadline = time.monotonic() + (CANCEL_GRACE if cancel else grace)
-        alive = await_exit(workers, deadline)
+        if cancel:
+            alive = await_exit(workers, deadline)
+        else:
+            with sigint_unblocked():  # to end the wait for threads tasks left
+                alive = await_exit(workers, deadline + thread_wait)
         for worker in alive:
             signal_group(worker.pid, signal.SIGKILL)
         await_exit(alive, time.monotonic() + KILL_WAIT)

@@ -210,7 +210,7 @@ def start_worker(
             job_r, job_w, res_r, res_w, out_r, out_w, err_r, err_w, log_r, log_w = (
                 pipes
             )
-            slot = ctx.RawArray("d", 2)
+            slot = ctx.RawArray("d", 3)
             slot[0] = wire.NO_KEY
             process = ctx.Process(
                 target=worker_module.main,

@@ -7,10 +7,11 @@ hangs). Messages are *frames*: a 4-byte little-endian length, then a pickle
 of ``(kind, body)``.
 
 * parent -> worker, ``jobs`` pipe: ``(JOBS, (definitions, [WireJob, ...]))``
-  or ``(STOP, None)``. ``definitions`` is a list of ``(number, pickle)``: the
-  classes and code that tasks of the run carry by value
+  or ``(STOP, seconds)``. ``definitions`` is a list of ``(number, pickle)``:
+  the classes and code that tasks of the run carry by value
   (``transport.Definitions``), each sent to a worker once, with the first
-  jobs that need it.
+  jobs that need it. ``seconds`` is how long to wait for threads its tasks
+  left running before exiting (0: not at all).
 * worker -> parent, ``results`` pipe: ``(READY, pid)`` once started (after
   the pool's initializer, if any), then one ``(RESULT, WireOutcome)`` per
   job, in the order the jobs came, sent as soon as the job is done (never
@@ -27,10 +28,13 @@ writes a plain tuple in a few bytes, a named one as a class reference and a
 call (five times the time, both ways, measured), and every job pays that.
 ``tuple(record)`` before pickling, ``tuple.__new__(Record, t)`` after.
 
-The *slot* is a small shared array: ``[key, start]`` of the job running now,
-``key`` ``NO_KEY`` between jobs. It costs no message, tells the parent which
-job a dead worker was running (a job whose result arrived is never blamed)
-and when a job started, for the parent's fallback timeout.
+The *slot* is a small shared array: ``[key, since, phase]`` of the job the
+worker holds now, ``key`` ``NO_KEY`` between jobs; ``phase`` is ``LOADING``
+while the job's task and data are unpickled (which may import modules) and
+``RUNNING`` once the task runs, ``since`` when that phase began. It costs no
+message, tells the parent which job a dead worker was running (a job whose
+result arrived is never blamed) and when the task started, for the parent's
+fallback timeout, which does not count the loading.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ JOBS, STOP = 0, 1
 READY, RESULT, INIT_FAILED = 0, 1, 2
 
 NO_KEY = -1.0  # the slot's key between jobs (the slot holds doubles)
+LOADING, RUNNING = 0.0, 1.0  # the slot's phase of the job it holds
 
 
 class WireJob(NamedTuple):
@@ -60,7 +65,7 @@ class WireJob(NamedTuple):
     pass_shared: bool
     data_blob: bytes | None  # pickled ``(kwargs, shared)``; None: two empty dicts
     alarm: float | None  # seconds after which the worker's SIGALRM ends it
-    numbered: bool  # task_blob refers to definitions by number
+    form: int  # how task_blob is loaded: ``transport.loads_task``
 
 
 class WireOutcome(NamedTuple):
