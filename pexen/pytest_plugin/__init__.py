@@ -90,6 +90,11 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
             "give one of them: --pexen to honour @pytest.mark.pexen locks and "
             "dependencies, or -n for pytest-xdist"
         )
+    if os.name != "posix":
+        raise pytest.UsageError(
+            "--pexen runs tests on pexen's process pool, which needs a POSIX "
+            "system (Linux, macOS); drop --pexen here"
+        )
     if config.getoption("usepdb"):
         raise pytest.UsageError(
             "--pdb needs the test in this process, --pexen runs it in a worker; "
