@@ -359,6 +359,10 @@ def test_pexen_with_xdist_n_is_a_usage_error(tmp_path):
     assert proc.returncode == 4
     assert ("--pexen and -n (pytest-xdist) both run the tests in worker "
             "processes; give one of them") in proc.stderr
+    proc, _ = run_pytest(tmp_path, "-p", "no:cacheprovider", "--pexen", "2",
+                         "--pdb", timeout=30)
+    assert proc.returncode == 4
+    assert "--pdb needs the test in this process" in proc.stderr
 
 
 def test_a_collection_that_differs_in_a_worker_is_named(tmp_path):
