@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -165,8 +166,17 @@ class WorkerSession:
         self.events = []
         self._teardown_before(item)  # its failure is the last test's, not this
         self.passed = True
-        # the parent as the next item: only the function scope is torn down
-        self.config.hook.pytest_runtest_protocol(item=item, nextitem=item.parent)
+        # the parent as the next item: only the function scope is torn down;
+        # SIGINT as in a plain pytest process (a pexen worker ignores it, and
+        # what a test starts would inherit that): this worker's process group
+        # is its own, so a Ctrl-C at the terminal does not reach it
+        ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.config.hook.pytest_runtest_protocol(
+                item=item, nextitem=item.parent
+            )
+        finally:
+            signal.signal(signal.SIGINT, ignored)
         self.last = item
         events = self.events
         self.events = []

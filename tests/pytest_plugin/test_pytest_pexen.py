@@ -657,3 +657,28 @@ def test_a_fixture_declared_used_keeps_its_tests_off_a_claimer(tmp_path):
     assert len(ran) == 3
     for reader in ran.values():
         assert not overlap(writer, reader), (writer, reader)
+
+
+def test_a_test_sees_sigint_as_in_a_plain_pytest_process(tmp_path):
+    # pexen's workers ignore SIGINT; a test, and what it starts, must not
+    write_suite(tmp_path, {"test_sigint.py": """
+        import os, signal, subprocess, sys
+        import pytest
+
+        def test_handler():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+        def test_interrupt_self():
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)  # handled before it returns
+
+        def test_a_child_can_be_interrupted():
+            child = subprocess.run(
+                [sys.executable, "-c",
+                 "import signal; print(signal.getsignal(signal.SIGINT))"],
+                capture_output=True, text=True, check=True)
+            assert "default_int_handler" in child.stdout
+    """})
+    proc, found = run_pytest(tmp_path, "--pexen", "1", "-p", "no:cacheprovider")
+    assert set(outcomes_of(found).values()) == {"passed"}, proc.stdout
+    assert len(found) == 3
