@@ -7,7 +7,7 @@ that noxfile.py tests.
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib.metadata
 import os
 import re
 import shutil
@@ -70,8 +70,18 @@ def _run(*argv: str | Path, cwd: Path, env: dict | None = None) -> str:
     return proc.stdout
 
 
+def _installed(distribution: str) -> bool:
+    """Whether *distribution* is installed (not merely a ``build/`` directory
+    that the checkout on sys.path happens to hold)."""
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 @pytest.mark.skipif(
-    importlib.util.find_spec("build") is None,
+    not _installed("build"),
     reason="needs the 'build' package (the release extra: pip install -e '.[release]')",
 )
 def test_the_wheel_installs_and_runs_the_example_suite(tmp_path):
