@@ -1,11 +1,12 @@
 """The test suite on every CPython pexen supports: ``nox`` (or ``nox -s tests``).
 
 Each interpreter of ``PYTHONS`` found on PATH gets a fresh virtualenv with
-pexen and its test extra installed from this checkout (not editable), and
-runs the whole suite; an interpreter that is not there is skipped with a
-message, not a failure. The Dask and MPI pool tests need the ``dask`` and
-``mpi`` extras and skip here: .ci/run runs them once, on its own
-interpreter, to keep CI short.
+pexen and its test extra installed from this checkout (its dependencies and
+its ``pexen`` command; the tests import the checkout itself, as pytest's
+``pythonpath`` says), and runs the whole suite; an interpreter that is not
+there is skipped with a message, not a failure. The Dask and MPI pool tests
+need the ``dask`` and ``mpi`` extras and skip here: .ci/run runs them once,
+on its own interpreter, to keep CI short.
 """
 
 from __future__ import annotations
