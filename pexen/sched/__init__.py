@@ -9,6 +9,7 @@ from pexen.sched._errors import (
     PoolError,
     RemoteTaskError,
     SchedulerError,
+    TaskCancelledError,
     TaskFailError,
     TaskTimeoutError,
     TransportError,
@@ -16,18 +17,22 @@ from pexen.sched._errors import (
     UnusedTagWarning,
     WorkerCrashError,
 )
+from pexen.sched._events import Event, Status
 from pexen.sched._failwrap import task_fail_wrap
 from pexen.sched._result import ExceptionInfo, TaskRes
 from pexen.sched._sched import Sched
 
 __all__ = [
     "DepcheckError",
+    "Event",
     "ExceptionInfo",
     "MutexError",
     "PoolError",
     "RemoteTaskError",
     "Sched",
     "SchedulerError",
+    "Status",
+    "TaskCancelledError",
     "TaskFailError",
     "TaskRes",
     "TaskTimeoutError",
@@ -40,9 +45,10 @@ __all__ = [
     "task_fail_wrap",
 ]
 
-# Errors print and pickle under the name they are imported by.
-for _kind in (DepcheckError, MutexError, PoolError, RemoteTaskError, SchedulerError,
-              TaskFailError, TaskTimeoutError, TransportError, UnrunTasksWarning,
-              UnusedTagWarning, WorkerCrashError):
+# Errors and records print and pickle under the name they are imported by.
+for _kind in (DepcheckError, Event, MutexError, PoolError, RemoteTaskError,
+              SchedulerError, Status, TaskCancelledError, TaskFailError,
+              TaskTimeoutError, TransportError, UnrunTasksWarning, UnusedTagWarning,
+              WorkerCrashError):
     _kind.__module__ = __name__
 del _kind

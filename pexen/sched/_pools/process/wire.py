@@ -10,11 +10,13 @@ of ``(kind, body)``.
   or ``(STOP, None)``. ``definitions`` is a list of ``(number, pickle)``: the
   classes and code that tasks of the run carry by value
   (``transport.Definitions``), each sent to a worker once, with the first
-  jobs that need it.
+  jobs that need it. ``(DROP, [key, ...])`` cancels jobs the worker holds but
+  has not started (see the slot, below).
 * worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
   ``(RESULT, WireOutcome)`` per job, in the order the jobs came, sent as soon
   as the job is done (never held back: a worker that dies must not take
-  finished results with it).
+  finished results with it); ``(DROPPED, key)`` instead for a job it dropped
+  unstarted.
 * worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
   ``pexen_key`` naming the job that was running); stdout and stderr: fds 1
   and 2 of the worker are pipes, so output of C code and subprocesses is
@@ -25,10 +27,15 @@ writes a plain tuple in a few bytes, a named one as a class reference and a
 call (five times the time, both ways, measured), and every job pays that.
 ``tuple(record)`` before pickling, ``tuple.__new__(Record, t)`` after.
 
-The *slot* is a small shared array: ``[key, start]`` of the job running now,
-``key`` ``NO_KEY`` between jobs. It costs no message, tells the parent which
-job a dead worker was running (a job whose result arrived is never blamed)
-and when a job started, for the parent's fallback timeout.
+The *slot* is a small shared array: ``[key, start, drops]``: the key and
+start of the job running now, ``key`` ``NO_KEY`` between jobs. It costs no
+message, tells the parent which job a dead worker was running (a job whose
+result arrived is never blamed) and when a job started, for the parent's
+fallback timeout and ``Sched.status()``. ``drops`` counts the DROP frames
+the parent wrote in full: a worker holding several jobs compares it with
+the count it has read before it starts each job, and reads its pipe when
+they differ. So a DROP reaches the worker before any job it holds starts,
+at the cost of one read of shared memory per job.
 """
 
 from __future__ import annotations
@@ -43,9 +50,10 @@ HEADER = struct.Struct("<I")
 MAX_FRAME = 2**32 - 1
 
 # parent -> worker
-JOBS, STOP = 0, 1
+JOBS, STOP, DROP = 0, 1, 2
 # worker -> parent
-READY, RESULT = 0, 1
+READY, RESULT, DROPPED = 0, 1, 2
+SLOT_SIZE = 3  # key, start, drops
 
 NO_KEY = -1.0  # the slot's key between jobs (the slot holds doubles)
 

@@ -23,12 +23,15 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from pexen.sched._calling import execute
 from pexen.sched._errors import TransportError
 from pexen.sched._pools.base import Job
 from pexen.sched._pools.process.wire import (
+    DROP,
+    DROPPED,
     NO_KEY,
     READY,
     RESULT,
@@ -230,7 +233,7 @@ def _run(job: WireJob) -> WireOutcome:
     except BaseException as exc:
         return WireOutcome(key, False, None, None, ("arguments", _reason(exc)))
     try:
-        _key, shared, ret, excinfo, started, duration = execute(
+        _key, shared, ret, excinfo, started, duration, _worker = execute(
             _new_tuple(Job, (key, task, job.pass_shared, kwargs, shared, None))
         )
     except KeyboardInterrupt:  # raised by the task itself: SIGINT is ignored here
@@ -257,6 +260,17 @@ def _run(job: WireJob) -> WireOutcome:
     return _new_tuple(
         WireOutcome, (key, shared_blob, ret_blob, None, None, started, duration)
     )
+
+
+def _drop(pending: deque[Any], keys: list[int], result_fd: int) -> None:
+    """Drop the jobs *keys* that have not started; tell the parent which."""
+    dropped = set(keys)
+    kept = [plain for plain in pending if plain[0] not in dropped]
+    for plain in pending:
+        if plain[0] in dropped:
+            write_all(result_fd, frame(pickle.dumps((DROPPED, plain[0]), PROTOCOL)))
+    pending.clear()
+    pending.extend(kept)
 
 
 def _flush_output() -> None:
@@ -291,40 +305,49 @@ def main(
     write_all(result_fd, frame(dumps((READY, os.getpid()), PROTOCOL)))
     reader = FrameReader(job_conn.fileno())
     pid = os.getpid()
+    pending: deque[Any] = deque()  # jobs received, not started
+    drops_read = 0
     while True:
-        payload = reader.read()
-        if payload is None:  # the parent is gone
-            break
-        kind, body = loads(payload)
-        if kind == STOP:
-            break
-        definitions, jobs = body
-        if definitions:
-            _load_definitions(_definitions, definitions)
-        for plain in jobs:
-            job = _new_tuple(WireJob, plain)
-            alarm_after = job.alarm
-            slot[1] = now()
-            slot[0] = job.key
-            if alarm_after is not None:
-                set_handler(alarm, sig_dfl)  # a task may have changed it
-                setitimer(real, alarm_after)
+        # a DROP frame the parent wrote in full is read before the next job
+        if not pending or slot[2] != drops_read:
+            payload = reader.read()
+            if payload is None:  # the parent is gone
+                break
+            kind, body = loads(payload)
+            if kind == STOP:
+                break
+            if kind == DROP:
+                drops_read += 1
+                _drop(pending, body, result_fd)
+                continue
+            definitions, jobs = body
+            if definitions:
+                _load_definitions(_definitions, definitions)
+            pending.extend(jobs)
+            continue
+        job = _new_tuple(WireJob, pending.popleft())
+        alarm_after = job.alarm
+        slot[1] = now()
+        slot[0] = job.key
+        if alarm_after is not None:
+            set_handler(alarm, sig_dfl)  # a task may have changed it
+            setitimer(real, alarm_after)
+        try:
+            outcome = _run(job)
+            if os.getpid() != pid:  # a copy a task forked: not the worker
+                os._exit(0)
             try:
-                outcome = _run(job)
-                if os.getpid() != pid:  # a copy a task forked: not the worker
-                    os._exit(0)
-                try:
-                    message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
-                except Exception as exc:  # e.g. too large a frame
-                    problem = ("result", _reason(exc))
-                    outcome = WireOutcome(job.key, False, None, None, problem)
-                    message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
-            finally:
-                if alarm_after is not None:
-                    setitimer(real, 0)
-            _flush_output()  # before the result: the parent relays it first
-            write_all(result_fd, message)
-            slot[0] = NO_KEY
+                message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
+            except Exception as exc:  # e.g. too large a frame
+                problem = ("result", _reason(exc))
+                outcome = WireOutcome(job.key, False, None, None, problem)
+                message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
+        finally:
+            if alarm_after is not None:
+                setitimer(real, 0)
+        _flush_output()  # before the result: the parent relays it first
+        write_all(result_fd, message)
+        slot[0] = NO_KEY
     _flush_output()
     main_thread = threading.main_thread()
     if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
