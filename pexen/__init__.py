@@ -1,7 +1,8 @@
 """pexen: run Python callables in the right order, in parallel.
 
 ``pexen.sched`` holds the scheduler, task metadata and worker pools;
-``import pexen`` itself stays light (no heavy engine is imported).
+``pexen.map`` and ``pexen.starmap`` run one function over many inputs.
+``import pexen`` itself stays light: what these need is imported on first use.
 """
 
 from __future__ import annotations
@@ -9,6 +10,20 @@ from __future__ import annotations
 from pexen._errors import PexenError, PexenWarning
 
 __version__ = "0.1.0"
-__all__ = ["PexenError", "PexenWarning", "__version__"]
+__all__ = ["PexenError", "PexenWarning", "__version__", "map", "starmap"]
+
+_LAZY = {"map": "pexen._map", "starmap": "pexen._map"}
 
 PexenError.__module__ = PexenWarning.__module__ = __name__  # print as pexen.PexenError
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -4,11 +4,16 @@ Workers started by a forkserver are its children, not ours, so the process
 check walks the whole tree below this process (grandchildren too), reading
 ``/proc``. CPython's own shared helpers (the forkserver and the resource
 tracker, started once per interpreter) may stay; their children may not.
+What a test's process orphans when it is killed is no longer below us: such a
+test records what was below it first (``below``), then checks on those
+(``still_running``), and kills what is left whatever happens (``kill_all``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -113,3 +118,41 @@ class LeakCheck:
             found.append("processes left behind (grandchildren too): "
                          f"{self.new_processes()}")
         return found
+
+
+def start_time(pid: int) -> int | None:
+    """When *pid* started (clock ticks after boot), or None: gone, or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def below(root: int) -> dict[int, int]:
+    """Every live process below *root*: pid -> start time, which tells the
+    process from another that reuses its pid once it is gone."""
+    children, _ = _proc_table()
+    found: dict[int, int] = {}
+    frontier = [root]
+    while frontier:
+        for pid in children.get(frontier.pop(), ()):
+            if pid not in found and (start := start_time(pid)) is not None:
+                found[pid] = start
+                frontier.append(pid)
+    return found
+
+
+def still_running(procs: dict[int, int]) -> dict[int, str]:
+    """Those of *procs* (pid -> start time) still running, with their names."""
+    _, what = _proc_table()
+    return {pid: what.get(pid, "?") for pid, start in procs.items()
+            if start_time(pid) == start}
+
+
+def kill_all(procs: dict[int, int]) -> None:
+    """SIGKILL those of *procs* still running (a failed test's cleanup)."""
+    for pid in still_running(procs):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)

@@ -105,6 +105,25 @@ def write_pid_and_wait(*, path: str) -> int:
     return os.getpid()
 
 
+def start_sleep_and_wait(*, path: str) -> int:
+    """Start ``sleep 300``, tell the test our pid and its pid (atomically),
+    then wait for it: only a killer ends this task."""
+    child = subprocess.Popen(["sleep", "300"])
+    tmp = path + ".tmp"
+    pathlib.Path(tmp).write_text(f"{os.getpid()} {child.pid}")
+    os.replace(tmp, path)
+    return child.wait()
+
+
+_background: list[subprocess.Popen] = []  # kept: a dropped Popen warns
+
+
+def start_background_sleep() -> int:
+    """Start ``sleep 300`` and return its pid without waiting for it."""
+    _background.append(subprocess.Popen(["sleep", "300"]))
+    return _background[-1].pid
+
+
 def return_lock():
     return {"lock": threading.Lock()}
 

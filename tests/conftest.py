@@ -5,13 +5,19 @@ from __future__ import annotations
 import pytest
 
 from tests._leaks import LeakCheck
-from tests._pools import POOL_KINDS
+from tests._pools import POOL_KINDS, START_METHODS
 
 
 @pytest.fixture(params=[factory for _, factory in POOL_KINDS],
                 ids=[name for name, _ in POOL_KINDS])
 def make_pool(request):
     """A factory ``make_pool(workers=1, spare=1)`` for each pool kind."""
+    return request.param
+
+
+@pytest.fixture(params=START_METHODS)
+def method(request):
+    """Each multiprocessing start method of this platform, in turn."""
     return request.param
 
 

@@ -17,7 +17,7 @@ import pytest
 from pexen import sched
 from pexen.sched import SchedulerError, pool
 from pexen.sched.meta import assign_val, func_meta
-from tests._cli import run_pexen, write_package
+from tests.cli._cli import run_pexen, write_package
 
 PRESET = {"preset": "p"}
 
@@ -289,12 +289,6 @@ GENERATOR_SUITE = """
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CLI wraps each Python task in a CapturingTask (pexen/cli/_capture.py, "
-    "outside the core), which returns the coroutine inside a TaskOutput unrun; it "
-    "must run it inside its capture",
-)
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_pexen_run_fails_an_async_test_that_fails(tmp_path, kind):
     write_package(tmp_path, "asyncsuite", {"test_async": ASYNC_SUITE})

@@ -21,9 +21,9 @@ import sys
 
 import pytest
 
-from pexen.cli._main import build_parser
+from pexen.cli._parser import build_parser
 from pexen.sched import pool as pools
-from tests._cli import EXAMPLES, REPO, pexen_env
+from tests.cli._cli import EXAMPLES, REPO, pexen_env
 
 PAGE = REPO / "docs" / "cli.md"
 BLOCK = re.compile(r"^```console\n(.*?)^```\n", re.S | re.M)

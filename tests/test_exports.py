@@ -32,9 +32,10 @@ SPEC_POOL = {
 
 # deliberate additions beyond SPEC.md
 EXTRA_PEXEN = {"__version__"}
+SPEC_PEXEN |= {"map", "starmap"}  # §9; amap and astarmap come with arun
 EXTRA_META = {"MetaError"}
 EXTRA_SCHED = {
-    "UnrunTasksWarning", "UnusedTagWarning",  # PexenWarning's kinds
+    "UnrunTasksWarning", "UnusedTagWarning", "PoolWarning",  # PexenWarning's kinds
     "TransportError", "RemoteTaskError",  # reach users in TaskRes (issue 11)
 }
 

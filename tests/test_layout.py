@@ -76,6 +76,7 @@ def _modules_after(code: str) -> set[str]:
     "import pexen.sched",
     "import pexen.sched.pool",
     "import pexen.sched._pools.process.worker",  # what a worker process loads
+    "import pexen._capture",  # what a `pexen run` Python task's wrapper loads
 ])
 def test_no_cli_and_no_rich_below_the_command_line(code):
     above = {m for m in _modules_after(code)

@@ -555,7 +555,8 @@ def test_events_of_pause_resume_abort():
     thread = in_thread(lambda: poll(lambda: "paused" in events) and s.abort("bye"))
     assert list(gen) == []
     thread.join()
-    assert events[4:] == ["paused", "aborting", "skipped", "skipped", "run-ended"]
+    assert events[4:] == ["paused", "resumed", "paused", "aborting", "skipped",
+                          "skipped", "run-ended"]
 
 
 def test_unregistering_an_observer():

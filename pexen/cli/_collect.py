@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from pexen._errors import PexenError, PexenWarning
-from pexen.cli._console import plural
+from pexen.cli._console import one_line, plural
 from pexen.factory import FilesystemFactory, ModTreeFactory
 from pexen.sched._naming import task_name
 
@@ -71,10 +71,11 @@ class Collection:
     def describe(self) -> str:
         """``collected 9 tasks from examples/suite (Python package 'suite')``."""
         parts = [
-            f"{s.path} ({s.what}, {plural(s.n_tasks, 'task')})" for s in self.sources
+            f"{one_line(s.path)} ({s.what}, {plural(s.n_tasks, 'task')})"
+            for s in self.sources
         ]
         if len(self.sources) == 1:
-            parts = [f"{self.sources[0].path} ({self.sources[0].what})"]
+            parts = [f"{one_line(self.sources[0].path)} ({self.sources[0].what})"]
         line = f"collected {plural(len(self.tasks), 'task')} from " + ", ".join(parts)
         if self.errors:
             line += f"; {plural(len(self.errors), 'collection error')}"
@@ -119,7 +120,7 @@ def _modules(root: str) -> list[str]:
 
 
 def _first(names: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(names[:limit])
+    shown = ", ".join(one_line(name) for name in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
@@ -218,7 +219,9 @@ def collect(
         new = [task for task in tasks if id(task) not in seen]
         seen.update(id(task) for task in new)
         collection.tasks += new
-        collection.names += [task_name(task) for task in new]
+        # names are only ever shown: control characters in them, escaped here
+        # once, can neither drive the terminal nor forge a line of the output
+        collection.names += [one_line(task_name(task)) for task in new]
         collection.errors += errors
         collection.sources.append(Source(path, what, len(new)))
         if how == "python":

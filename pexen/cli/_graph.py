@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from pexen.cli._console import one_line
 from pexen.sched.meta import retrieve_meta
 
 FORMATS = ("dot", "mermaid")
@@ -23,7 +24,7 @@ FORMATS = ("dot", "mermaid")
 
 def tag_label(tag: Any) -> str:
     """Show a tag as a person wrote it: strings bare, anything else as its repr."""
-    return tag if isinstance(tag, str) else repr(tag)
+    return one_line(tag) if isinstance(tag, str) else repr(tag)
 
 
 def _sorted(tags: Any) -> list[Any]:

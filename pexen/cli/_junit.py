@@ -11,11 +11,14 @@ not be collected becomes a testcase with an ``<error>``.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from pexen.cli._console import size
 from pexen.cli._report import (
     FAILED,
     SKIPPED,
@@ -29,7 +32,8 @@ from pexen.cli._report import (
 
 # XML 1.0 cannot hold these characters even escaped; show them as \xNN.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-OUTPUT_TAIL_LINES = 50
+OUTPUT_TAIL_LINES = 50  # of an executable's output, in the failure's text
+OUTPUT_TAIL_CHARS = 10_000  # the whole output is in system-out
 
 
 def xml_text(text: str) -> str:
@@ -40,6 +44,19 @@ def xml_text(text: str) -> str:
 def _classname(name: str) -> str:
     parent = name.rpartition("/")[0]
     return parent.replace("/", ".") if parent else "pexen"
+
+
+def _output_tail(output: str) -> str:
+    """The end of an executable's output for its failure's text, saying what
+    was left out (``<system-out>`` has all of it)."""
+    end = tail(output, OUTPUT_TAIL_LINES, OUTPUT_TAIL_CHARS)
+    if end.cut_by_size:
+        more = f"[... {size(end.bytes_cut)} cut: all of it is in system-out ...]\n"
+    elif end.bytes_cut:
+        more = f"[{end.n_lines - len(end.lines)} earlier lines in system-out]\n"
+    else:
+        more = ""
+    return more + "\n".join(end.lines)
 
 
 def _testcase(suite: ET.Element, outcome: Outcome) -> None:
@@ -56,9 +73,7 @@ def _testcase(suite: ET.Element, outcome: Outcome) -> None:
         if cmd is not None:
             body = f"command: {command_text(cmd)}\n{failure_message(outcome)}"
             if outcome.output:
-                lines, cut = tail(outcome.output, OUTPUT_TAIL_LINES)
-                more = f"[{cut} earlier lines in system-out]\n" if cut else ""
-                body += "\n\noutput:\n" + more + "\n".join(lines)
+                body += "\n\noutput:\n" + _output_tail(outcome.output)
         else:
             body = failure_traceback(outcome)
         failure = ET.SubElement(
@@ -112,6 +127,27 @@ def build_tree(report: RunReport) -> ET.ElementTree:
         _testcase(suite, outcome)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+def check_writable(path: Path) -> None:
+    """Raise ``OSError`` if the report could not be written at *path*.
+
+    Called before the run, so a wrong path costs nothing: the missing
+    directories are made (as writing would make them), and the file is
+    opened for appending, then removed again unless it was there before.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    # mkdir would say "File exists" of a file in the way: name it for what it is
+    above = next((parent for parent in path.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(above))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    with open(path, "a", encoding="utf-8"):
+        pass
+    if not existed:
+        path.unlink()
 
 
 def write_junit(path: str | Path, report: RunReport) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 import signal
 import subprocess
 import traceback
@@ -16,13 +15,13 @@ from typing import Any
 
 import attrs
 
+from pexen import _capture
 from pexen import sched as sched_package
-from pexen.cli import _capture
+from pexen.cli._console import one_line, printable
+from pexen.cli._exit import run_status
 from pexen.sched import ExceptionInfo, TaskTimeoutError
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @attrs.define(eq=False)
@@ -54,15 +53,6 @@ class Outcome:
         return getattr(self.excinfo.val, "cmd", None) if isinstance(
             self.excinfo.val, _PROCESS_FAILURES
         ) else None
-
-
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(line: str) -> str:
-    """*line* with control characters (colour codes, bells, clear-screen) shown
-    as ``\\xNN``, so a task's output cannot drive the terminal or the log."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
 
 
 def decode_output(data: Any) -> str | None:
@@ -117,15 +107,13 @@ class RunReport:
 
     @property
     def exit_status(self) -> int:
-        """0 all passed, 1 a failure, 2 a collection error; interrupted: 128 + the
-        signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell says."""
-        if self.interrupted:
-            return 128 + self.signal if self.signal else EXIT_INTERRUPTED
-        if self.collect_errors:
-            return EXIT_USAGE
-        if any(o.status != PASSED for o in self.outcomes):
-            return EXIT_FAILED
-        return EXIT_OK
+        """The status ``pexen run`` exits with after this run (``_exit``)."""
+        return run_status(
+            interrupted=self.interrupted,
+            signum=self.signal,
+            collect_errors=bool(self.collect_errors),
+            all_passed=all(o.status == PASSED for o in self.outcomes),
+        )
 
 
 def exit_description(err: subprocess.CalledProcessError) -> str:
@@ -142,8 +130,8 @@ def exit_description(err: subprocess.CalledProcessError) -> str:
 def command_text(cmd: Any) -> str:
     """Show the command an executable task ran."""
     if isinstance(cmd, (list, tuple)):
-        return " ".join(str(part) for part in cmd)
-    return str(cmd)
+        return one_line(" ".join(str(part) for part in cmd))
+    return one_line(str(cmd))
 
 
 def failure_message(outcome: Outcome) -> str:
@@ -154,7 +142,7 @@ def failure_message(outcome: Outcome) -> str:
     assert outcome.excinfo is not None
     text = str(outcome.excinfo.val).strip().splitlines()
     kind = outcome.excinfo.type.__name__
-    return f"{kind}: {text[0]}" if text else kind
+    return one_line(f"{kind}: {text[0]}" if text else kind)
 
 
 # Frames of pexen's own that call a task: the scheduler's, the capture wrapper's.
@@ -174,12 +162,41 @@ def failure_traceback(outcome: Outcome) -> str:
     kind, exc, tb = outcome.excinfo
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_CALLER_FRAMES):
         tb = tb.tb_next  # all of them, for an error of pexen's own (a timeout)
-    return "".join(traceback.format_exception(kind, exc, tb)).rstrip("\n")
+    return printable("".join(traceback.format_exception(kind, exc, tb)).rstrip("\n"))
 
 
-def tail(text: str, n_lines: int) -> tuple[list[str], int]:
-    """The last *n_lines* lines of *text* and how many lines came before them."""
-    lines = text.rstrip("\n").splitlines()
-    if n_lines <= 0 or len(lines) <= n_lines:
-        return lines, 0
-    return lines[-n_lines:], len(lines) - n_lines
+@attrs.frozen
+class Tail:
+    """The end of a task's output, as much of it as a report shows.
+
+    ``lines`` are the lines shown, of ``n_lines``; with ``cut_by_size`` the
+    size bound cut them, and the first may be only the end of its line.
+    ``n_bytes`` is the size of the whole output, ``bytes_cut`` of what comes
+    before the lines shown (UTF-8).
+    """
+
+    lines: list[str]
+    n_lines: int
+    n_bytes: int
+    bytes_cut: int
+    cut_by_size: bool
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def tail(text: str, max_lines: int = 0, max_chars: int = 0) -> Tail:
+    """The end of *text*: its last *max_lines* lines, and of those at most the
+    last *max_chars* characters, so one huge line is bounded too (0: no bound)."""
+    whole = "\n".join(text.rstrip("\n").splitlines())
+    lines = whole.split("\n") if whole else []
+    shown = lines[-max_lines:] if 0 < max_lines < len(lines) else lines
+    shown_text = "\n".join(shown)
+    cut_by_size = 0 < max_chars < len(shown_text)
+    if cut_by_size:
+        shown_text = shown_text[-max_chars:]
+        shown = shown_text.split("\n")
+    n_bytes = _utf8_size(whole)
+    bytes_cut = n_bytes - _utf8_size(shown_text)
+    return Tail(shown, len(lines), n_bytes, bytes_cut, cut_by_size)

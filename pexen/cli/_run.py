@@ -5,12 +5,15 @@ The loop is the scheduler's own generator: each ``TaskRes`` becomes an
 at the first failure; closing the generator makes the pool drop queued tasks,
 and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
 SIGTERM) leaves the loop the same way, after which the command waits for the
-workers to be cleaned up (a second signal abandons them, killing what the
-executables run in this process started), prints a partial summary and exits
-with 130 (143 for SIGTERM). A thread pool's wait at the end for tasks that
-overran their timeout is announced, and a signal abandons them.
+workers to be cleaned up (a second signal abandons them, killing every
+process still running below this one: an executable, its children, a Python
+task's subprocesses), prints a partial summary and exits with the signal's
+status (``_exit.signalled``). A task that overran its timeout in a thread is
+abandoned, not waited for (``ThreadWorkerPool``). Should ``pexen run``
+itself be killed, its watchdog (``pexen._watchdog``) kills what
+the run had started.
 
-Python tasks run inside a ``CapturingTask`` (``_capture``), so what they
+Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
 print is kept with their outcome instead of mixing into the display; the
 outcomes name the tasks as collected, never the wrappers.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import signal
 import threading
 import time
@@ -28,8 +32,10 @@ from typing import Any, cast
 
 from rich.console import Console
 
+from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
-from pexen.cli._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
+from pexen._proctree import kill_descendants
+from pexen._watchdog import guard
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
     FAILED,
@@ -43,12 +49,12 @@ from pexen.cli._timing import RunClock
 from pexen.factory._filesystem import kill_running_files
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
 from pexen.sched._pools.base import WorkerPool
-from pexen.sched._pools.thread import ThreadWorkerPool
 
 
 @contextlib.contextmanager
 def pexen_warnings(into: list[str], filtered: bool = False) -> Iterator[None]:
-    """Collect the text of every ``PexenWarning`` into *into* instead of printing it.
+    """Collect every ``PexenWarning``, as ``Kind: text``, into *into* instead of
+    printing it.
 
     The scheduler's warning about tasks left unrun is dropped, as the summary
     lists each of them with its reason; so is the one about tags nobody
@@ -64,7 +70,7 @@ def pexen_warnings(into: list[str], filtered: bool = False) -> Iterator[None]:
         def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
             if issubclass(category, PexenWarning):
                 if not issubclass(category, dropped):
-                    into.append(str(message))
+                    into.append(f"{category.__name__}: {message}")
             else:
                 original(message, category, *args, **kwargs)
 
@@ -153,35 +159,6 @@ def announced_interrupts(console: Console) -> Iterator[Interrupts]:
             signal.signal(signum, handler)
 
 
-@contextlib.contextmanager
-def announced_overrun_waits(
-    console: Console, pool: WorkerPool, names: dict[int, str], interrupts: Interrupts
-) -> Iterator[None]:
-    """Say so when a thread pool waits, at the end, for tasks that overran
-    their timeout: their threads cannot be stopped, only abandoned."""
-    if not isinstance(pool, ThreadWorkerPool):
-        yield
-        return
-
-    def on_wait(tasks: list[Any]) -> None:
-        interrupts.stopping = True
-        listed = ", ".join(names.get(id(task), repr(task)) for task in tasks)
-        if len(tasks) == 1:
-            what, them = "a timed-out task still running in its thread", "it"
-        else:
-            what = f"{len(tasks)} timed-out tasks still running in their threads"
-            them = "them"
-        console.print(
-            f"waiting for {what}: {listed} (Ctrl-C abandons {them})", markup=False
-        )
-
-    previous, pool.on_overrun_wait = pool.on_overrun_wait, on_wait
-    try:
-        yield
-    finally:
-        pool.on_overrun_wait = previous
-
-
 def make_progress(
     console: Console,
     verbosity: int,
@@ -249,8 +226,8 @@ def execute(
     t_start = time.monotonic()
     with (
         pexen_warnings(report.warnings, filtered),
+        guard() as watchdog,
         announced_interrupts(console) as interrupts,
-        announced_overrun_waits(console, pool, names, interrupts),
     ):
         # a generator (SPEC §1): closing it shuts the pool down
         results = cast(Generator[TaskRes, None, None], sched.run(pool))
@@ -258,7 +235,9 @@ def execute(
         try:
             clock.resumed()
             for res in results:
-                seconds = clock.finished(res.task, sched.in_flight)
+                estimated = clock.finished(res.task, sched.in_flight)
+                measured = sched.attempts(res.task)[-1][1]  # by the pool itself
+                seconds = estimated if measured is None else measured
                 key = id(res.task)
                 outcome = _outcome(res, originals[key], names[key], seconds)
                 report.outcomes.append(outcome)
@@ -278,7 +257,10 @@ def execute(
             finally:
                 if interrupts.abandoned:
                     # what they started would outlive us: end it with its tasks
+                    # (the scripts by name, where there is no /proc to list
+                    # our descendants), sparing our own helpers
                     kill_running_files()
+                    kill_descendants(os.getpid(), [watchdog.pid] if watchdog else [])
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
                 report.outcomes += [

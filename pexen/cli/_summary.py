@@ -15,7 +15,14 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from pexen.cli._console import duration, heading, plural
+from pexen.cli._console import (
+    duration,
+    heading,
+    one_line,
+    plural,
+    printable,
+    size,
+)
 from pexen.cli._report import (
     FAILED,
     PASSED,
@@ -25,11 +32,12 @@ from pexen.cli._report import (
     command_text,
     failure_message,
     failure_traceback,
-    printable,
     tail,
 )
 
 OUTPUT_TAIL_LINES = 20
+# ... and characters: one huge line must not flood the log (JUnit has it all)
+OUTPUT_TAIL_CHARS = 10_000
 GROUP_SKIPS_OVER = 5  # list tasks sharing one reason by name only up to this many
 
 
@@ -64,12 +72,19 @@ def _print_failure(console: Console, outcome: Outcome, verbose: bool) -> None:
 
 def _print_output(console: Console, output: str, verbose: bool) -> None:
     """The tail of a failed task's output (all of it with -v), each line marked."""
-    lines, cut = tail(output, 0 if verbose else OUTPUT_TAIL_LINES)
-    label = (
-        f"output (last {len(lines)} of {len(lines) + cut} lines, -v shows all):"
-        if cut
-        else "output:"
-    )
+    if verbose:
+        end = tail(output)
+    else:
+        end = tail(output, OUTPUT_TAIL_LINES, OUTPUT_TAIL_CHARS)
+    lines = list(end.lines)
+    if end.cut_by_size:
+        shown = size(end.n_bytes - end.bytes_cut)
+        label = f"output (the last {shown} of {size(end.n_bytes)}, -v shows all):"
+        lines[0] = f"[... {size(end.bytes_cut)} cut ...]{lines[0]}"
+    elif end.bytes_cut:
+        label = f"output (last {len(lines)} of {end.n_lines} lines, -v shows all):"
+    else:
+        label = "output:"
     say(console, Text(label, style="dim"))
     for line in lines:
         say(console, Text("  | " + printable(line)))
@@ -78,7 +93,9 @@ def _print_output(console: Console, output: str, verbose: bool) -> None:
 def _print_skipped(console: Console, skipped: list[Outcome], verbose: bool) -> None:
     reason2names: dict[str, list[str]] = defaultdict(list)
     for outcome in skipped:
-        reason2names[outcome.reason or "(no reason given)"].append(outcome.name)
+        reason2names[one_line(outcome.reason or "(no reason given)")].append(
+            outcome.name
+        )
     for reason, names in reason2names.items():
         if len(names) <= GROUP_SKIPS_OVER or verbose:
             for name in names:
@@ -131,13 +148,16 @@ def print_summary(
     if report.collect_errors:
         heading(console, "collection errors", "bold red")
         for error in report.collect_errors:
-            say(console, Text.assemble(("ERROR ", "bold red"), (str(error), "bold")))
-            say(console, Text(error.traceback.rstrip("\n")))
+            say(
+                console,
+                Text.assemble(("ERROR ", "bold red"), (one_line(str(error)), "bold")),
+            )
+            say(console, Text(printable(error.traceback.rstrip("\n"))))
             say(console, "")
     if report.warnings:
         heading(console, "warnings", "yellow")
         for message in report.warnings:
-            say(console, Text("PexenWarning: " + message, style="yellow"))
+            say(console, Text(printable(message), style="yellow"))
     timed = sorted(
         (o for o in report.outcomes if o.duration is not None),
         key=lambda o: o.duration or 0.0,

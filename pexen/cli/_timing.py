@@ -1,5 +1,9 @@
 """How long each task ran, worked out from what the scheduler shows.
 
+Only a fallback: pexen's pools time each task themselves (``Sched.attempts``),
+and ``pexen run`` reports that. This clock estimates when tasks started, for
+the live display, and durations for a pool that cannot tell.
+
 ``Sched.in_flight`` tells when a task was handed to the pool; its result tells
 when it ended. With spare slots a task may wait in the pool's queue before a
 worker takes it, so the time from hand-over to result would charge it for the

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal
 import stat
 import subprocess
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pexen._proctree import kill_process_tree
 from pexen.factory._base import BaseFactory, get_callpath
 from pexen.factory._header import read_header
 from pexen.sched._errors import TaskTimeoutError
@@ -102,49 +101,6 @@ def _output_left(proc: subprocess.Popen) -> tuple[Any, Any]:
 
 
 _OUTPUT_GRACE = 5.0  # seconds to read a killed script's last output
-
-
-def _children_table() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc (empty where there is no /proc)."""
-    children: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return children
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        children.setdefault(ppid, []).append(int(name))
-    return children
-
-
-def kill_process_tree(pid: int) -> None:
-    """SIGKILL *pid* and its descendants, stopping them all first so none can
-    fork a new one or be re-parented out of reach while they are found."""
-    stopped: set[int] = set()
-    todo = {pid}
-    while todo:
-        for victim in todo:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(victim, signal.SIGSTOP)
-        stopped |= todo
-        table = _children_table()
-        found: set[int] = set()
-        queue = list(stopped)
-        while queue:
-            for child in table.get(queue.pop(), ()):
-                if child not in found:
-                    found.add(child)
-                    queue.append(child)
-        todo = found - stopped
-    for victim in stopped:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(victim, signal.SIGKILL)
 
 
 class FilesystemFactory(BaseFactory):

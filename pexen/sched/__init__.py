@@ -7,6 +7,7 @@ from pexen.sched._errors import (
     DepcheckError,
     MutexError,
     PoolError,
+    PoolWarning,
     RemoteTaskError,
     SchedulerError,
     TaskCancelledError,
@@ -28,6 +29,7 @@ __all__ = [
     "ExceptionInfo",
     "MutexError",
     "PoolError",
+    "PoolWarning",
     "RemoteTaskError",
     "Sched",
     "SchedulerError",
@@ -46,9 +48,9 @@ __all__ = [
 ]
 
 # Errors and records print and pickle under the name they are imported by.
-for _kind in (DepcheckError, Event, MutexError, PoolError, RemoteTaskError,
-              SchedulerError, Status, TaskCancelledError, TaskFailError,
-              TaskTimeoutError, TransportError, UnrunTasksWarning, UnusedTagWarning,
-              WorkerCrashError):
+for _kind in (DepcheckError, Event, MutexError, PoolError, PoolWarning,
+              RemoteTaskError, SchedulerError, Status, TaskCancelledError,
+              TaskFailError, TaskTimeoutError, TransportError, UnrunTasksWarning,
+              UnusedTagWarning, WorkerCrashError):
     _kind.__module__ = __name__
 del _kind

@@ -160,3 +160,13 @@ class UnrunTasksWarning(PexenWarning):
 
 class UnusedTagWarning(PexenWarning):
     """Issued by the graph check for a tag some task provides but none requires."""
+
+
+class PoolWarning(PexenWarning):
+    """Issued by a pool that goes on short of what was asked for.
+
+    ``ThreadWorkerPool`` issues it when the system refuses to start all its
+    threads (the run goes on with those there are), and when a run ends
+    while a task that overran its timeout still runs in its thread, which
+    the pool then abandons.
+    """

@@ -237,6 +237,7 @@ class LiveRun:
                     break
                 if self.halted and self._unfinished():  # paused: sleep until told
                     self._apply(commands.get())
+                    self._apply_commands()
                     continue
                 if self._may_end():
                     break
@@ -287,6 +288,10 @@ class LiveRun:
         commands = self.commands
         while not commands.empty():
             self._apply(commands.get())
+        # pause() and resume() from two threads may post in another order
+        # than they set the flag: the flag, which ``paused`` reports, wins
+        if self.halted != self.paused and self.aborting is None:
+            self._halt(self.paused)
 
     def _apply(self, command: tuple) -> None:
         kind = command[0]
@@ -295,21 +300,19 @@ class LiveRun:
             if self.key2seq is not None:
                 self.key2seq.update((task_key(i.task), i.seq) for i in command[1])
             self.sched._seq_of = None
-        elif kind in (_PAUSE, _RESUME):
-            self._pause_or_resume()
+        elif kind == _PAUSE:
+            self._halt(True)
+        elif kind == _RESUME:
+            self._halt(False)
         elif kind == _ABORT:
             self._abort()
         elif kind == _CANCEL:
             self._cancel(command[1])
         # _LOOK: only to wake the loop, which then reads the pool's size
 
-    def _pause_or_resume(self) -> None:
-        if self.aborting is not None:
-            return
-        # the flag wins over the order of the commands: calls from two threads
-        # may set it and post in different orders
-        halted = self.paused
-        if halted != self.halted:
+    def _halt(self, halted: bool) -> None:
+        """Pause (or resume) dispatching, telling observers of each change."""
+        if self.aborting is None and halted != self.halted:
             self.halted = halted
             if self.sched._observers:
                 self._emit_run(PAUSED if halted else RESUMED)

@@ -146,14 +146,16 @@ def test_resize_a_thread_pool_up_and_down_mid_run():
     assert s.status().done == 3
     # and down: a second run, shrunk while it runs; idle threads retire
     gate = threading.Event()
-    s2 = Sched([functools.partial(gate.wait, DEADLOCK), lambda: None])
+    busy = functools.partial(gate.wait, DEADLOCK)
+    s2 = Sched([busy, lambda: 1, lambda: 2])
     gen = s2.run(pool=pool)
-    next(gen)  # the quick one; the other holds a thread
-    assert len(pool_threads()) == 3
+    assert sorted(res.ret for res in (next(gen), next(gen))) == [1, 2]
+    assert len(pool_threads()) == 3  # one busy, two idle
     pool.workers = 1
-    assert poll_for(lambda: len(pool_threads()) == 1)
+    assert poll_for(lambda: len(pool_threads()) == 1)  # the idle ones went
     gate.set()
-    assert len(list(gen)) == 1
+    (last,) = gen
+    assert last.task is busy and last.ret is True  # not stopped
 
 
 def test_inline_pool_keeps_one_worker():

@@ -1,7 +1,7 @@
 """ProcessWorkerPool: workers that die.
 
 Split from the pool's test file along its section banners; shared helpers
-in ``tests/pools/_process.py``, the start-method fixture in ``conftest.py``.
+in ``tests/pools/_process.py``, the start-method fixture in tests/conftest.py.
 """
 
 

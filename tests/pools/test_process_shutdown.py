@@ -1,7 +1,7 @@
 """ProcessWorkerPool: shutdown.
 
 Split from the pool's test file along its section banners; shared helpers
-in ``tests/pools/_process.py``, the start-method fixture in ``conftest.py``.
+in ``tests/pools/_process.py``, the start-method fixture in tests/conftest.py.
 """
 
 
@@ -22,9 +22,11 @@ from pexen.sched import (
     Sched,
     TaskRes,
 )
+from pexen.sched._pools.process import default_start_method
 from pexen.sched.pool import ProcessWorkerPool
 from tests import _proc_tasks as tasks
-from tests._leaks import alive
+from tests._leaks import alive, below, kill_all, still_running
+from tests._pools import START_METHODS
 from tests.pools._process import (
     REPO,
     exists,
@@ -77,15 +79,6 @@ def test_leaving_early_leaves_no_process(tmp_path, method, how):
     assert not [pid for pid in pids if exists(pid)]
     assert not [t for t in threading.enumerate() if t.name.startswith("pexen-")]
     assert set(s.skipped) >= set(blockers)
-
-
-def test_stop_does_not_wait_for_threads_a_task_left_behind(method):
-    # a worker leaving normally would wait for a non-daemon thread for ever;
-    # the pool's shutdown must not (a hang here ends in pytest's timeout)
-    (res,) = Sched([tasks.leave_a_thread_behind]).run(
-        pool=ProcessWorkerPool(mp_context=method)
-    )
-    assert res.ret == "left"
 
 
 CTRL_C_SCRIPT = """
@@ -280,6 +273,74 @@ def test_workers_die_with_a_killed_parent(tmp_path, method):
             proc.kill()
             proc.wait()
     assert poll_for(lambda: not any(alive(pid) for pid in pids)), "orphaned workers"
+
+
+KILLED_PARENT_WITH_SLEEPS = """
+import functools, pathlib, sys
+from pexen.sched import Sched
+from pexen.sched.meta import assign_val
+from pexen.sched.pool import ProcessWorkerPool
+from tests import _proc_tasks as tasks
+
+here = pathlib.Path(sys.argv[2])
+work = []
+for n in range(2):
+    task = functools.partial(tasks.start_sleep_and_wait)
+    assign_val(task, kwargs={"path": str(here / f"w{n}")})
+    work.append(task)
+list(Sched(work).run(pool=ProcessWorkerPool(2, 0, mp_context=sys.argv[1])))
+"""
+
+
+# SIGKILL under every start method; SIGTERM, which ends a program without a
+# handler for it just as well, under the default one
+_KILLS = [(method, signal.SIGKILL) for method in START_METHODS] + [
+    (default_start_method(), signal.SIGTERM)
+]
+
+
+@pytest.mark.parametrize(("method", "sig"), _KILLS,
+                         ids=[f"{m}-{s.name}" for m, s in _KILLS])
+def test_a_killed_parent_takes_its_tasks_subprocesses_along(tmp_path, method, sig):
+    # each worker's process group dies with the parent: the worker, and the
+    # ``sleep`` its task started, which would run on under init otherwise
+    if not sys.platform.startswith("linux"):
+        pytest.skip("workers follow their parent through SIGIO on Linux")
+    script = tmp_path / "parent.py"
+    script.write_text(KILLED_PARENT_WITH_SLEEPS)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), method, str(tmp_path)],
+        cwd=REPO,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    started: dict[int, int] = {}
+    try:
+        flags = [tmp_path / f"w{n}" for n in range(2)]
+        assert poll_for(lambda: all(f.exists() for f in flags))
+        started = below(proc.pid)  # workers, sleeps, CPython's helpers
+        sleeps = [int(f.read_text().split()[1]) for f in flags]
+        assert set(sleeps) <= set(started)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == -sig
+        assert poll_for(lambda: not still_running(started)), still_running(started)
+    finally:
+        kill_all(started)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_normal_end_leaves_a_tasks_background_process_alone(method):
+    (res,) = Sched([tasks.start_background_sleep]).run(
+        pool=ProcessWorkerPool(mp_context=method)
+    )
+    sleep = res.ret
+    try:
+        assert sleep not in below(os.getpid())  # its worker is gone
+        assert alive(sleep)
+    finally:
+        os.kill(sleep, signal.SIGKILL)
 
 
 def test_results_pickle_like_task_res(method):

@@ -1,7 +1,7 @@
 """ProcessWorkerPool: what runs, and how it travels.
 
 Split from the pool's test file along its section banners; shared helpers
-in ``tests/pools/_process.py``, the start-method fixture in ``conftest.py``.
+in ``tests/pools/_process.py``, the start-method fixture in tests/conftest.py.
 """
 
 
@@ -376,6 +376,54 @@ def test_a_deep_traceback_comes_back_whole(method):
     assert len(frames) > 100
     assert frames[-1].name == "recurse"
     assert frames[-1].line == "return recurse(depth=depth + 1)"
+
+
+def raise_long_chain(*, links):
+    """Fail with a chain of *links* exceptions, each the cause of the next."""
+    exc = ValueError(0)
+    for n in range(1, links):
+        cause, exc = exc, ValueError(n)
+        exc.__cause__ = cause
+    raise exc
+
+
+def raise_looped_chain():
+    """Fail with a chain that loops: a's context is b, and b's is a."""
+    a, b = KeyError("a"), KeyError("b")
+    a.__context__, b.__context__ = b, a
+    raise a
+
+
+def _causes(exc):
+    found = []
+    while exc is not None:
+        found.append(exc)
+        exc = exc.__cause__
+    return found
+
+
+def test_long_and_looped_chains_come_back_cut_to_fit():
+    # a chain of 500 or 5,000 links (too deep for pickle) or one that loops
+    # used to come back as the exception alone; now the first 100 links come
+    # back, and the last says how many more were cut
+    long_ones = [with_kwargs(raise_long_chain, links=n) for n in (500, 5000)]
+    s = Sched([*long_ones, raise_looped_chain])
+    results = by_task(s.run(pool=ProcessWorkerPool()))
+    for task, links in zip(long_ones, (500, 5000), strict=True):
+        chain = _causes(results[task].excinfo.val)
+        assert [exc.args[0] for exc in chain] == list(range(links - 1, links - 101, -1))
+        assert chain[-1].__notes__ == [
+            f"[pexen: the chain of this exception went on with {links - 100} more "
+            f"exceptions (its __cause__ and __context__); they were cut, as at most "
+            f"100 travel back from a worker]"
+        ]
+        assert all(not hasattr(exc, "__notes__") for exc in chain[:-1])
+    looped = results[raise_looped_chain].excinfo.val
+    assert looped.args == ("a",)
+    assert looped.__context__.args == ("b",)
+    assert looped.__context__.__context__ is looped  # the loop, kept
+    text = "".join(traceback.format_exception(*results[raise_looped_chain].excinfo))
+    assert "KeyError: 'b'" in text
 
 
 def test_system_exit_keeps_its_code(method):

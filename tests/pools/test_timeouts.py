@@ -1,4 +1,4 @@
-"""Per-task ``timeout`` (SchedMeta): the process pool kills, the thread pool reports.
+"""Per-task ``timeout`` (SchedMeta): the process pool kills, the thread pool abandons.
 
 Tasks that overrun wait on an Event or a file that never comes (or comes
 only once the test has its result), or sleep as their *work*; nothing here
@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 import pathlib
 import subprocess
+import sys
 import threading
 import time
+import types
 
 import pytest
 
-from pexen.sched import Sched, TaskTimeoutError, WorkerCrashError
-from pexen.sched._pools.thread import timeout_grace
+from pexen.sched import PoolWarning, Sched, TaskTimeoutError, WorkerCrashError
+from pexen.sched._naming import task_name
+from pexen.sched._pools.base import timeout_grace
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
@@ -46,6 +49,33 @@ def test_grace():
 
 
 # -- process pool ---------------------------------------------------------------
+
+
+SLOW_TO_IMPORT = """
+import time
+
+_began = time.monotonic()
+while time.monotonic() - _began < 1.0:  # importing this module is slow work
+    pass
+
+
+def quick():
+    return "done"
+"""
+
+
+@pytest.mark.parametrize("method", [m for m in START_METHODS if m != "fork"])
+def test_loading_a_task_is_not_its_time(method, tmp_path, monkeypatch):
+    """A task whose module takes a second to import, in a worker that must
+    import it to unpickle the task, passes with a timeout of half a second:
+    the timeout runs from the moment the task starts."""
+    (tmp_path / "slow_to_import.py").write_text(SLOW_TO_IMPORT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_to_import
+
+    task = timed(slow_to_import.quick, 0.5)
+    (res,) = Sched([task]).run(pool=ProcessWorkerPool(mp_context=method))
+    assert res.excinfo is None and res.ret == "done"
 
 
 @pytest.mark.parametrize("method", START_METHODS)
@@ -119,6 +149,11 @@ def test_a_crash_is_not_mistaken_for_a_timeout():
 # -- thread pool -----------------------------------------------------------------
 
 
+def thread_named(name):
+    (thread,) = [t for t in threading.enumerate() if t.name == name]
+    return thread
+
+
 def test_thread_pool_reports_the_timeout_and_goes_on():
     gate = threading.Event()
     ran_on = {}
@@ -138,7 +173,8 @@ def test_thread_pool_reports_the_timeout_and_goes_on():
     for res in Sched([stuck, *others]).run(pool=ThreadWorkerPool(1, 1)):
         results[res.task] = res
         if res.task is stuck:
-            gate.set()  # let it return: stop() joins every thread
+            gate.set()  # let it return, and see it gone: nothing to abandon
+            thread_named(ran_on["stuck"]).join()
     err = results[stuck].excinfo.val
     assert results[stuck].excinfo.type is TaskTimeoutError
     assert str(err) == (
@@ -174,18 +210,104 @@ def test_a_late_return_noticed_later_is_still_a_timeout():
     assert "(it returned after " in str(results[1].excinfo.val)
 
 
-def test_leaving_early_joins_the_overrunning_thread():
+@pytest.fixture
+def never_returns():
+    """A task that truly never returns (an Event wait without timeout)...
+
+    ...until the test ends: then its Event is set and its thread joined, so
+    that no thread is left behind. ``never_returns.thread`` names its thread.
+    """
     gate = threading.Event()
 
     def stuck():
-        gate.wait(DEADLINE)
+        never_returns.thread = threading.current_thread().name
+        never_returns.started.set()
+        gate.wait()
 
-    assign_val(stuck, timeout=0.05)
-    for res in Sched([stuck, tasks.getpid]).run(pool=ThreadWorkerPool(2, 0)):
-        if res.task is stuck:
-            gate.set()
+    never_returns = types.SimpleNamespace(task=stuck, started=threading.Event())
+    yield never_returns
+    gate.set()
+    for thread in threading.enumerate():
+        if thread.name == getattr(never_returns, "thread", None):
+            thread.join(DEADLINE)
+
+
+def abandoned_warning(task, timeout, thread, pool):
+    return (
+        f"{pool!r} abandons a thread still running a task that overran its "
+        f"timeout: task {task_name(task)!r} (timeout {timeout:g} s) in thread "
+        f"{thread!r}. A thread cannot be stopped: it runs on until its task "
+        f"returns, and neither the end of the run nor the interpreter's exit "
+        f"waits for it. Make the task give up in time (a timeout of its own on "
+        f"what it waits for), or run it in a ProcessWorkerPool, which kills it"
+    )
+
+
+def test_a_task_that_never_returns_does_not_hang_the_run(never_returns):
+    # TaskTimeoutError was reported, then run() waited for the thread for ever
+    stuck = never_returns.task
+    assign_val(stuck, timeout=0.1)
+    after = [functools.partial(tasks.echo, value=n) for n in range(3)]
+    pool = ThreadWorkerPool(1, 1)
+    with pytest.warns(PoolWarning) as caught:
+        results = {res.task: res for res in Sched([stuck, *after]).run(pool=pool)}
+    assert results[stuck].excinfo.type is TaskTimeoutError
+    assert [results[t].ret for t in after] == [0, 1, 2]
+    assert [str(w.message) for w in caught] == [
+        abandoned_warning(stuck, 0.1, never_returns.thread, pool)
+    ]
+    # abandoned: still running, and not waited for at exit
+    thread = thread_named(never_returns.thread)
+    assert thread.daemon
+
+
+def test_leaving_early_abandons_a_task_past_its_timeout(never_returns):
+    # the caller leaves before the timeout is reported: stop() waits for the
+    # task until its timeout is up, then abandons it
+    stuck = never_returns.task
+    assign_val(stuck, timeout=0.2)
+
+    def first():
+        assert never_returns.started.wait(DEADLINE)
+        return "first"
+
+    assign_val(first, priority=-1)
+    pool = ThreadWorkerPool(2, 0)
+    with pytest.warns(PoolWarning) as caught:
+        for res in Sched([first, stuck]).run(pool=pool):
+            assert res.ret == "first"
             break
-    assert not [t for t in threading.enumerate() if t.name.startswith("pexen-worker")]
+    assert [str(w.message) for w in caught] == [
+        abandoned_warning(stuck, 0.2, never_returns.thread, pool)
+    ]
+
+
+ABANDONING_SCRIPT = """
+import threading
+from pexen.sched import Sched
+from pexen.sched.meta import func_meta
+from pexen.sched.pool import ThreadWorkerPool
+
+@func_meta(timeout=0.1)
+def stuck():
+    threading.Event().wait()  # truly never returns
+
+for res in Sched([stuck]).run(pool=ThreadWorkerPool()):
+    print(res.excinfo.type.__name__, flush=True)
+"""
+
+
+def test_the_interpreter_exit_does_not_wait_for_an_abandoned_thread():
+    proc = subprocess.run(
+        [sys.executable, "-c", ABANDONING_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,  # a hang fails here
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "TaskTimeoutError\n"
+    assert "PoolWarning: ThreadWorkerPool(workers=1, spare='auto') abandons a thread " \
+        "still running a task that overran its timeout: task 'stuck'" in proc.stderr
 
 
 # -- every pool ----------------------------------------------------------------------

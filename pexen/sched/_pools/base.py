@@ -41,7 +41,7 @@ Besides the interface, this module holds what several pools need alike, so
 that they agree: when a timeout is enforced (:func:`timeout_grace`), how an
 overrun is worded (:func:`timeout_error`), how an error made in the pool gets
 a real traceback (:func:`raised`), and how SIGINT is kept away from a thread
-while it starts workers (:func:`sigint_blocked`).
+while it starts workers, or let in for a wait it may end (:func:`sigint_blocked`).
 """
 
 from __future__ import annotations
@@ -364,13 +364,23 @@ def raised(exc: BaseException, cause: BaseException | None = None) -> ExceptionI
 
 
 @contextlib.contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread meanwhile (threads and children inherit it)."""
+def sigint_blocked(block: bool = True) -> Iterator[None]:
+    """Block SIGINT in this thread meanwhile (threads and children inherit it).
+
+    With *block* false, unblock it instead: a wait that a Ctrl-C may end,
+    inside a stretch that keeps it out.
+    """
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    how = signal.SIG_BLOCK if block else signal.SIG_UNBLOCK
+    old = signal.pthread_sigmask(how, {signal.SIGINT})
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def sigint_unblocked() -> contextlib.AbstractContextManager[None]:
+    """Let SIGINT in, in this thread, meanwhile (see :func:`sigint_blocked`)."""
+    return sigint_blocked(block=False)

@@ -9,7 +9,8 @@ What is Dask's own:
   ``add_done_callback`` would start a callback thread that outlives the run.
 - The worker count is the cluster's thread count, asked again at most once a
   second when the scheduler reads ``capacity``, so workers that join mid-run
-  are fed (and with ``spare="auto"`` the spare count follows them).
+  are fed (and with ``spare="auto"`` the spare count follows them), and once
+  more when a run ends, so what reports the run tells the size it ended with.
 - ``submit`` only packs a job; ``wait`` sends all packed jobs with one
   ``Client.map``, one graph update for the scheduler instead of one per task.
 - A worker that dies while it holds a task makes the scheduler fail that
@@ -292,6 +293,12 @@ class DaskWorkerPool(RemotePool):
         return collected
 
     def _stop(self, cancel: bool) -> None:
+        if not cancel and self._client is not None:
+            # A run that ended reports the cluster's size as it ended, not as
+            # last counted (up to a second ago, or when the run started).
+            # Not on cancel: that may run on Dask's own event loop, or with
+            # the scheduler gone, where asking would block.
+            self._count_workers()
         futures = list(self._pending)
         super()._stop(cancel=False)  # Dask futures are cancelled below, if need be
         self._completed = None

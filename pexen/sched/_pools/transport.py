@@ -171,9 +171,13 @@ class _SourceKeepingPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def _dumps_with(pickler_cls: type, value: Any) -> bytes:
+def _dumps_with(pickler_cls: type, value: Any, **attrs: Any) -> bytes:
+    """Pickle *value* with a *pickler_cls* whose attributes *attrs* are set."""
     buf = io.BytesIO()
-    pickler_cls(buf, PROTOCOL).dump(value)
+    pickler = pickler_cls(buf, PROTOCOL)
+    for name, attr in attrs.items():
+        setattr(pickler, name, attr)
+    pickler.dump(value)
     return buf.getvalue()
 
 
@@ -676,30 +680,64 @@ def _reduce_traceback(tb: TracebackType) -> tuple:
 
 # -- exceptions ---------------------------------------------------------------
 
+MAX_CHAIN = 100  # exceptions of one ``__cause__``/``__context__`` chain that travel
 
-def _reduce_exception(exc: BaseException) -> tuple:
+
+def chain_cuts(exc: BaseException) -> dict[int, str]:
+    """Where *exc*'s chain is cut to its first MAX_CHAIN exceptions, and the note why.
+
+    The chain is walked breadth first through ``__cause__`` and
+    ``__context__``, each exception once (a chain may loop back on itself).
+    The map goes from the ``id`` of each kept exception that links to a cut
+    one to the note it gets in place of those links; it is empty when the
+    whole chain fits. A loop that fits travels whole: pickle's memo keeps it.
+    """
+    order = [exc]
+    seen = {id(exc)}
+    for link in order:  # grows as it goes: breadth first, without recursion
+        for nxt in (link.__cause__, link.__context__):
+            if nxt is not None and id(nxt) not in seen:
+                seen.add(id(nxt))
+                order.append(nxt)
+    if len(order) <= MAX_CHAIN:
+        return {}
+    kept = {id(link) for link in order[:MAX_CHAIN]}
+    note = (
+        f"[pexen: the chain of this exception went on with {len(order) - MAX_CHAIN} "
+        f"more exceptions (its __cause__ and __context__); they were cut, as at "
+        f"most {MAX_CHAIN} travel back from a worker]"
+    )
+    return {
+        id(link): note
+        for link in order[:MAX_CHAIN]
+        if any(nxt is not None and id(nxt) not in kept
+               for nxt in (link.__cause__, link.__context__))
+    }
+
+
+def _reduce_exception(exc: BaseException, cut_note: str | None) -> tuple:
     """The exception's own reduction, plus its traceback and chain.
 
     The exception's ``__reduce_ex__`` keeps what its class knows how to keep
     (``SystemExit.code``, keyword-only options...); the chain and the
-    traceback, which pickle drops, are put back after.
+    traceback, which pickle drops, are put back after, as the state of the
+    rebuilt exception: pickle has it in its memo by then, so a chain that
+    loops back to it is pickled as a reference, not for ever. *cut_note*,
+    if given, replaces the exception's links (see :func:`chain_cuts`).
     """
     reduced = exc.__reduce_ex__(PROTOCOL)
     func, args = reduced[0], reduced[1]
     state = reduced[2] if len(reduced) > 2 else None
-    return _rebuild_exception, (
-        func,
-        args,
-        state,
-        exc.__cause__,
-        exc.__context__,
-        exc.__suppress_context__,
-        exc.__traceback__,
-        getattr(exc, "__notes__", None),
-    )
+    cause, context = exc.__cause__, exc.__context__
+    notes = getattr(exc, "__notes__", None)
+    if cut_note is not None:
+        cause = context = None
+        notes = [*(notes or ()), cut_note]
+    chain = (cause, context, exc.__suppress_context__, exc.__traceback__, notes)
+    return _new_exception, (func, args, state), chain, None, None, _set_chain
 
 
-def _rebuild_exception(func, args, state, cause, context, suppress, tb, notes):
+def _new_exception(func, args, state):
     try:
         exc = func(*args)
     except TypeError:
@@ -715,21 +753,30 @@ def _rebuild_exception(func, args, state, cause, context, suppress, tb, notes):
             setstate(state)
         else:
             exc.__dict__.update(state)
+    return exc
+
+
+def _set_chain(exc, chain):
+    cause, context, suppress, tb, notes = chain
     exc.__cause__ = cause
     exc.__context__ = context
     exc.__suppress_context__ = suppress
     exc.__traceback__ = tb
     if notes is not None:
         exc.__notes__ = notes
-    return exc
 
 
 class _ChainPickler(pickle.Pickler):
-    """Plain pickle that keeps tracebacks and ``__cause__``/``__context__``."""
+    """Plain pickle that keeps tracebacks and ``__cause__``/``__context__``.
+
+    ``cuts`` (from :func:`chain_cuts`) says where a long chain ends.
+    """
+
+    cuts: dict[int, str] = {}
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseException):
-            return _reduce_exception(obj)
+            return _reduce_exception(obj, self.cuts.get(id(obj)))
         if isinstance(obj, TracebackType):
             return _reduce_traceback(obj)
         return NotImplemented
@@ -738,9 +785,11 @@ class _ChainPickler(pickle.Pickler):
 class _ChainCloudPickler(_SourceKeepingPickler):
     """cloudpickle (exception classes made at run time) that keeps the chain."""
 
+    cuts: dict[int, str] = {}
+
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseException):
-            return _reduce_exception(obj)
+            return _reduce_exception(obj, self.cuts.get(id(obj)))
         if isinstance(obj, TracebackType):
             return _reduce_traceback(obj)
         return super().reducer_override(obj)
@@ -784,9 +833,10 @@ def dumps_excinfo(excinfo: ExceptionInfo) -> bytes:
     places = frame_places(tb)
     kind = "exc"  # with its chain
     reason = ""
+    cuts = chain_cuts(exc)
     for pickler_cls in (_ChainPickler, _ChainCloudPickler):
         try:
-            data = _dumps_with(pickler_cls, exc)
+            data = _dumps_with(pickler_cls, exc, cuts=cuts)
         except Exception as err:  # the last, most capable attempt says why
             reason = pickling_reason(exc, err, "exception")
             continue

@@ -56,13 +56,19 @@ Failures
 
 Shutdown
 --------
-``stop()`` sends STOP to idle workers; on cancel (``break``, Ctrl-C, an
-exception) busy workers get SIGTERM on their process group, then SIGKILL
+At the end of a run, ``stop()`` sends STOP to the workers, each of which
+waits for the threads its tasks left running, as a plain program's exit
+would, but ``THREAD_WAIT`` at most (then it names them on stderr and exits,
+killing them); a Ctrl-C ends that wait at once, killing the workers. On
+cancel (``break``, Ctrl-C, an exception) idle workers get a STOP that waits
+for nothing, busy ones SIGTERM on their process group, then SIGKILL
 after a grace period. Every worker is joined (no zombie), every fd closed,
 the relay thread joined; SIGINT is blocked meanwhile, so a second Ctrl-C
 cannot leave half-stopped workers. An ``atexit`` hook stops pools still
 running when the interpreter exits. No ``multiprocessing`` lock, queue or
-semaphore is used, so none can leak.
+semaphore is used, so none can leak. Should the parent process itself die
+(``kill -9``), each worker's process group, the worker and what its task
+started there, dies with it (Linux; ``worker``).
 
 Where each part lives: the pool object and its configuration in ``pool``;
 one run's state, dispatch, results and faults in ``run``; starting and

@@ -51,6 +51,7 @@ from pexen.sched._pools.base import (
     Running,
     cancelled_error,
     raised,
+    sigint_unblocked,
     timeout_error,
     timeout_grace,
 )
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
 _MAX_POLL_MS = 3_600_000  # an hour: poll() cannot wait for a far deadline
 _READ_SIZE = 1 << 16
 STOP_GRACE = 5.0  # seconds an idle worker gets to exit after STOP
+THREAD_WAIT = 30.0  # seconds more, at the end of a run, for threads tasks left
 CANCEL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancel
 UNSTARTED_POLL = 0.05  # seconds between looks at a timed job not yet started
 START_TIMEOUT = 60.0  # seconds a new worker may take to say READY
@@ -232,7 +234,7 @@ class ProcessRun:
         except OSError:  # the worker is gone: its sentinel will tell
             buf.clear()
         if not buf and worker.unflagged:  # the DROP frames are in the pipe now
-            worker.slot[2] += worker.unflagged
+            worker.slot[wire.DROPS] += worker.unflagged
             worker.unflagged = 0
         watching = worker.job_fd in self.fd2role
         if buf and not watching:
@@ -493,11 +495,16 @@ class ProcessRun:
                 timeout = self.jobs[head].timeout
                 if timeout is None:
                     continue
-                if worker.slot[0] != head:  # not started yet, or done and on its way
+                slot = worker.slot
+                if slot[0] != head:  # not started yet, or done and on its way
                     wait = UNSTARTED_POLL
                 else:
-                    deadline = worker.slot[1] + timeout + timeout_grace(timeout) + 1.0
-                    wait = deadline - now
+                    # loading the task (imports...) is not its time, but may
+                    # not hang for ever either
+                    limit = START_TIMEOUT if slot[2] == wire.LOADING else (
+                        timeout + timeout_grace(timeout) + 1.0
+                    )
+                    wait = slot[1] + limit - now
                     if wait <= 0:
                         # the worker's own alarm did not end it (a task that
                         # blocks or handles SIGALRM): do it here
@@ -511,7 +518,7 @@ class ProcessRun:
         """A worker died: read what it sent, blame its task, requeue its spares."""
         self._read_results(worker)
         running: int | None = None
-        key, started = worker.slot[0], worker.slot[1]
+        key, started, phase = worker.slot[0], worker.slot[1], worker.slot[2]
         if key != wire.NO_KEY and int(key) in worker.outstanding:
             running = int(key)
         signal_group(worker.pid, signal.SIGKILL)  # what its task left running
@@ -527,16 +534,23 @@ class ProcessRun:
         self.backlog.extendleft(reversed(requeue))
         if running is not None:
             task, timeout = self.jobs[running].task, self.jobs[running].timeout
+            loading = phase == wire.LOADING
             err: TaskTimeoutError | WorkerCrashError
             if running in self.cancel_kills:  # we killed it: Sched.cancel, abort
                 self.cancel_kills.discard(running)
-                ran = time.monotonic() - started
+                ran = None if loading else time.monotonic() - started
                 self._finish(running, None, None, cancelled_error(
                     task, f"; its worker process (pid {worker.pid}) was killed, "
                     f"and another takes its place"
-                ), started, ran, worker.name)
+                ), None if loading else started, ran, worker.name)
                 return
-            if worker.killed_for == running or (
+            if loading and worker.killed_for == running:
+                err = TaskTimeoutError(
+                    f"task {task_name(task)!r} could not be loaded in worker pid "
+                    f"{worker.pid} within {START_TIMEOUT:g} s (unpickling it, and "
+                    f"importing what it needs, hung); the worker was killed"
+                )
+            elif worker.killed_for == running or (
                 timeout is not None and exitcode == -signal.SIGALRM
             ):
                 assert timeout is not None
@@ -544,14 +558,19 @@ class ProcessRun:
                     task, timeout, f"; its worker (pid {worker.pid}) was killed"
                 )
             else:
+                doing = "loading" if loading else "running"
                 err = WorkerCrashError(
                     f"task {task_name(task)!r} crashed its worker: worker pid "
-                    f"{worker.pid} {describe_exit(exitcode)} while running it"
+                    f"{worker.pid} {describe_exit(exitcode)} while {doing} it"
                 )
                 err.exitcode = exitcode  # type: ignore[attr-defined]
             err.pid = worker.pid  # type: ignore[union-attr]
-            ran = time.monotonic() - started
-            self._finish(running, None, None, raised(err), started, ran, worker.name)
+            if loading:  # it never started
+                self._finish(running, None, None, raised(err), worker=worker.name)
+            else:
+                ran = time.monotonic() - started
+                self._finish(running, None, None, raised(err), started, ran,
+                             worker.name)
         elif not worker.stopping:
             self._unblamed_death(
                 f"the last, pid {worker.pid}, {describe_exit(exitcode)}; its stderr "
@@ -607,9 +626,10 @@ class ProcessRun:
         out: dict[int, Running] = {}
         for worker in list(self.workers):
             slot = worker.slot
-            key, started = slot[0], slot[1]
-            if key != wire.NO_KEY and slot[0] == key:  # not changed meanwhile
-                out[int(key)] = (started, worker.name)
+            key, since, phase = slot[0], slot[1], slot[2]
+            # loaded and running, and the same job still (it may have moved on)
+            if key != wire.NO_KEY and phase == wire.RUNNING and slot[0] == key:
+                out[int(key)] = (since, worker.name)
         return out
 
     def cancel(self, key: int, force: bool) -> bool:
@@ -727,8 +747,16 @@ class ProcessRun:
             self._teardown()
 
     def _shutdown_workers(self, cancel: bool) -> None:
+        """STOP the idle workers, signal the others, wait, kill what is left.
+
+        At the end of a run (not *cancel*), a worker waits for the threads
+        its tasks left running, as a plain program's exit would, for at most
+        ``THREAD_WAIT``; a Ctrl-C meanwhile kills them at once. A cancel
+        kills them with their worker.
+        """
         workers = [w for w in self.workers if not w.dead]
-        stop = wire.frame(pickle.dumps((wire.STOP, None), PROTOCOL))
+        thread_wait = 0.0 if cancel else THREAD_WAIT
+        stop = wire.frame(pickle.dumps((wire.STOP, thread_wait), PROTOCOL))
         for worker in workers:
             worker.stopping = True
             if worker.ready and not worker.outstanding and not worker.outbuf:
@@ -739,7 +767,11 @@ class ProcessRun:
             # busy, still starting, or its pipe is full: no use waiting
             signal_group(worker.pid, signal.SIGTERM if cancel else signal.SIGKILL)
         deadline = time.monotonic() + (CANCEL_GRACE if cancel else STOP_GRACE)
-        alive = await_exit(workers, deadline)
+        if cancel:
+            alive = await_exit(workers, deadline)
+        else:
+            with sigint_unblocked():  # to end the wait for threads tasks left
+                alive = await_exit(workers, deadline + thread_wait)
         for worker in alive:
             signal_group(worker.pid, signal.SIGKILL)
         await_exit(alive, time.monotonic() + KILL_WAIT)

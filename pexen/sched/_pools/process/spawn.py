@@ -185,7 +185,7 @@ class WorkerProc:
         self.stopping = False
         self.killed_for: int | None = None  # key whose timeout (or cancel) we enforced
         self.retiring = False  # one too many (the pool shrank): STOP once idle
-        self.unflagged = 0  # DROP frames in outbuf, not yet counted in slot[2]
+        self.unflagged = 0  # DROP frames in outbuf, not yet counted in the slot
 
     def __repr__(self) -> str:
         return f"<worker {self.process.name} pid={self.pid}>"

@@ -6,10 +6,19 @@ Signals
 -------
 A worker ignores SIGINT (the parent decides what Ctrl-C means), leads its own
 process group (so a timeout or a cancel can kill what the task started too),
-dies by SIGIO when the parent process dies (Linux: the parent sentinel pipe is
-in O_ASYNC mode), and enforces a job's timeout itself with ``setitimer``: the
-default action of SIGALRM ends the process even if the task is stuck in C
-code. ``-SIGALRM`` as exit status thus means "timed out".
+and enforces a job's timeout itself with ``setitimer``: the default action of
+SIGALRM ends the process even if the task is stuck in C code. ``-SIGALRM`` as
+exit status thus means "timed out".
+
+When the parent process dies, the worker's whole process group dies with it
+(Linux): the parent sentinel pipe is in O_ASYNC mode, owned by the group, so
+its EOF makes the kernel send SIGIO, whose default action is to terminate,
+to every process in the group: the worker, and what its task started there
+(a Python task's subprocesses, an executable and its ``&`` children). Dying
+alone would not do: those would run on under init. The kernel does it all,
+so a task stuck in C code cannot delay it. What left the group (``setsid``,
+a shell with job control) or handles SIGIO is not reached: under ``pexen
+run``, its watchdog takes care of those (``pexen._watchdog``).
 """
 
 from __future__ import annotations
@@ -32,9 +41,12 @@ from pexen.sched._pools.base import Job
 from pexen.sched._pools.process.wire import (
     DROP,
     DROPPED,
+    DROPS,
+    LOADING,
     NO_KEY,
     READY,
     RESULT,
+    RUNNING,
     STOP,
     FrameReader,
     WireJob,
@@ -70,7 +82,7 @@ def _ignore_sigint() -> None:
 
 
 def _die_with_parent() -> None:
-    """Get SIGIO (default action: terminate) when the parent process ends."""
+    """Have the kernel end our process group (SIGIO) when the parent process ends."""
     import multiprocessing
 
     parent = multiprocessing.parent_process()
@@ -80,15 +92,19 @@ def _die_with_parent() -> None:
     import fcntl
     import select
 
+    # a negative owner is a process group; only ours if we lead it, as a group
+    # we merely belong to may hold our parent and its neighbours
+    pid = os.getpid()
+    owner = -pid if os.getpgrp() == pid else pid
     try:
-        fcntl.fcntl(sentinel, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(sentinel, fcntl.F_SETOWN, owner)
         flags = fcntl.fcntl(sentinel, fcntl.F_GETFL)
         fcntl.fcntl(sentinel, fcntl.F_SETFL, flags | os.O_ASYNC)
     except OSError:
         return
     poller = select.poll()
     poller.register(sentinel, select.POLLIN)
-    if poller.poll(0):  # the parent went before that
+    if poller.poll(0):  # the parent went before that (we have started nothing)
         os._exit(1)
 
 
@@ -220,8 +236,13 @@ class _Definitions(dict):
 _definitions = _Definitions()
 
 
-def _run(job: WireJob) -> WireOutcome:
-    """Run one job; return its outcome. Never raises."""
+def _run(job: WireJob, slot: Any) -> WireOutcome:
+    """Run one job; return its outcome. Never raises.
+
+    Loading the task (which may import its module) is not the task's time:
+    its start is noted in the slot, and its alarm armed, only once it is
+    loaded.
+    """
     key = job.key
     try:
         task = loads_task(job.task_blob, job.form, _definitions)
@@ -232,6 +253,11 @@ def _run(job: WireJob) -> WireOutcome:
         kwargs, shared = loads(data_blob) if data_blob is not None else ({}, {})
     except BaseException as exc:
         return WireOutcome(key, False, None, None, ("arguments", _reason(exc)))
+    slot[1] = time.monotonic()
+    slot[2] = RUNNING
+    if job.alarm is not None:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a task may have changed it
+        signal.setitimer(signal.ITIMER_REAL, job.alarm)
     try:
         _key, shared, ret, excinfo, started, duration, _worker = execute(
             _new_tuple(Job, (key, task, job.pass_shared, kwargs, shared, None))
@@ -299,22 +325,23 @@ def main(
     log_fd, result_fd = log_conn.fileno(), result_conn.fileno()
     _setup_logging(log_fd, slot, config["log_levels"])
 
-    alarm, setitimer, real = signal.SIGALRM, signal.setitimer, signal.ITIMER_REAL
-    sig_dfl, set_handler = signal.SIG_DFL, signal.signal
+    setitimer, real = signal.setitimer, signal.ITIMER_REAL
     now, dumps = time.monotonic, pickle.dumps
     write_all(result_fd, frame(dumps((READY, os.getpid()), PROTOCOL)))
     reader = FrameReader(job_conn.fileno())
     pid = os.getpid()
+    thread_wait = None  # from STOP: how long to wait for threads tasks left
     pending: deque[Any] = deque()  # jobs received, not started
     drops_read = 0
     while True:
         # a DROP frame the parent wrote in full is read before the next job
-        if not pending or slot[2] != drops_read:
+        if not pending or slot[DROPS] != drops_read:
             payload = reader.read()
             if payload is None:  # the parent is gone
                 break
             kind, body = loads(payload)
             if kind == STOP:
+                thread_wait = body
                 break
             if kind == DROP:
                 drops_read += 1
@@ -326,14 +353,11 @@ def main(
             pending.extend(jobs)
             continue
         job = _new_tuple(WireJob, pending.popleft())
-        alarm_after = job.alarm
+        slot[2] = LOADING
         slot[1] = now()
         slot[0] = job.key
-        if alarm_after is not None:
-            set_handler(alarm, sig_dfl)  # a task may have changed it
-            setitimer(real, alarm_after)
         try:
-            outcome = _run(job)
+            outcome = _run(job, slot)
             if os.getpid() != pid:  # a copy a task forked: not the worker
                 os._exit(0)
             try:
@@ -343,13 +367,45 @@ def main(
                 outcome = WireOutcome(job.key, False, None, None, problem)
                 message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
         finally:
-            if alarm_after is not None:
+            if job.alarm is not None:
                 setitimer(real, 0)
         _flush_output()  # before the result: the parent relays it first
         write_all(result_fd, message)
         slot[0] = NO_KEY
     _flush_output()
+    _await_threads(thread_wait)
+
+
+# -- the end ------------------------------------------------------------------
+
+
+def _await_threads(limit: float | None) -> None:
+    """Wait, as a plain program's exit would, for the threads tasks left running.
+
+    For at most *limit* seconds (STOP says how long: none on cancel, the
+    parent kills what runs then; None: the parent is gone). What still runs
+    then is killed with this process, and named on stderr when it was
+    waited for.
+    """
     main_thread = threading.main_thread()
-    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
-        # a task left a thread running: exiting normally would wait for it
-        os._exit(0)
+
+    def running() -> list[threading.Thread]:
+        return [t for t in threading.enumerate()
+                if t is not main_thread and not t.daemon and t.is_alive()]
+
+    deadline = time.monotonic() + (limit or 0.0)
+    while (left := running()) and (wait := deadline - time.monotonic()) > 0:
+        left[0].join(wait)
+    if not left:
+        return  # the interpreter's own exit finds nothing to wait for
+    if limit:
+        names = ", ".join(repr(thread.name) for thread in left)
+        print(
+            f"pexen: worker pid {os.getpid()} is killed with {len(left)} thread"
+            f"{'s' if len(left) > 1 else ''} its tasks started ({names}), still "
+            f"running {limit:g} s after the run ended; have the task join its "
+            f"threads, or start them with daemon=True if their work may be lost",
+            file=sys.stderr,
+        )
+        _flush_output()
+    os._exit(0)  # an exit without waiting for them

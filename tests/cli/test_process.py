@@ -8,18 +8,20 @@ import re
 import signal
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from pexen.sched import pool as pools
-from tests._cli import (
+from tests.cli._cli import (
     CONTROL_CHARS,
     REPO,
     pexen_env,
     poll_for,
     run_pexen,
     write_package,
+    write_script,
 )
 
 
@@ -230,3 +232,87 @@ def test_output_its_encoding_cannot_hold_is_escaped(tmp_path):
     assert "  | \\xe9tape" in proc.stdout
     assert "=== 0 passed, 1 failed in " in proc.stdout
     assert proc.stderr == ""
+
+
+def _into_a_closed_pipe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``python -m pexen ARGS`` with its stdout a pipe whose reader is gone
+    (``| head -1`` after its line): every write to it fails with EPIPE.
+
+    Its stdout is block-buffered, as in a shell (not ``PYTHONUNBUFFERED``), so
+    what a failed flush left in the buffer is flushed again at exit.
+    """
+    env = pexen_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "pexen", *args],
+            cwd=cwd,
+            env=env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_stdout_changes_nothing_about_the_run(tmp_path):
+    jobs = tmp_path / "jobs"
+    for n in range(20):
+        write_script(jobs / f"{n:02d}.sh", 'touch "$0.ran"')
+    junit = tmp_path / "junit.xml"
+    proc = _into_a_closed_pipe("run", str(jobs), "-j", "2", "--junit-xml", str(junit),
+                               cwd=tmp_path)
+    assert proc.stderr == ""  # no "Exception ignored ... BrokenPipeError" either
+    assert len(list(jobs.glob("*.ran"))) == 20, "every task ran"
+    assert proc.returncode == 0, "the suite's status"
+    assert junit.read_text().count("<testcase ") == 20
+
+
+@pytest.mark.parametrize("command", ["list", "graph", "--help"])
+def test_list_graph_and_help_into_a_closed_stdout_exit_quietly(tmp_path, command):
+    write_script(tmp_path / "jobs" / "a.sh", "true")
+    args = [command] if command.startswith("-") else [command, "jobs"]
+    proc = _into_a_closed_pipe(*args, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+SLOW_IMPORT_SUITE = '''
+import multiprocessing
+import os
+import time
+
+from pexen.sched.meta import func_meta
+
+_began = time.monotonic()
+while time.monotonic() - _began < 1.0:  # a module that is slow to import
+    pass
+if multiprocessing.parent_process() is not None:  # in the worker, not the runner
+    with open(os.environ["IMPORT_TIME_FILE"], "w") as f:
+        f.write(str(time.monotonic() - _began))
+
+
+@func_meta
+def test_quick():
+    pass
+'''
+
+
+def test_a_duration_is_the_tasks_own_not_its_workers_start_up(tmp_path):
+    """The first task of a process worker is not charged for the worker's
+    start-up: here, importing the test module in the worker takes a second,
+    the test itself nothing; the reported duration is the test's alone."""
+    write_package(tmp_path, "slowimport", {"test_slow": SLOW_IMPORT_SUITE})
+    junit, took = tmp_path / "junit.xml", tmp_path / "import-time"
+    done = run_pexen(
+        "run", str(tmp_path / "slowimport"), "--pool", "process", "-j", "1",
+        "--junit-xml", str(junit),
+        IMPORT_TIME_FILE=str(took),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    import_seconds = float(took.read_text())  # the worker's import, measured
+    (case,) = ET.parse(junit).getroot().iter("testcase")
+    assert float(case.get("time")) < import_seconds

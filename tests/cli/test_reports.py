@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import subprocess
 
@@ -13,7 +14,7 @@ from pexen.cli import main
 from pexen.cli._listing import one_worker_order
 from pexen.sched import Sched
 from pexen.sched.pool import InlineWorkerPool
-from tests._cli import EXAMPLES, restore_imports, write_package, write_script
+from tests.cli._cli import EXAMPLES, restore_imports, write_package, write_script
 
 _names = itertools.count()
 
@@ -122,6 +123,48 @@ def test_junit_xml_structure(tmp_path, capsys, isolated_imports, pkg_name):
     assert "raise RuntimeError('cannot import me')" in error.text
 
 
+HUGE = 10_000_000  # characters of the one line the tasks below print
+
+
+def test_a_huge_output_is_bounded_in_the_summary_and_whole_in_junit(
+    tmp_path, capsys, isolated_imports, pkg_name
+):
+    package = write_package(tmp_path, pkg_name, {"test_huge": f"""
+        import sys
+        from pexen.sched.meta import func_meta
+
+        @func_meta
+        def test_prints_a_huge_line():
+            sys.stdout.write("p" * {HUGE} + "\\nthe end of the Python task\\n")
+            raise AssertionError("too much")
+    """})
+    scripts = tmp_path / "jobs"
+    write_script(scripts / "huge.sh", f"head -c {HUGE} /dev/zero | tr '\\0' x\n"
+                 "echo; echo the end of the script; exit 1")
+    report = tmp_path / "junit.xml"
+    status = main(["run", str(package), str(scripts), "--junit-xml", str(report)])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert len(out) < 50_000, "the summary is bounded"
+    for last in ("the end of the Python task", "the end of the script"):
+        assert f"  | {last}\n" in out
+    cut = re.findall(r"\| \[\.\.\. (\d+\.\d MB) cut \.\.\.\][px]+$", out, re.M)
+    assert cut == ["10.0 MB", "10.0 MB"], out[-3000:]
+    assert out.count("output (the last 10.0 kB of 10.0 MB, -v shows all):") == 2
+
+    (suite,) = list(JUnitXml.fromfile(str(report)))
+    cases = {case.name: case for case in suite}
+    python = cases[f"{pkg_name}/test_huge/test_prints_a_huge_line"]
+    script = cases["jobs/huge.sh"]
+    # all of the output, in system-out; the failure text only ends it
+    assert python.system_out.count("p") == HUGE
+    assert script.system_out.count("x") == HUGE
+    (failure,) = script.result
+    assert len(failure.text) < 50_000
+    assert failure.text.endswith("the end of the script")
+    assert "cut: all of it is in system-out" in failure.text
+
+
 def test_junit_xml_of_an_interrupted_or_stopped_run(tmp_path, capsys, isolated_imports):
     report = tmp_path / "junit.xml"
     status = main(
@@ -135,16 +178,43 @@ def test_junit_xml_of_an_interrupted_or_stopped_run(tmp_path, capsys, isolated_i
     assert "not started: the run was stopped early" in reasons
 
 
-def test_junit_xml_unwritable_is_reported(tmp_path, capsys, isolated_imports):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    status = main(
-        ["run", str(EXAMPLES / "suite"), "-q", "--junit-xml", str(blocker / "x.xml")]
-    )
+@pytest.mark.parametrize(
+    ("where", "cause"),
+    [
+        ("file/x.xml", "cannot write the JUnit report there (Not a directory"),
+        ("file/deeper/x.xml", "cannot write the JUnit report there (Not a dir"),
+        ("reports", "is a directory; give a file name, such as "),
+        ("", "an empty file name"),
+    ],
+)
+def test_an_unwritable_junit_xml_is_a_usage_error_before_any_task_runs(
+    tmp_path, capsys, where, cause
+):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "reports").mkdir()
+    jobs = tmp_path / "jobs"
+    write_script(jobs / "ok.sh", 'touch "$0.ran"')
+    path = str(tmp_path / where) if where else ""
+    status = main(["run", str(jobs), "--junit-xml", path])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert not list(jobs.glob("*.ran")), "no task ran"
+    assert "passed" not in out, "no summary: there was no run"
+    named = f"--junit-xml {path!r}: " if path else "argument --junit-xml: "
+    assert f"{named}{cause}" in err, err
+
+
+def test_junit_xml_unwritable_at_the_end_is_reported(tmp_path, capsys):
+    """A report that cannot be written after the run (the disk filled, the
+    directory went away) still gets the summary, and the usage status."""
+    jobs = tmp_path / "jobs"
+    write_script(jobs / "ok.sh", "rm -r ../reports && touch ../reports")
+    report = tmp_path / "reports" / "junit.xml"
+    status = main(["run", str(jobs), "-q", "--junit-xml", str(report)])
     out, err = capsys.readouterr()
     assert status == 2
     assert "pexen: error: cannot write the JUnit report" in err
-    assert "6 passed, 1 failed, 2 skipped" in out  # the summary still comes
+    assert "1 passed in" in out  # the summary still comes
 
 
 def test_list_shows_metadata_in_one_worker_order(capsys, isolated_imports):

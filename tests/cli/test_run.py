@@ -9,11 +9,17 @@ import pathlib
 import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
+from pexen import PexenWarning
 from pexen.cli import main
-from tests._cli import (
+from pexen.cli._run import pexen_warnings
+from pexen.sched import Sched
+from pexen.sched.meta import func_meta
+from pexen.sched.pool import InlineWorkerPool
+from tests.cli._cli import (
     CONTROL_CHARS,
     EXAMPLES,
     pexen_env,
@@ -157,38 +163,6 @@ def test_a_dotted_module_is_found_from_the_current_directory(tmp_path):
     assert "collected 1 task from proj.sub (module 'proj.sub')" in proc.stdout
 
 
-def test_no_command_prints_help_and_exits_2(capsys):
-    assert main([]) == 2
-    assert "usage: pexen" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("command", "example"),
-    [
-        ([], "pexen run examples/suite"),
-        (["run"], "pexen run examples/suite"),
-        (["list"], "pexen list examples/suite"),
-        (["graph"], "pexen graph examples/scripts --format mermaid"),
-    ],
-)
-def test_help_of_every_command_exits_0_with_examples(capsys, command, example):
-    assert main([*command, "--help"]) == 0
-    out = capsys.readouterr().out
-    assert f"usage: pexen {' '.join(command)}".rstrip() in out
-    assert "examples:" in out and example in out
-
-
-def test_run_help_names_every_pool_and_option(capsys):
-    assert main(["run", "--help"]) == 0
-    out = " ".join(capsys.readouterr().out.split())  # as if never wrapped
-    assert "--pool {thread,process,dask,mpi}" in out
-    assert "--address URL" in out and "--pool dask --address tcp://" in out
-    assert "--pool mpi" in out.partition("examples:")[2]
-    for option in ("-j N, --workers N", "--spare N", "-x, --exitfirst"):
-        assert option in out
-    assert "--junit-xml FILE" in out and "-v, --verbose" in out and "-q, --quiet" in out
-
-
 def test_address_needs_dask(capsys, isolated_imports):
     status = main(["run", str(EXAMPLES / "suite"), "--address", "tcp://127.0.0.1:1"])
     assert status == 2
@@ -280,6 +254,49 @@ def test_control_characters_in_task_output_are_shown_not_obeyed(tmp_path, capsys
     assert status == 1
     assert r"  | plain \x1b[31mred\x1b[0m bell\x07" in out
     assert not CONTROL_CHARS.search(out)
+
+
+# A directory and a file whose call path, printed as is, would forge a line
+# of its own (a passed task) and colour what follows it.
+FORGING_DIR, FORGING_FILE = "x\n[9", "9] PASSED  forged \x1b[32mgreen"
+FORGED = "\n[9/9] PASSED  forged \x1b[32mgreen"
+
+
+def _forging_suite(root: pathlib.Path) -> pathlib.Path:
+    jobs = root / "jobs"
+    write_script(jobs / FORGING_DIR / FORGING_FILE, "exit 1", "provides=made")
+    write_script(jobs / "needs.sh", "true", "requires=made")
+    write_script(jobs / "ok.sh", "true")
+    return jobs
+
+
+def _assert_escaped(text: str, n_at_least: int) -> None:
+    assert not CONTROL_CHARS.search(text), "a control character got through"
+    lines = text.splitlines()
+    assert not [line for line in lines if line.startswith("[9/9] PASSED  forged")]
+    forged = [line for line in lines if "forged" in line]
+    assert len(forged) >= n_at_least, text
+    escaped = ("x\\x0a[9/9] PASSED  forged \\x1b[32mgreen", "x\\n[9/9]")
+    unquoted = [line.replace("\\\\", "\\") for line in forged]  # DOT's \\
+    assert all(any(e in line for e in escaped) for line in unquoted), forged
+
+
+def test_control_characters_in_task_names_are_shown_not_obeyed(tmp_path, capsys):
+    """Progress, failure (title and command), skipped (its reason), slowest."""
+    jobs = _forging_suite(tmp_path)
+    status, out, err = run(capsys, str(jobs), "-j", "1", "-v")
+    assert status == 1
+    _assert_escaped(out + err, n_at_least=5)
+
+
+@pytest.mark.parametrize("command", ["list", "graph"])
+def test_control_characters_in_task_names_are_escaped_by_list_and_graph(
+    tmp_path, capsys, command
+):
+    jobs = _forging_suite(tmp_path)
+    assert main([command, str(jobs)]) == 0
+    out, err = capsys.readouterr()
+    _assert_escaped(out + err, n_at_least=1)
 
 
 def test_killed_executable_names_the_signal(tmp_path, capsys):
@@ -508,7 +525,7 @@ def test_warnings_of_the_run_are_listed_except_filtered_ones(
     status, out, err = run(capsys, str(tmp_path / pkg_name))
     assert status == 0 and err == ""
     warned = out[out.index("=== warnings ===") :]
-    assert "PexenWarning: tags provided but required by no task: " in warned
+    assert "UnusedTagWarning: tags provided but required by no task: " in warned
     assert "'nobody-needs-this'" in warned
     # after -k, a tag nobody requires is mostly a requirer the filter left out
     status, out, _ = run(capsys, str(tmp_path / pkg_name), "-k", "test_provider")
@@ -517,3 +534,29 @@ def test_warnings_of_the_run_are_listed_except_filtered_ones(
     # says the same, task by task
     status, out, _ = run(capsys, str(EXAMPLES / "suite"))
     assert "=== skipped ===" in out and "=== warnings ===" not in out
+
+
+def test_the_schedulers_warnings_are_told_apart_by_category():
+    """Unrun tasks are never kept (the summary lists them); unused tags only
+    when the tasks were not filtered; any other PexenWarning always."""
+
+    @func_meta(provides=["a", "unused"])
+    def fails():
+        warnings.warn("something else", PexenWarning, stacklevel=1)
+        raise RuntimeError("boom")
+
+    @func_meta(requires=["a"])
+    def needs_a():
+        pass
+
+    for filtered, kept in (
+        (False, ["PexenWarning: something else",
+                 "UnusedTagWarning: tags provided but required by no task"]),
+        (True, ["PexenWarning: something else"]),
+    ):
+        seen: list[str] = []
+        with pexen_warnings(seen, filtered=filtered):
+            results = list(Sched([fails, needs_a]).run(InlineWorkerPool()))
+        assert len(results) == 1
+        assert sorted(text[: len(k)] for text, k in zip(sorted(seen), kept,
+                                                         strict=True)) == kept, seen

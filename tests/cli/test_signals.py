@@ -1,6 +1,7 @@
 """``pexen run`` as a real process stopped by signals: SIGTERM (how CI systems
-cancel a job) as Ctrl-C, what abandoned executables started, and the wait for
-tasks that overran their timeout in threads."""
+cancel a job) as Ctrl-C, what abandoned tasks started, tasks that overran
+their timeout in threads, and ``kill -9``, after which the watchdog kills what
+the run started, and nothing else."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from junitparser import JUnitXml, Skipped
 from rich.console import Console
 
 from pexen.cli._run import announced_interrupts
-from tests._cli import pexen_env, poll_for, write_package, write_script
-from tests._leaks import alive
+from tests._leaks import alive, below, kill_all, still_running
+from tests.cli._cli import pexen_env, poll_for, write_package, write_script
 
 # The child each script starts: it waits for the release file, which a test
 # makes only to let the run end (the deadline only keeps a broken test from
@@ -188,40 +189,17 @@ OVERRUN = """
         pass
 """
 
-WAITING = (
-    "waiting for a timed-out task still running in its thread: "
-    "{name}/test_overrun/test_overruns (Ctrl-C abandons it)"
-)
-
-
-def test_the_wait_for_a_timed_out_thread_is_announced(tmp_path):
+def test_a_timed_out_thread_is_abandoned_and_named(tmp_path):
+    # the run used to wait, at its end, for the thread to return
     write_package(tmp_path, "overrun", {"test_overrun": OVERRUN})
     run = Run(tmp_path, "overrun", "-j", "2")
     with _reaped(run):
-        assert run.shows(WAITING.format(name="overrun")), run.text()
-        assert run.proc.poll() is None  # the thread is waited for
-        (tmp_path / "release").touch()
         status, text = run.wait()
     assert status == 1, text
-    lines = text.splitlines()
-    failed = next(i for i, line in enumerate(lines) if "FAILED  overrun/" in line)
-    waiting = lines.index(WAITING.format(name="overrun"))
-    assert failed < waiting < lines.index("=== failures ===")
     assert "=== 1 passed, 1 failed in " in text
-
-
-def test_ctrl_c_abandons_a_timed_out_thread_at_once(tmp_path):
-    write_package(tmp_path, "overrunc", {"test_overrun": OVERRUN})
-    run = Run(tmp_path, "overrunc", "-j", "2")
-    with _reaped(run):
-        assert run.shows(WAITING.format(name="overrunc")), run.text()
-        run.proc.send_signal(signal.SIGINT)
-        status, text = run.wait()
-    assert status == 130, text
-    assert "interrupted: abandoning the running tasks" in text
-    assert "stopping the workers" not in text
-    assert "=== interrupted: 1 passed, 1 failed in " in text
-    assert not (tmp_path / "release").exists()
+    assert "abandons a thread still running a task that overran its timeout: " \
+        "task 'overrun/test_overrun/test_overruns'" in text.replace("\n", " ")
+    assert not (tmp_path / "release").exists()  # it never waited for it
 
 
 @pytest.mark.skipif(
@@ -246,3 +224,169 @@ def test_announced_interrupts_handles_sigterm_and_gives_the_handlers_back():
         "abandon the running tasks)",
         "interrupted again: abandoning the running tasks",
     ]
+
+
+# A Python test that starts ``sleep 300`` and waits for it: only a killer ends it.
+STARTS_A_SLEEP = """
+    import os
+    import subprocess
+
+    from pexen.sched.meta import func_meta
+
+    @func_meta
+    def test_starts_a_sleep():
+        here = os.environ["PEXEN_TEST_DIR"]
+        child = subprocess.Popen(["sleep", "300"])
+        with open(os.path.join(here, "py.tmp"), "w") as f:
+            f.write(f"{os.getpid()} {child.pid}")
+        os.replace(os.path.join(here, "py.tmp"), os.path.join(here, "py.started"))
+        child.wait()
+"""
+
+
+def _sleeps_suite(tmp_path: Path, kind: str) -> tuple[str, tuple[str, ...]]:
+    """A suite whose tasks start ``sleep 300``: its path and its markers' names.
+
+    Executables: one starts two in the background (``&``), one of them in a
+    session of its own, and waits; one becomes it (``exec``). Python: a
+    test that starts it as a subprocess.
+    """
+    if kind == "python":
+        write_package(tmp_path, "sleeps", {"test_sleeps": STARTS_A_SLEEP})
+        return "sleeps", ("py",)
+    here = str(tmp_path)
+    write_script(
+        tmp_path / "jobs" / "background.sh",
+        # the second sleep leaves the process group and the session
+        "sleep 300 &\none=$!\nsetsid sleep 300 &\n"
+        f'echo "$$ $one $!" > "{here}/bg.tmp"\n'
+        f'mv "{here}/bg.tmp" "{here}/bg.started"\nwait',
+    )
+    write_script(
+        tmp_path / "jobs" / "plain.sh",
+        f'echo "$$" > "{here}/plain.tmp"\n'
+        f'mv "{here}/plain.tmp" "{here}/plain.started"\nexec sleep 300',
+    )
+    return "jobs", ("bg", "plain")
+
+
+def _sleeping(tmp_path: Path, names: tuple[str, ...]) -> list[int]:
+    """Wait until every task runs its ``sleep``; the pids the tasks told."""
+    pids = _started_pids(tmp_path, names)
+    if "plain" in names:  # its shell is to become the sleep
+        plain = int((tmp_path / "plain.started").read_text())
+        assert poll_for(lambda: _name(plain) == "sleep"), _name(plain)
+    return pids
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "(gone)"
+
+
+def test_a_second_ctrl_c_kills_what_an_abandoned_python_task_started(tmp_path):
+    # the thread pool: a Python task's sleep is ours to kill, as a script's is
+    path, names = _sleeps_suite(tmp_path, "python")
+    run = Run(tmp_path, path, "-j", "2")
+    started: dict[int, int] = {}
+    try:
+        told = _sleeping(tmp_path, names)
+        started = below(run.proc.pid)  # the tasks' processes, the watchdog
+        assert set(told) - {run.proc.pid} <= set(started)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.shows("interrupted: stopping the workers"), run.text()
+        run.proc.send_signal(signal.SIGINT)
+        status, text = run.wait()
+        assert status == 130, text
+        assert "interrupted again: abandoning the running tasks" in text
+        assert poll_for(lambda: not still_running(started), timeout=10), (
+            still_running(started)
+        )
+    finally:
+        kill_all(started)
+        if run.proc.returncode is None:
+            run.end()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+@pytest.mark.parametrize("pool", ["thread", "process"])
+@pytest.mark.parametrize("kind", ["executables", "python"])
+def test_kill_9_of_pexen_run_leaves_nothing_it_started(tmp_path, kind, pool):
+    path, names = _sleeps_suite(tmp_path, kind)
+    run = Run(tmp_path, path, "-j", "2", "--pool", pool)
+    started: dict[int, int] = {}
+    try:
+        told = _sleeping(tmp_path, names)
+        # the tasks' processes; workers, CPython's helpers and the watchdog too
+        started = below(run.proc.pid)
+        assert set(told) - {run.proc.pid} <= set(started)
+        run.proc.kill()
+        status, _ = run.wait()
+        assert status == -signal.SIGKILL
+        assert poll_for(lambda: not still_running(started), timeout=10), (
+            still_running(started)
+        )
+        if pool == "thread":  # the watchdog alone could do it, and says so
+            assert "died mid-run; its watchdog killed the" in run.text()
+    finally:
+        kill_all(started)
+        if run.proc.returncode is None:
+            run.end()
+
+
+NEXT_COMMAND = "import pathlib; pathlib.Path('next.ran').touch()"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_kill_9_of_pexen_run_spares_its_shell_and_pipeline(tmp_path):
+    # pexen, tee and the shell share a process group, and tee started after
+    # pexen: none of that makes tee, the shell or its next command the run's
+    path, names = _sleeps_suite(tmp_path, "executables")
+    (tmp_path / "next.py").write_text(NEXT_COMMAND)
+    py = sys.executable
+    line = (
+        f'"{py}" -m pexen run {path} -j 2 | tee log.txt; echo "$?" > tee.status; '
+        f'"{py}" next.py'
+    )
+    with open(tmp_path / "err.txt", "w") as err:
+        shell = subprocess.Popen(
+            ["sh", "-c", line],
+            cwd=tmp_path,
+            env=pexen_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # the shell leads the group, as a CI job's
+        )
+    started: dict[int, int] = {}
+    neighbours: dict[int, int] = {}
+    try:
+        _sleeping(tmp_path, names)
+        script = int((tmp_path / "bg.started").read_text().split()[0])
+        runner = _parent(script)  # the thread pool runs scripts as its children
+        started = below(runner)
+        neighbours = {pid: start for pid, start in below(shell.pid).items()
+                      if pid != runner and pid not in started}
+        assert [_name(pid) for pid in neighbours] == ["tee"]
+        os.kill(runner, signal.SIGKILL)
+        assert poll_for(lambda: not still_running(started), timeout=10), (
+            still_running(started)
+        )
+        assert shell.wait(timeout=30) == 0
+        assert (tmp_path / "tee.status").read_text() == "0\n"  # not killed
+        assert (tmp_path / "next.ran").exists()
+        assert "collected 2 tasks" in (tmp_path / "log.txt").read_text()
+        assert "its watchdog killed the" in (tmp_path / "err.txt").read_text()
+    finally:
+        kill_all(started)
+        kill_all(neighbours)
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()

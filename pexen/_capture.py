@@ -1,5 +1,10 @@
 """Capture what a Python task prints, for the summary and the JUnit report.
 
+This is the worker side of ``pexen run``'s capture: it runs wherever a task
+runs (threads of the ``pexen`` process, worker processes, cluster workers),
+so it imports neither ``pexen.cli`` nor rich, which a worker would otherwise
+load (and pay for) just to unpickle a task.
+
 Executables already run with their output captured (``POPEN_KWARGS``). A
 Python task is handed to the scheduler inside a ``CapturingTask``, which
 points ``sys.stdout`` and ``sys.stderr`` of the thread running it at a buffer
@@ -23,9 +28,11 @@ import contextlib
 import logging
 import sys
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
+from pexen.sched._calling import run_coroutine
 from pexen.sched._naming import CALLPATH_ATTR
 from pexen.sched.meta import assign_meta, retrieve_meta
 
@@ -81,7 +88,7 @@ def _install() -> None:
                 routers[id(stream)] = router
         # a handler made when a module was imported (logging.basicConfig())
         # holds the stream itself: route it too, so what a task logs is its output
-        for handler in _stream_handlers():
+        for handler in stream_handlers():
             found = routers.get(id(handler.stream))
             if found is not None:
                 handler.setStream(found)
@@ -95,12 +102,12 @@ def uninstall() -> None:
             stream = getattr(sys, name)
             if isinstance(stream, _ThreadRouter):
                 setattr(sys, name, stream.original)
-        for handler in _stream_handlers():
+        for handler in stream_handlers():
             if isinstance(handler.stream, _ThreadRouter):
                 handler.setStream(handler.stream.original)
 
 
-def _stream_handlers() -> list[logging.StreamHandler]:
+def stream_handlers() -> list[logging.StreamHandler]:
     """Every ``logging.StreamHandler`` attached to a logger."""
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     return [
@@ -159,6 +166,8 @@ class CapturingTask:
         try:
             with _captured(buffer):
                 ret = self.__wrapped__(*args, **kwargs)
+                if type(ret) is types.CoroutineType:  # async: run it, captured
+                    ret = run_coroutine(self.__wrapped__, ret)
         except BaseException as exc:
             if buffer:
                 with contextlib.suppress(AttributeError, TypeError):
