@@ -252,7 +252,11 @@ class WorkerPool(abc.ABC):
             self.spare = 1
         if self.auto_workers is not None:
             self.auto_workers.restart()
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self._active = False  # it never served: the next run may try again
+            raise
 
     def stop(self, cancel: bool = False) -> None:
         """End the run: drop unstarted jobs if *cancel*, release every worker."""

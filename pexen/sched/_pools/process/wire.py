@@ -13,11 +13,13 @@ of ``(kind, body)``.
   jobs that need it. ``seconds`` is how long to wait for threads its tasks
   left running before exiting (0: not at all). ``(DROP, [key, ...])``
   cancels jobs the worker holds but has not started (see the slot, below).
-* worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
-  ``(RESULT, WireOutcome)`` per job, in the order the jobs came, sent as soon
-  as the job is done (never held back: a worker that dies must not take
-  finished results with it); ``(DROPPED, key)`` instead for a job it dropped
-  unstarted.
+* worker -> parent, ``results`` pipe: ``(READY, pid)`` once started (after
+  the pool's initializer, if any), then one ``(RESULT, WireOutcome)`` per
+  job, in the order the jobs came, sent as soon as the job is done (never
+  held back: a worker that dies must not take finished results with it);
+  ``(DROPPED, key)`` instead for a job it dropped unstarted. A worker whose
+  initializer raised sends ``(INIT_FAILED, reason)`` instead of READY, and
+  exits.
 * worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
   ``pexen_key`` naming the job that was running); stdout and stderr: fds 1
   and 2 of the worker are pipes, so output of C code and subprocesses is
@@ -56,7 +58,7 @@ MAX_FRAME = 2**32 - 1
 # parent -> worker
 JOBS, STOP, DROP = 0, 1, 2
 # worker -> parent
-READY, RESULT, DROPPED = 0, 1, 2
+READY, RESULT, INIT_FAILED, DROPPED = 0, 1, 2, 3
 SLOT_SIZE = 4  # key, since, phase, drops
 DROPS = 3  # the slot's count of DROP frames written in full
 
