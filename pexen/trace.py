@@ -158,7 +158,8 @@ class ChromeTrace:
 
     def _run_started(self, event: Any) -> None:
         status = getattr(event, "status", None)
-        self._total = getattr(status, "total", None)
+        # waiting: the tasks neither done (carried over) nor handed out yet
+        self._total = None if status is None else status.total - status.done
         self._n_out = 0
         self._counts = {"running": 0, "queued": 0}
         args = {}

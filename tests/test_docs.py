@@ -16,7 +16,6 @@ import re
 
 import pytest
 
-from pexen.sched import Sched
 from tests._docs import FENCE, examples
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
@@ -51,17 +50,7 @@ def test_every_output_block_belongs_to_an_example():
         assert n_output == n_checked, page
 
 
-# Until Sched.observe (issue 13) is on this branch, its examples cannot run.
-JOURNAL_PAGE = "journal.md"
-_OBSERVE = hasattr(Sched, "observe")
-
-
-@pytest.mark.parametrize("page", [
-    *PAGES,
-    pytest.param(JOURNAL_PAGE, marks=pytest.mark.skipif(
-        not _OBSERVE, reason="Sched.observe (issue 13) is not here yet"
-    )),
-])
+@pytest.mark.parametrize("page", [*PAGES, "journal.md"])
 def test_examples_run_and_print_what_the_page_shows(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     found = examples((DOCS / page).read_text())

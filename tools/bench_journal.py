@@ -41,30 +41,14 @@ def tasks(n: int, seconds: float) -> list:
 
 def timed_run(made: list, journal: Journal | None) -> float:
     sched = Sched(made)
+    if journal is not None:
+        sched.observe(journal)
     start = time.perf_counter()
-    if journal is None:
-        for _ in sched.run(ThreadWorkerPool(workers=2)):
-            pass
-    else:
-        _observed(sched, journal)
-        journal.flush()
-    return time.perf_counter() - start
-
-
-def _observed(sched: Sched, journal: Journal) -> None:
-    """Run *sched* with *journal* told each result, as Sched.observe tells it
-    (until it does: the events a run would make, made here)."""
-    from pexen.cli._observing import Event
-
-    now, offset = time.monotonic, time.time() - time.monotonic()
-    journal(Event("run-started", now(), now() + offset, workers=2))
     for res in sched.run(ThreadWorkerPool(workers=2)):
         assert res.excinfo is None, res
-        when = now()
-        journal(Event("dispatched", when, when + offset, res.task))
-        journal(Event("finished", when, when + offset, res.task, "w1", res,
-                      duration=sched.attempts(res.task)[-1][1]))
-    journal(Event("run-ended", now(), now() + offset))
+    if journal is not None:
+        journal.flush()  # done once every result is committed
+    return time.perf_counter() - start
 
 
 def compare(n: int, seconds: float, rounds: int, directory: str) -> tuple[list, list]:

@@ -36,7 +36,6 @@ from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
 from pexen._proctree import kill_descendants
 from pexen._watchdog import guard
-from pexen.cli._observing import LoopEvents
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
     FAILED,
@@ -238,9 +237,9 @@ def execute(
         announced_interrupts(console) as interrupts,
     ):
         # a generator (SPEC §1): closing it shuts the pool down
+        for observer in observers:
+            sched.observe(observer)
         results = cast(Generator[TaskRes, None, None], sched.run(pool, resume=resume))
-        events = LoopEvents(observers, sched)
-        events.start(pool.workers)
         progress.start(len(tasks) - report.carried)
         try:
             clock.resumed()
@@ -248,7 +247,6 @@ def execute(
                 estimated = clock.finished(res.task, sched.in_flight)
                 measured = sched.attempts(res.task)[-1][1]  # by the pool itself
                 seconds = estimated if measured is None else measured
-                events.result(res, measured)
                 key = id(res.task)
                 outcome = _outcome(res, originals[key], names[key], seconds)
                 report.outcomes.append(outcome)
@@ -274,7 +272,6 @@ def execute(
                     kill_descendants(os.getpid(), [watchdog.pid] if watchdog else [])
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
-                events.end(skipped)
                 report.outcomes += [
                     Outcome(task, names[id(run)], SKIPPED, reason=skipped[run])
                     for run, task in zip(run_tasks, tasks, strict=True)

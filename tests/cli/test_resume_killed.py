@@ -67,17 +67,15 @@ def lines(path):
     return path.read_text().splitlines() if path.exists() else []
 
 
-def n_passed(journal):
-    """Results the journal has committed as passed (0 before it exists)."""
+def committed(journal):
+    """The outcomes the journal has committed, by identity ({} before it exists)."""
     if not journal.exists():
-        return 0
+        return {}
     conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
     try:
-        return conn.execute(
-            "SELECT count(*) FROM attempts WHERE outcome = 'passed'"
-        ).fetchone()[0]
+        return dict(conn.execute("SELECT identity, outcome FROM attempts"))
     except sqlite3.OperationalError:  # its tables are not made yet
-        return 0
+        return {}
     finally:
         conn.close()
 
@@ -92,12 +90,15 @@ def test_a_killed_run_resumed_runs_each_task_once(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        # killed once the four results before the gate are committed (a result
-        # the runner had not committed yet is lost by design, and runs again)
-        assert poll_for(
-            lambda: "gate reached" in lines(log) and n_passed(journal) == 4,
-            timeout=60,
-        )
+        # killed once the four results before the gate are committed, and the
+        # gate's hand-over (a result the runner had not committed yet is lost
+        # by design, and runs again)
+        def ready():
+            got = committed(journal)
+            return (list(got.values()).count("passed") == 4
+                    and got.get("killsuite/test_steps/test_gate") == "dispatched")
+
+        assert poll_for(lambda: "gate reached" in lines(log) and ready(), timeout=60)
     finally:
         first.kill()  # SIGKILL: no cleanup, no end of run in the journal
         output = first.communicate(timeout=30)[0]
@@ -113,6 +114,8 @@ def test_a_killed_run_resumed_runs_each_task_once(tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming run 1 of" in second.stdout
     assert "carried  killsuite/test_steps/test_a: passed in run 1" in second.stdout
+    assert ("runs     killsuite/test_steps/test_gate: never finished in run 1: "
+            "handed to the pool, no result recorded") in second.stdout
 
     passed = collections.Counter(
         line.split()[1] for line in lines(log) if line.startswith("passed ")

@@ -22,6 +22,7 @@ from pexen.journal import Journal, JournalError
 from pexen.journal._store import FORMAT_VERSION
 from pexen.sched import Sched, TaskFailError, TaskRes, UnrunTasksWarning
 from pexen.sched.meta import assign_val
+from pexen.sched.pool import ThreadWorkerPool
 from tests._events import Clock, observed_run
 from tests._leaks import poll
 
@@ -62,7 +63,7 @@ def test_a_run_is_recorded_task_by_task(tmp_path):
         Journal(path, command="pexen run suite", pool="thread pool") as journal,
         pytest.warns(UnrunTasksWarning),
     ):
-        results = list(observed_run(Sched(tasks), [journal]))
+        results = list(observed_run(Sched(tasks), [journal], ThreadWorkerPool()))
     assert len(results) == 3
     [run] = rows(path, "SELECT id, started, ended, command, pool, pexen_version, "
                  "resumed_from FROM runs")
@@ -74,9 +75,12 @@ def test_a_run_is_recorded_task_by_task(tmp_path):
                         "exc_message, reason, requires, provides FROM attempts "
                         "WHERE run = 1")
     }
-    assert got["make"] == ("passed", "w1", None, None, None, None, '["db"]')
-    assert got["use"] == ("passed", "w1", None, None, None, '["db"]', None)
-    assert got["fail"][:4] == ("failed", "w1", "ValueError", "no schema\nsecond line")
+    worker = got["make"][1]  # the thread pool's one worker
+    assert worker and got["use"][1] == got["fail"][1] == worker
+    assert got["make"] == ("passed", worker, None, None, None, None, '["db"]')
+    assert got["use"] == ("passed", worker, None, None, None, '["db"]', None)
+    assert got["fail"][:4] == ("failed", worker, "ValueError",
+                               "no schema\nsecond line")
     assert got["after"][:4] == ("skipped", None, None, None)
     assert "'fail' failed" in got["after"][4]
     [(blob,)] = rows(path, "SELECT shared FROM attempts WHERE identity = 'make'")
@@ -262,6 +266,7 @@ import os, signal, sys
 from pexen.journal import Journal
 from pexen.sched import Sched
 from pexen.sched.meta import assign_val
+from pexen.sched.pool import ThreadWorkerPool
 from tests._events import observed_run
 
 def make(i):

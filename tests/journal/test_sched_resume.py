@@ -78,3 +78,38 @@ def test_a_missing_journal_cannot_be_resumed_from(tmp_path):
 def test_resume_takes_a_journal_or_a_path_only():
     with pytest.raises(SchedulerError, match=r"resume=3: expected a journal's path"):
         Sched(suite([])).run(resume=3)
+
+
+def test_a_run_resumed_from_a_path_is_recorded_there(tmp_path):
+    """The journal opened for resume= records the run (carried tasks too),
+    once, and is closed at its end."""
+    import sqlite3
+
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
+    list(Sched(suite(calls)).run(resume=path))
+    with sqlite3.connect(path) as conn:
+        got = conn.execute(
+            "SELECT run, outcome, count(*) FROM attempts GROUP BY run, outcome "
+            "ORDER BY run, outcome"
+        ).fetchall()
+        resumed = conn.execute("SELECT resumed_from FROM runs WHERE id = 2").fetchone()
+    conn.close()
+    assert got == [(1, "failed", 1), (1, "passed", 3), (2, "carried", 3),
+                   (2, "passed", 1)]
+    assert resumed == (1,)
+
+
+def test_a_journal_observing_already_is_not_told_twice(tmp_path):
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        list(observed_run(Sched(suite(calls, fail={"lonely"})), [journal]))
+        sched = Sched(suite(calls))
+        sched.observe(journal)
+        list(sched.run(resume=journal))
+        assert journal.connection.execute(
+            "SELECT count(*) FROM attempts WHERE run = 2 AND outcome = 'passed'"
+        ).fetchone() == (1,)

@@ -131,6 +131,10 @@ def test_a_real_run(tmp_path):
     assert sorted(e["name"] for e in events if e["ph"] == "X") == [
         f"t{i}" for i in range(5)
     ]
+    counters = [e["args"] for e in events if e["ph"] == "C"]
+    # the run's status at its start tells how many tasks wait to be handed out
+    assert counters[0] == {"running": 0, "queued": 0, "waiting": 5}
+    assert counters[-1] == {"running": 0, "queued": 0}
 
 
 KILLED_TRACER = """
