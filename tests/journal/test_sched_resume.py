@@ -113,3 +113,18 @@ def test_a_journal_observing_already_is_not_told_twice(tmp_path):
         assert journal.connection.execute(
             "SELECT count(*) FROM attempts WHERE run = 2 AND outcome = 'passed'"
         ).fetchone() == (1,)
+
+
+def test_status_counts_carried_tasks_as_done(tmp_path):
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
+    sched = Sched(suite(calls))
+    events = []
+    sched.observe(events.append)
+    list(sched.run(resume=path))
+    started = events[0].status
+    assert (started.total, started.done, started.ready + started.waiting) == (4, 3, 1)
+    final = sched.status()
+    assert (final.total, final.done, final.failed, final.skipped) == (4, 4, 0, 0)
