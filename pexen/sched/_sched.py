@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
-import warnings
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from pexen.sched._errors import SchedulerError, UnrunTasksWarning
+from pexen.sched._errors import SchedulerError
 from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
 from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
@@ -258,11 +256,12 @@ class Sched:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
             raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
-        return self._drive(planner, provided, pool)
+        # the run's own generator: no second one around it, whose every step
+        # would cost each result a hand-over
+        return LiveRun(self, planner, pool, provided).drive()
 
-    def _drive(
-        self, planner: Planner, provided: set, pool: WorkerPool
-    ) -> Iterator[TaskRes]:
+    def _begin(self, run: LiveRun) -> None:
+        """Start serving *run*, from its generator's first step."""
         with self._run_lock:  # two generators started from two threads: one wins
             if self._running:
                 raise SchedulerError(
@@ -270,34 +269,29 @@ class Sched:
                 )
             self._running = True
         try:
-            pool.start()  # before the run's try: a pool that refuses is not stopped
-        except BaseException:
+            run.pool.start()  # before the run's try: a pool that refuses is not
+        except BaseException:  # stopped
             self._running = False
             raise
         self._skipped = TaskMap()
-        run = LiveRun(self, planner, pool, provided)
-        self._infos = planner.infos  # first: in_flight, in another thread, reads both
-        self._seq_of = None
+        self._infos = run.planner.infos  # first: in_flight, in another thread,
+        self._seq_of = None  # reads both
         self._live = run
-        finished = False
-        try:
-            yield from run.drive()
-            finished = True
+
+    def _end(self, run: LiveRun, finished: bool) -> list[Skip]:
+        """Stop *run*'s pool and say what did not run; *finished*: it ran out."""
+        run.close(finished)
+        planner = run.planner
+        try:  # an aborted run ended early too: what waits in the pool goes
+            run.pool.stop(cancel=not finished or run.aborting is not None)
         finally:
-            run.close(finished)
-            try:  # an aborted run ended early too: what waits in the pool goes
-                pool.stop(cancel=not finished or run.aborting is not None)
-            finally:
-                skips = planner.skips(stopped=not finished, aborted=run.aborting)
-                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
-                self._last_status = final_status(planner, len(skips))
-                self._live = None
-                self._running = False
-            run.emit_end(skips, self._last_status)
-        # the tasks an abort or a cancel took out were taken out on purpose
-        unasked = [skip for skip in skips if skip.waits_for != "cancel"]
-        if unasked and run.aborting is None:
-            _warn_skipped(unasked, cancels=len(skips) > len(unasked))
+            skips = planner.skips(stopped=not finished, aborted=run.aborting)
+            self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
+            self._last_status = final_status(planner, len(skips))
+            self._live = None
+            self._running = False
+        run.emit_end(skips, self._last_status)
+        return skips
 
 
 @contextlib.contextmanager
@@ -318,27 +312,3 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _warn_skipped(skips: list[Skip], cancels: bool = False) -> None:
-    """Warn with the counts of the explanations ``Sched.skipped`` gives.
-
-    *cancels*: some tasks were cancelled (and are not among *skips*).
-    """
-    parts = []
-    blamed = "of a failed or cancelled task" if cancels else "of a failed task"
-    for with_culprits, what in ((True, blamed), (False, "with no failed task found")):
-        kinds = Counter(
-            skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
-        )
-        if kinds:
-            counts = ", ".join(
-                f"{n} waiting for a {kind}" for kind, n in sorted(kinds.items())
-            )
-            parts.append(f"{counts} {what}")
-    warnings.warn(
-        f"{len(skips)} task{'s' if len(skips) != 1 else ''} did not run "
-        f"({'; '.join(parts)}); Sched.skipped says why",
-        UnrunTasksWarning,
-        stacklevel=3,
-    )
