@@ -32,7 +32,7 @@ from pexen.sched import (
     SchedulerError,
     TaskFailError,
     TaskRes,
-    _sched,
+    _live,
     task_fail_wrap,
 )
 from pexen.sched._planner import Skip
@@ -794,7 +794,7 @@ def test_skip_warning_counts_what_skipped_says():
                r"a failed task; 1 waiting for a tag with no failed task found\); "
                r"Sched.skipped says why$")
     with pytest.warns(sched.UnrunTasksWarning, match=message):
-        _sched._warn_skipped(skips)
+        _live._warn_skipped(skips)
 
 
 def test_skip_warning_points_at_the_caller(make_pool):

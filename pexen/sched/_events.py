@@ -2,16 +2,16 @@
 
 An ``Event`` is a named tuple, built with ``tuple.__new__`` by the scheduler
 loop only when an observer is registered: a run nobody observes builds none.
-Its ``name`` is worked out when first read, as naming a task costs more than
-the event itself.
+Its ``name`` is worked out when read, as naming a task costs more than the
+event itself. ``Status`` is a named tuple too, so that asking for one after
+every result costs little.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
-
-import attrs
 
 from pexen.sched._naming import task_name
 from pexen.sched._result import TaskRes
@@ -31,6 +31,7 @@ KINDS = (RUN_STARTED, DISPATCHED, STARTED, FINISHED, SKIPPED, PAUSED, RESUMED,
          ABORTING, RESIZED, RUN_ENDED)
 
 Observer = Callable[["Event"], Any]
+NO_ENTRIES: Mapping[Any, Any] = MappingProxyType({})  # an empty, read-only mapping
 
 
 class Event(NamedTuple):
@@ -79,9 +80,8 @@ class Event(NamedTuple):
         return f"Event({', '.join(parts)})"
 
 
-@attrs.frozen(eq=False)
-class Status:
-    """A snapshot of a run, from ``Sched.status()``.
+class Status(NamedTuple):
+    """A snapshot of a run, from ``Sched.status()``: a frozen record.
 
     Every task of the run is in exactly one count: ``done`` (finished and
     passed), ``failed`` (finished with an exception), ``running`` (started in
@@ -91,7 +91,8 @@ class Status:
     up to ``total``. ``running_tasks`` holds ``(task, started)`` pairs
     (``time.monotonic()``), ``locks`` maps each locked resource to the tasks
     holding it, and ``blocked`` each waiting task to the tags and resource
-    it waits for. ``paused`` and ``aborting`` say what the run was told.
+    it waits for (these two are worked out when first read, as they may be
+    long). ``paused`` and ``aborting`` say what the run was told.
     """
 
     total: int = 0
@@ -103,8 +104,8 @@ class Status:
     waiting: int = 0
     skipped: int = 0
     running_tasks: tuple[tuple[Any, float], ...] = ()
-    locks: Mapping[Any, tuple[Any, ...]] = attrs.field(factory=dict)
-    blocked: Mapping[Any, tuple[Any, ...]] = attrs.field(factory=dict)
+    locks: Mapping[Any, tuple[Any, ...]] = NO_ENTRIES
+    blocked: Mapping[Any, tuple[Any, ...]] = NO_ENTRIES
     paused: bool = False
     aborting: bool = False
 

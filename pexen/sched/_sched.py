@@ -6,12 +6,10 @@ import contextlib
 import gc
 import os
 import threading
-import warnings
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from pexen.sched._errors import SchedulerError, UnrunTasksWarning
+from pexen.sched._errors import SchedulerError
 from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
 from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
@@ -150,7 +148,7 @@ class Sched:
         if run is not None:
             run.resume()
 
-    def abort(self, reason: str | None = None, *, force: bool = False) -> None:
+    def abort(self, reason: str | None = None, *, force: bool = False) -> bool:
         """End the run in progress: dispatch nothing more, drop what is queued.
 
         The generator ends once the running tasks are done; with *force* they
@@ -158,11 +156,13 @@ class Sched:
         thread pool abandons their threads). Every task that did not finish is
         then in ``skipped``, its reason containing *reason*. Safe from any
         thread, a signal handler, an observer and the loop body; no run in
-        progress: nothing.
+        progress: nothing. Return whether a run took it in (False: no run, or
+        one whose loop is over, shutting its pool down).
         """
         run = self._live
-        if run is not None:
-            run.abort(None if reason is None else str(reason), force)
+        if run is None:
+            return False
+        return run.abort(None if reason is None else str(reason), force)
 
     def cancel(self, task: Any) -> None:
         """Take *task* out of the run in progress.
@@ -273,12 +273,14 @@ class Sched:
                 if owned:
                     journal.close()
                 raise
-        return self._drive(planner, provided, pool, journal, owned)
+        run = LiveRun(self, planner, pool, provided)
+        run.journal, run.journal_owned = journal, owned
+        # the run's own generator: no second one around it, whose every step
+        # would cost each result a hand-over
+        return run.drive()
 
-    def _drive(
-        self, planner: Planner, provided: set, pool: WorkerPool,
-        journal: Any = None, owned: bool = False,
-    ) -> Iterator[TaskRes]:
+    def _begin(self, run: LiveRun) -> None:
+        """Start serving *run*, from its generator's first step."""
         with self._run_lock:  # two generators started from two threads: one wins
             if self._running:
                 raise SchedulerError(
@@ -286,48 +288,39 @@ class Sched:
                 )
             self._running = True
         try:
-            pool.start()  # before the run's try: a pool that refuses is not stopped
-        except BaseException:
+            run.pool.start()  # before the run's try: a pool that refuses is not
+        except BaseException:  # stopped
             self._running = False
-            if owned:
-                journal.close()
+            run.close_journal()
             raise
         # the journal a run resumes from records it, carried tasks and all
-        unobserve = (
-            self.observe(journal)
-            if journal is not None and journal not in self._observers
-            else None
-        )
+        journal = run.journal
+        if journal is not None and journal not in self._observers:
+            run.unobserve = self.observe(journal)
         self._skipped = TaskMap()
-        run = LiveRun(self, planner, pool, provided)
-        self._infos = planner.infos  # first: in_flight, in another thread, reads both
-        self._seq_of = None
+        self._infos = run.planner.infos  # first: in_flight, in another thread,
+        self._seq_of = None  # reads both
         self._live = run
-        finished = False
-        try:
-            yield from run.drive()
-            finished = True
+
+    def _end(self, run: LiveRun, finished: bool) -> list[Skip]:
+        """Stop *run*'s pool and say what did not run; *finished*: it ran out."""
+        run.close(finished)
+        planner = run.planner
+        try:  # an aborted run ended early too: what waits in the pool goes
+            run.pool.stop(cancel=not finished or run.aborting is not None)
         finally:
-            run.close(finished)
-            try:
-                pool.stop(cancel=not finished)
-            finally:
-                skips = planner.skips(stopped=not finished, aborted=run.aborting)
-                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
-                self._last_status = final_status(planner, len(skips))
-                self._live = None
-                self._running = False
-            try:
-                run.emit_end(skips, self._last_status)
-            finally:
-                if unobserve is not None:
-                    unobserve()
-                if owned:
-                    journal.close()
-        # the tasks an abort or a cancel took out were taken out on purpose
-        unasked = [skip for skip in skips if skip.waits_for != "cancel"]
-        if unasked and run.aborting is None:
-            _warn_skipped(unasked, cancels=len(skips) > len(unasked))
+            skips = planner.skips(stopped=not finished, aborted=run.aborting)
+            self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
+            self._last_status = final_status(planner, len(skips))
+            self._live = None
+            self._running = False
+        try:
+            run.emit_end(skips, self._last_status)
+        finally:
+            if run.unobserve is not None:
+                run.unobserve()
+            run.close_journal()
+        return skips
 
 
 def _resume_journal(resume: Any) -> tuple[Any, bool]:
@@ -373,27 +366,3 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _warn_skipped(skips: list[Skip], cancels: bool = False) -> None:
-    """Warn with the counts of the explanations ``Sched.skipped`` gives.
-
-    *cancels*: some tasks were cancelled (and are not among *skips*).
-    """
-    parts = []
-    blamed = "of a failed or cancelled task" if cancels else "of a failed task"
-    for with_culprits, what in ((True, blamed), (False, "with no failed task found")):
-        kinds = Counter(
-            skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
-        )
-        if kinds:
-            counts = ", ".join(
-                f"{n} waiting for a {kind}" for kind, n in sorted(kinds.items())
-            )
-            parts.append(f"{counts} {what}")
-    warnings.warn(
-        f"{len(skips)} task{'s' if len(skips) != 1 else ''} did not run "
-        f"({'; '.join(parts)}); Sched.skipped says why",
-        UnrunTasksWarning,
-        stacklevel=3,
-    )

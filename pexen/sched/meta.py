@@ -125,10 +125,11 @@ def _check_name(_inst: object, _attr: object, value: Any) -> None:
 
 
 def _is_nan(value: Any) -> bool:
-    """Whether *value* is NaN (float, Decimal, any real) or a tuple holding one."""
+    """Whether *value* is NaN (float, Decimal, any real) or a tuple or list
+    holding one (they sort by their items)."""
     if type(value) is int:  # the usual priority: quick
         return False
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return any(_is_nan(item) for item in value)
     if isinstance(value, Decimal):
         return value.is_nan()  # != would raise for a signalling NaN
