@@ -173,5 +173,6 @@ def test_the_api_reference_covers_every_public_module():
     text = (DOCS / "reference" / "api.md").read_text()
     documented = re.findall(r"^```\{pexen-api\} (\S+)$", text, re.M)
     assert documented == [
-        "pexen", "pexen.sched", "pexen.sched.meta", "pexen.sched.pool", "pexen.factory",
+        "pexen", "pexen.sched", "pexen.sched.meta", "pexen.sched.pool",
+        "pexen.journal", "pexen.trace", "pexen.factory",
     ]

@@ -94,6 +94,7 @@ class RunReport:
     signal: int | None = None  # the signal that interrupted the run, if known
     stopped_early: bool = False
     pool: str = ""
+    carried: int = 0  # tasks a resumed run took over as passed, not run
 
     def with_status(self, status: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]

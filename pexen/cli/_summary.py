@@ -122,6 +122,8 @@ def totals_line(report: RunReport) -> str:
     counts = report.counts
     parts = [f"{counts[PASSED]} passed"]
     parts += [f"{counts[s]} {s}" for s in (FAILED, SKIPPED) if counts[s]]
+    if report.carried:
+        parts.append(f"{report.carried} carried over")
     if report.collect_errors:
         parts.append(plural(len(report.collect_errors), "collection error"))
     line = ", ".join(parts) + f" in {duration(report.wall_time)}"

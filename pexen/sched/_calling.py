@@ -255,8 +255,9 @@ _new_outcome = tuple.__new__  # Outcome(...) without its Python-level __new__
 _now = time.monotonic
 
 
-def execute(job: Job) -> Outcome:
-    """Run one job in this thread and return its outcome, timed.
+def execute(job: Job, worker: str | None = None) -> Outcome:
+    """Run one job in this thread and return its outcome, timed, as run by
+    *worker* (a name, where the pool tells).
 
     A coroutine the task returns is run to completion first. Everything the
     task raises is caught, except a KeyboardInterrupt in the main thread,
@@ -279,8 +280,8 @@ def execute(job: Job) -> Outcome:
             raise
         excinfo = ExceptionInfo(*sys.exc_info())
         return _new_outcome(
-            Outcome, (key, shared, None, excinfo, started, duration, None)
+            Outcome, (key, shared, None, excinfo, started, duration, worker)
         )
     return _new_outcome(
-        Outcome, (key, shared, ret, None, started, _now() - started, None)
+        Outcome, (key, shared, ret, None, started, _now() - started, worker)
     )

@@ -46,8 +46,11 @@ class Event(NamedTuple):
     where the pool tells) are None for events of the whole run. ``res`` is
     the ``TaskRes`` of ``"finished"``, ``reason`` the words of
     ``"skipped"`` and ``"aborting"``. Beyond those: ``workers`` is the
-    pool's worker count on ``"run-started"`` and ``"resized"``, and
-    ``status`` the final ``Status`` on ``"run-ended"``.
+    pool's worker count on ``"run-started"`` and ``"resized"``,
+    ``status`` the ``Status`` on ``"run-started"`` (tasks a resumed run
+    carried over count as done) and the final one on ``"run-ended"``, and
+    ``duration`` the seconds a ``"finished"`` task ran, as its pool measured
+    them (None where the pool cannot tell).
     """
 
     kind: str
@@ -59,6 +62,7 @@ class Event(NamedTuple):
     reason: str | None = None
     workers: int | None = None
     status: Status | None = None
+    duration: float | None = None
 
     @property
     def name(self) -> str | None:
@@ -69,7 +73,7 @@ class Event(NamedTuple):
         parts = [f"kind={self.kind!r}", f"time={self.time!r}"]
         if self.task is not None:
             parts.append(f"name={self.name!r}")
-        for field in ("worker", "res", "reason", "workers", "status"):
+        for field in ("worker", "res", "reason", "workers", "status", "duration"):
             value = getattr(self, field)
             if value is not None:
                 parts.append(f"{field}={value!r}")

@@ -132,6 +132,9 @@ class LiveRun:
         self.started_seen: dict[int, str | None] = {}  # seq -> worker (observed)
         self.workers_seen = pool.workers
         self.wall_offset = 0.0
+        self.journal: Any = None  # the journal the run resumes from, if any
+        self.journal_owned = False  # opened from a path: closed at the end
+        self.unobserve: Callable[[], None] | None = None  # the journal's, if added
         # what status() asks the pool: nothing, where it cannot tell anyway
         self.running_of_pool = (
             pool.running if type(pool).running is not WorkerPool.running else None
@@ -222,7 +225,7 @@ class LiveRun:
             observers = sched._observers
             offset = 0.0  # wall time - monotonic time, for the events of a batch
             if observers:
-                self._emit_run(RUN_STARTED, workers=pool.workers)
+                self._emit_run(RUN_STARTED, workers=pool.workers, status=self.status())
             while True:
                 if not commands.empty():
                     self._apply_commands()
@@ -250,7 +253,7 @@ class LiveRun:
                         if observers:
                             event = _new_tuple(Event, (
                                 DISPATCHED, when, when + offset, info.task, None, None,
-                                None, None, None))
+                                None, None, None, None))
                             for callback in sched._observers:  # as _tell, inlined
                                 try:
                                     callback(event)
@@ -295,12 +298,12 @@ class LiveRun:
                         elif started is not None:
                             _tell(sched, _new_tuple(Event, (
                                 STARTED, started, started + offset, task, worker, None,
-                                None, None, None)))
+                                None, None, None, None)))
                         end = now() if started is None or duration is None else (
                             started + duration)
                         event = _new_tuple(Event, (
                             FINISHED, end, end + offset, task, worker, res, None, None,
-                            None))
+                            None, duration))
                         for callback in sched._observers:  # as _tell, inlined
                             try:
                                 callback(event)
@@ -311,6 +314,12 @@ class LiveRun:
         finally:
             skips = sched._end(self, finished)
         warn_unrun(skips, aborted=self.aborting is not None)
+
+    def close_journal(self) -> None:
+        """Close the journal the run resumes from, if the run opened it."""
+        if self.journal_owned:
+            self.journal_owned = False
+            self.journal.close()
 
     def _unfinished(self) -> bool:
         """Whether a task of the run has not ended (and may still run)."""
@@ -455,12 +464,13 @@ class LiveRun:
                   workers: int | None = None, status: Status | None = None) -> None:
         when = time.monotonic()
         self._emit(_new_tuple(Event, (kind, when, time.time(), None, None, None,
-                                      reason, workers, status)))
+                                      reason, workers, status, None)))
 
     def _emit_task(self, kind: str, when: float, task: Any, worker: str | None = None,
-                   res: TaskRes | None = None, reason: str | None = None) -> None:
+                   res: TaskRes | None = None, reason: str | None = None,
+                   duration: float | None = None) -> None:
         self._emit(_new_tuple(Event, (kind, when, when + self.wall_offset, task,
-                                      worker, res, reason, None, None)))
+                                      worker, res, reason, None, None, duration)))
 
     def _look_for_starts(self) -> None:
         """Tell the starts the pool reports that were not told yet."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -12,7 +13,7 @@ from pexen.sched._errors import SchedulerError
 from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
 from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
-from pexen.sched._planner import CANCELLED, DONE, Planner, Skip, TaskInfo
+from pexen.sched._planner import CANCELLED, CARRIED, DONE, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import WorkerPool, check_count
 from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
@@ -121,7 +122,7 @@ class Sched:
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
-        if info.state < DONE or info.state == CANCELLED:
+        if info.state < DONE or info.state in (CANCELLED, CARRIED):
             return ()
         return ((info.excinfo, info.duration),)
 
@@ -242,12 +243,19 @@ class Sched:
             provided = check_graph(planner.infos)
         return planner, provided
 
-    def run(self, pool: WorkerPool | None = None) -> Iterator[TaskRes]:
+    def run(
+        self, pool: WorkerPool | None = None, *, resume: Any = None
+    ) -> Iterator[TaskRes]:
         """Check the graph, then return a generator yielding a ``TaskRes`` per task.
 
         While the caller holds a result, no new task is dispatched. Leaving the
         loop early shuts the pool down. The default pool is
         ``ThreadWorkerPool()``: one worker, ``spare="auto"``.
+
+        *resume*, a journal's path or a ``pexen.journal.Journal``, resumes its
+        last run: the tasks that passed there are not run again (no
+        ``TaskRes``, no attempts), their tags count as provided and their
+        dependents get the shared state they recorded.
         """
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
@@ -256,9 +264,20 @@ class Sched:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
             raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
+        journal, owned = None, False
+        if resume is not None:
+            journal, owned = _resume_journal(resume)
+            try:
+                _carry(planner, journal)
+            except BaseException:
+                if owned:
+                    journal.close()
+                raise
+        run = LiveRun(self, planner, pool, provided)
+        run.journal, run.journal_owned = journal, owned
         # the run's own generator: no second one around it, whose every step
         # would cost each result a hand-over
-        return LiveRun(self, planner, pool, provided).drive()
+        return run.drive()
 
     def _begin(self, run: LiveRun) -> None:
         """Start serving *run*, from its generator's first step."""
@@ -272,7 +291,12 @@ class Sched:
             run.pool.start()  # before the run's try: a pool that refuses is not
         except BaseException:  # stopped
             self._running = False
+            run.close_journal()
             raise
+        # the journal a run resumes from records it, carried tasks and all
+        journal = run.journal
+        if journal is not None and journal not in self._observers:
+            run.unobserve = self.observe(journal)
         self._skipped = TaskMap()
         self._infos = run.planner.infos  # first: in_flight, in another thread,
         self._seq_of = None  # reads both
@@ -290,8 +314,38 @@ class Sched:
             self._last_status = final_status(planner, len(skips))
             self._live = None
             self._running = False
-        run.emit_end(skips, self._last_status)
+        try:
+            run.emit_end(skips, self._last_status)
+        finally:
+            if run.unobserve is not None:
+                run.unobserve()
+            run.close_journal()
         return skips
+
+
+def _resume_journal(resume: Any) -> tuple[Any, bool]:
+    """The journal *resume* names, and whether it was opened here (to close)."""
+    from pexen.journal import Journal  # the journal is sqlite3's: only when asked
+
+    if isinstance(resume, Journal):
+        return resume, False
+    if isinstance(resume, (str, os.PathLike)):
+        return Journal.existing(resume), True
+    raise SchedulerError(
+        f"resume={resume!r}: expected a journal's path or a pexen.journal.Journal"
+    )
+
+
+def _carry(planner: Planner, journal: Any) -> None:
+    """Carry into *planner* what passed in the last run of *journal*."""
+    infos = planner.infos
+    plan = journal.plan(info.task for info in infos)
+    journal.carry(plan)
+    carried = {task_key(d.task): d.shared or {} for d in plan.carried}
+    planner.carry({
+        info.seq: carried[key] for info in infos
+        if (key := task_key(info.task)) in carried
+    })
 
 
 @contextlib.contextmanager
