@@ -40,9 +40,11 @@ PAGES = [
     "howto/processes.md",
     "howto/asyncio.md",
     "howto/gui.md",
+    "howto/resume.md",
     "concepts/generator-loop.md",
     "concepts/spare.md",
     "concepts/failure.md",
+    "concepts/events.md",
     "comparison.md",
 ]
 ADDRESS = re.compile(r"\b0x[0-9a-f]+\b")

@@ -246,10 +246,11 @@ class LiveRun:
                         if info is None:
                             break
                         seq = info.seq
+                        # the time first: a worker may start the task in submit
+                        dispatched[seq] = when = now()
                         submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
                                                 info.kwargs, shared_for(info),
                                                 info.timeout)))
-                        dispatched[seq] = when = now()
                         if observers:
                             event = _new_tuple(Event, (
                                 DISPATCHED, when, when + offset, info.task, None, None,
