@@ -3,11 +3,12 @@
 Each ``Sched.observe`` event is queued, in the thread that drives the run,
 for the journal's ``Writer`` (``_writer``), which turns the events into rows
 of the journal's tables (``_store``) and commits them as they come: a run
-row at "run-started", an attempt row when a task is handed to the pool,
-filled in when its result comes. A task handed to the pool and never heard
-from again stays "dispatched", which a resumed run reads as "never
-finished". Reading the journal (``plan``, ``forget``) first waits for what
-is queued to be written.
+row at "run-started", an attempt row when a task's result comes (or a
+moment after it was handed to the pool, if it is still there: filled in
+when its result comes). A task handed to the pool and never heard from
+again stays "dispatched", which a resumed run reads as "never finished".
+Reading the journal (``plan``, ``forget``) first waits for what is queued
+to be written.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import sys
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 from pexen.journal._identity import identities
 from pexen.journal._resume import ResumePlan, plan_resume
+from pexen.journal._rows import MAX_PARAMETERS
 from pexen.journal._store import connect
-from pexen.journal._writer import RECORDED, Writer
+from pexen.journal._writer import RECORDED, RunStarted, WithShared, Writer
+from pexen.sched._result import task_key
 
 _open: weakref.WeakSet[Journal] = weakref.WeakSet()
 
@@ -60,6 +64,7 @@ class Journal:
         self.pool = pool
         self._conn: sqlite3.Connection | None = connect(self.path)
         self._carry: ResumePlan | None = None
+        self._tasks: dict[Any, Any] = {}  # the run's tasks handed out, by key
         self._writer = Writer(self, self._conn)
         _open.add(self)
 
@@ -133,9 +138,14 @@ class Journal:
                     n_runs = conn.execute("DELETE FROM runs").rowcount
                 else:
                     n_attempts, n_runs = 0, 0
-                    for identity in forgotten:
+                    # a pass over the attempts per statement: as many
+                    # identities a statement as it takes
+                    chosen = list(forgotten)
+                    for start in range(0, len(chosen), MAX_PARAMETERS):
+                        some = chosen[start:start + MAX_PARAMETERS]
                         n_attempts += conn.execute(
-                            "DELETE FROM attempts WHERE identity = ?", (identity,)
+                            "DELETE FROM attempts WHERE identity IN "
+                            f"({', '.join('?' * len(some))})", some
                         ).rowcount
                 conn.execute("COMMIT")
             except BaseException:
@@ -146,12 +156,43 @@ class Journal:
     # -- the observer ----------------------------------------------------------
 
     def __call__(self, event: Any) -> None:
-        """Queue one ``Sched.observe`` event to be recorded."""
-        if event.kind not in RECORDED:
+        """Queue one ``Sched.observe`` event to be recorded.
+
+        Run in the thread that drives the run, for every event: it only
+        queues what the writer needs of the event (``_writer`` says what),
+        the writer does the rest.
+        """
+        kind = event.kind
+        if kind == "dispatched":
+            task = event.task
+            key = id(task) if type(task) is not MethodType else task_key(task)
+            self._tasks[key] = task
+            item: Any = (key, event.time, event.wall)
+        elif kind == "finished":
+            task, res, duration = event.task, event.res, event.duration
+            key = id(task) if type(task) is not MethodType else task_key(task)
+            if (res is not None and res.excinfo is None and not res.shared
+                    and duration is not None and event.worker is not None
+                    and key in self._tasks):
+                item = (key, event.wall, duration, event.worker)
+            elif res is not None and res.shared:
+                # the shared dict as it is now: the loop body may change it later
+                item = WithShared(event, dict(res.shared))
+            else:
+                item = event
+        elif kind == "run-started":
+            self._tasks = {}
+            item = RunStarted(event, self._tasks)
+        elif kind == "run-ended":
+            self._tasks = {}  # the writer keeps the run's own until it is written
+            item = event
+        elif kind in RECORDED:
+            item = event
+        else:
             return
         if self._conn is None:
             raise ValueError(f"{self!r} is closed")
-        res = event.res
-        # the shared dict as it is now: the loop body may change it later
-        shared = dict(res.shared) if res is not None and res.shared else None
-        self._writer.put((event, shared))
+        writer = self._writer
+        writer.queue.put(item)
+        if writer.thread is None:
+            writer.start()

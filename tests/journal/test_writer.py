@@ -1,0 +1,249 @@
+"""How a ``Journal`` writes a run: which rows, in which lots, with which
+statements, and what it does with what it cannot record.
+
+Some tests feed the journal's ``Writer`` lots by hand (``_write``), in the
+form ``Journal.__call__`` queues events (``pexen.journal._writer`` says
+which), so that what falls in which lot is decided by the test, not by
+the writer thread's timing; the others feed the ``Journal`` events.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from pexen.journal import Journal
+from pexen.journal._writer import HANDED_AGE, RunStarted
+from pexen.sched import Event, TaskRes
+from pexen.sched._naming import CALLPATH_ATTR
+from pexen.sched.meta import assign_val
+from tests._events import Clock
+from tests._leaks import poll
+
+
+def named(name, **fields):
+    """A task named *name* (``SchedMeta.name``), with metadata *fields*."""
+    def fn():
+        return name
+    fn.__name__ = fn.__qualname__ = name
+    assign_val(fn, name=name, **fields)
+    return fn
+
+
+def made(*callpath):
+    """A task a factory made: known by its call path, no metadata."""
+    def fn():
+        pass
+    setattr(fn, CALLPATH_ATTR, callpath)
+    return fn
+
+
+def plain(qualname):
+    """A task with neither call path nor metadata: known by its code's name."""
+    def fn():
+        pass
+    fn.__qualname__ = qualname
+    return fn
+
+
+def rows(path, sql, *params):
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def started(tasks):
+    """A "run-started" item for a run of *tasks*, now."""
+    return RunStarted(Event("run-started", time.monotonic(), time.time()),
+                      {id(task): task for task in tasks})
+
+
+def test_a_task_passed_within_a_moment_has_one_row_a_later_one_two_writes(tmp_path):
+    """A task still in the pool ``HANDED_AGE`` after it was handed out gets
+    a "dispatched" row at the end of the lot, which its result updates; one
+    whose result comes before gets its row then, and no "dispatched" one."""
+    path = tmp_path / "j.db"
+    quick, slow = named("quick"), named("slow")
+    now, wall = time.monotonic(), time.time()
+    with Journal(path) as journal:
+        writer = journal._writer
+        changes = writer.conn.total_changes
+        writer._write([
+            started([quick, slow]),
+            (id(slow), now - 2 * HANDED_AGE, wall - 1.0),  # handed out a while ago
+            (id(quick), now, wall),
+        ])
+        assert rows(path, "SELECT identity, outcome FROM attempts") == [
+            ("slow", "dispatched")
+        ]
+        writer._write([(id(quick), wall + 0.5, 0.25, "w1"),
+                       (id(slow), wall + 0.5, 1.25, "w2")])
+        # the run's row, slow's row and its update, quick's row
+        assert writer.conn.total_changes - changes == 4
+    assert rows(
+        path, "SELECT identity, outcome, dispatched - ?, started - ?, duration, "
+        "worker FROM attempts ORDER BY id", wall, wall,
+    ) == [("slow", "passed", -1.0, -0.75, 1.25, "w2"),
+          ("quick", "passed", 0.0, 0.25, 0.25, "w1")]
+
+
+def test_a_task_in_the_pool_a_while_gets_its_row_with_no_other_event(tmp_path):
+    """Nothing else happening (one worker, busy with a long task), the
+    writer still writes the "dispatched" row of the task in the pool."""
+    path = tmp_path / "j.db"
+    long = named("long")
+    with Journal(path) as journal:
+        journal(Event("run-started", time.monotonic(), time.time()))
+        journal(Event("dispatched", time.monotonic(), time.time(), long))
+        assert poll(lambda: rows(path, "SELECT identity, outcome FROM attempts")
+                    == [("long", "dispatched")])
+
+
+def test_rows_of_every_kind_of_task_in_one_lot_in_order(tmp_path):
+    """Rows are inserted with their non-NULL columns only, many at a time:
+    a lot of tasks of three kinds (call path, metadata, neither), in runs
+    of different lengths, makes the rows the tasks say, in the order their
+    results came."""
+    path = tmp_path / "j.db"
+    tasks = (
+        [made("suite", f"t{i}") for i in range(130)]
+        + [named("tagged", priority=2, requires=["db"], provides=["x", "y"])]
+        + [plain(f"job{i}") for i in range(5)]
+        + [made("suite", f"u{i}") for i in range(70)]
+        + [named("untagged")]
+    )
+    now, wall = time.monotonic(), time.time()
+    with Journal(path) as journal:
+        journal._writer._write([
+            started(tasks),
+            *((id(task), now, wall + i) for i, task in enumerate(tasks)),
+            *((id(task), wall + i + 0.5, 0.25, "w") for i, task in enumerate(tasks)),
+        ])
+    got = rows(path, "SELECT identity, name, callpath, priority, requires, "
+               "provides, claims, dispatched - ?, started - ?, ended - ?, "
+               "duration, worker, outcome, exc_type, shared FROM attempts "
+               "ORDER BY id", wall, wall, wall)
+    assert len(got) == len(tasks)
+    tail = (0.25, "w", "passed", None, None)
+    for i, row in enumerate(got):
+        assert row[7:] == (i, i + 0.25, i + 0.5, *tail)
+    assert got[0][:7] == ("suite/t0", "suite/t0", "suite/t0", "0", None, None, None)
+    assert got[130][:7] == ("tagged", "tagged", None, "2", '["db"]', '["x", "y"]',
+                            None)
+    assert got[131][:7] == (f"{__name__}:job0", "job0", None, "0", None, None, None)
+    assert got[-2][:3] == ("suite/u69",) * 3
+    assert got[-1][:7] == ("untagged", "untagged", None, "0", None, None, None)
+
+
+def test_two_tasks_with_one_identity_that_both_finish(tmp_path, caplog):
+    """The second is not recorded (logged once), and the journal goes on."""
+    first, second, after = named("same"), named("same"), named("after")
+    clock = Clock()
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal(clock.event("run-started"))
+        for task in (first, second):
+            journal(clock.event("dispatched", task=task))
+        for task in (first, second):
+            journal(clock.event("finished", task=task, worker="w", res=TaskRes(task),
+                                duration=0.5))
+        journal(clock.event("run-ended"))
+        journal(clock.event("run-started"))
+        journal(clock.event("dispatched", task=after))
+        journal(clock.event("finished", task=after, worker="w", res=TaskRes(after),
+                            duration=0.5))
+        journal(clock.event("run-ended"))
+    assert rows(path, "SELECT run, identity, outcome FROM attempts ORDER BY id") == [
+        (1, "same", "passed"), (2, "after", "passed"),
+    ]
+    [record] = [r for r in caplog.records if r.name == "pexen.journal"]
+    assert "two tasks have the identity 'same'" in record.getMessage()
+
+
+class Nameless:
+    """A task whose attributes cannot be read: no name can be worked out."""
+
+    def __call__(self):
+        pass
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"no {name}")
+
+
+def test_an_event_that_cannot_be_recorded_is_logged_and_the_rest_is(tmp_path,
+                                                                      caplog):
+    nameless, other = Nameless(), named("other")
+    clock = Clock()
+    path = tmp_path / "j.db"
+    with caplog.at_level(logging.ERROR, "pexen.journal"), Journal(path) as journal:
+        journal(clock.event("run-started"))
+        for task in (nameless, other):
+            journal(clock.event("dispatched", task=task))
+        for task in (nameless, other):
+            journal(clock.event("finished", task=task, worker="w", res=TaskRes(task),
+                                duration=0.5))
+        journal(clock.event("run-ended"))
+    assert rows(path, "SELECT identity, outcome FROM attempts") == [
+        ("other", "passed")
+    ]
+    [record] = [r for r in caplog.records if r.name == "pexen.journal"]
+    assert record.getMessage().startswith(f"journal {journal!r}: could not ")
+    assert "Nameless" in record.getMessage()
+    assert "RuntimeError: no pexen_callpath" in caplog.text
+
+
+def test_attempts_are_indexed_by_run(tmp_path):
+    path = tmp_path / "j.db"
+    with Journal(path):
+        pass
+    assert rows(path, "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'attempts'") == [
+        ("attempts_by_run", "CREATE INDEX attempts_by_run ON attempts(run)")
+    ]
+
+
+def test_a_journal_with_the_earlier_indexes_is_written_alike(tmp_path):
+    """A journal made before attempts were indexed by run only (by run and
+    identity, and by identity) keeps its indexes and is written the same."""
+    path = tmp_path / "j.db"
+    with Journal(path):
+        pass
+    earlier = ("CREATE INDEX attempts_by_run ON attempts(run, identity)",
+               "CREATE INDEX attempts_by_identity ON attempts(identity)")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX attempts_by_run")
+        for sql in earlier:
+            conn.execute(sql)
+    a, b = named("a"), named("b")
+    clock = Clock()  # its times are long past: b gets a "dispatched" row at once
+    with Journal(path) as journal:
+        journal(clock.event("run-started"))
+        journal(clock.event("dispatched", task=b))
+        journal.flush()
+        journal(clock.event("dispatched", task=a))
+        for task in (a, b):
+            journal(clock.event("finished", task=task, worker="w", res=TaskRes(task),
+                                duration=0.5))
+        journal(clock.event("run-ended"))
+        assert journal.forget(["a"]) == (1, 0)
+    assert rows(path, "SELECT identity, outcome FROM attempts") == [("b", "passed")]
+    indexes = rows(path, "SELECT sql FROM sqlite_master WHERE type = 'index' "
+                   "AND tbl_name = 'attempts'")
+    assert sorted(indexes) == sorted((sql,) for sql in earlier)
+
+
+def test_forget_takes_more_identities_than_a_statement_takes(tmp_path):
+    path = tmp_path / "j.db"
+    tasks = [made("suite", f"t{i}") for i in range(1200)]
+    now, wall = time.monotonic(), time.time()
+    with Journal(path) as journal:
+        journal._writer._write([
+            started(tasks),
+            *((id(task), now, wall) for task in tasks),
+            *((id(task), wall, 0.25, "w") for task in tasks),
+        ])
+        forgotten = [f"suite/t{i}" for i in range(1, 1200, 2)] + ["suite/nothing"]
+        assert journal.forget(forgotten) == (600, 0)
+    assert rows(path, "SELECT identity FROM attempts ORDER BY id") == [
+        (f"suite/t{i}",) for i in range(0, 1200, 2)
+    ]
