@@ -27,7 +27,7 @@ from pexen.journal._identity import identities
 from pexen.journal._resume import ResumePlan, plan_resume
 from pexen.journal._rows import MAX_PARAMETERS
 from pexen.journal._store import connect
-from pexen.journal._writer import RECORDED, RunStarted, WithShared, Writer
+from pexen.journal._writer import Result, RunStarted, Writer
 from pexen.sched._result import task_key
 
 _open: weakref.WeakSet[Journal] = weakref.WeakSet()
@@ -64,8 +64,11 @@ class Journal:
         self.pool = pool
         self._conn: sqlite3.Connection | None = connect(self.path)
         self._carry: ResumePlan | None = None
-        self._tasks: dict[Any, Any] = {}  # the run's tasks handed out, by key
+        # the maps of the run being observed (``_writer`` says what they hold)
+        self._tasks: dict[Any, Any] = {}
+        self._handed: dict[Any, tuple[float, float]] = {}
         self._writer = Writer(self, self._conn)
+        self._put = self._writer.queue.put
         _open.add(self)
 
     @classmethod
@@ -156,43 +159,47 @@ class Journal:
     # -- the observer ----------------------------------------------------------
 
     def __call__(self, event: Any) -> None:
-        """Queue one ``Sched.observe`` event to be recorded.
-
-        Run in the thread that drives the run, for every event: it only
-        queues what the writer needs of the event (``_writer`` says what),
-        the writer does the rest.
-        """
+        """Record one ``Sched.observe`` event (in the thread that drives the
+        run, for every event: it keeps or queues what the writer needs of
+        the event, as ``_writer`` says, and the writer does the rest)."""
         kind = event.kind
         if kind == "dispatched":
             task = event.task
             key = id(task) if type(task) is not MethodType else task_key(task)
             self._tasks[key] = task
-            item: Any = (key, event.time, event.wall)
-        elif kind == "finished":
-            task, res, duration = event.task, event.res, event.duration
-            key = id(task) if type(task) is not MethodType else task_key(task)
-            if (res is not None and res.excinfo is None and not res.shared
-                    and duration is not None and event.worker is not None
-                    and key in self._tasks):
-                item = (key, event.wall, duration, event.worker)
-            elif res is not None and res.shared:
-                # the shared dict as it is now: the loop body may change it later
-                item = WithShared(event, dict(res.shared))
-            else:
-                item = event
-        elif kind == "run-started":
-            self._tasks = {}
-            item = RunStarted(event, self._tasks)
-        elif kind == "run-ended":
-            self._tasks = {}  # the writer keeps the run's own until it is written
-            item = event
-        elif kind in RECORDED:
-            item = event
-        else:
+            self._handed[key] = (event.time, event.wall)
             return
-        if self._conn is None:
-            raise ValueError(f"{self!r} is closed")
-        writer = self._writer
-        writer.queue.put(item)
-        if writer.thread is None:
-            writer.start()
+        if kind == "started":  # worked out from the task's end and duration
+            return
+        if kind == "finished":
+            task, res, duration, worker = event.task, event.res, event.duration, \
+                event.worker
+            key = id(task) if type(task) is not MethodType else task_key(task)
+            handed = self._handed.pop(key, None)
+            if (handed is not None and res is not None and res.excinfo is None
+                    and not res.shared and duration is not None
+                    and worker is not None):
+                item: Any = (key, handed[1], event.wall, duration, worker)
+            else:
+                # the shared dict as it is now: the loop body may change it later
+                shared = dict(res.shared) if res is not None and res.shared else None
+                item = Result(event, shared, None if handed is None else handed[1])
+        elif kind == "skipped":
+            task = event.task
+            handed = self._handed.pop(task_key(task), None)
+            item = Result(event, None, None if handed is None else handed[1])
+        elif kind == "run-started":
+            self._tasks, self._handed = {}, {}
+            item = RunStarted(event, self._tasks, self._handed)
+        elif kind == "run-ended":
+            self._tasks, self._handed = {}, {}  # the writer has the run's own
+            item = event
+        elif kind == "aborting":
+            item = event
+        else:  # a pause or a resize changes no row
+            return
+        self._put(item)
+        if self._writer.thread is None:  # not running: between runs, or closed
+            if self._conn is None:
+                raise ValueError(f"{self!r} is closed")
+            self._writer.start()

@@ -1,10 +1,10 @@
 """The journal's writer: the rows each event of a run makes, and their commits.
 
-A ``Journal`` hands the events it observes to a ``Writer`` thread through a
-queue, so the run waits for no disk: the writer takes every event waiting,
-writes their rows and commits them in one transaction, then the next lot.
-While results come slower than the disk takes them (tasks of a millisecond
-and more), that is one transaction per result; when they come faster (no-op
+A ``Journal`` hands what it observes to a ``Writer`` thread through a queue,
+so the run waits for no disk: the writer takes everything waiting, writes
+the rows and commits them in one transaction, then the next lot. While
+results come slower than the disk takes them (tasks of a millisecond and
+more), that is one transaction per result; when they come faster (no-op
 tasks), a commit holds the results that arrived while the last one was being
 written. Either way a result is in the file whole or not at all, and a
 runner killed at any point loses only the results not committed yet.
@@ -14,22 +14,27 @@ A task gets one row, written when its result comes. One still in the pool
 first, which its result updates (by row id): so a task handed to the pool
 and never heard of again is in the journal as such. (A pool keeps many short
 tasks in its queue; a row each at once, updated a moment later, would double
-the journal's work.) ``flush()`` and the end of a run write every task
-handed out at once.
+the journal's work.) ``flush()`` and the end of a run write every task in
+the pool at once.
 
-What is queued
---------------
-The queue holds what the run's thread made of each event, and the writer
-takes two of them by a short way: a task handed out is ``(key, time,
-wall)`` and one that passed, with nothing to keep but its times, ``(key,
-wall, duration, worker)`` (``key`` is ``task_key``, the task itself is in
-``tasks``, the run's map from key to task, which ``RunStarted`` brings). Any
-other event is queued as it is (``WithShared`` for a result with shared
-state). The two are plain tuples, not named records, on purpose: Python's
-garbage collector stops tracking a plain tuple of numbers and strings, but
-not an event, which holds its task and result; thousands of events waiting
-for the writer made its collections of the oldest objects, every object of
-the run, run several times as often, and cost the run more than writing.
+What the run's thread keeps, and what it queues
+-----------------------------------------------
+Each run has two maps the run's thread fills, which ``RunStarted`` brings
+the writer: ``tasks``, key (``task_key``) -> task, of every task handed out,
+and ``handed``, key -> ``(time, wall)`` it was handed out, of those in the
+pool with no row yet, oldest first. A task's result takes its entry out of
+``handed``; so does the writer, when it writes the task's "dispatched" row:
+whichever takes it (``dict.pop``, one step under the GIL) has it.
+
+A task that passed, with nothing to keep but its times, whose entry its
+result took, is queued as ``(key, handed_out, ended, duration, worker)``
+(``handed_out``: the wall time it was handed out). Any other event is queued
+as it is, in a ``Result`` for a task's end. These
+plain tuples are not named records on purpose: Python's garbage collector
+stops tracking a plain tuple of numbers and strings, not a record or an
+event, which holds its task and result; thousands of events waiting for the
+writer made the collections of the oldest objects, every object of the run,
+run several times as often, and cost the run more than writing.
 
 The thread holds the GIL for each Python step of its work, while the run's
 thread waits for it; so the work per task is kept small (``_rows``), and
@@ -51,8 +56,8 @@ from typing import Any, NamedTuple
 import pexen
 from pexen.journal._identity import DuplicateIdentityError
 from pexen.journal._rows import (
-    Described,
     Insert,
+    Shape,
     describe,
     insert,
     insert_rows,
@@ -67,59 +72,58 @@ from pexen.sched.meta import META_ATTR, SchedMeta
 MAX_TEXT = 100_000  # characters of a message or traceback kept per attempt
 HANDED_AGE = 0.1  # seconds in the pool without a result: a "dispatched" row
 
-# The events a journal records: a task's start is worked out from its end and
-# duration, and a pause or a resize changes no row.
-RECORDED = frozenset(
-    {"run-started", "dispatched", "finished", "skipped", "aborting", "run-ended"}
-)
-# A passed task's result, for a row handed out in an earlier lot
-_PASSED_UPDATE = (
-    f"UPDATE attempts SET outcome = '{PASSED}', started = ?, ended = ?, "
-    "duration = ?, worker = ? WHERE id = ?"
-)
 
 log = logging.getLogger("pexen.journal")
 
 
-class WithShared(NamedTuple):
-    """A "finished" event queued with the task's shared dict as it was then
-    (the loop body may change the dict later)."""
-
-    event: Any
-    shared: dict
-
-
 class RunStarted(NamedTuple):
-    """A "run-started" event queued with the map from key to task that the
-    items of its run name their tasks by."""
+    """A "run-started" event, queued with the maps the run's thread fills
+    for the run (see the module docstring)."""
 
     event: Any
     tasks: dict[Any, Any]
+    handed: dict[Any, tuple[float, float]]
+
+
+class Result(NamedTuple):
+    """A task's "finished" or "skipped" event, queued with its ``shared``
+    dict as it was then (the loop body may change it later; None if it is
+    empty or there is none) and the wall time it was ``handed_out`` (None if
+    it was not, or the writer took it: it has a row)."""
+
+    event: Any
+    shared: dict | None
+    handed_out: float | None
 
 
 class _Recording:
     """The changing state of the one run a journal is recording.
 
-    ``tasks`` maps the key of each task handed out to the task.
-    ``handed`` holds the tasks handed to the pool whose result has not come
-    and that have no row yet (key -> its ``(key, time, wall)`` item, oldest
-    first), ``written`` those that have a "dispatched" row (key -> row id),
-    ``updates`` the results of passed ones to write at the end of the lot.
-    ``identity2task`` is the task recorded under each identity; ``refused``
-    the tasks not recorded, as their identity is another one's.
+    ``tasks`` and ``handed`` are the run's maps (module docstring);
+    ``written`` maps the key of each task with a "dispatched" row whose
+    result has not come to its row id. ``identity2task`` is the task
+    recorded under each identity; ``refused`` the tasks not recorded, as
+    their identity is another one's.
     """
 
-    __slots__ = ("handed", "identity2task", "refused", "run_id", "tasks",
-                 "updates", "written")
+    __slots__ = ("handed", "identity2task", "refused", "run_id", "tasks", "written")
 
-    def __init__(self, run_id: int, tasks: dict[Any, Any]) -> None:
+    def __init__(self, run_id: int, tasks: dict[Any, Any],
+                 handed: dict[Any, tuple[float, float]]) -> None:
         self.run_id = run_id
         self.tasks = tasks
-        self.handed: dict[Any, tuple[Any, float, float]] = {}
+        self.handed = handed
         self.written: dict[Any, int] = {}
-        self.updates: list[tuple[Any, ...]] = []
         self.identity2task: dict[str, Any] = {}
         self.refused: set[Any] = set()
+
+    def oldest_handed(self) -> float | None:
+        """When the task longest in the pool without a row was handed out
+        (``time.monotonic()``), if there is one."""
+        try:
+            return next(iter(self.handed.values()))[0]
+        except (StopIteration, RuntimeError):  # none; or it changed meanwhile
+            return None
 
 
 def _bounded(text: str) -> str:
@@ -181,11 +185,13 @@ _STOP = object()  # a marker in the queue: the writer ends
 
 
 class Writer:
-    """Write the events a journal queues, on a thread of its own.
+    """Write what a journal queues, on a thread of its own.
 
     The thread runs while there is something to write: it starts with the
     first event queued and ends once a run has ended and the queue is empty
-    (or on ``stop``), so a journal between runs holds no thread.
+    (or on ``stop``), so a journal between runs holds no thread. While a run
+    is recorded, it wakes at least every ``HANDED_AGE`` seconds, for the
+    tasks in the pool due a "dispatched" row.
     """
 
     def __init__(self, journal: Any, conn: sqlite3.Connection) -> None:
@@ -197,12 +203,6 @@ class Writer:
         self.thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._recording: _Recording | None = None
-        self._handlers = {
-            "finished": self._finished,
-            "skipped": self._skipped,
-            "aborting": self._aborting,
-            "run-ended": self._run_ended,
-        }
 
     def put(self, item: Any) -> None:
         """Queue *item*, starting the thread if it is not running."""
@@ -220,7 +220,7 @@ class Writer:
                 self.thread.start()
 
     def flush(self) -> None:
-        """Return once every event queued so far is committed."""
+        """Return once everything queued so far is committed."""
         if self.thread is None and self.queue.empty():
             return
         marker = _Flush()
@@ -241,8 +241,8 @@ class Writer:
         get = queue.get
         while True:
             try:
-                batch = [get(timeout=self._handed_wait())]
-            except Empty:  # a task has been in the pool a while: its row
+                batch = [get(timeout=self._wait())]
+            except Empty:  # a task may have been in the pool a while: its row
                 batch = []
             batch += [get() for _ in range(queue.qsize())]
             stop = self._write(batch)
@@ -251,14 +251,16 @@ class Writer:
                     self.thread = None
                     return
 
-    def _handed_wait(self) -> float | None:
-        """Seconds until the oldest task handed out without a row is due one
-        (None: there is none)."""
+    def _wait(self) -> float | None:
+        """Seconds to wait for the next item: until the task longest in the
+        pool is due its row (None: no run is recorded)."""
         recording = self._recording
-        if recording is None or not recording.handed:
+        if recording is None:
             return None
-        _key, handed_at, _wall = next(iter(recording.handed.values()))
-        return max(0.0, handed_at + HANDED_AGE - time.monotonic())
+        oldest = recording.oldest_handed()
+        if oldest is None:  # none; one handed out now is due a moment after
+            return HANDED_AGE
+        return max(0.0, oldest + HANDED_AGE - time.monotonic())
 
     def _write(self, batch: list[Any]) -> bool:
         """Write *batch* in one transaction; say whether it asked to stop."""
@@ -287,55 +289,42 @@ class Writer:
         """Make the rows of the items of *batch*, in order; return the
         markers it holds.
 
-        A task handed out waits in ``handed``; when it passes, its row is
-        gathered with the rows of the same statement just before it, to be
-        inserted together (or if it has a "dispatched" row already, its
-        result is gathered for the end of the lot). Any other event is
-        written on its own, after the rows gathered before it.
+        A task that passed takes the short way: its row is gathered with the
+        rows of the same statement just before it, to be inserted together.
+        Any other event is written on its own, after the rows gathered
+        before it.
         """
         markers = []
         gathered = _Gathered(self.conn, self.most_parameters)
         recording = self._recording
         for item in batch:
             try:
-                if type(item) is tuple:
+                if type(item) is tuple:  # a task that passed
                     if recording is None:
-                        continue  # a run this journal did not see start
-                    key = item[0]
-                    if len(item) == 3:  # (key, time, wall): handed out
-                        recording.handed[key] = item
-                        continue
-                    _key, ended, duration, worker = item  # passed
-                    handed = recording.handed.pop(key, None)
-                    if handed is not None:
-                        task = recording.tasks[key]
-                        described = describe(task)
-                        other = recording.identity2task.setdefault(
-                            described.identity, task)
-                        if other is task or not self._refused(
-                                recording, described, other, task, key):
-                            if described.passed is not gathered.statement:
-                                gathered.start(described.passed)
-                            gathered.rows.append((
-                                recording.run_id, handed[2], ended - duration, ended,
-                                duration, worker, *described.values,
-                            ))
-                    elif key in recording.written:
-                        recording.updates.append((
-                            ended - duration, ended, duration, worker,
-                            recording.written.pop(key),
-                        ))
+                        continue  # of a run this journal did not see start
+                    key, handed_out, ended, duration, worker = item
+                    task = recording.tasks[key]
+                    shape, values = describe(task)
+                    other = recording.identity2task.setdefault(values[0], task)
+                    if other is task or not self._refused(
+                            recording, values[0], other, task, key):
+                        if shape.passed is not gathered.statement:
+                            gathered.start(shape.passed)
+                        gathered.rows.append((recording.run_id, handed_out, ended,
+                                              duration, worker, *values))
                     continue
                 if item is _STOP or type(item) is _Flush:
                     markers.append(item)
                     continue
                 gathered.write()  # the rows before this event go in before its own
-                if type(item) is WithShared:
-                    self._finished(item.event, item.shared)
+                if type(item) is Result:
+                    self._result(item)
                 elif type(item) is RunStarted:
-                    self._run_started(item.event, item.tasks)
-                else:
-                    self._handlers[item.kind](item)
+                    self._run_started(item)
+                elif item.kind == "aborting":
+                    self._aborting(item)
+                elif item.kind == "run-ended":
+                    self._run_ended(item)
                 recording = self._recording  # a run may have started or ended
             except sqlite3.Error:  # the lot cannot be written
                 raise
@@ -354,76 +343,71 @@ class Writer:
 
     def _end_lot(self, every: bool = False) -> None:
         """Write a "dispatched" row for each task in the pool ``HANDED_AGE``
-        seconds or more without one (*every* one, if asked), and the results
-        of those written in earlier lots. (A lot that fails is dropped,
-        not tried again.)"""
+        seconds or more without one (*every* one, if asked)."""
         recording = self._recording
         if recording is None:
             return
-        handed = recording.handed
-        due = []
-        if handed:
-            oldest = time.monotonic() - HANDED_AGE
-            for item in handed.values():  # the oldest first
-                if not every and item[1] > oldest:
-                    break
-                due.append(item)
-        updates, recording.updates = recording.updates, []
-        for key, _handed_at, _wall in due:
-            del handed[key]
-        if due:
-            self._write_handed(recording, due)
-        if updates:
-            self.conn.executemany(_PASSED_UPDATE, updates)
+        oldest = recording.oldest_handed()
+        if oldest is not None and (every or oldest + HANDED_AGE <= time.monotonic()):
+            self._write_handed(recording, every)
 
-    def _write_handed(self, recording: _Recording,
-                      due: list[tuple[Any, float, float]]) -> None:
-        """Insert a "dispatched" row for each of the tasks handed out *due*
-        (their ``(key, time, wall)`` items), with ids of our own so that
-        their results update them."""
+    def _write_handed(self, recording: _Recording, every: bool) -> None:
+        """Insert a "dispatched" row for each task in the pool due one, with
+        an id of our own for its result to update."""
+        handed = recording.handed
+        due_before = time.monotonic() - HANDED_AGE
         gathered = _Gathered(self.conn, self.most_parameters)
         row_id = self.conn.execute("SELECT max(id) FROM attempts").fetchone()[0] or 0
-        for key, _handed_at, wall in due:
+        # a copy to look through (the run's thread changes the map as we do),
+        # in one step under the GIL; the oldest first
+        for key, (handed_at, _wall) in handed.copy().items():
+            if not every and handed_at > due_before:
+                break
+            taken = handed.pop(key, None)  # or the task's result took it
+            if taken is None:
+                continue
             described = self._described(recording, recording.tasks[key], key)
             if described is None:
                 continue
-            if described.dispatched is not gathered.statement:
-                gathered.start(described.dispatched)
+            shape, values = described
+            if shape.dispatched is not gathered.statement:
+                gathered.start(shape.dispatched)
             row_id += 1
-            gathered.rows.append((row_id, recording.run_id, wall, *described.values))
+            gathered.rows.append((row_id, recording.run_id, taken[1], *values))
             recording.written[key] = row_id
         gathered.write()
 
     def _described(self, recording: _Recording, task: Any, key: Any
-                   ) -> Described | None:
-        """*task*'s description, or None if another task of the run has its
-        identity (or it cannot be told, which is logged)."""
+                   ) -> tuple[Shape, tuple[Any, ...]] | None:
+        """*task*'s description (``describe``), or None if another task of
+        the run has its identity (or it cannot be told, which is logged)."""
         try:
-            described = describe(task)
+            shape, values = describe(task)
         except Exception:
             log.exception("journal %r: could not tell which task %r is",
                           self.journal, task)
             return None
-        other = recording.identity2task.setdefault(described.identity, task)
-        if other is not task and self._refused(recording, described, other, task, key):
+        other = recording.identity2task.setdefault(values[0], task)
+        if other is not task and self._refused(recording, values[0], other, task, key):
             return None
-        return described
+        return shape, values
 
-    def _refused(self, recording: _Recording, described: Described, other: Any,
+    def _refused(self, recording: _Recording, identity: str, other: Any,
                  task: Any, key: Any) -> bool:
         """Whether *task* is not recorded, as *other* was recorded under its
-        identity (a bound method made anew is the same task); log it once."""
+        *identity* (a bound method made anew is the same task); log it once."""
         if task_key(other) == key:
             return False
         if key not in recording.refused:
             recording.refused.add(key)
             # not recorded: the journal could not tell the two apart later
             log.error("journal %r: %s (not recorded)", self.journal,
-                      DuplicateIdentityError(described.identity, (other, task)))
+                      DuplicateIdentityError(identity, (other, task)))
         return True
 
-    def _run_started(self, event: Any, tasks: dict[Any, Any]) -> None:
+    def _run_started(self, item: RunStarted) -> None:
         self._end_lot(every=True)  # of a run that never told its end
+        event = item.event
         conn = self.conn
         plan, self.journal._carry = self.journal._carry, None
         run_id = conn.execute(
@@ -434,7 +418,7 @@ class Writer:
              None if plan is None else plan.run_id),
         ).lastrowid
         assert run_id is not None
-        recording = self._recording = _Recording(run_id, tasks)
+        recording = self._recording = _Recording(run_id, item.tasks, item.handed)
         if plan is not None:
             for decision in plan.carried:
                 task = decision.task
@@ -446,57 +430,28 @@ class Writer:
                      CARRIED, decision.reason, decision.source),
                 )
 
-    def _finished(self, event: Any, shared: dict | None = None) -> None:
+    def _result(self, item: Result) -> None:
+        """Write a task's end: an update of its "dispatched" row, or a row."""
         recording = self._recording
         if recording is None:
             return
+        event = item.event
         task = event.task
-        duration = getattr(event, "duration", None)
-        ended = event.wall
-        excinfo = event.res.excinfo
-        blob = note = exc_type = message = text = None
-        if excinfo is None:
-            outcome = PASSED
-            if shared:
-                meta = getattr(task, META_ATTR, None)
-                if isinstance(meta, SchedMeta) and meta.provides:
-                    blob, note = _pickled_shared(shared)
+        if event.kind == "skipped":
+            result: dict[str, Any] = {"outcome": SKIPPED, "reason": event.reason}
         else:
-            outcome = FAILED
-            exc_type = excinfo.type.__qualname__
-            message = _bounded(str(excinfo.val))
-            text = _bounded("".join(traceback.format_exception(*excinfo)))
-        self._result(recording, task, {
-            "outcome": outcome,
-            "started": None if duration is None else ended - duration,
-            "ended": ended, "duration": duration, "worker": event.worker,
-            "exc_type": exc_type, "exc_message": message, "traceback": text,
-            "shared": blob, "shared_note": note,
-        })
-
-    def _skipped(self, event: Any) -> None:
-        recording = self._recording
-        if recording is not None:
-            self._result(recording, event.task,
-                         {"outcome": SKIPPED, "reason": event.reason})
-
-    def _result(self, recording: _Recording, task: Any, result: dict[str, Any]
-                ) -> None:
-        """Write *result* (column -> value) into *task*'s row of this run: an
-        update of its dispatched row, or a new row."""
+            result = _finished(event, item.shared)
         key = task_key(task)
-        written = recording.written.pop(key, None)
-        if written is not None:
-            self.conn.execute(*update(written, result))
+        row_id = recording.written.pop(key, None)
+        if row_id is not None:
+            self.conn.execute(*update(row_id, result))
             return
-        handed = recording.handed.pop(key, None)
         described = self._described(recording, task, key)
         if described is not None:
+            shape, values = described
             self.conn.execute(*insert({
-                "run": recording.run_id,
-                "dispatched": None if handed is None else handed[2],
-                **dict(zip(described.columns, described.values, strict=True)),
-                **result,
+                "run": recording.run_id, "dispatched": item.handed_out,
+                **shape.row(values), **result,
             }))
 
     def _aborting(self, event: Any) -> None:
@@ -516,6 +471,34 @@ class Writer:
         self.conn.execute(
             "UPDATE runs SET ended = ? WHERE id = ?", (event.wall, recording.run_id)
         )
+
+
+def _finished(event: Any, shared: dict | None) -> dict[str, Any]:
+    """The columns a "finished" event fills: outcome, times, worker, the
+    exception, and the shared state of a task that passed and provides tags."""
+    task = event.task
+    duration = getattr(event, "duration", None)
+    ended = event.wall
+    excinfo = event.res.excinfo
+    blob = note = exc_type = message = text = None
+    if excinfo is None:
+        outcome = PASSED
+        if shared:
+            meta = getattr(task, META_ATTR, None)
+            if isinstance(meta, SchedMeta) and meta.provides:
+                blob, note = _pickled_shared(shared)
+    else:
+        outcome = FAILED
+        exc_type = excinfo.type.__qualname__
+        message = _bounded(str(excinfo.val))
+        text = _bounded("".join(traceback.format_exception(*excinfo)))
+    return {
+        "outcome": outcome,
+        "started": None if duration is None else ended - duration,
+        "ended": ended, "duration": duration, "worker": event.worker,
+        "exc_type": exc_type, "exc_message": message, "traceback": text,
+        "shared": blob, "shared_note": note,
+    }
 
 
 def _callpath(task: Any) -> str | None:

@@ -2,8 +2,8 @@
 statements, and what it does with what it cannot record.
 
 Some tests feed the journal's ``Writer`` lots by hand (``_write``), in the
-form ``Journal.__call__`` queues events (``pexen.journal._writer`` says
-which), so that what falls in which lot is decided by the test, not by
+form ``Journal.__call__`` keeps and queues events (``pexen.journal._writer``
+says how), so that what falls in which lot is decided by the test, not by
 the writer thread's timing; the others feed the ``Journal`` events.
 """
 
@@ -13,8 +13,10 @@ import logging
 import sqlite3
 import time
 
+import pytest
+
 from pexen.journal import Journal
-from pexen.journal._writer import HANDED_AGE, RunStarted
+from pexen.journal._writer import HANDED_AGE, Result, RunStarted
 from pexen.sched import Event, TaskRes
 from pexen.sched._naming import CALLPATH_ATTR
 from pexen.sched.meta import assign_val
@@ -52,10 +54,21 @@ def rows(path, sql, *params):
         return conn.execute(sql, params).fetchall()
 
 
-def started(tasks):
-    """A "run-started" item for a run of *tasks*, now."""
+def started(tasks, handed):
+    """A "run-started" item for a run of *tasks*, now, with *handed*."""
     return RunStarted(Event("run-started", time.monotonic(), time.time()),
-                      {id(task): task for task in tasks})
+                      {id(task): task for task in tasks}, handed)
+
+
+def passed(handed, task, ended, duration, worker="w"):
+    """The item of *task*'s result, taking its entry from *handed* as the
+    run's thread does (a ``Result`` if the writer took it first)."""
+    taken = handed.pop(id(task), None)
+    if taken is None:
+        event = Event("finished", time.monotonic(), ended, task, worker,
+                      TaskRes(task), duration=duration)
+        return Result(event, None, None)
+    return (id(task), taken[1], ended, duration, worker)
 
 
 def test_a_task_passed_within_a_moment_has_one_row_a_later_one_two_writes(tmp_path):
@@ -68,16 +81,15 @@ def test_a_task_passed_within_a_moment_has_one_row_a_later_one_two_writes(tmp_pa
     with Journal(path) as journal:
         writer = journal._writer
         changes = writer.conn.total_changes
-        writer._write([
-            started([quick, slow]),
-            (id(slow), now - 2 * HANDED_AGE, wall - 1.0),  # handed out a while ago
-            (id(quick), now, wall),
-        ])
+        handed = {id(slow): (now - 2 * HANDED_AGE, wall - 1.0),  # a while ago
+                  id(quick): (now, wall)}
+        writer._write([started([quick, slow], handed)])
         assert rows(path, "SELECT identity, outcome FROM attempts") == [
             ("slow", "dispatched")
         ]
-        writer._write([(id(quick), wall + 0.5, 0.25, "w1"),
-                       (id(slow), wall + 0.5, 1.25, "w2")])
+        assert list(handed) == [id(quick)]  # the writer took slow's entry
+        writer._write([passed(handed, quick, wall + 0.5, 0.25, "w1"),
+                       passed(handed, slow, wall + 0.5, 1.25, "w2")])
         # the run's row, slow's row and its update, quick's row
         assert writer.conn.total_changes - changes == 4
     assert rows(
@@ -94,6 +106,7 @@ def test_a_task_in_the_pool_a_while_gets_its_row_with_no_other_event(tmp_path):
     long = named("long")
     with Journal(path) as journal:
         journal(Event("run-started", time.monotonic(), time.time()))
+        journal.flush()  # the writer has nothing to do: it waits
         journal(Event("dispatched", time.monotonic(), time.time(), long))
         assert poll(lambda: rows(path, "SELECT identity, outcome FROM attempts")
                     == [("long", "dispatched")])
@@ -113,11 +126,12 @@ def test_rows_of_every_kind_of_task_in_one_lot_in_order(tmp_path):
         + [named("untagged")]
     )
     now, wall = time.monotonic(), time.time()
+    handed = {id(task): (now, wall + i) for i, task in enumerate(tasks)}
     with Journal(path) as journal:
         journal._writer._write([
-            started(tasks),
-            *((id(task), now, wall + i) for i, task in enumerate(tasks)),
-            *((id(task), wall + i + 0.5, 0.25, "w") for i, task in enumerate(tasks)),
+            started(tasks, handed),
+            *(passed(handed, task, wall + i + 0.5, 0.25)
+              for i, task in enumerate(tasks)),
         ])
     got = rows(path, "SELECT identity, name, callpath, priority, requires, "
                "provides, claims, dispatched - ?, started - ?, ended - ?, "
@@ -236,14 +250,21 @@ def test_forget_takes_more_identities_than_a_statement_takes(tmp_path):
     path = tmp_path / "j.db"
     tasks = [made("suite", f"t{i}") for i in range(1200)]
     now, wall = time.monotonic(), time.time()
+    handed = {id(task): (now, wall) for task in tasks}
     with Journal(path) as journal:
         journal._writer._write([
-            started(tasks),
-            *((id(task), now, wall) for task in tasks),
-            *((id(task), wall, 0.25, "w") for task in tasks),
+            started(tasks, handed),
+            *(passed(handed, task, wall, 0.25) for task in tasks),
         ])
         forgotten = [f"suite/t{i}" for i in range(1, 1200, 2)] + ["suite/nothing"]
         assert journal.forget(forgotten) == (600, 0)
     assert rows(path, "SELECT identity FROM attempts ORDER BY id") == [
         (f"suite/t{i}",) for i in range(0, 1200, 2)
     ]
+
+
+def test_a_closed_journal_refuses_events(tmp_path):
+    journal = Journal(tmp_path / "j.db")
+    journal.close()
+    with pytest.raises(ValueError, match=r"<Journal '.*j\.db'> is closed"):
+        journal(Clock().event("run-started"))
