@@ -1,23 +1,22 @@
 """The journal's attempt rows: which columns a row fills, and its statement.
 
-Writing a row costs the run the Python work of binding its parameters, which
-holds the GIL, more than SQLite's own, which does not; so a row binds as few
-as it can:
+Binding a row's parameters is Python work, which holds the GIL while the
+run's thread waits for it (SQLite's own work lets it go), so a row binds as
+few as it can:
 
 - only its non-NULL columns: ``sqlite3`` binds a number or a string at once,
   but a None or bytes parameter only after a search for an adapter that
   costs several times as much (the others are left to their NULL default);
 - each value once: a task made by a factory is known by its call path, which
-  is its identity, name and call path alike, one parameter (``?3``) for the
-  three columns; its start is its end less its duration, worked out by
-  SQLite;
+  is its identity, name and call path alike, one parameter for the three
+  columns; its start is its end less its duration, worked out by SQLite;
 - many rows a statement (``insert_rows``).
 
 Each way of filling the columns (``Insert``) has its statement text, made
 once per number of rows. What says which task an attempt is (identity,
 names, metadata) is worked out once per task and run (``describe``); the
 most common row, a task that passed with no state to keep, is that
-description and five numbers and strings (``PASSED``).
+description and five numbers and strings (``PASSED_FIELDS``).
 """
 
 from __future__ import annotations

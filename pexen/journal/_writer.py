@@ -29,12 +29,13 @@ whichever takes it (``dict.pop``, one step under the GIL) has it.
 A task that passed, with nothing to keep but its times, whose entry its
 result took, is queued as ``(key, handed_out, ended, duration, worker)``
 (``handed_out``: the wall time it was handed out). Any other event is queued
-as it is, in a ``Result`` for a task's end. These
-plain tuples are not named records on purpose: Python's garbage collector
-stops tracking a plain tuple of numbers and strings, not a record or an
-event, which holds its task and result; thousands of events waiting for the
-writer made the collections of the oldest objects, every object of the run,
-run several times as often, and cost the run more than writing.
+as it is, in a ``Result`` for a task's end. The entries and the common item
+are plain tuples, not named records, on purpose: Python's garbage collector
+stops tracking a plain tuple of numbers and strings, but not a record, nor
+an event, which holds its task and result. A queue of events waiting for
+the writer kept thousands of tracked objects alive, and the collector's
+passes over them cost the run's thread about 2 us a task, more than the
+writing.
 
 The thread holds the GIL for each Python step of its work, while the run's
 thread waits for it; so the work per task is kept small (``_rows``), and
@@ -71,7 +72,6 @@ from pexen.sched.meta import META_ATTR, SchedMeta
 
 MAX_TEXT = 100_000  # characters of a message or traceback kept per attempt
 HANDED_AGE = 0.1  # seconds in the pool without a result: a "dispatched" row
-
 
 log = logging.getLogger("pexen.journal")
 
@@ -242,7 +242,9 @@ class Writer:
         while True:
             try:
                 batch = [get(timeout=self._wait())]
-            except Empty:  # a task may have been in the pool a while: its row
+            except Empty:  # nothing came: a task in the pool may be due its row
+                if not self._due():
+                    continue
                 batch = []
             batch += [get() for _ in range(queue.qsize())]
             stop = self._write(batch)
@@ -261,6 +263,14 @@ class Writer:
         if oldest is None:  # none; one handed out now is due a moment after
             return HANDED_AGE
         return max(0.0, oldest + HANDED_AGE - time.monotonic())
+
+    def _due(self, every: bool = False) -> bool:
+        """Whether a task in the pool is due its "dispatched" row (with
+        *every*: whether there is one)."""
+        recording = self._recording
+        oldest = None if recording is None else recording.oldest_handed()
+        return oldest is not None and (
+            every or oldest + HANDED_AGE <= time.monotonic())
 
     def _write(self, batch: list[Any]) -> bool:
         """Write *batch* in one transaction; say whether it asked to stop."""
@@ -345,10 +355,7 @@ class Writer:
         """Write a "dispatched" row for each task in the pool ``HANDED_AGE``
         seconds or more without one (*every* one, if asked)."""
         recording = self._recording
-        if recording is None:
-            return
-        oldest = recording.oldest_handed()
-        if oldest is not None and (every or oldest + HANDED_AGE <= time.monotonic()):
+        if recording is not None and self._due(every):
             self._write_handed(recording, every)
 
     def _write_handed(self, recording: _Recording, every: bool) -> None:
