@@ -300,3 +300,25 @@ def initialized() -> tuple[int, list]:
 
 def refuse_to_start(reason: str) -> None:
     raise RuntimeError(reason)
+
+
+# -- work stealing: where and when each task ran -------------------------------
+
+
+def stamped(*, name: str) -> tuple[str, int, float, float, bool]:
+    """Return *name*, this pid, and when it started and ended (monotonic)."""
+    start = time.monotonic()
+    return name, os.getpid(), start, time.monotonic(), True
+
+
+def gated(*, name: str, gate: str) -> tuple[str, int, float, float, bool]:
+    """Wait for the file *gate*; the same as ``stamped``, and whether it came."""
+    start = time.monotonic()
+    came = wait_for(gate)
+    return name, os.getpid(), start, time.monotonic(), came
+
+
+def once(*, path: str) -> int:
+    """Create *path*, which must not exist: a task run twice fails."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    return os.getpid()
