@@ -202,9 +202,25 @@ def hang() -> None:
     time.sleep(DEADLINE)
 
 
-def hang_with_sigalrm_blocked() -> None:
+def hang_with_sigalrm_blocked(**_data: object) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     time.sleep(DEADLINE)
+
+
+class LoadsSlowly:
+    """A value whose unpickling, in a worker, waits for the file *gate*: the
+    job it comes with stays in its loading phase until then."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def __reduce__(self):
+        return (_loaded_once, (self.gate,))
+
+
+def _loaded_once(gate: str) -> str:
+    wait_for(gate)
+    return gate
 
 
 def hang_in_subprocess(*, pidfile: str) -> None:

@@ -585,7 +585,8 @@ class ProcessRun:
                 else:
                     # loading the task (imports...) is not its time, but may
                     # not hang for ever either
-                    limit = START_TIMEOUT if slot[2] == wire.LOADING else (
+                    loading = slot[2] == wire.LOADING
+                    limit = START_TIMEOUT if loading else (
                         timeout + timeout_grace(timeout) + 1.0
                     )
                     wait = slot[1] + limit - now
@@ -595,6 +596,8 @@ class ProcessRun:
                         worker.killed_for = head
                         signal_group(worker.pid, signal.SIGKILL)
                         continue
+                    if loading:  # its clock starts once loaded, unannounced
+                        wait = min(wait, UNSTARTED_POLL)
             next_look = wait if next_look is None else min(next_look, wait)
         return next_look
 
