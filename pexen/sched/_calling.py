@@ -101,6 +101,17 @@ def _refuse_generators(task: Any) -> None:
         )
 
 
+def is_coroutine_task(task: Any) -> bool:
+    """Whether calling *task* makes a coroutine (it is ``async def`` at heart).
+
+    Looks through partials, bound methods, ``__wrapped__`` and an object's
+    ``__call__`` as the calling convention does; a plain function that
+    happens to return a coroutine (a lambda around one) is not seen: the
+    pools find that out from what the call returns.
+    """
+    return any(inspect.iscoroutinefunction(layer) for layer in _layers(task))
+
+
 def _decide(task: Any, kwargs: Mapping[str, Any]) -> bool:
     _refuse_generators(task)
     try:
@@ -210,13 +221,22 @@ def run_coroutine(task: Any, coro: types.CoroutineType) -> Any:
     try:
         return asyncio.run(coro)
     except BaseException as exc:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code is not coro.cr_code:
-            tb = tb.tb_next
+        tb = coroutine_traceback(exc, coro)
         if tb is None:  # raised before the task's body ran: keep all of it
             raise
         # the same exception, not a new one: nothing to chain it to
         raise exc.with_traceback(tb)  # noqa: B904
+
+
+def coroutine_traceback(
+    exc: BaseException, coro: types.CoroutineType
+) -> types.TracebackType | None:
+    """*exc*'s traceback from *coro*'s own frame on, without the event loop's
+    frames and ours above it; None if that frame is not in it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not coro.cr_code:
+        tb = tb.tb_next
+    return tb
 
 
 _new_outcome = tuple.__new__  # Outcome(...) without its Python-level __new__

@@ -1,0 +1,459 @@
+"""``AsyncWorkerPool``: ``async def`` tasks as coroutines on an event loop.
+
+Where the loop is
+-----------------
+Driven by ``Sched.run()`` (the blocking calls ``start``, ``submit``,
+``wait``, ``stop``), the pool runs a private event loop in a thread of its
+own, ``pexen-async-N``, made by ``asyncio.run`` at ``start()`` and closed at
+``stop()`` as ``asyncio.run`` closes one: what tasks left on it is
+cancelled. ``submit`` keeps jobs until ``wait`` hands them to the loop in one
+call; outcomes come back through a queue ``wait`` blocks on. Driven from an
+event loop (``Sched.arun``, ``pexen.amap``: ``start_async``,
+``wait_async``, ``stop_async``), it runs the coroutines on that loop: no
+thread at all, and no hand-over.
+
+Jobs
+----
+At most ``workers`` jobs run at once, each as an asyncio task named after
+its pexen task (``pexen: name``); the others wait in submission order. A
+task that is ``async def`` at heart (a coroutine function, or a partial,
+bound method, wrapper or callable object of one: ``is_coroutine_task``) is
+called on the loop and its coroutine awaited there. Any other task is called
+in a thread of its own, as ``asyncio.to_thread`` would (the context copied),
+so that it cannot block the loop; a coroutine it returns is awaited on the
+loop. These threads (``pexen-async-N.M``) are the pool's, not the loop's
+default executor's: ``workers`` bounds them, ``stop()`` waits for them, and
+as in ``ThreadWorkerPool`` the threads their tasks start are not daemons.
+
+Timeouts
+--------
+A job's ``timeout`` counts from its start; at its end (plus the grace of
+``timeout_grace``, as every pool) its coroutine is cancelled and its outcome
+is ``TaskTimeoutError``, also when the coroutine catches the cancellation
+and returns. A thread cannot be cancelled: a plain function past its time is
+reported timed out all the same, and its thread runs on until the function
+returns. ``stop()`` does not wait for such a thread (one ``stop()`` finds
+past its time, too): it is abandoned, and a ``PoolWarning`` names it.
+
+Stopping
+--------
+``stop(cancel=True)`` drops the queued jobs, cancels the running coroutines
+and waits until they have ended (a coroutine that ignores its cancellation
+holds it up, as in ``asyncio.run``); threads running plain functions are
+waited for, as ``ThreadWorkerPool`` waits for its threads. No outcome comes
+for a job stopped so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import itertools
+import sys
+import threading
+import time
+import types
+import warnings
+from collections import deque
+from collections.abc import Iterable
+from queue import SimpleQueue
+from typing import Any
+
+from pexen.sched._calling import coroutine_traceback, is_coroutine_task
+from pexen.sched._errors import PoolError, PoolWarning
+from pexen.sched._naming import task_name
+from pexen.sched._pools.base import (
+    Job,
+    Outcome,
+    WorkerPool,
+    raised,
+    timeout_error,
+    timeout_grace,
+)
+from pexen.sched._pools.bridge import unstoppable
+from pexen.sched._result import ExceptionInfo
+
+_run_ids = itertools.count(1)
+_WAKE = object()  # in the outcomes of a run under Sched.run(): wake() was called
+# where our warnings point: the caller's loop over ``Sched.run()``, which
+# called stop, which called the method that warns
+_USER = 5
+_now = time.monotonic
+
+
+def _call_plain(job: Job) -> tuple[Any, ExceptionInfo | None]:
+    """Call a job's task in this thread: what it returned, or what it raised."""
+    _key, task, pass_shared, kwargs, shared, _timeout = job
+    try:
+        ret = task(shared, **kwargs) if pass_shared else task(**kwargs)
+    except BaseException:
+        return None, ExceptionInfo(*sys.exc_info())
+    return ret, None
+
+
+def _timeout_outcome(job: Job, started: float, elapsed: float | None,
+                     in_thread: bool) -> Outcome:
+    if in_thread:
+        then = (
+            "; a thread cannot be stopped, so it runs on until the task returns, "
+            "and what it returns is discarded"
+        )
+    elif elapsed is None:
+        then = "; it was cancelled"
+    else:
+        then = (f" and ignored its cancellation (it returned after {elapsed:.3g} s); "
+                "what it returned is discarded")
+    err = timeout_error(job.task, job.timeout, then)  # type: ignore[arg-type]
+    return Outcome(job.key, job.shared, None, raised(err), started, _now() - started)
+
+
+class _LoopRun:
+    """One run's state, touched only in the loop's thread.
+
+    What crosses threads is ``outcomes`` (a ``SimpleQueue``, under
+    ``Sched.run()``) and what ``call_soon_threadsafe`` brings in: jobs,
+    wake-ups, a plain function's end.
+    """
+
+    def __init__(self, pool: AsyncWorkerPool, run_id: int, threaded: bool) -> None:
+        self.pool = pool
+        self.run_id = run_id
+        self.loop = asyncio.get_running_loop()
+        self.threaded = threaded
+        self.queued: deque[Job] = deque()
+        self.running: dict[int, asyncio.Task] = {}
+        self.expired: set[int] = set()  # cancelled for their timeout, not reported
+        # set by stop(cancel=True), also from another thread: start no more
+        # jobs, cancel the running ones
+        self.cancelling = False
+        # plain functions running in their threads: key -> (job, thread, deadline)
+        self.threads: dict[int, tuple[Job, threading.Thread, float | None]] = {}
+        self.thread_ended = asyncio.Event()
+        self.n_threads = 0
+        self.closed = asyncio.Event()  # under Sched.run(): the loop may end
+        # under Sched.run(): outcomes for wait(), in another thread
+        self.outcomes: SimpleQueue = SimpleQueue()
+        # from a loop: outcomes for wait_async(), and what wakes it
+        self.ready: list[Outcome] = []
+        self.has_ready = asyncio.Event()
+        self.woken = False
+
+    def deliver(self, outcome: Outcome) -> None:
+        if self.threaded:
+            self.outcomes.put(outcome)
+        else:
+            self.ready.append(outcome)
+            self.has_ready.set()
+
+    def wake(self) -> None:
+        self.woken = True
+        self.has_ready.set()
+
+    def launch(self, jobs: list[Job]) -> None:
+        """Queue *jobs*; start as many as ``workers`` allows."""
+        self.queued.extend(jobs)
+        self._fill()
+
+    def _fill(self) -> None:
+        if self.cancelling:
+            return
+        queued, running, loop = self.queued, self.running, self.loop
+        workers = self.pool.workers
+        while queued and len(running) < workers:
+            job = queued.popleft()
+            running[job.key] = loop.create_task(
+                self._run_job(job), name=f"pexen: {task_name(job.task)}"
+            )
+
+    async def _run_job(self, job: Job) -> None:
+        key, timeout = job.key, job.timeout
+        timer = None
+        started = _now()
+        if timeout is not None:
+            timer = self.loop.call_later(timeout + timeout_grace(timeout),
+                                         self._expire, key)
+        try:
+            outcome = await self._call(job, started)
+        except asyncio.CancelledError:
+            if key not in self.expired:
+                raise  # the pool is stopping: no outcome
+            outcome = _timeout_outcome(job, started, None, key in self.threads)
+        else:
+            if key in self.expired:  # it swallowed its cancellation
+                outcome = _timeout_outcome(job, started, outcome.duration, False)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            del self.running[key]
+        self.expired.discard(key)
+        self.deliver(outcome)
+        self._fill()
+
+    def _expire(self, key: int) -> None:
+        task = self.running.get(key)
+        if task is not None:
+            self.expired.add(key)
+            task.cancel()
+
+    async def _call(self, job: Job, started: float) -> Outcome:
+        key, task, pass_shared, kwargs, shared, _timeout = job
+        coro = None
+        try:
+            if is_coroutine_task(task):
+                ret = task(shared, **kwargs) if pass_shared else task(**kwargs)
+            else:
+                ret, excinfo = await self._in_thread(job)
+                if excinfo is not None:
+                    return Outcome(key, shared, None, excinfo, started,
+                                   _now() - started)
+            if type(ret) is types.CoroutineType:
+                coro = ret
+                ret = await coro
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and (
+                self.cancelling or key in self.expired
+            ):
+                raise  # ours: see _run_job
+            if isinstance(exc, KeyboardInterrupt) and (
+                threading.current_thread() is threading.main_thread()
+            ):
+                raise  # Ctrl-C in the program's own loop stops the run
+            tb = exc.__traceback__
+            if coro is not None:
+                tb = coroutine_traceback(exc, coro) or tb
+            excinfo = ExceptionInfo(type(exc), exc, tb)
+            return Outcome(key, shared, None, excinfo, started, _now() - started)
+        return Outcome(key, shared, ret, None, started, _now() - started)
+
+    def _in_thread(self, job: Job) -> asyncio.Future:
+        """Call a plain function in a thread of its own; a future of its answer."""
+        future = self.loop.create_future()
+        context = contextvars.copy_context()
+        self.n_threads += 1
+        thread = threading.Thread(
+            target=self._work,
+            args=(job, future, context),
+            name=f"pexen-async-{self.run_id}.{self.n_threads}",
+            daemon=True,  # to the interpreter: see ThreadWorkerPool, "Daemon or not"
+        )
+        timeout = job.timeout
+        deadline = (None if timeout is None
+                    else _now() + timeout + timeout_grace(timeout))
+        self.threads[job.key] = (job, thread, deadline)
+        thread.start()
+        return future
+
+    def _work(self, job: Job, future: asyncio.Future,
+              context: contextvars.Context) -> None:
+        """A plain function's thread: call it, hand the answer to the loop."""
+        # threads the task starts inherit this: not daemons, as in a plain program
+        threading.current_thread()._daemonic = False  # type: ignore[attr-defined]
+        answer = context.run(_call_plain, job)
+        # a closed loop raises RuntimeError: the run is long over
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._thread_done, job.key, future, answer)
+
+    def _thread_done(self, key: int, future: asyncio.Future, answer: tuple) -> None:
+        self.threads.pop(key, None)
+        if not future.done():
+            future.set_result(answer)
+        self.thread_ended.set()
+
+    async def shutdown(self, cancel: bool) -> list[tuple[Job, threading.Thread]]:
+        """End the run; return the threads abandoned (past their timeout).
+
+        With *cancel*, queued jobs are dropped and running ones cancelled;
+        else they all run to their end (their outcomes unread).
+        """
+        if cancel:
+            self.cancelling = True
+            self.queued.clear()
+            for task in list(self.running.values()):
+                task.cancel()
+        while self.running:
+            await asyncio.wait(list(self.running.values()))
+        while True:
+            now = _now()
+            waited = [
+                deadline for _job, _thread, deadline in self.threads.values()
+                if deadline is None or deadline > now
+            ]
+            if not waited:
+                break
+            self.thread_ended.clear()
+            deadlines = [d for d in waited if d is not None]
+            if len(deadlines) < len(waited):  # one without a deadline
+                await self.thread_ended.wait()
+            else:
+                await asyncio.wait([self.loop.create_task(self.thread_ended.wait())],
+                                   timeout=max(0.0, min(deadlines) - now))
+        abandoned = [(job, thread) for job, thread, _deadline in self.threads.values()]
+        for _job, thread in abandoned:  # neither we nor the interpreter wait for it
+            thread._daemonic = True  # type: ignore[attr-defined]
+        self.threads.clear()
+        self.closed.set()
+        return abandoned
+
+    def abandon(self) -> None:
+        """Cancel everything, waiting for nothing (a ``stop()`` of a loop's run)."""
+        self.cancelling = True
+        self.queued.clear()
+        for task in list(self.running.values()):
+            task.cancel()
+
+
+class AsyncWorkerPool(WorkerPool):
+    """Run ``async def`` tasks as coroutines on an event loop, ``workers`` at once.
+
+    Under ``Sched.run()`` on a private loop in a thread of its own; under
+    ``Sched.arun()`` and ``pexen.amap`` on the caller's loop. A ``timeout``
+    cancels the coroutine. Other tasks run in a thread each, never blocking
+    the loop. Leaving a run early cancels the running coroutines.
+    """
+
+    def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
+        super().__init__(workers, spare)
+        self._run: _LoopRun | None = None
+        self._thread: threading.Thread | None = None  # the private loop's
+        self._buffer: list[Job] = []  # submitted, not yet handed to the loop
+
+    def submit(self, job: Job) -> None:
+        self._buffer.append(job)
+
+    def _take_buffer(self) -> list[Job]:
+        jobs, self._buffer = self._buffer, []
+        return jobs
+
+    def wake(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        if run.threaded:
+            run.outcomes.put(_WAKE)
+        else:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: no wait
+                run.loop.call_soon_threadsafe(run.wake)
+
+    # -- under Sched.run(): a private loop in a thread ---------------------------
+
+    def _start(self) -> None:
+        self._buffer = []
+        run_id = next(_run_ids)
+        box: list[_LoopRun] = []
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._serve, args=(run_id, box, ready),
+            name=f"pexen-async-{run_id}", daemon=True,
+        )
+        thread.start()
+        ready.wait()
+        if not box:  # asyncio.run failed before the loop ran
+            thread.join()
+            raise PoolError(f"{self!r} could not start its event loop")
+        self._run, self._thread = box[0], thread
+
+    def _serve(self, run_id: int, box: list[_LoopRun],
+               ready: threading.Event) -> None:
+        """The private loop's thread: serve one run until ``stop()`` ends it."""
+        # threads started on this loop inherit this: see ThreadWorkerPool
+        threading.current_thread()._daemonic = False  # type: ignore[attr-defined]
+
+        async def serve() -> None:
+            run = _LoopRun(self, run_id, threaded=True)
+            box.append(run)
+            ready.set()
+            await run.closed.wait()
+
+        try:
+            asyncio.run(serve())
+        finally:
+            ready.set()
+
+    def wait(self) -> list[Outcome]:
+        run = self._run
+        if run is None or not run.threaded:
+            raise PoolError(f"{self!r} was not started by start()")
+        jobs = self._take_buffer()
+        if jobs:
+            run.loop.call_soon_threadsafe(run.launch, jobs)
+        outcomes = run.outcomes
+        item = outcomes.get()
+        ready = [] if item is _WAKE else [item]
+        while not outcomes.empty():
+            item = outcomes.get()
+            if item is not _WAKE:
+                ready.append(item)
+        return ready
+
+    def _stop(self, cancel: bool) -> None:
+        run, thread = self._run, self._thread
+        self._run, self._thread, self._buffer = None, None, []
+        if run is None:
+            return
+        if not run.threaded:  # a loop's run: we cannot wait for it here
+            run.loop.call_soon_threadsafe(run.abandon)
+            return
+        # no job starts from now on, even before the loop gets to the shutdown
+        # (a plain bool, set under the GIL: the loop sees it at its next step)
+        run.cancelling = cancel
+        abandoned = asyncio.run_coroutine_threadsafe(
+            run.shutdown(cancel), run.loop
+        ).result()
+        if thread is not None:
+            thread.join()
+        if abandoned:
+            self._warn_abandoned(abandoned)
+
+    # -- from an event loop: on the caller's loop ---------------------------------
+
+    async def start_async(self) -> None:
+        self._claim()
+        self._buffer = []
+        self._run = _LoopRun(self, next(_run_ids), threaded=False)
+
+    async def wait_async(self, jobs: Iterable[Job] = ()) -> list[Outcome]:
+        run = self._run
+        if run is None or run.threaded:
+            raise PoolError(f"{self!r} was not started by start_async()")
+        new = self._take_buffer()
+        new.extend(jobs)
+        if new:
+            run.launch(new)
+        if not run.ready and not run.woken:
+            await run.has_ready.wait()
+        run.has_ready.clear()
+        run.woken = False
+        ready, run.ready = run.ready, []
+        return ready
+
+    async def stop_async(self, cancel: bool = False) -> None:
+        run = self._run
+        if run is None or run.threaded:
+            self.stop(cancel)
+            return
+        self._run, self._buffer = None, []
+        try:
+            abandoned = await unstoppable(run.shutdown(cancel))
+        finally:
+            self._active = False
+        if abandoned:
+            self._warn_abandoned(abandoned)
+
+    def _warn_abandoned(self, abandoned: list[tuple[Job, threading.Thread]]) -> None:
+        listed = ", ".join(
+            f"task {task_name(job.task)!r} (timeout {job.timeout:g} s) in thread "
+            f"{thread.name!r}"
+            for job, thread in abandoned
+        )
+        n = len(abandoned)
+        warnings.warn(
+            f"{self!r} abandons {n} thread{'s' if n != 1 else ''} still running a "
+            f"plain (not async) function that overran its timeout: {listed}. A "
+            "thread cannot be stopped: it runs on until its function returns, and "
+            "neither the end of the run nor the interpreter's exit waits for it. "
+            "Make the task async def (a timeout cancels a coroutine), or run it in "
+            "a ProcessWorkerPool, which kills it",
+            PoolWarning,
+            stacklevel=_USER,
+        )
