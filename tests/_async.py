@@ -1,0 +1,85 @@
+"""Helpers for tests of pexen in async programs: a checked ``asyncio.run``,
+polling to a deadline, and a heartbeat that worker processes can see.
+
+``run`` runs the loop in debug mode (never-awaited coroutines, a loop used
+from the wrong thread and unclosed resources all complain) and fails if a
+task is left pending when the test's coroutine returns: ``asyncio.run``
+would cancel it silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tests._leaks import DEADLINE
+
+
+def others() -> set[asyncio.Task]:
+    """The tasks of this loop but the current one."""
+    return asyncio.all_tasks() - {asyncio.current_task()}
+
+
+def run(main: Awaitable[Any]) -> Any:
+    """``asyncio.run(main)`` in debug mode; fail if a task is left pending."""
+
+    async def checked() -> Any:
+        result = await main
+        assert not others(), f"tasks left pending: {others()}"
+        return result
+
+    return asyncio.run(checked(), debug=True)
+
+
+async def apoll(pred: Callable[[], bool], timeout: float = DEADLINE) -> bool:
+    """Poll *pred* on the loop (which goes on) until true or *timeout*."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+def pexen_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("pexen-")]
+
+
+class Heartbeat:
+    """A coroutine ticking on the loop; each beat adds a byte to a file.
+
+    Tasks in other processes see the beats (the file's size), so a task can
+    wait for the loop to keep beating: if the loop blocked on the pool, it
+    would wait in vain. ``beats`` counts them here.
+    """
+
+    PERIOD = 0.001  # seconds between beats, at least
+
+    def __init__(self, path: os.PathLike | str) -> None:
+        self.path = path
+        self.beats = 0
+        self._task: asyncio.Task | None = None
+
+    async def _beat(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b".")
+                self.beats += 1
+                await asyncio.sleep(self.PERIOD)
+        finally:
+            os.close(fd)
+
+    async def __aenter__(self) -> Heartbeat:
+        open(self.path, "wb").close()
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
