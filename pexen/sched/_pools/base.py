@@ -181,7 +181,11 @@ class WorkerPool(abc.ABC):
         ``spare="auto"`` starts each run afresh, at 1.
         """
         self._claim()
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self._active = False  # it never served: the next run may try again
+            raise
 
     def _claim(self) -> None:
         """Mark the pool as serving a run (refused if it is); reset ``"auto"``."""
