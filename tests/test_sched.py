@@ -572,12 +572,14 @@ def poll_for(pred, timeout=DEADLOCK):
 def joining(thread_id):
     """Whether the thread *thread_id* waits for the pool's threads to end.
 
-    That is a ``join()``, or the thread pool's ``_await_threads``, which
-    waits for its threads' farewells (after the queue was dropped).
+    That is a ``join()``, the thread pool's ``_await_threads``, which waits
+    for its threads' farewells (after the queue was dropped), or the async
+    pool's ``_await_shutdown``, which waits for its loop to stop the run
+    (after it stopped starting jobs).
     """
     frame = sys._current_frames().get(thread_id)
     while frame is not None:
-        if frame.f_code.co_name in ("join", "_await_threads"):
+        if frame.f_code.co_name in ("join", "_await_threads", "_await_shutdown"):
             return True
         frame = frame.f_back
     return False

@@ -124,9 +124,7 @@ class _LoopRun:
         self.queued: deque[Job] = deque()
         self.running: dict[int, asyncio.Task] = {}
         self.expired: set[int] = set()  # cancelled for their timeout, not reported
-        # set by stop(cancel=True), also from another thread: start no more
-        # jobs, cancel the running ones
-        self.cancelling = False
+        self.cancelling = False  # stop(cancel=True): start no more, cancel the rest
         # plain functions running in their threads: key -> (job, thread, deadline)
         self.threads: dict[int, tuple[Job, threading.Thread, float | None]] = {}
         self.thread_ended = asyncio.Event()
@@ -394,16 +392,17 @@ class AsyncWorkerPool(WorkerPool):
         if not run.threaded:  # a loop's run: we cannot wait for it here
             run.loop.call_soon_threadsafe(run.abandon)
             return
-        # no job starts from now on, even before the loop gets to the shutdown
-        # (a plain bool, set under the GIL: the loop sees it at its next step)
-        run.cancelling = cancel
-        abandoned = asyncio.run_coroutine_threadsafe(
-            run.shutdown(cancel), run.loop
-        ).result()
+        abandoned = self._await_shutdown(run, cancel)
         if thread is not None:
             thread.join()
         if abandoned:
             self._warn_abandoned(abandoned)
+
+    def _await_shutdown(
+        self, run: _LoopRun, cancel: bool
+    ) -> list[tuple[Job, threading.Thread]]:
+        """Have the loop end the run; wait for it; the threads it abandoned."""
+        return asyncio.run_coroutine_threadsafe(run.shutdown(cancel), run.loop).result()
 
     # -- from an event loop: on the caller's loop ---------------------------------
 

@@ -1,0 +1,377 @@
+"""AsyncWorkerPool: coroutines on an event loop, ``workers`` at a time (SPEC §9).
+
+Each behaviour is checked where the pool runs its loop: its own loop in a
+thread of its own (``Sched.run()``, the ``run`` mode) and the caller's loop
+(``pexen.amap`` here, ``Sched.arun`` in test_arun.py). The shared scheduler
+suite (tests/_pools.py) runs on this pool too. Tasks synchronise through
+events and counters, never by sleeping; a task that must run past its
+timeout waits for an event that comes only after the test has its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import threading
+
+import pytest
+
+import pexen
+from pexen.sched import PoolError, PoolWarning, Sched, TaskTimeoutError
+from pexen.sched._pools.base import Job
+from pexen.sched.meta import assign_val
+from pexen.sched.pool import AsyncWorkerPool
+from tests._async import others, pexen_threads, run
+from tests._leaks import poll
+
+DEADLINE = 30.0  # seconds: only to turn a hang into a failure
+
+
+def results_of(tasks, pool):
+    """Run *tasks* on *pool* under ``Sched.run()``; the TaskRes by task."""
+    return {res.task: res for res in Sched(tasks).run(pool=pool)}
+
+
+def job(key, fn):
+    return Job(key, fn, False, {}, {}, None)
+
+
+async def outcomes_on_the_loop(pool, fns):
+    """Run each of *fns* as a job on *pool*, on this loop; their outcomes in order."""
+    await pool.start_async()
+    try:
+        got = {}
+        new = [job(key, fn) for key, fn in enumerate(fns)]
+        while len(got) < len(fns):
+            for outcome in await pool.wait_async(new):
+                got[outcome.key] = outcome
+            new = []
+        return [got[key] for key in range(len(fns))]
+    finally:
+        await pool.stop_async()
+
+
+def rets(mode, fns, pool):
+    """What each of *fns* returned, run on *pool* in *mode* ("run" or "loop")."""
+    if mode == "run":
+        results = results_of(fns, pool)
+        outcomes = [results[fn] for fn in fns]
+    else:
+        outcomes = run(outcomes_on_the_loop(pool, fns))
+    assert all(outcome.excinfo is None for outcome in outcomes), outcomes
+    return [outcome.ret for outcome in outcomes]
+
+
+class Crowd:
+    """Counts coroutines inside at once; each waits until *size* are in.
+
+    With fewer than *size* running at once, the first ones would wait in
+    vain: ``enter`` gives up after DEADLINE and the test fails.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.inside = 0
+        self.most = 0
+        self.full: asyncio.Event | None = None
+
+    async def enter(self, n: int) -> int:
+        if self.full is None:  # made on the loop the tasks run on
+            self.full = asyncio.Event()
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        if self.inside == self.size:
+            self.full.set()
+        try:
+            await asyncio.wait_for(self.full.wait(), DEADLINE)
+            await asyncio.sleep(0)  # the others get a turn while we are inside
+        finally:
+            self.inside -= 1
+        return n
+
+
+# -- N at a time ------------------------------------------------------------------
+
+
+def test_under_run_coroutines_run_workers_at_a_time_on_one_loop():
+    crowd = Crowd(size=5)
+    tasks = [functools.partial(crowd.enter, n) for n in range(23)]
+    results = results_of(tasks, AsyncWorkerPool(workers=5))
+    assert sorted(res.ret for res in results.values()) == list(range(23))
+    assert crowd.most == 5  # all five at once, never more
+    assert pexen_threads() == []  # the private loop's thread ended with the run
+
+
+def test_on_the_callers_loop_coroutines_run_workers_at_a_time_in_no_thread():
+    crowd = Crowd(size=4)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        n_threads = threading.active_count()
+        got = [n async for n in pexen.amap(crowd.enter, range(17),
+                                           pool=AsyncWorkerPool(workers=4),
+                                           chunksize=1)]
+        assert threading.active_count() == n_threads
+        return got, loop
+
+    got, _loop = run(main())
+    assert got == list(range(17))
+    assert crowd.most == 4
+
+
+def test_jobs_start_in_the_order_they_were_submitted():
+    started = []
+
+    async def note(n):
+        started.append(n)
+
+    tasks = [functools.partial(note, n) for n in range(10)]
+    results_of(tasks, AsyncWorkerPool(workers=1, spare=9))
+    assert started == list(range(10))
+
+
+# -- plain functions never block the loop -------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["run", "loop"])
+def test_a_plain_function_runs_in_a_thread_and_the_loop_goes_on(mode):
+    # The plain function blocks until a coroutine on the pool's loop sets the
+    # event: had it blocked the loop, the coroutine could never run.
+    released = threading.Event()
+    names = []
+
+    def blocks_until_released():
+        names.append(threading.current_thread().name)
+        return released.wait(DEADLINE)
+
+    async def releases():
+        released.set()
+        return True
+
+    got = rets(mode, [blocks_until_released, releases], AsyncWorkerPool(2))
+    assert got == [True, True]
+    assert names[0].startswith("pexen-async-")
+
+
+@pytest.mark.parametrize("mode", ["run", "loop"])
+def test_a_plain_function_returning_a_coroutine_has_it_awaited_on_the_loop(mode):
+    async def on_which_loop():
+        return asyncio.get_running_loop()
+
+    def plain():
+        return on_which_loop()
+
+    [loop, plain_loop] = rets(mode, [on_which_loop, plain], AsyncWorkerPool())
+    assert plain_loop is loop
+
+
+def test_a_plain_function_sees_the_callers_context():
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def main():
+        var.set("set by the caller")
+        return [outcome.ret for outcome in await outcomes_on_the_loop(
+            AsyncWorkerPool(), [var.get]
+        )]
+
+    assert run(main()) == ["set by the caller"]
+
+
+# -- timeouts ------------------------------------------------------------------------
+
+
+def timed(fn, timeout):
+    task = functools.partial(fn)
+    assign_val(task, timeout=timeout)
+    return task
+
+
+def test_a_timeout_cancels_the_coroutine():
+    cancelled = []
+
+    async def forever():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    task = timed(forever, 0.1)
+    [res] = results_of([task], AsyncWorkerPool()).values()
+    assert res.excinfo.type is TaskTimeoutError
+    assert str(res.excinfo.val) == (
+        "task 'partial(test_a_timeout_cancels_the_coroutine.<locals>.forever)' ran "
+        "longer than its timeout of 0.1 s; it was cancelled"
+    )
+    assert cancelled == [True]
+
+
+def test_a_coroutine_that_swallows_its_cancellation_is_timed_out_all_the_same():
+    async def stubborn():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "too late"
+
+    [res] = results_of([timed(stubborn, 0.1)], AsyncWorkerPool()).values()
+    assert res.excinfo.type is TaskTimeoutError
+    assert "and ignored its cancellation (it returned after" in str(res.excinfo.val)
+    assert "what it returned is discarded" in str(res.excinfo.val)
+
+
+def test_a_plain_function_past_its_timeout_is_reported_then_abandoned():
+    released = threading.Event()
+
+    def stuck():
+        released.wait(DEADLINE)
+        return "late"
+
+    task = timed(stuck, 0.1)
+    try:
+        with pytest.warns(PoolWarning, match=r"abandons 1 thread still running a "
+                          r"plain \(not async\) function that overran its timeout: "
+                          r"task 'partial\(.*stuck\)' \(timeout 0.1 s\) in thread "
+                          r"'pexen-async-\d+\.1'"):
+            [res] = results_of([task], AsyncWorkerPool()).values()
+        assert res.excinfo.type is TaskTimeoutError
+        assert "a thread cannot be stopped" in str(res.excinfo.val)
+        assert [name for name in pexen_threads()] != []  # still running, abandoned
+    finally:
+        released.set()
+    assert poll(lambda: pexen_threads() == [])
+
+
+# -- leaving early ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["run", "loop"])
+def test_leaving_early_cancels_the_running_coroutines(mode):
+    cancelled = []
+    n_started = []
+
+    async def quick():
+        return "quick"
+
+    async def forever(n):
+        n_started.append(n)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.append(n)
+
+    tasks = [quick] + [functools.partial(forever, n) for n in range(5)]
+    pool = AsyncWorkerPool(workers=3, spare=2)
+    if mode == "run":
+        for res in Sched(tasks).run(pool=pool):
+            assert res.ret == "quick"
+            break
+    else:
+        async def call(fn):
+            return await fn()
+
+        async def main():
+            results = pexen.amap(call, tasks, pool=pool, chunksize=1)
+            async with contextlib.aclosing(results):
+                async for result in results:
+                    assert result == "quick"
+                    break
+            assert others() == set()
+
+        run(main())
+    # whatever had started was cancelled, and its cancellation awaited
+    assert n_started and sorted(cancelled) == sorted(n_started)
+    assert pexen_threads() == []
+
+
+def test_what_a_task_left_on_the_private_loop_is_cancelled_with_it():
+    leftover = []
+
+    async def leaves_a_task():
+        async def background():
+            await asyncio.Event().wait()
+
+        leftover.append(asyncio.get_running_loop().create_task(background()))
+        await asyncio.sleep(0)
+
+    results_of([leaves_a_task], AsyncWorkerPool())
+    assert leftover[0].cancelled()
+    assert pexen_threads() == []
+
+
+# -- the pool interface -------------------------------------------------------------
+
+
+def test_wake_ends_a_blocking_wait_with_no_outcome():
+    gate = threading.Event()
+
+    def blocked():
+        return gate.wait(DEADLINE)
+
+    pool = AsyncWorkerPool()
+    pool.start()
+    try:
+        pool.submit(job(0, blocked))
+        waker = threading.Thread(target=pool.wake)
+        waker.start()
+        assert pool.wait() == []  # woken, nothing done yet
+        waker.join()
+        gate.set()
+        [outcome] = pool.wait()
+        assert (outcome.key, outcome.ret) == (0, True)
+    finally:
+        gate.set()
+        pool.stop()
+
+
+def test_wake_ends_an_async_wait_with_no_outcome():
+    async def main():
+        gate = asyncio.Event()
+
+        async def blocked():
+            await gate.wait()
+            return "done"
+
+        pool = AsyncWorkerPool()
+        await pool.start_async()
+        try:
+            threading.Thread(target=pool.wake).start()
+            assert await pool.wait_async([job(0, blocked)]) == []
+            gate.set()
+            [outcome] = await pool.wait_async()
+            assert (outcome.key, outcome.ret) == (0, "done")
+        finally:
+            await pool.stop_async()
+
+    run(main())
+
+
+def test_started_one_way_it_refuses_to_be_driven_the_other():
+    async def main():
+        pool = AsyncWorkerPool()
+        await pool.start_async()
+        try:
+            with pytest.raises(PoolError, match=r"was not started by start\(\)"):
+                pool.wait()
+            with pytest.raises(PoolError, match="is already serving a run"):
+                pool.start()
+        finally:
+            await pool.stop_async()
+
+    run(main())
+    pool = AsyncWorkerPool()
+    pool.start()
+    try:
+        with pytest.raises(PoolError, match=r"was not started by start_async\(\)"):
+            run(pool.wait_async())
+    finally:
+        pool.stop()
+
+
+def test_repr_and_counts():
+    pool = AsyncWorkerPool(workers=10_000)
+    assert repr(pool) == "AsyncWorkerPool(workers=10000, spare='auto')"
+    assert pool.capacity == 10_001
+    with pytest.raises(PoolError, match="workers=0"):
+        AsyncWorkerPool(workers=0)
