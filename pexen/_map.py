@@ -38,7 +38,7 @@ drives a pool directly, through the same four calls ``Sched`` uses (``start``,
 * **The async twins.** ``amap`` and ``astarmap`` drive the pool through its
   async calls (``start_async``, ``wait_async``, ``stop_async``), which never
   block the event loop, with the same state (``_Run``); every
-  ``SLICE`` seconds of handing out results they let the loop run.
+  ``LOOP_SLICE`` seconds of handing out results they let the loop run.
 
 Leaving the generator early (or cancelling the task that consumes an async
 one) stops the pool, dropping what is queued.
@@ -56,13 +56,13 @@ from typing import Any
 
 from pexen.sched._calling import is_coroutine_task
 from pexen.sched._pools.base import Job, Outcome, WorkerPool, check_count
+from pexen.sched._pools.bridge import LOOP_SLICE
 from pexen.sched._pools.eventloop import AsyncWorkerPool
 from pexen.sched._pools.thread import ThreadWorkerPool
 
 CHUNK_TARGET = 0.001  # seconds of work a chunk aims at
 CHUNK_LIMIT = 8192  # items in a chunk, at most
 ASYNC_WORKERS = 100  # coroutines at once on the default pool of an async fn
-SLICE = 0.01  # seconds an async map may hold the event loop, handing out results
 _DONE_ATTR = "pexen_done"  # on a chunk's exception: the results before it
 
 
@@ -310,7 +310,7 @@ class _Run:
 
     async def ago(self) -> AsyncIterator[Any]:
         """:meth:`go` for an event loop: the pool's async calls, jobs handed
-        over with each wait, and the loop let run every ``SLICE`` seconds."""
+        over with each wait, and the loop let run every ``LOOP_SLICE`` seconds."""
         pool = self.pool
         jobs: list[Job] = []
         self.send = jobs.append
@@ -324,13 +324,13 @@ class _Run:
                     break
                 handed, jobs[:] = list(jobs), []
                 outcomes = await pool.wait_async(handed)
-                pause_at = now() + SLICE
+                pause_at = now() + LOOP_SLICE
                 for results, clean in self._take(outcomes):
                     for result in results if clean else self._emit(results):
                         yield result
                         if now() >= pause_at:  # others on the loop get a turn
                             await asyncio.sleep(0)
-                            pause_at = now() + SLICE
+                            pause_at = now() + LOOP_SLICE
             finished = True
         finally:
             await pool.stop_async(cancel=not finished)

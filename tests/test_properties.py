@@ -160,13 +160,18 @@ def serial_order(specs: list[Spec]) -> list[int]:
             kept.append(spec)
 
 
-def run_graph(specs: list[Spec], pool, make=make_task):
+def run_graph(specs: list[Spec], pool, make=make_task, drive="run"):
+    """Run the tasks of *specs* on *pool*, by ``Sched.run`` or ``Sched.arun``."""
     rec = Recorder()
     tasks = [make(spec, rec) for spec in specs]
     s = sched.Sched(tasks)
+
+    async def collect():
+        return [res async for res in s.arun(pool=pool)]
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = list(s.run(pool=pool))
+        results = list(s.run(pool=pool)) if drive == "run" else asyncio.run(collect())
     assert [t.name for t in threading.enumerate() if t.name.startswith("pexen-")] == []
     pexen_warnings = [str(w.message) for w in caught
                       if issubclass(w.category, PexenWarning)]
@@ -274,11 +279,14 @@ def test_random_graphs(kind, specs, workers, spare):
     check_invariants(specs, *outcome)
 
 
+@pytest.mark.parametrize("drive", ["run", "arun"])
 @SETTINGS
 @given(specs=graphs(), workers=st.integers(1, 4), spare=st.integers(0, 2))
-def test_random_graphs_of_coroutines(specs, workers, spare):
+def test_random_graphs_of_coroutines(drive, specs, workers, spare):
+    """AsyncWorkerPool with locks and dependencies: on its own loop (run) and
+    on the caller's (arun)."""
     pool = sched.pool.AsyncWorkerPool(workers, spare)
-    outcome = run_graph(specs, pool, make=make_coroutine_task)
+    outcome = run_graph(specs, pool, make=make_coroutine_task, drive=drive)
     check_invariants(specs, *outcome)
 
 

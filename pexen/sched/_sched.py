@@ -1,20 +1,28 @@
-"""``Sched``: the generator loop that drives a pool with a planner."""
+"""``Sched``: the generator loop that drives a pool with a planner.
+
+``run()`` is a generator; ``arun()`` is its twin for event-loop programs, an
+async generator going through the same steps with the pool's async calls
+(``start_async``, ``wait_async``, ``stop_async``), so that the loop never
+blocks on the pool.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
 from pexen.sched._graph import check_graph
 from pexen.sched._planner import DONE, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import Job, WorkerPool
+from pexen.sched._pools.bridge import LOOP_SLICE
 from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
 
@@ -143,6 +151,22 @@ class Sched:
             raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
         return self._drive(planner, pool)
 
+    def arun(self, pool: WorkerPool | None = None) -> AsyncIterator[TaskRes]:
+        """As ``run()``, for event-loop programs: ``async for res in s.arun()``.
+
+        The loop never blocks on the pool: an ``AsyncWorkerPool`` runs its
+        coroutines on this very loop, any other pool is driven from a thread
+        of the run's own. While the consumer holds a result, no new task is
+        dispatched. Cancelling the task that consumes it, or leaving the
+        ``async for`` early, stops the run as leaving ``run()``'s loop does
+        (``contextlib.aclosing`` makes that happen at once, rather than when
+        the generator is collected).
+        """
+        if self._running:
+            raise SchedulerError("this Sched is already running; wait for it to end")
+        planner = self._plan()
+        return self._adrive(planner, _pool_or_default(pool))
+
     def _drive(self, planner: Planner, pool: WorkerPool) -> Iterator[TaskRes]:
         with self._run_lock:  # two generators started from two threads: one wins
             if self._running:
@@ -209,6 +233,92 @@ class Sched:
                 self._running = False
         if skips:
             _warn_skipped(skips)
+
+    async def _adrive(
+        self, planner: Planner, pool: WorkerPool
+    ) -> AsyncIterator[TaskRes]:
+        """``_drive`` for an event loop: the same steps, the pool's async calls.
+
+        Jobs are handed to the pool with each wait, and every ``LOOP_SLICE``
+        seconds of handing out results the rest of the program gets a turn.
+        """
+        with self._run_lock:
+            if self._running:
+                raise SchedulerError(
+                    "this Sched is already running; wait for it to end"
+                )
+            self._running = True
+        try:
+            await pool.start_async()
+        except BaseException:
+            self._running = False
+            raise
+        self._skipped = TaskMap()
+        finished = False
+        infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
+        shared_for = planner.shared_for
+        tune = pool.tune if pool.auto_spare is not None else None
+        dispatched: dict[int, float] = {}  # seq -> when it was handed to the pool
+        jobs: list[Job] = []  # for the pool, with the next wait
+        now = time.monotonic
+        self._infos = infos
+        self._seq_of = None
+        self._dispatched = dispatched
+        try:
+            while True:
+                out = len(dispatched)
+                room = pool.capacity - out
+                while room > 0:
+                    info = pop_ready(tune is None or out <= pool.workers)  # as _drive
+                    if info is None:
+                        break
+                    seq = info.seq
+                    jobs.append(_new_tuple(Job, (seq, info.task, info.pass_shared,
+                                                 info.kwargs, shared_for(info),
+                                                 info.timeout)))
+                    dispatched[seq] = now()
+                    room -= 1
+                    out += 1
+                if not dispatched:
+                    break
+                handed, jobs = jobs, []
+                outcomes = await pool.wait_async(handed)
+                if outcomes and len(outcomes[0]) == 4:  # a pool that does not time
+                    outcomes = [(*outcome, None, None) for outcome in outcomes]
+                if tune is not None:
+                    tune(outcomes)
+                pause_at = now() + LOOP_SLICE
+                for key, shared, ret, excinfo, _started, duration in outcomes:
+                    info = infos[key]
+                    del dispatched[key]
+                    info.duration = duration
+                    if excinfo is not None:
+                        info.excinfo = excinfo
+                    complete(info, shared, excinfo)
+                    yield _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
+                    if now() >= pause_at:  # others on the loop get a turn
+                        await asyncio.sleep(0)
+                        pause_at = now() + LOOP_SLICE
+            finished = True
+        finally:
+            try:
+                await pool.stop_async(cancel=not finished)
+            finally:
+                skips = planner.skips(stopped=not finished)
+                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
+                self._dispatched = {}
+                self._running = False
+        if skips:
+            _warn_skipped(skips)
+
+
+def _pool_or_default(pool: WorkerPool | None) -> WorkerPool:
+    """*pool*, checked, or the default: ``ThreadWorkerPool()`` (as ``run()``)."""
+    if pool is None:
+        return ThreadWorkerPool()
+    if not isinstance(pool, WorkerPool):
+        raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
+    return pool
 
 
 @contextlib.contextmanager

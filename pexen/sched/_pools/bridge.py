@@ -27,6 +27,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# Seconds an async driver (``Sched.arun``, ``pexen.amap``) may hold the loop
+# handing out a batch of results before it lets the rest of the program run:
+# a consumer that awaits nothing between results would otherwise hold it for
+# the whole batch.
+LOOP_SLICE = 0.01
+
 _bridge_ids = itertools.count(1)
 
 
