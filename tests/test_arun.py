@@ -25,8 +25,6 @@ from pexen.sched.pool import AsyncWorkerPool, ProcessWorkerPool, ThreadWorkerPoo
 from tests import _proc_tasks as tasks
 from tests._async import Heartbeat, apoll, others, pexen_threads, run
 
-STOPPED = "was running when the run stopped"
-
 
 def graph():
     """A small graph: a provider, a dependent, a lock pair, a failure."""
@@ -72,6 +70,20 @@ def test_the_same_results_as_run_on_every_pool(make_pool):
         got = summary(run(collect(s.arun(pool=make_pool(2, 1)))), s)
     assert got == expected
     assert pexen_threads() == []
+
+
+async def async_double(shared, *, n):
+    await asyncio.sleep(0)
+    shared["n"] = n
+    return 2 * n
+
+
+def test_async_def_tasks_run_on_every_pool(make_pool):
+    task_list = [functools.partial(async_double, n=n) for n in range(5)]
+    got = run(collect(Sched(task_list).arun(pool=make_pool(2, 1))))
+    assert sorted((res.ret, res.shared["n"]) for res in got) == [
+        (2 * n, n) for n in range(5)
+    ]
 
 
 def test_the_default_pool_and_a_refused_one():
