@@ -243,6 +243,39 @@ def test_a_plain_function_past_its_timeout_is_reported_then_abandoned():
     assert poll(lambda: pexen_threads() == [])
 
 
+@pytest.mark.parametrize("mode", ["run", "loop"])
+def test_leaving_early_waits_for_a_plain_function_until_its_deadline(mode):
+    # A thread cannot be cancelled: the end of the run waits for it while
+    # its timeout runs, then abandons it.
+    released = threading.Event()
+
+    async def quick():
+        return "quick"
+
+    tasks = [quick, timed(lambda: released.wait(DEADLINE), 0.3)]
+    warned = pytest.warns(PoolWarning, match="abandons 1 thread still running")
+    try:
+        if mode == "run":
+            with warned:
+                for res in Sched(tasks).run(pool=AsyncWorkerPool(2)):
+                    assert res.ret == "quick"
+                    break
+        else:
+            async def main():
+                with warned:
+                    results = Sched(tasks).arun(pool=AsyncWorkerPool(2))
+                    async with contextlib.aclosing(results):
+                        async for res in results:
+                            assert res.ret == "quick"
+                            break
+                assert others() == set()  # nothing left waiting on the loop
+
+            run(main())
+    finally:
+        released.set()
+    assert poll(lambda: pexen_threads() == [])
+
+
 # -- leaving early ------------------------------------------------------------------
 
 
@@ -356,6 +389,10 @@ def test_started_one_way_it_refuses_to_be_driven_the_other():
                 pool.wait()
             with pytest.raises(PoolError, match="is already serving a run"):
                 pool.start()
+            with pytest.raises(PoolError, match=r"serves a run started by "
+                               r"start_async\(\), on an event loop: stop it there, "
+                               r"with await pool.stop_async\(\)"):
+                pool.stop()
         finally:
             await pool.stop_async()
 

@@ -281,24 +281,16 @@ class _LoopRun:
                 break
             self.thread_ended.clear()
             deadlines = [d for d in waited if d is not None]
-            if len(deadlines) < len(waited):  # one without a deadline
-                await self.thread_ended.wait()
-            else:
-                await asyncio.wait([self.loop.create_task(self.thread_ended.wait())],
-                                   timeout=max(0.0, min(deadlines) - now))
+            # until a thread ends, or (all of them timed) the first deadline
+            timeout = None if len(deadlines) < len(waited) else min(deadlines) - now
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.thread_ended.wait(), timeout)
         abandoned = [(job, thread) for job, thread, _deadline in self.threads.values()]
         for _job, thread in abandoned:  # neither we nor the interpreter wait for it
             thread._daemonic = True  # type: ignore[attr-defined]
         self.threads.clear()
         self.closed.set()
         return abandoned
-
-    def abandon(self) -> None:
-        """Cancel everything, waiting for nothing (a ``stop()`` of a loop's run)."""
-        self.cancelling = True
-        self.queued.clear()
-        for task in list(self.running.values()):
-            task.cancel()
 
 
 class AsyncWorkerPool(WorkerPool):
@@ -386,11 +378,13 @@ class AsyncWorkerPool(WorkerPool):
 
     def _stop(self, cancel: bool) -> None:
         run, thread = self._run, self._thread
+        if run is not None and not run.threaded:  # it must be awaited
+            raise PoolError(
+                f"{self!r} serves a run started by start_async(), on an event "
+                "loop: stop it there, with await pool.stop_async()"
+            )
         self._run, self._thread, self._buffer = None, None, []
         if run is None:
-            return
-        if not run.threaded:  # a loop's run: we cannot wait for it here
-            run.loop.call_soon_threadsafe(run.abandon)
             return
         abandoned = self._await_shutdown(run, cancel)
         if thread is not None:
