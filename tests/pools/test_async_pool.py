@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import sys
 import threading
 
 import pytest
@@ -331,6 +332,51 @@ def test_what_a_task_left_on_the_private_loop_is_cancelled_with_it():
     results_of([leaves_a_task], AsyncWorkerPool())
     assert leftover[0].cancelled()
     assert pexen_threads() == []
+
+
+def waiting_under(thread: threading.Thread, name: str) -> bool:
+    """Whether *thread* is blocked in a ``wait`` called (at some depth) by *name*."""
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None or frame.f_code.co_name != "wait":
+        return False
+    while frame is not None and frame.f_code.co_name != name:
+        frame = frame.f_back
+    return frame is not None
+
+
+def test_once_stop_is_called_no_queued_job_starts():
+    # The loop is blocked by the running job when stop() is called; when the
+    # job ends, the one queued behind it must not start, although the loop
+    # has not yet got to the shutdown stop() asked for.
+    in_the_loop, release = threading.Event(), threading.Event()
+    started = []
+
+    async def blocks_the_loop():
+        in_the_loop.set()
+        release.wait(DEADLINE)  # on purpose: no await, the loop is held
+
+    async def queued():
+        started.append("queued")
+
+    pool = AsyncWorkerPool(workers=1, spare=1)
+    pool.start()
+    pool.submit(job(0, blocks_the_loop))
+    pool.submit(job(1, queued))
+    waiter = threading.Thread(target=pool.wait)  # hands the jobs to the loop
+    waiter.start()
+    stopper = threading.Thread(target=pool.stop, args=(True,))
+    try:
+        assert in_the_loop.wait(DEADLINE)
+        stopper.start()
+        assert poll(lambda: waiting_under(stopper, "_await_shutdown"))
+    finally:
+        release.set()
+        if stopper.ident is not None:
+            stopper.join()
+        else:  # it never started: stop here
+            pool.stop(True)
+        waiter.join()
+    assert started == []
 
 
 # -- the pool interface -------------------------------------------------------------

@@ -124,7 +124,9 @@ class _LoopRun:
         self.queued: deque[Job] = deque()
         self.running: dict[int, asyncio.Task] = {}
         self.expired: set[int] = set()  # cancelled for their timeout, not reported
-        self.cancelling = False  # stop(cancel=True): start no more, cancel the rest
+        # stop(cancel=True), set from the stopping thread too: start no more
+        # jobs, cancel the running ones
+        self.cancelling = False
         # plain functions running in their threads: key -> (job, thread, deadline)
         self.threads: dict[int, tuple[Job, threading.Thread, float | None]] = {}
         self.thread_ended = asyncio.Event()
@@ -386,6 +388,9 @@ class AsyncWorkerPool(WorkerPool):
         self._run, self._thread, self._buffer = None, None, []
         if run is None:
             return
+        # start no job from now on, even one queued behind a job that ends
+        # before the loop gets to the shutdown (a bool, read by the loop)
+        run.cancelling = cancel
         abandoned = self._await_shutdown(run, cancel)
         if thread is not None:
             thread.join()
