@@ -23,7 +23,7 @@ import pexen
 from pexen.sched import TaskTimeoutError, WorkerCrashError
 from pexen.sched.pool import AsyncWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
-from tests._async import Heartbeat, apoll, others, pexen_threads, run
+from tests._async import Heartbeat, Ticker, apoll, others, pexen_threads, run, spin
 from tests.test_map import crash_on_three, fail_on_three, square
 
 
@@ -186,6 +186,25 @@ def test_the_loop_beats_on_while_worker_processes_compute(tmp_path):
     got, beats = run(main())
     assert got == list(range(6))
     assert beats >= 20 * 3  # 6 items on 2 workers: at least 3 rounds of 20 beats
+
+
+def test_the_loop_gets_turns_while_a_long_batch_of_results_is_handed_out():
+    # One chunk of 200 results comes back at once; the consumer spends 0.5 ms
+    # on each and awaits nothing: amap itself must let the loop run.
+    async def main():
+        got, ticks = [], []
+        async with Ticker() as ticker:
+            async for result in pexen.amap(square, range(200),
+                                           pool=ThreadWorkerPool(1),
+                                           chunksize=200):
+                ticks.append(ticker.ticks)
+                got.append(result)
+                spin(0.0005)
+        return got, ticks[-1] - ticks[0]  # between the first and last results
+
+    got, ticks_during = run(main())
+    assert got == [x * x for x in range(200)]
+    assert ticks_during > 0
 
 
 # -- cancellation at every stage leaves nothing behind --------------------------------

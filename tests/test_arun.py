@@ -23,7 +23,7 @@ from pexen.sched import Sched, SchedulerError, UnrunTasksWarning
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import AsyncWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
-from tests._async import Heartbeat, apoll, others, pexen_threads, run
+from tests._async import Heartbeat, Ticker, apoll, others, pexen_threads, run, spin
 
 
 def graph():
@@ -161,6 +161,28 @@ def test_the_loop_beats_on_while_worker_processes_compute(tmp_path):
     got, beats = run(main())
     assert sorted(res.ret for res in got) == list(range(6)), [r.excinfo for r in got]
     assert beats >= 20 * 3  # 6 tasks on 2 workers: at least 3 rounds of 20 beats
+
+
+def test_the_loop_gets_turns_while_a_long_batch_of_results_is_handed_out():
+    # 200 coroutines end in one step of the loop, so their results come in
+    # one batch; the consumer spends 0.5 ms on each and awaits nothing:
+    # arun itself must let the loop run.
+    async def quick():
+        return 1
+
+    async def main():
+        got, ticks = [], []
+        tasks_ = [functools.partial(quick) for _ in range(200)]
+        async with Ticker() as ticker:
+            async for res in Sched(tasks_).arun(AsyncWorkerPool(200, spare=0)):
+                ticks.append(ticker.ticks)
+                got.append(res.ret)
+                spin(0.0005)
+        return got, ticks[-1] - ticks[0]  # between the first and last results
+
+    got, ticks_during = run(main())
+    assert got == [1] * 200
+    assert ticks_during > 0
 
 
 # -- cancellation at every stage -----------------------------------------------------
