@@ -122,6 +122,13 @@ def test_on_the_callers_loop_coroutines_run_workers_at_a_time_in_no_thread():
     assert crowd.most == 4
 
 
+@pytest.mark.parametrize("mode", ["run", "loop"])
+def test_no_thread_of_a_plain_function_outlives_the_run(mode):
+    # each thread calls back as its last act, then ends: the run joins it
+    rets(mode, [functools.partial(int, n) for n in range(300)], AsyncWorkerPool(50))
+    assert pexen_threads() == []
+
+
 def test_jobs_start_in_the_order_they_were_submitted():
     started = []
 

@@ -130,6 +130,7 @@ class _LoopRun:
         # plain functions running in their threads: key -> (job, thread, deadline)
         self.threads: dict[int, tuple[Job, threading.Thread, float | None]] = {}
         self.thread_ended = asyncio.Event()
+        self.ended_threads: list[threading.Thread] = []  # called back, to join
         self.n_threads = 0
         self.closed = asyncio.Event()  # under Sched.run(): the loop may end
         # under Sched.run(): outcomes for wait(), in another thread
@@ -255,7 +256,9 @@ class _LoopRun:
             self.loop.call_soon_threadsafe(self._thread_done, job.key, future, answer)
 
     def _thread_done(self, key: int, future: asyncio.Future, answer: tuple) -> None:
-        self.threads.pop(key, None)
+        entry = self.threads.pop(key, None)
+        if entry is not None:  # else abandoned at the end of the run: let it go
+            self.ended_threads.append(entry[1])
         if not future.done():
             future.set_result(answer)
         self.thread_ended.set()
@@ -291,6 +294,11 @@ class _LoopRun:
         for _job, thread in abandoned:  # neither we nor the interpreter wait for it
             thread._daemonic = True  # type: ignore[attr-defined]
         self.threads.clear()
+        # each called back as its last act: joining it holds the loop for no
+        # time worth naming, and no thread of the run outlives its end
+        for thread in self.ended_threads:
+            thread.join()
+        self.ended_threads.clear()
         self.closed.set()
         return abandoned
 
