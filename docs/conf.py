@@ -47,13 +47,16 @@ pexen_cli_parser = "pexen.cli._parser:build_parser"
 # inventory over the network at build time; pexen's private names (pool
 # records such as _pools.base.Job, a private base class) are shown as text,
 # as the API promises nothing about them.
-STDLIB = r"(abc|collections\.abc|os|types|typing|_pickle|subprocess)\..*"
+STDLIB = (
+    r"(abc|collections\.abc|concurrent\.futures|os|types|typing|_pickle|"
+    r"subprocess|sqlite3)\..*"
+)
 nitpick_ignore_regex = [
     ("py:.*", STDLIB),
     ("py:class", "TracebackType"),
     ("py:.*", r"pexen\.(.*\.)?_.*"),
     ("py:class", r"pexen\..*\.[A-Z]"),  # type variables (F, T) of generic helpers
-    ("py:.*", "default_start_method|AutoSpare"),  # private, named in docstrings
+    ("py:.*", "default_start_method|AutoSpare|AutoWorkers"),  # private, in docstrings
 ]
 
 html_theme = "furo"

@@ -295,7 +295,9 @@ def test_asyncio_timeout_around_it_works(make_pool, tmp_path):
 
     async def main():
         consumer = asyncio.get_running_loop().create_task(consume())
-        assert await apoll(lambda: consumer.cancelling() > 0)  # the timeout is up
+        # the timeout is up (and, where stopping the pool does not wait for the
+        # held task, handled already: the window of cancelling() is short)
+        assert await apoll(lambda: consumer.cancelling() > 0 or consumer.done())
         (tmp_path / "release").touch()  # a thread pool waits for its running task
         await consumer
 

@@ -1,33 +1,27 @@
-"""``Sched``: the generator loop that drives a pool with a planner.
+"""``Sched``: the public face of a run; its loop lives in ``_live``.
 
-``run()`` is a generator; ``arun()`` is its twin for event-loop programs, an
-async generator going through the same steps with the pool's async calls
-(``start_async``, ``wait_async``, ``stop_async``), so that the loop never
-blocks on the pool.
+``run()`` and ``arun()`` drive one and the same loop, ``arun()`` from an
+event loop; they differ only in how the pool is started, waited for and
+stopped (see ``_live``, "On an event loop").
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
+import os
 import threading
-import time
-import warnings
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from pexen.sched._errors import SchedulerError, UnrunTasksWarning
+from pexen.sched._errors import SchedulerError
+from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import DONE, Planner, Skip, TaskInfo
-from pexen.sched._pools.base import Job, WorkerPool
-from pexen.sched._pools.bridge import LOOP_SLICE
+from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
+from pexen.sched._planner import CANCELLED, CARRIED, DONE, Planner, Skip, TaskInfo
+from pexen.sched._pools.base import WorkerPool, check_count
 from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
-
-# TaskRes(...) and Job(...) without the namedtuples' Python-level __new__
-_new_tuple = tuple.__new__
 
 
 class Sched:
@@ -36,7 +30,9 @@ class Sched:
     Tasks are kept in the order they were added; adding a task object twice
     keeps it once (a bound method too: ``obj.meth`` twice is one task, the
     first object added). ``run()`` may be called again after a run has
-    finished.
+    finished. A run can be driven while it goes on, from any thread:
+    ``add_tasks``, ``pause``/``resume``, ``abort``, ``cancel``, ``resize``,
+    ``observe`` and ``status``.
     """
 
     def __init__(self, tasks: Iterable[Any] = ()) -> None:
@@ -45,7 +41,10 @@ class Sched:
         self._running = False
         self._run_lock = threading.Lock()  # check-and-set of _running, atomic
         self._skipped: Mapping[Any, str] = TaskMap()
-        self._dispatched: dict[int, float] = {}  # seq -> dispatch time, this run
+        self._live: LiveRun | None = None  # the run in progress
+        self._last_status = Status()
+        self._observers: tuple[Observer, ...] = ()  # replaced, never changed
+        self._observers_lock = threading.Lock()
         self._infos: list[TaskInfo] = []  # the planner's records, last run
         self._seq_of: dict[Any, int] | None = None  # task_key -> seq, last run
         self.add_tasks(tasks)
@@ -57,9 +56,11 @@ class Sched:
         """Add callables to run; one already added is kept once.
 
         All or nothing: if one of *tasks* is not callable, none is added.
+        During a run they join it: checked at once against the run's tasks
+        (``DepcheckError`` for a tag that nothing in the run provides or a
+        new cycle; the run goes on unchanged); ``SchedulerError`` if the run
+        is ending (aborted, or its generator closed).
         """
-        if self._running:
-            raise SchedulerError("cannot add tasks while a run is in progress")
         if callable(tasks) and not hasattr(tasks, "__iter__"):
             raise SchedulerError(
                 f"expected an iterable of tasks, got the single task {tasks!r}; "
@@ -74,6 +75,9 @@ class Sched:
         for task in new:
             if not callable(task):
                 raise SchedulerError(f"task {task!r} is not callable")
+        run = self._live
+        if run is not None and run.add(new):
+            return
         known = self._tasks
         for task in new:
             known.setdefault(task_key(task), task)
@@ -98,8 +102,11 @@ class Sched:
         long each task has been out. Spare tasks queued in the pool count too.
         Keyed by task identity, like ``skipped``.
         """
-        infos = self._infos
-        out = list(self._dispatched.items())  # list(): one atomic copy
+        run = self._live
+        if run is None:
+            return TaskMap()
+        infos = run.planner.infos
+        out = list(run.dispatched.items())  # list(): one atomic copy
         return TaskMap((infos[seq].task, when) for seq, when in out)
 
     def attempts(self, task: Any) -> tuple[tuple[Any, float | None], ...]:
@@ -120,54 +127,196 @@ class Sched:
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
-        if info.state < DONE:
+        if info.state < DONE or info.state in (CANCELLED, CARRIED):
             return ()
         return ((info.excinfo, info.duration),)
+
+    # -- driving a run live ------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """Whether the run in progress is paused (False with no run)."""
+        run = self._live
+        return run is not None and run.paused
+
+    def pause(self) -> None:
+        """Dispatch nothing until ``resume()``; tasks in the pool finish and
+        are yielded. Safe from any thread and a signal handler; idempotent; no
+        run in progress: nothing."""
+        run = self._live
+        if run is not None:
+            run.pause()
+
+    def resume(self) -> None:
+        """Dispatch again after ``pause()``. Safe anywhere; idempotent."""
+        run = self._live
+        if run is not None:
+            run.resume()
+
+    def abort(self, reason: str | None = None, *, force: bool = False) -> bool:
+        """End the run in progress: dispatch nothing more, drop what is queued.
+
+        The generator ends once the running tasks are done; with *force* they
+        are stopped where the pool can (a process pool kills their workers, a
+        thread pool abandons their threads). Every task that did not finish is
+        then in ``skipped``, its reason containing *reason*. Safe from any
+        thread, a signal handler, an observer and the loop body; no run in
+        progress: nothing. Return whether a run took it in (False: no run, or
+        one whose loop is over, shutting its pool down).
+        """
+        run = self._live
+        if run is None:
+            return False
+        return run.abort(None if reason is None else str(reason), force)
+
+    def cancel(self, task: Any) -> None:
+        """Take *task* out of the run in progress.
+
+        Not dispatched yet: it is skipped (the reason says cancelled), and so
+        are the tasks requiring what only it provides. Queued in the pool: it
+        is dropped, likewise. Running: it is stopped where the pool can, and
+        its ``TaskRes`` carries ``TaskCancelledError``. Finished, or no run in
+        progress: nothing. Raise KeyError for a task this ``Sched`` does not
+        have.
+        """
+        key = task_key(task)
+        if key not in self._tasks:
+            raise KeyError(task)
+        run = self._live
+        if run is not None:
+            run.post(_CANCEL, key)
+
+    def resize(self, workers: int) -> None:
+        """Set the worker count of the run's pool (``pool.workers = workers``).
+
+        More workers start at once; with fewer, idle workers retire first and
+        no running task is stopped. No run in progress: nothing (set
+        ``pool.workers`` on the pool for its next run).
+        """
+        check_count("workers", workers, 1)
+        run = self._live
+        if run is not None:
+            run.pool.workers = workers
+            run.post(_LOOK)
+
+    def observe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
+        """Call *callback(event)* for each change of every run; return a
+        function that unregisters it.
+
+        Callbacks run in the thread that drives the run, in event order; an
+        exception in one is logged (logger ``pexen.sched``) and the run goes
+        on. See ``Event`` for the kinds of events.
+        """
+        if not callable(callback):
+            raise SchedulerError(f"observe() takes a callable, got {callback!r}")
+        with self._observers_lock:
+            self._observers = (*self._observers, callback)
+
+        def unregister() -> None:
+            with self._observers_lock:
+                observers = list(self._observers)
+                if callback in observers:
+                    observers.remove(callback)
+                    self._observers = tuple(observers)
+
+        return unregister
+
+    def status(self) -> Status:
+        """A snapshot of the run in progress, or of the last run.
+
+        O(1) counts plus the tasks in the pool and the locked resources, so it
+        may be called after every result. Exact when called from the thread
+        that drives the run (the loop body, an observer); from another thread
+        each figure is exact at the moment it is read while the run moves on.
+        """
+        run = self._live
+        if run is None:
+            return self._last_status
+        return run.status()
+
+    # -- running -------------------------------------------------------------------
 
     def check(self) -> None:
         """Check the task graph now; raise as ``run()`` would before starting."""
         self._plan()
 
-    def _plan(self) -> Planner:
-        """The planner of a run, its graph checked (see ``_gc_paused``)."""
+    def _plan(self) -> tuple[Planner, set]:
+        """The planner of a run, its graph checked (see ``_gc_paused``), and the
+        tags its tasks provide."""
         with _gc_paused():
             planner = Planner(self._tasks.values(), self._shared)
-            check_graph(planner.infos)
-        return planner
+            provided = check_graph(planner.infos)
+        return planner, provided
 
-    def run(self, pool: WorkerPool | None = None) -> Iterator[TaskRes]:
+    def run(
+        self, pool: WorkerPool | None = None, *, resume: Any = None
+    ) -> Iterator[TaskRes]:
         """Check the graph, then return a generator yielding a ``TaskRes`` per task.
 
         While the caller holds a result, no new task is dispatched. Leaving the
         loop early shuts the pool down. The default pool is
         ``ThreadWorkerPool()``: one worker, ``spare="auto"``.
+
+        *resume*, a journal's path or a ``pexen.journal.Journal``, resumes its
+        last run: the tasks that passed there are not run again (no
+        ``TaskRes``, no attempts), their tags count as provided and their
+        dependents get the shared state they recorded.
         """
+        # the run's own generator: no second one around it, whose every step
+        # would cost each result a hand-over
+        return self._prepare(pool, resume).drive()
+
+    def arun(
+        self, pool: WorkerPool | None = None, *, resume: Any = None
+    ) -> AsyncIterator[TaskRes]:
+        """As ``run()``, for event-loop programs: ``async for res in s.arun()``.
+
+        The same run, driven live the same way (its observers are called in
+        the loop's thread). The loop never blocks on the pool: an
+        ``AsyncWorkerPool`` runs its coroutines on this very loop, any other
+        pool is waited for from a thread of the run's own. While the consumer
+        holds a result, no new task is dispatched. Cancelling the task that
+        consumes it, or leaving the ``async for`` early, stops the run as
+        leaving ``run()``'s loop does (``contextlib.aclosing`` makes that
+        happen at once, rather than when the generator is collected).
+        """
+        return self._prepare(pool, resume).adrive()
+
+    def _prepare(self, pool: WorkerPool | None, resume: Any) -> LiveRun:
+        """Check the graph and the arguments of ``run()``; the run, not begun."""
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
-        planner = self._plan()
+        planner, provided = self._plan()
         if pool is None:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
             raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
-        return self._drive(planner, pool)
+        journal, owned = None, False
+        if resume is not None:
+            journal, owned = _resume_journal(resume)
+            try:
+                _carry(planner, journal)
+            except BaseException:
+                if owned:
+                    journal.close()
+                raise
+        run = LiveRun(self, planner, pool, provided)
+        run.journal, run.journal_owned = journal, owned
+        return run
 
-    def arun(self, pool: WorkerPool | None = None) -> AsyncIterator[TaskRes]:
-        """As ``run()``, for event-loop programs: ``async for res in s.arun()``.
+    def _begin(self, run: LiveRun) -> None:
+        """Start serving *run*, from its generator's first step."""
+        with self._beginning(run):
+            run.pool.start()
 
-        The loop never blocks on the pool: an ``AsyncWorkerPool`` runs its
-        coroutines on this very loop, any other pool is driven from a thread
-        of the run's own. While the consumer holds a result, no new task is
-        dispatched. Cancelling the task that consumes it, or leaving the
-        ``async for`` early, stops the run as leaving ``run()``'s loop does
-        (``contextlib.aclosing`` makes that happen at once, rather than when
-        the generator is collected).
-        """
-        if self._running:
-            raise SchedulerError("this Sched is already running; wait for it to end")
-        planner = self._plan()
-        return self._adrive(planner, _pool_or_default(pool))
+    async def _abegin(self, run: LiveRun) -> None:
+        """``_begin`` for ``arun()``: the pool started without blocking the loop."""
+        with self._beginning(run):
+            await run.pool.start_async()
 
-    def _drive(self, planner: Planner, pool: WorkerPool) -> Iterator[TaskRes]:
+    @contextlib.contextmanager
+    def _beginning(self, run: LiveRun) -> Iterator[None]:
+        """Claim this Sched for *run*, let the caller start the pool, serve it."""
         with self._run_lock:  # two generators started from two threads: one wins
             if self._running:
                 raise SchedulerError(
@@ -175,150 +324,81 @@ class Sched:
                 )
             self._running = True
         try:
-            pool.start()  # before the run's try: a pool that refuses is not stopped
-        except BaseException:
+            yield  # the pool starts: before the run's try, so that a pool that
+        except BaseException:  # refuses is not stopped
             self._running = False
+            run.close_journal()
             raise
+        # the journal a run resumes from records it, carried tasks and all
+        journal = run.journal
+        if journal is not None and journal not in self._observers:
+            run.unobserve = self.observe(journal)
         self._skipped = TaskMap()
-        finished = False
-        infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
-        shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
-        tune = pool.tune if pool.auto_spare is not None else None
-        dispatched: dict[int, float] = {}  # seq -> when it was handed to the pool
-        now = time.monotonic
-        self._infos = infos  # first: in_flight, in another thread, reads both
-        self._seq_of = None
-        self._dispatched = dispatched
-        try:
-            while True:
-                out = len(dispatched)
-                room = pool.capacity - out
-                while room > 0:
-                    # spare="auto" hands out a task that takes locks only to
-                    # a free worker or as the first spare: held locks must
-                    # not wait in a queue behind others
-                    info = pop_ready(tune is None or out <= pool.workers)
-                    if info is None:
-                        break
-                    seq = info.seq
-                    submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
-                                            info.kwargs, shared_for(info),
-                                            info.timeout)))
-                    dispatched[seq] = now()
-                    room -= 1
-                    out += 1
-                if not dispatched:
-                    break
-                outcomes = wait()
-                if outcomes and len(outcomes[0]) == 4:  # a pool that does not time
-                    outcomes = [(*outcome, None, None) for outcome in outcomes]
-                if tune is not None:
-                    tune(outcomes)
-                for key, shared, ret, excinfo, _started, duration in outcomes:
-                    info = infos[key]
-                    del dispatched[key]
-                    info.duration = duration
-                    if excinfo is not None:
-                        info.excinfo = excinfo
-                    complete(info, shared, excinfo)
-                    yield _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
-            finished = True
+        self._infos = run.planner.infos  # first: in_flight, in another thread,
+        self._seq_of = None  # reads both
+        self._live = run
+
+    def _end(self, run: LiveRun, finished: bool) -> list[Skip]:
+        """Stop *run*'s pool and say what did not run; *finished*: it ran out."""
+        skips: list[Skip] = []
+        with self._ending(run, finished, skips) as cancel:
+            run.pool.stop(cancel=cancel)
+        return skips
+
+    async def _aend(self, run: LiveRun, finished: bool) -> list[Skip]:
+        """``_end`` for ``arun()``: the pool stopped without blocking the loop."""
+        skips: list[Skip] = []
+        with self._ending(run, finished, skips) as cancel:
+            await run.pool.stop_async(cancel=cancel)
+        return skips
+
+    @contextlib.contextmanager
+    def _ending(
+        self, run: LiveRun, finished: bool, skips: list[Skip]
+    ) -> Iterator[bool]:
+        """End *run*: the caller stops the pool (with cancel if told so), then
+        *skips* gets what did not run, and the observers the end."""
+        run.close(finished)
+        planner = run.planner
+        try:  # an aborted run ended early too: what waits in the pool goes
+            yield not finished or run.aborting is not None
         finally:
-            try:
-                pool.stop(cancel=not finished)
-            finally:
-                skips = planner.skips(stopped=not finished)
-                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
-                self._dispatched = {}
-                self._running = False
-        if skips:
-            _warn_skipped(skips)
-
-    async def _adrive(
-        self, planner: Planner, pool: WorkerPool
-    ) -> AsyncIterator[TaskRes]:
-        """``_drive`` for an event loop: the same steps, the pool's async calls.
-
-        Jobs are handed to the pool with each wait, and every ``LOOP_SLICE``
-        seconds of handing out results the rest of the program gets a turn.
-        """
-        with self._run_lock:
-            if self._running:
-                raise SchedulerError(
-                    "this Sched is already running; wait for it to end"
-                )
-            self._running = True
-        try:
-            await pool.start_async()
-        except BaseException:
+            skips += planner.skips(stopped=not finished, aborted=run.aborting)
+            self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
+            self._last_status = final_status(planner, len(skips))
+            self._live = None
             self._running = False
-            raise
-        self._skipped = TaskMap()
-        finished = False
-        infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
-        shared_for = planner.shared_for
-        tune = pool.tune if pool.auto_spare is not None else None
-        dispatched: dict[int, float] = {}  # seq -> when it was handed to the pool
-        jobs: list[Job] = []  # for the pool, with the next wait
-        now = time.monotonic
-        self._infos = infos
-        self._seq_of = None
-        self._dispatched = dispatched
         try:
-            while True:
-                out = len(dispatched)
-                room = pool.capacity - out
-                while room > 0:
-                    info = pop_ready(tune is None or out <= pool.workers)  # as _drive
-                    if info is None:
-                        break
-                    seq = info.seq
-                    jobs.append(_new_tuple(Job, (seq, info.task, info.pass_shared,
-                                                 info.kwargs, shared_for(info),
-                                                 info.timeout)))
-                    dispatched[seq] = now()
-                    room -= 1
-                    out += 1
-                if not dispatched:
-                    break
-                handed, jobs = jobs, []
-                outcomes = await pool.wait_async(handed)
-                if outcomes and len(outcomes[0]) == 4:  # a pool that does not time
-                    outcomes = [(*outcome, None, None) for outcome in outcomes]
-                if tune is not None:
-                    tune(outcomes)
-                pause_at = now() + LOOP_SLICE
-                for key, shared, ret, excinfo, _started, duration in outcomes:
-                    info = infos[key]
-                    del dispatched[key]
-                    info.duration = duration
-                    if excinfo is not None:
-                        info.excinfo = excinfo
-                    complete(info, shared, excinfo)
-                    yield _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
-                    if now() >= pause_at:  # others on the loop get a turn
-                        await asyncio.sleep(0)
-                        pause_at = now() + LOOP_SLICE
-            finished = True
+            run.emit_end(skips, self._last_status)
         finally:
-            try:
-                await pool.stop_async(cancel=not finished)
-            finally:
-                skips = planner.skips(stopped=not finished)
-                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
-                self._dispatched = {}
-                self._running = False
-        if skips:
-            _warn_skipped(skips)
+            if run.unobserve is not None:
+                run.unobserve()
+            run.close_journal()
 
 
-def _pool_or_default(pool: WorkerPool | None) -> WorkerPool:
-    """*pool*, checked, or the default: ``ThreadWorkerPool()`` (as ``run()``)."""
-    if pool is None:
-        return ThreadWorkerPool()
-    if not isinstance(pool, WorkerPool):
-        raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
-    return pool
+def _resume_journal(resume: Any) -> tuple[Any, bool]:
+    """The journal *resume* names, and whether it was opened here (to close)."""
+    from pexen.journal import Journal  # the journal is sqlite3's: only when asked
+
+    if isinstance(resume, Journal):
+        return resume, False
+    if isinstance(resume, (str, os.PathLike)):
+        return Journal.existing(resume), True
+    raise SchedulerError(
+        f"resume={resume!r}: expected a journal's path or a pexen.journal.Journal"
+    )
+
+
+def _carry(planner: Planner, journal: Any) -> None:
+    """Carry into *planner* what passed in the last run of *journal*."""
+    infos = planner.infos
+    plan = journal.plan(info.task for info in infos)
+    journal.carry(plan)
+    carried = {task_key(d.task): d.shared or {} for d in plan.carried}
+    planner.carry({
+        info.seq: carried[key] for info in infos
+        if (key := task_key(info.task)) in carried
+    })
 
 
 @contextlib.contextmanager
@@ -339,24 +419,3 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _warn_skipped(skips: list[Skip]) -> None:
-    """Warn with the counts of the explanations ``Sched.skipped`` gives."""
-    parts = []
-    for with_culprits, what in ((True, "of a failed task"),
-                                (False, "with no failed task found")):
-        kinds = Counter(
-            skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
-        )
-        if kinds:
-            counts = ", ".join(
-                f"{n} waiting for a {kind}" for kind, n in sorted(kinds.items())
-            )
-            parts.append(f"{counts} {what}")
-    warnings.warn(
-        f"{len(skips)} task{'s' if len(skips) != 1 else ''} did not run "
-        f"({'; '.join(parts)}); Sched.skipped says why",
-        UnrunTasksWarning,
-        stacklevel=3,
-    )

@@ -114,11 +114,22 @@ def _check_timeout(_inst: object, _attr: object, value: Any) -> None:
 MAX_TIMEOUT = 365 * 24 * 3600  # what every pool's timers can hold, with room
 
 
+def _check_name(_inst: object, _attr: object, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise MetaError(
+            f"name={value!r}: expected a non-empty string (the task's identity "
+            "across runs, as a journal records it) or None"
+        )
+
+
 def _is_nan(value: Any) -> bool:
-    """Whether *value* is NaN (float, Decimal, any real) or a tuple holding one."""
+    """Whether *value* is NaN (float, Decimal, any real) or a tuple or list
+    holding one (they sort by their items)."""
     if type(value) is int:  # the usual priority: quick
         return False
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return any(_is_nan(item) for item in value)
     if isinstance(value, Decimal):
         return value.is_nan()  # != would raise for a signalling NaN
@@ -141,6 +152,8 @@ class SchedMeta:
     The four tag fields accept any collection of hashable tags and are stored
     as sets. ``priority`` may be anything sortable (lower runs first);
     ``kwargs`` are passed to the task by keyword; ``timeout`` is in seconds.
+    ``name`` is the task's identity across runs (``task_identity``); by
+    default its call path, else its module and qualified name.
     """
 
     requires: set = attrs.field(factory=set, converter=_requires)
@@ -150,6 +163,7 @@ class SchedMeta:
     priority: Any = attrs.field(default=0, validator=_check_priority)
     kwargs: dict = attrs.field(factory=dict, converter=_kwargs_dict)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+    name: str | None = attrs.field(default=None, validator=_check_name)
 
 
 FIELDS = tuple(field.name for field in attrs.fields(SchedMeta))

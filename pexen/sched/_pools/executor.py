@@ -41,7 +41,10 @@ class ExecutorWorkerPool(RemotePool):
     one of the run fail with ``PoolError`` without being sent; the run goes
     on, and ends normally. A task past its ``timeout`` fails with
     ``TaskTimeoutError``: interrupted in a worker process's main thread,
-    reported when it returns in a thread.
+    reported when it returns in a thread. A task that has not started can be
+    cancelled (``Sched.cancel``, ``Sched.abort``); a running one cannot be
+    stopped, so a forced cancel abandons it to your executor. Setting
+    ``workers`` changes how many tasks pexen hands out at once.
     """
 
     def __init__(
