@@ -14,13 +14,22 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import re
 import sys
 import threading
+import time
 
 import pytest
 
 import pexen
-from pexen.sched import PoolError, PoolWarning, Sched, TaskTimeoutError
+from pexen.sched import (
+    PoolError,
+    PoolWarning,
+    Sched,
+    TaskCancelledError,
+    TaskTimeoutError,
+)
+from pexen.sched._naming import task_name
 from pexen.sched._pools.base import Job
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import AsyncWorkerPool
@@ -384,6 +393,235 @@ def test_once_stop_is_called_no_queued_job_starts():
             pool.stop(True)
         waiter.join()
     assert started == []
+
+
+# -- driving a run live ---------------------------------------------------------------
+
+
+def drive(mode, s, pool):
+    """Every TaskRes of a run of *s* on *pool*, by ``run()`` or ``arun()``."""
+    if mode == "run":
+        return list(s.run(pool=pool))
+
+    async def main():
+        return [res async for res in s.arun(pool=pool)]
+
+    return run(main())
+
+
+def in_thread(fn):
+    thread = threading.Thread(target=fn, name="test-control")
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("mode", ["run", "arun"])
+def test_cancelling_a_running_coroutine_cancels_it(mode):
+    cancelled = []
+
+    async def forever():
+        try:
+            await asyncio.wait_for(asyncio.Event().wait(), DEADLINE)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def quick():
+        return "quick"
+
+    s = Sched([forever, quick])
+    results = []
+
+    def body(res):
+        results.append(res)
+        if res.task is quick:  # forever started first, and runs
+            s.cancel(forever)
+
+    s.observe(lambda e: e.kind == "finished" and body(e.res))
+    drive(mode, s, AsyncWorkerPool(workers=2, spare=0))
+    assert [res.task for res in results] == [quick, forever]
+    excinfo = results[1].excinfo
+    assert excinfo.type is TaskCancelledError
+    assert str(excinfo.val) == (
+        "task 'test_cancelling_a_running_coroutine_cancels_it.<locals>.forever' "
+        "was cancelled while it ran"
+    )
+    assert cancelled == [True]
+
+
+@pytest.mark.parametrize("mode", ["run", "arun"])
+def test_abort_drops_the_jobs_queued_in_the_pool(mode):
+    started, release = threading.Event(), threading.Event()
+
+    def held():
+        started.set()
+        return release.wait(DEADLINE)
+
+    async def quick():
+        return "quick"
+
+    queued = [functools.partial(quick) for _ in range(3)]
+    assign_val(held, priority=-1)
+    s = Sched([held, *queued])
+    s.observe(lambda e: e.kind == "aborting" and release.set())
+
+    def abort():
+        assert started.wait(DEADLINE)
+        s.abort("enough")
+
+    aborter = in_thread(abort)
+    try:  # one worker: held runs, the rest wait in the pool (spare)
+        results = drive(mode, s, AsyncWorkerPool(workers=1, spare=3))
+    finally:
+        release.set()
+        aborter.join()
+    assert [(res.task, res.ret) for res in results] == [(held, True)]
+    assert dict(s.skipped) == {
+        task: "dropped from the pool's queue: the run was aborted: enough"
+        for task in queued
+    }
+
+
+@pytest.mark.parametrize("mode", ["run", "arun"])
+def test_abort_with_force_cancels_the_running_coroutines(mode):
+    started, cancelled = [], []
+    everyone_in = threading.Event()
+
+    async def forever(n):
+        started.append(n)
+        if len(started) == 2:
+            everyone_in.set()
+        try:
+            await asyncio.wait_for(asyncio.Event().wait(), DEADLINE)
+        except asyncio.CancelledError:
+            cancelled.append(n)
+            raise
+
+    tasks = [functools.partial(forever, n) for n in range(2)]
+    s = Sched(tasks)
+
+    def abort():
+        assert everyone_in.wait(DEADLINE)
+        s.abort("forced", force=True)
+
+    aborter = in_thread(abort)
+    try:
+        results = drive(mode, s, AsyncWorkerPool(workers=2, spare=0))
+    finally:
+        aborter.join()
+    assert results == []
+    assert sorted(cancelled) == [0, 1]
+    assert set(s.skipped) == set(tasks)
+    for task in tasks:
+        assert s.skipped[task] == (
+            f"the run was aborted: forced; task {task_name(task)!r} was cancelled "
+            f"while it ran"
+        )
+
+
+def test_a_job_cancelled_before_its_asyncio_task_began_is_dropped():
+    # Under arun the consumer learns that A is done before the asyncio task
+    # of B, made as A ended, has taken its first step: cancelled then, it
+    # never runs (cancelled later, it would be stopped while it runs).
+    began = []
+
+    async def a():
+        return "a"
+
+    async def b():
+        began.append(True)
+        await asyncio.wait_for(asyncio.Event().wait(), DEADLINE)
+
+    s = Sched([a, b])
+
+    async def main():
+        got = []
+        async for res in s.arun(pool=AsyncWorkerPool(workers=1, spare=1)):
+            got.append(res)
+            if res.task is a:
+                s.cancel(b)
+        return got
+
+    results = run(main())
+    assert results[0].task is a
+    if began:  # it had begun: stopped while it ran
+        assert [res.excinfo.type for res in results[1:]] == [TaskCancelledError]
+    else:
+        assert results[1:] == []
+        assert s.skipped == {
+            b: "cancelled while queued in the pool: dropped before it started"
+        }
+
+
+@pytest.mark.parametrize("mode", ["run", "arun"])
+def test_a_plain_function_cancelled_while_it_runs_is_abandoned(mode):
+    started, release = threading.Event(), threading.Event()
+
+    def stuck():
+        started.set()
+        release.wait(DEADLINE)
+        return "late"
+
+    s = Sched([stuck])
+    canceller = in_thread(lambda: started.wait(DEADLINE) and s.cancel(stuck))
+    try:
+        [res] = drive(mode, s, AsyncWorkerPool())
+        assert res.excinfo.type is TaskCancelledError
+        assert re.fullmatch(
+            r"task '.*stuck' was cancelled while it ran; its thread "
+            r"'pexen-async-\d+\.1' cannot be stopped, so it was abandoned: it runs "
+            r"on until the task returns, and what it returns is discarded",
+            str(res.excinfo.val),
+        )
+        assert pexen_threads() != []  # still running, abandoned
+    finally:
+        release.set()
+        canceller.join()
+    assert poll(lambda: pexen_threads() == [])
+
+
+def test_running_names_the_jobs_started_and_not_the_queued():
+    async def forever():
+        await asyncio.Event().wait()  # till stop(cancel=True)
+
+    pool = AsyncWorkerPool(workers=2, spare=1)
+    before = time.monotonic()
+    pool.start()
+    for key in range(3):
+        pool.submit(job(key, forever))
+    waiter = threading.Thread(target=pool.wait)  # hands the jobs to the loop
+    waiter.start()
+    try:
+        assert poll(lambda: len(pool.running()) == 2)
+        running = pool.running()
+        assert sorted(running) == [0, 1]  # 2 waits for a worker
+        assert all(before <= when <= time.monotonic() and worker is None
+                   for when, worker in running.values())
+    finally:
+        pool.wake()
+        waiter.join()
+        pool.stop(cancel=True)
+    assert pool.running() == {}
+
+
+@pytest.mark.parametrize("mode", ["run", "arun"])
+def test_resizing_up_starts_the_jobs_queued_in_the_pool(mode):
+    crowd = Crowd(size=3)  # needs all three inside at once
+    tasks = [functools.partial(crowd.enter, n) for n in range(3)]
+    s = Sched(tasks)
+    pool = AsyncWorkerPool(workers=1, spare=2)  # all three handed out at once
+
+    def resize():
+        assert poll(lambda: pool.running())  # the first one runs
+        s.resize(3)
+
+    resizer = in_thread(resize)
+    try:
+        results = drive(mode, s, pool)
+    finally:
+        resizer.join()
+    assert sorted(res.ret for res in results) == [0, 1, 2]
+    assert crowd.most == 3
 
 
 # -- the pool interface -------------------------------------------------------------

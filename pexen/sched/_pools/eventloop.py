@@ -35,6 +35,21 @@ reported timed out all the same, and its thread runs on until the function
 returns. ``stop()`` does not wait for such a thread (one ``stop()`` finds
 past its time, too): it is abandoned, and a ``PoolWarning`` names it.
 
+Driving a run live
+------------------
+``cancel`` and ``drop_queued`` act on the run's state in the loop's thread:
+called from another (the thread driving ``Sched.run()``), they are handed
+to the loop and their answer awaited. A queued job is dropped there and
+then, as is one whose asyncio task has not taken its first step (made as
+another job ended, before the scheduler heard of that end). ``cancel(key,
+force=True)`` of a running job cancels its coroutine,
+whose outcome is then ``TaskCancelledError`` (also if it catches the
+cancellation and returns); a plain function's thread cannot be stopped: it
+is abandoned (the end of the run does not wait for it) and its job's
+outcome says so. ``running()`` reads a copy of the jobs started, from any
+thread. Resizing starts queued jobs at once if there is room; shrinking
+starts none until fewer run, and stops none.
+
 Stopping
 --------
 ``stop(cancel=True)`` drops the queued jobs, cancels the running coroutines
@@ -47,6 +62,7 @@ for a job stopped so.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import itertools
@@ -56,9 +72,9 @@ import time
 import types
 import warnings
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, TypeVar
 
 from pexen.sched._calling import coroutine_traceback, is_coroutine_task
 from pexen.sched._errors import PoolError, PoolWarning
@@ -66,7 +82,9 @@ from pexen.sched._naming import task_name
 from pexen.sched._pools.base import (
     Job,
     Outcome,
+    Running,
     WorkerPool,
+    cancelled_error,
     raised,
     timeout_error,
     timeout_grace,
@@ -80,6 +98,7 @@ _WAKE = object()  # in the outcomes of a run under Sched.run(): wake() was calle
 # called stop, which called the method that warns
 _USER = 5
 _now = time.monotonic
+T = TypeVar("T")
 
 
 def _call_plain(job: Job) -> tuple[Any, ExceptionInfo | None]:
@@ -120,10 +139,13 @@ class _LoopRun:
         self.pool = pool
         self.run_id = run_id
         self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
         self.threaded = threaded
         self.queued: deque[Job] = deque()
         self.running: dict[int, asyncio.Task] = {}
+        self.started: dict[int, Running] = {}  # for running(), from any thread
         self.expired: set[int] = set()  # cancelled for their timeout, not reported
+        self.stopped: set[int] = set()  # cancelled by cancel(force=True)
         # stop(cancel=True), set from the stopping thread too: start no more
         # jobs, cancel the running ones
         self.cancelling = False
@@ -131,6 +153,7 @@ class _LoopRun:
         self.threads: dict[int, tuple[Job, threading.Thread, float | None]] = {}
         self.thread_ended = asyncio.Event()
         self.ended_threads: list[threading.Thread] = []  # called back, to join
+        self.given_up: list[threading.Thread] = []  # running a cancelled function
         self.n_threads = 0
         self.closed = asyncio.Event()  # under Sched.run(): the loop may end
         # under Sched.run(): outcomes for wait(), in another thread
@@ -151,12 +174,52 @@ class _LoopRun:
         self.woken = True
         self.has_ready.set()
 
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the loop's thread, from any thread; its answer."""
+        if threading.get_ident() == self.loop_thread:
+            return fn(*args)
+        answer: concurrent.futures.Future = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                answer.set_result(fn(*args))
+            except BaseException as exc:
+                answer.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(call)
+        return answer.result()
+
+    def drop_queued(self) -> list[int]:
+        dropped = [job.key for job in self.queued]
+        self.queued.clear()
+        return dropped
+
+    def cancel(self, key: int, force: bool) -> bool:
+        """Drop job *key* if queued (True); with *force* stop it if it runs."""
+        for job in self.queued:
+            if job.key == key:
+                self.queued.remove(job)
+                return True
+        task = self.running.get(key)
+        if task is None:
+            return False  # done: its outcome is on its way
+        if key not in self.started:  # its asyncio task has not begun: as queued
+            del self.running[key]
+            task.cancel()
+            self.fill()
+            return True
+        if force and key not in self.stopped:
+            self.stopped.add(key)
+            task.cancel()
+        return False
+
     def launch(self, jobs: list[Job]) -> None:
         """Queue *jobs*; start as many as ``workers`` allows."""
         self.queued.extend(jobs)
-        self._fill()
+        self.fill()
 
-    def _fill(self) -> None:
+    def fill(self) -> None:
+        """Start queued jobs while fewer than ``workers`` run."""
         if self.cancelling:
             return
         queued, running, loop = self.queued, self.running, self.loop
@@ -171,25 +234,47 @@ class _LoopRun:
         key, timeout = job.key, job.timeout
         timer = None
         started = _now()
+        self.started[key] = (started, None)
         if timeout is not None:
             timer = self.loop.call_later(timeout + timeout_grace(timeout),
                                          self._expire, key)
         try:
             outcome = await self._call(job, started)
         except asyncio.CancelledError:
-            if key not in self.expired:
+            if key in self.stopped:
+                outcome = self._stopped_outcome(job, started)
+            elif key in self.expired:
+                outcome = _timeout_outcome(job, started, None, key in self.threads)
+            else:
                 raise  # the pool is stopping: no outcome
-            outcome = _timeout_outcome(job, started, None, key in self.threads)
-        else:
-            if key in self.expired:  # it swallowed its cancellation
+        else:  # if it was cancelled, it swallowed the cancellation
+            if key in self.stopped:
+                outcome = self._stopped_outcome(job, started)
+            elif key in self.expired:
                 outcome = _timeout_outcome(job, started, outcome.duration, False)
         finally:
             if timer is not None:
                 timer.cancel()
             del self.running[key]
+            del self.started[key]
         self.expired.discard(key)
+        self.stopped.discard(key)
         self.deliver(outcome)
-        self._fill()
+        self.fill()
+
+    def _stopped_outcome(self, job: Job, started: float) -> Outcome:
+        """The outcome of a job stopped by ``cancel(force=True)``; a plain
+        function's thread, which cannot be stopped, is abandoned."""
+        entry = self.threads.pop(job.key, None)
+        then = ""
+        if entry is not None:
+            thread = entry[1]
+            self.given_up.append(thread)
+            then = (f"; its thread {thread.name!r} cannot be stopped, so it was "
+                    f"abandoned: it runs on until the task returns, and what it "
+                    f"returns is discarded")
+        return Outcome(job.key, job.shared, None, cancelled_error(job.task, then),
+                       started, _now() - started)
 
     def _expire(self, key: int) -> None:
         task = self.running.get(key)
@@ -213,7 +298,7 @@ class _LoopRun:
                 ret = await coro
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and (
-                self.cancelling or key in self.expired
+                self.cancelling or key in self.expired or key in self.stopped
             ):
                 raise  # ours: see _run_job
             if isinstance(exc, KeyboardInterrupt) and (
@@ -291,9 +376,11 @@ class _LoopRun:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.thread_ended.wait(), timeout)
         abandoned = [(job, thread) for job, thread, _deadline in self.threads.values()]
-        for _job, thread in abandoned:  # neither we nor the interpreter wait for it
+        for thread in [*(thread for _job, thread in abandoned), *self.given_up]:
+            # neither we nor the interpreter wait for it
             thread._daemonic = True  # type: ignore[attr-defined]
         self.threads.clear()
+        self.given_up.clear()
         # each called back as its last act: joining it holds the loop for no
         # time worth naming, and no thread of the run outlives its end
         for thread in self.ended_threads:
@@ -325,15 +412,42 @@ class AsyncWorkerPool(WorkerPool):
         jobs, self._buffer = self._buffer, []
         return jobs
 
+    # -- driving a run live (see "Driving a run live") ---------------------------
+
     def wake(self) -> None:
         run = self._run
         if run is None:
             return
         if run.threaded:
-            run.outcomes.put(_WAKE)
+            run.outcomes.put(_WAKE)  # SimpleQueue.put: safe in a signal handler
         else:
             with contextlib.suppress(RuntimeError):  # its loop is closed: no wait
                 run.loop.call_soon_threadsafe(run.wake)
+
+    def cancel(self, key: int, force: bool = False) -> bool:
+        for job in self._buffer:  # submitted, not yet handed to the loop
+            if job.key == key:
+                self._buffer.remove(job)
+                return True
+        run = self._run
+        return False if run is None else run.call(run.cancel, key, force)
+
+    def drop_queued(self) -> list[int]:
+        dropped = [job.key for job in self._take_buffer()]
+        run = self._run
+        if run is not None:
+            dropped += run.call(run.drop_queued)
+        return dropped
+
+    def running(self) -> dict[int, Running] | None:
+        run = self._run
+        return {} if run is None else dict(run.started)
+
+    def _resize(self, workers: int, old: int) -> None:
+        run = self._run
+        if run is not None and workers > old:  # room for queued jobs
+            with contextlib.suppress(RuntimeError):  # its loop is closed: no run
+                run.loop.call_soon_threadsafe(run.fill)
 
     # -- under Sched.run(): a private loop in a thread ---------------------------
 
