@@ -10,10 +10,12 @@ would cancel it silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from tests._leaks import DEADLINE
@@ -114,3 +116,79 @@ class Ticker:
         assert self._task is not None
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+def cancelled_while_holding(
+    make: Callable[[], AsyncIterator[Any]], aclosing: bool
+) -> list[Any]:
+    """Take one item of the async generator *make* makes, then cancel its
+    consumer as it holds it.
+
+    With *aclosing* the generator is closed by ``contextlib.aclosing`` at
+    once; else by the loop once it is collected (only the consumer holds
+    it). Either way no pexen thread may be left. Return what was taken.
+    """
+    got: list[Any] = []
+
+    async def main() -> None:
+        holding = asyncio.Event()
+
+        async def consume() -> None:
+            agen = make()
+            closing = (contextlib.aclosing(agen) if aclosing
+                       else contextlib.nullcontext())
+            async with closing:
+                async for item in agen:
+                    got.append(item)
+                    holding.set()
+                    await asyncio.Event().wait()  # holds the item for ever
+
+        consumer = asyncio.get_running_loop().create_task(consume())
+        await holding.wait()
+        consumer.cancel()
+        try:
+            await consumer
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError("the consumer was not cancelled")
+        if not aclosing:  # closed by the loop once the generator is collected
+            del consumer
+            assert await apoll(lambda: not pexen_threads() and not others())
+        assert pexen_threads() == []
+
+    run(main())
+    return got
+
+
+def timed_out_after_the_first(agen: AsyncIterator[Any], release: Path) -> list[Any]:
+    """Consume *agen* under ``asyncio.timeout``, made up at the first item.
+
+    Once the timeout is up, touch *release* (a held item a thread pool waits
+    for). The timeout must raise ``TimeoutError`` and leave no pexen thread.
+    Return what was taken.
+    """
+    got: list[Any] = []
+
+    async def consume() -> None:
+        try:
+            async with asyncio.timeout(None) as timeout:
+                async for item in agen:
+                    got.append(item)
+                    timeout.reschedule(asyncio.get_running_loop().time())  # up now
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("the timeout did not raise TimeoutError")
+        assert pexen_threads() == []
+
+    async def main() -> None:
+        consumer = asyncio.get_running_loop().create_task(consume())
+        # the timeout is up (and, where stopping the pool does not wait for the
+        # held item, handled already: the window of cancelling() is short)
+        assert await apoll(lambda: consumer.cancelling() > 0 or consumer.done())
+        release.touch()
+        await consumer
+
+    run(main())
+    return got

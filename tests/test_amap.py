@@ -23,7 +23,17 @@ import pexen
 from pexen.sched import TaskTimeoutError, WorkerCrashError
 from pexen.sched.pool import AsyncWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
-from tests._async import Heartbeat, Ticker, apoll, others, pexen_threads, run, spin
+from tests._async import (
+    Heartbeat,
+    Ticker,
+    apoll,
+    cancelled_while_holding,
+    others,
+    pexen_threads,
+    run,
+    spin,
+    timed_out_after_the_first,
+)
 from tests.test_map import crash_on_three, fail_on_three, square
 
 
@@ -256,53 +266,16 @@ def test_cancelled_mid_run_stops_the_pool(make_pool, tmp_path):
 
 
 @pytest.mark.parametrize("aclosing", [True, False], ids=["aclosing", "collected"])
-def test_cancelled_while_holding_a_result_stops_the_pool(make_pool, tmp_path,
-                                                         aclosing):
-    got = []
-    holding = asyncio.Event()
+def test_cancelled_while_holding_a_result_stops_the_pool(make_pool, aclosing):
+    def make():
+        return pexen.amap(square, range(100), pool=make_pool(1, 1), chunksize=1)
 
-    async def consume():
-        agen = pexen.amap(square, range(100), pool=make_pool(1, 1), chunksize=1)
-        async with contextlib.aclosing(agen) if aclosing else contextlib.nullcontext():
-            async for item in agen:
-                got.append(item)
-                holding.set()
-                await asyncio.Event().wait()  # holds the result for ever
-
-    async def main():
-        consumer = asyncio.get_running_loop().create_task(consume())
-        await holding.wait()
-        consumer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await consumer
-        if not aclosing:  # closed by the loop once the generator is collected
-            del consumer
-            assert await apoll(lambda: not pexen_threads() and not others())
-        assert pexen_threads() == []
-
-    run(main())
-    assert got == [0]
+    assert cancelled_while_holding(make, aclosing) == [0]
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout: 3.11+")
 def test_asyncio_timeout_around_it_works(make_pool, tmp_path):
-    got = []
-
-    async def consume():
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(None) as timeout:
-                async for item in held_map(make_pool, tmp_path):
-                    got.append(item)
-                    timeout.reschedule(asyncio.get_running_loop().time())  # up now
-        assert pexen_threads() == []
-
-    async def main():
-        consumer = asyncio.get_running_loop().create_task(consume())
-        # the timeout is up (and, where stopping the pool does not wait for the
-        # held task, handled already: the window of cancelling() is short)
-        assert await apoll(lambda: consumer.cancelling() > 0 or consumer.done())
-        (tmp_path / "release").touch()  # a thread pool waits for its running item
-        await consumer
-
-    run(main())
+    # a thread pool waits for its running item: released once the timeout is up
+    got = timed_out_after_the_first(held_map(make_pool, tmp_path),
+                                    tmp_path / "release")
     assert got == [0]

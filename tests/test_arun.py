@@ -12,7 +12,6 @@ left behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sys
 import threading
@@ -23,7 +22,17 @@ from pexen.sched import Sched, SchedulerError, UnrunTasksWarning
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import AsyncWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
-from tests._async import Heartbeat, Ticker, apoll, others, pexen_threads, run, spin
+from tests._async import (
+    Heartbeat,
+    Ticker,
+    apoll,
+    cancelled_while_holding,
+    others,
+    pexen_threads,
+    run,
+    spin,
+    timed_out_after_the_first,
+)
 
 
 def graph():
@@ -253,54 +262,15 @@ def test_cancelled_while_holding_a_result_stops_the_run(make_pool, tmp_path,
                                                         aclosing):
     s = held_run(tmp_path)
     (tmp_path / "release").touch()  # nothing waits: the consumer holds a result
-    got = []
-    holding = asyncio.Event()
-
-    async def consume():
-        agen = s.arun(pool=make_pool(1, 1))
-        async with contextlib.aclosing(agen) if aclosing else contextlib.nullcontext():
-            async for res in agen:
-                got.append(res)
-                holding.set()
-                await asyncio.Event().wait()  # holds the result for ever
-
-    async def main():
-        consumer = asyncio.get_running_loop().create_task(consume())
-        await holding.wait()
-        consumer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await consumer
-        if not aclosing:  # closed by the loop once the generator is collected
-            del consumer
-            assert await apoll(lambda: not pexen_threads() and not others())
-        assert pexen_threads() == []
-
-    run(main())
+    got = cancelled_while_holding(lambda: s.arun(pool=make_pool(1, 1)), aclosing)
     assert [res.task.n for res in got] == [0]
     stopped_like_break(s, got)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout: 3.11+")
 def test_asyncio_timeout_around_it_works(make_pool, tmp_path):
+    # a thread pool waits for its running task: released once the timeout is up
     s = held_run(tmp_path)
-    got = []
-
-    async def consume():
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(None) as timeout:
-                async for res in s.arun(pool=make_pool(1, 0)):
-                    got.append(res)
-                    timeout.reschedule(asyncio.get_running_loop().time())  # up now
-        assert pexen_threads() == []
-
-    async def main():
-        consumer = asyncio.get_running_loop().create_task(consume())
-        # the timeout is up (and, where stopping the pool does not wait for the
-        # held task, handled already: the window of cancelling() is short)
-        assert await apoll(lambda: consumer.cancelling() > 0 or consumer.done())
-        (tmp_path / "release").touch()  # a thread pool waits for its running task
-        await consumer
-
-    run(main())
+    got = timed_out_after_the_first(s.arun(pool=make_pool(1, 0)), tmp_path / "release")
     assert [res.task.n for res in got] == [0]
     stopped_like_break(s, got)
