@@ -589,13 +589,14 @@ def test_stopped_while_tasks_run_drops_the_queue(make_pool):
     require_in_process(pool)
     if not pool.spare:
         pytest.skip("no spare tasks queued, nothing to drop")
-    gate = threading.Event()
+    gate, running = threading.Event(), threading.Event()
     log = []
 
     def make(i):
         def fn():
             log.append(i)
             if i == 1:
+                running.set()
                 gate.wait(DEADLOCK)
             return i
 
@@ -605,6 +606,8 @@ def test_stopped_while_tasks_run_drops_the_queue(make_pool):
     s = sched.Sched(tasks)
     gen = s.run(pool=pool)
     assert next(gen).ret == 0
+    # 1 is running (else, its worker slow to take it up, close() could drop it)
+    assert running.wait(DEADLOCK)
     me = threading.get_ident()
 
     seen_joining = []
