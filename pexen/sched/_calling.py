@@ -114,7 +114,7 @@ def is_coroutine_task(task: Any) -> bool:
     return any(inspect.iscoroutinefunction(layer) for layer in _layers(task))
 
 
-def _refuse_handed_on_generator(task: Any, generator: Any) -> None:
+def refuse_handed_on_generator(task: Any, generator: Any) -> None:
     """Raise if *task* handed on the generator of a generator function it wraps.
 
     A decorator made with ``functools.wraps`` runs its own body, so a task it
@@ -291,7 +291,7 @@ def execute(job: Job, worker: str | None = None) -> Outcome:
         if kind is types.CoroutineType:
             ret = run_coroutine(task, ret)
         elif kind is types.GeneratorType or kind is types.AsyncGeneratorType:
-            _refuse_handed_on_generator(task, ret)
+            refuse_handed_on_generator(task, ret)
     except BaseException as exc:
         duration = _now() - started
         if isinstance(exc, KeyboardInterrupt) and (

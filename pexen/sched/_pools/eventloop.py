@@ -76,7 +76,11 @@ from collections.abc import Callable, Iterable
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
-from pexen.sched._calling import coroutine_traceback, is_coroutine_task
+from pexen.sched._calling import (
+    coroutine_traceback,
+    is_coroutine_task,
+    refuse_handed_on_generator,
+)
 from pexen.sched._errors import PoolError, PoolWarning
 from pexen.sched._naming import task_name
 from pexen.sched._pools.base import (
@@ -102,10 +106,13 @@ T = TypeVar("T")
 
 
 def _call_plain(job: Job) -> tuple[Any, ExceptionInfo | None]:
-    """Call a job's task in this thread: what it returned, or what it raised."""
+    """Call a job's task in this thread: what it returned, or what it raised
+    (as ``execute`` does, a wrapper's generator handed on unrun is refused)."""
     _key, task, pass_shared, kwargs, shared, _timeout = job
     try:
         ret = task(shared, **kwargs) if pass_shared else task(**kwargs)
+        if type(ret) is types.GeneratorType or type(ret) is types.AsyncGeneratorType:
+            refuse_handed_on_generator(task, ret)
     except BaseException:
         return None, ExceptionInfo(*sys.exc_info())
     return ret, None
