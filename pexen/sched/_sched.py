@@ -262,9 +262,11 @@ class Sched:
         ``TaskRes``, no attempts), their tags count as provided and their
         dependents get the shared state they recorded.
         """
-        # the run's own generator: no second one around it, whose every step
+        self._refuse_if_running()
+        # planned here, so that the graph's warnings point at our caller; the
+        # run's own generator: no second one around it, whose every step
         # would cost each result a hand-over
-        return self._prepare(pool, resume).drive()
+        return self._prepare(self._plan(), pool, resume).drive()
 
     def arun(
         self, pool: WorkerPool | None = None, *, resume: Any = None
@@ -280,13 +282,18 @@ class Sched:
         leaving ``run()``'s loop does (``contextlib.aclosing`` makes that
         happen at once, rather than when the generator is collected).
         """
-        return self._prepare(pool, resume).adrive()
+        self._refuse_if_running()
+        return self._prepare(self._plan(), pool, resume).adrive()
 
-    def _prepare(self, pool: WorkerPool | None, resume: Any) -> LiveRun:
-        """Check the graph and the arguments of ``run()``; the run, not begun."""
+    def _refuse_if_running(self) -> None:
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
-        planner, provided = self._plan()
+
+    def _prepare(
+        self, plan: tuple[Planner, set], pool: WorkerPool | None, resume: Any
+    ) -> LiveRun:
+        """Check the arguments of ``run()``; the run of *plan*, not begun."""
+        planner, provided = plan
         if pool is None:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
