@@ -5,8 +5,8 @@ Design
 
 Threads
 -------
-One ``LiveRun`` per run, made when the generator of ``Sched.run()`` starts.
-Its loop (``drive``) runs in the thread that iterates over that generator,
+One ``LiveRun`` per run, made by ``Sched.run()`` (or ``arun()``). Its loop
+(``drive``) runs in the thread that iterates over that generator,
 *the driving thread*, and it alone touches the planner and calls the pool
 (but ``wake``, ``running`` and setting ``workers``, which pools make safe
 from any thread). Everything else reaches it through a mailbox:

@@ -6,7 +6,9 @@ outcomes, for processes to end. A :class:`Bridge` is one thread per run
 that makes those calls (``submit`` too) in the order they are asked for and
 hands each answer back to the loop as the result of a future. Every call
 comes from that one thread, one at a time, so the pool sees what it sees
-under ``Sched.run()``: a single caller.
+under ``Sched.run()``: a single caller. (``Sched.arun`` makes its other
+calls, ``cancel`` and ``drop_queued``, from the loop's thread, between two
+calls of the bridge's, never during one.)
 
 A call cannot be stopped half-way: when the coroutine awaiting one is
 cancelled, the call runs on to its end in the thread (its answer is
