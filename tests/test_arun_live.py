@@ -242,3 +242,32 @@ def test_abort_with_force_from_another_task_stops_the_running_task(make_pool,
     assert s.skipped[first].startswith("the run was aborted: forced; task ")
     assert "was cancelled while it ran" in s.skipped[first]
     assert poll(lambda: pexen_threads() == [])
+
+
+def test_cancelled_while_paused_with_nothing_in_flight_stops_the_run(make_pool):
+    tasks = [make(quick, i=i) for i in range(4)]
+    s = Sched(tasks)
+    paused = asyncio.Event()
+    s.observe(lambda e: e.kind == "paused" and paused.set())
+    got = []
+
+    async def consume():
+        async for res in s.arun(pool=make_pool(1, 0)):
+            got.append(res)
+            s.pause()
+
+    async def main():
+        consumer = asyncio.get_running_loop().create_task(consume())
+        await paused.wait()  # the consumer waits for a command now
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert pexen_threads() == []
+
+    run(main())
+    assert len(got) == 1
+    assert dict(s.skipped) == {
+        task: "not started: the run was stopped early"
+        for task in tasks if task is not got[0].task
+    }
+    assert s.status().skipped == 3
