@@ -5,8 +5,8 @@ Design
 
 Threads
 -------
-One ``LiveRun`` per run, made when the generator of ``Sched.run()`` starts.
-Its loop (``drive``) runs in the thread that iterates over that generator,
+One ``LiveRun`` per run, made by ``Sched.run()`` (or ``arun()``). Its loop
+(``drive``) runs in the thread that iterates over that generator,
 *the driving thread*, and it alone touches the planner and calls the pool
 (but ``wake``, ``running`` and setting ``workers``, which pools make safe
 from any thread). Everything else reaches it through a mailbox:
@@ -41,6 +41,26 @@ Pause, abort, cancel
   dropped if it has not started, else stopped where the pool can (its
   ``TaskRes`` carries ``TaskCancelledError``).
 
+On an event loop
+----------------
+``Sched.arun()`` runs the very same loop on an event loop's thread (which
+is then the driving thread: observers run there). ``adrive``, the async
+generator it returns, steps through ``drive(on_loop=True)``, which blocks
+nowhere: where ``run()`` would block it yields a request instead, and
+``adrive`` awaits it without blocking the loop:
+
+* ``_WAIT``: the jobs dispatched since the last wait are handed to
+  ``pool.wait_async`` (an ``AsyncWorkerPool`` runs them on this loop; any
+  other pool makes its blocking calls in a thread of the run's own, so the
+  loop's own calls to the pool, ``cancel`` and ``drop_queued``, come between
+  them, never during one); its outcomes go back in ``waited``.
+* ``_IDLE``: paused with nothing in flight, the loop waits for a command:
+  ``post`` then also settles the future ``adrive`` awaits (``waker``).
+
+Starting and stopping the pool are awaited by ``adrive`` too
+(``start_async``, ``stop_async``): ``Sched`` does the rest of beginning and
+ending a run the same way for both.
+
 Costs
 -----
 A run nobody observes builds no ``Event``: one test of a local per task.
@@ -51,12 +71,14 @@ is first read.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from itertools import islice
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
@@ -80,6 +102,7 @@ from pexen.sched._events import (
 from pexen.sched._graph import check_added
 from pexen.sched._planner import DONE, RUNNING, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import DROPPED, Job, WorkerPool
+from pexen.sched._pools.bridge import LOOP_SLICE
 from pexen.sched._result import TaskMap, TaskRes, task_key
 
 if TYPE_CHECKING:
@@ -95,6 +118,10 @@ _DROPPED_ON_CANCEL = "cancelled while queued in the pool: dropped before it star
 
 # commands in the mailbox
 _ADD, _PAUSE, _RESUME, _ABORT, _CANCEL, _LOOK = range(6)
+
+# what drive(on_loop=True) asks adrive to await (see "On an event loop")
+_WAIT = object()  # the pool's outcomes
+_IDLE = object()  # a command
 
 
 class LiveRun:
@@ -139,12 +166,21 @@ class LiveRun:
         self.running_of_pool = (
             pool.running if type(pool).running is not WorkerPool.running else None
         )
+        # under Sched.arun(): see "On an event loop"
+        self.handed: list[Job] = []  # dispatched, for the next wait_async
+        self.waited: list = []  # the outcomes of the last wait_async
+        self.waker: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
 
     # -- control calls, from any thread ----------------------------------------
 
     def post(self, *command: Any) -> None:
         self.commands.put(command)
         self.pool.wake()
+        waker = self.waker
+        if waker is not None:  # adrive awaits a command
+            loop, told = waker
+            with contextlib.suppress(RuntimeError):  # its loop is closed: no wait
+                loop.call_soon_threadsafe(_settle, told)
 
     def pause(self) -> None:
         if not self.paused:
@@ -208,17 +244,26 @@ class LiveRun:
 
     # -- the loop ---------------------------------------------------------------
 
-    def drive(self) -> Iterator[TaskRes]:
+    def drive(self, on_loop: bool = False) -> Generator[Any, None, None]:
         """The generator ``Sched.run()`` returns: start serving, dispatch, wait,
-        yield, applying commands between batches; stop the pool at the end."""
+        yield, applying commands between batches; stop the pool at the end.
+
+        *on_loop*: stepped by ``adrive``, which starts and stops the pool;
+        where this would block, it yields ``_WAIT`` or ``_IDLE`` instead.
+        """
         sched = self.sched
-        sched._begin(self)
+        if not on_loop:
+            sched._begin(self)
         finished = False
         try:
             planner, pool = self.planner, self.pool
             infos, pop_ready = planner.infos, planner.pop_ready
             complete = planner.complete
-            shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
+            shared_for, wait = planner.shared_for, pool.wait
+            # on a loop, jobs go to the pool with the next wait_async
+            submit: Callable[[Job], Any] = (
+                self.handed.append if on_loop else pool.submit
+            )
             tune = pool.tune if pool.auto_spare is not None else None
             dispatched, commands = self.dispatched, self.commands
             now = time.monotonic
@@ -267,13 +312,20 @@ class LiveRun:
                         self.ended = True
                         break
                     if self.halted and self._unfinished():  # paused: sleep until told
-                        self._apply(commands.get())
+                        if on_loop:
+                            yield _IDLE
+                        else:
+                            self._apply(commands.get())
                         self._apply_commands()
                         continue
                     if self._may_end():
                         break
                     continue
-                outcomes = wait()
+                if on_loop:
+                    yield _WAIT
+                    outcomes, self.waited = self.waited, []
+                else:
+                    outcomes = wait()
                 if outcomes and len(outcomes[0]) != 7:  # a pool that tells less
                     outcomes = [(*outcome, *_UNTOLD[len(outcome):])
                             for outcome in outcomes]
@@ -313,8 +365,55 @@ class LiveRun:
                     yield res
             finished = True
         finally:
-            skips = sched._end(self, finished)
+            if not on_loop:
+                skips = sched._end(self, finished)
+        if not on_loop:
+            warn_unrun(skips, aborted=self.aborting is not None)
+
+    async def adrive(self) -> AsyncIterator[TaskRes]:
+        """The async generator ``Sched.arun()`` returns: ``drive``'s loop, its
+        waits awaited (see "On an event loop").
+
+        Every ``LOOP_SLICE`` seconds of handing out results the rest of the
+        program gets a turn, so that a consumer awaiting nothing between
+        results does not hold the loop for a whole batch.
+        """
+        sched, pool = self.sched, self.pool
+        await sched._abegin(self)
+        steps = self.drive(on_loop=True)
+        finished = False
+        now = time.monotonic
+        try:
+            pause_at = now() + LOOP_SLICE
+            for step in steps:
+                if step is _WAIT:
+                    handed = self.handed.copy()  # drive appends to this list
+                    self.handed.clear()
+                    self.waited = await pool.wait_async(handed)
+                    pause_at = now() + LOOP_SLICE
+                elif step is _IDLE:
+                    await self._until_told()
+                else:
+                    yield step
+                    if now() >= pause_at:
+                        await asyncio.sleep(0)
+                        pause_at = now() + LOOP_SLICE
+            finished = True
+        finally:
+            steps.close()
+            skips = await sched._aend(self, finished)
         warn_unrun(skips, aborted=self.aborting is not None)
+
+    async def _until_told(self) -> None:
+        """Wait, without blocking the event loop, until a command is posted."""
+        loop = asyncio.get_running_loop()
+        told = loop.create_future()
+        self.waker = (loop, told)
+        try:
+            if self.commands.empty():  # else one came before the waker was set
+                await told
+        finally:
+            self.waker = None
 
     def close_journal(self) -> None:
         """Close the journal the run resumes from, if the run opened it."""
@@ -556,6 +655,12 @@ class LiveRun:
         infos = self.planner.infos
         return TaskMap((infos[seq].task, waits)
                        for seq, waits in self.planner.waits().items())
+
+
+def _settle(told: asyncio.Future) -> None:
+    """Wake ``adrive`` waiting for a command (in the loop's thread)."""
+    if not told.done():
+        told.set_result(None)
 
 
 def _tell(sched: Sched, event: Event) -> None:
