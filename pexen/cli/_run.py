@@ -7,13 +7,16 @@ and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
 SIGTERM) aborts the run (``Sched.abort``, from the signal handler): no new
 task starts, queued ones are dropped, and the tasks running finish and are
 reported. A second signal aborts with ``force``: running tasks are stopped
-(a worker process is killed, a thread abandoned) and every process still
-running below this one is killed: an executable, its children, a Python
-task's subprocesses. A signal that comes once the run's loop is over (its
-pool shutting down) interrupts that wait instead. Then the command prints
-a partial summary and exits with the signal's status (``_exit.signalled``).
-A task that overran its timeout in a thread is abandoned, not waited for
-(``ThreadWorkerPool``). Should ``pexen run`` itself be killed, its watchdog
+(a worker process is killed, a thread abandoned). A signal that comes once
+the run's loop is over (its pool shutting down) interrupts that wait
+instead. Then the command prints a partial summary and exits with the
+signal's status (``_exit.signalled``). A task that overran its timeout in a
+thread is abandoned, not waited for (``ThreadWorkerPool``).
+
+A run ended by a signal, or leaving threads abandoned, kills what its tasks
+left running before it returns (``RunGuard.sweep``): an executable, its
+children, a Python task's subprocesses, also those in a session of their
+own. Should ``pexen run`` itself be killed, its watchdog
 (``pexen._watchdog``) kills what the run had started.
 
 Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import signal
 import threading
 import time
@@ -37,7 +39,6 @@ from rich.console import Console
 
 from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
-from pexen._proctree import kill_descendants
 from pexen._watchdog import guard
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
@@ -52,6 +53,7 @@ from pexen.cli._timing import RunClock
 from pexen.factory._filesystem import kill_running_files
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
 from pexen.sched._pools.base import WorkerPool
+from pexen.sched.pool import ThreadWorkerPool
 
 
 @contextlib.contextmanager
@@ -93,10 +95,11 @@ class Interrupts:
     Once the run is stopping (``stopping``: after the first signal, or when
     the loop was left and waits for tasks still running), the next signal
     stops the running tasks (``abort(force=True)``) and ``abandoned`` says
-    so; signals after that are ignored, so that none cuts short the killing
-    of what those tasks started. When no run's loop takes the abort in (it is
-    over, its pool shutting down), the signal raises ``KeyboardInterrupt``,
-    which ends that wait.
+    so; signals after that are ignored, and so are those that come once the
+    run is ``ignored`` (killing what its tasks left), so that none cuts that
+    short. When no run's loop takes the abort in (it is over, its pool
+    shutting down), the signal raises ``KeyboardInterrupt``, which ends that
+    wait.
     """
 
     def __init__(self, sched: Sched | None = None) -> None:
@@ -104,10 +107,11 @@ class Interrupts:
         self.signum: int | None = None
         self.stopping = False
         self.abandoned = False
+        self.ignored = False  # from now on: nothing may cut the run's end short
 
     def on_signal(self, console: Console, signum: int) -> None:
         """Say what this signal does, then abort the run (or interrupt)."""
-        if self.abandoned:
+        if self.abandoned or self.ignored:
             return  # the run is ending already
         first = self.signum is None
         if first:
@@ -246,7 +250,7 @@ def execute(
     t_start = time.monotonic()
     with (
         pexen_warnings(report.warnings, filtered),
-        guard() as watchdog,
+        guard() as run_guard,
         announced_interrupts(console, sched) as interrupts,
     ):
         # a generator (SPEC §1): closing it shuts the pool down
@@ -277,12 +281,15 @@ def execute(
             except KeyboardInterrupt:
                 report.interrupted = True
             finally:
-                if interrupts.abandoned:
-                    # what they started would outlive us: end it with its tasks
-                    # (the scripts by name, where there is no /proc to list
-                    # our descendants), sparing our own helpers
+                interrupts.ignored = True
+                if report.interrupted or interrupts.signum is not None or (
+                    isinstance(pool, ThreadWorkerPool) and pool.abandoned_threads
+                ):
+                    # tasks were not waited for, or what they started would
+                    # outlive us: end it all now (the scripts by name too,
+                    # where there is no /proc to find what the run started)
                     kill_running_files()
-                    kill_descendants(os.getpid(), [watchdog.pid] if watchdog else [])
+                    run_guard.sweep()
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
                 report.outcomes += [

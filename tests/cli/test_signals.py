@@ -18,7 +18,7 @@ from junitparser import JUnitXml, Skipped
 from rich.console import Console
 
 from pexen.cli._run import announced_interrupts
-from tests._leaks import alive, below, kill_all, still_running
+from tests._leaks import alive, below, kill_all, of_run, start_time, still_running
 from tests.cli._cli import pexen_env, poll_for, write_package, write_script
 
 # The child each script starts: it waits for the release file, which a test
@@ -212,6 +212,115 @@ def test_a_timed_out_thread_is_abandoned_and_named(tmp_path):
     assert "abandons a thread still running a task that overran its timeout: " \
         "task 'overrun/test_overrun/test_overruns'" in text.replace("\n", " ")
     assert not (tmp_path / "release").exists()  # it never waited for it
+
+
+def _started(tmp_path: Path) -> dict[int, int]:
+    """Wait for ``py.started``; the processes it names that run, with their
+    start times."""
+    marker = tmp_path / "py.started"
+    assert poll_for(marker.exists), "the task never ran"
+    pids = map(int, marker.read_text().split())
+    return {pid: start for pid in pids if (start := start_time(pid)) is not None}
+
+
+def _none_of_the_run_left(run: Run) -> None:
+    """Nothing that carries the run's id in its environment is left running."""
+    assert poll_for(lambda: not of_run(run.proc.pid), timeout=10), (
+        of_run(run.proc.pid)
+    )
+
+
+# Past its timeout while it waits for two sleeps it started, one of them in a
+# session of its own (out of its process group's reach).
+OVERRUN_IN_SLEEPS = """
+    import os
+    import subprocess
+
+    from pexen.sched.meta import func_meta
+
+    @func_meta(timeout=0.5)
+    def test_overruns():
+        here = os.environ["PEXEN_TEST_DIR"]
+        plain = subprocess.Popen(["sleep", "300"])
+        detached = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        with open(os.path.join(here, "py.tmp"), "w") as f:
+            f.write(f"{plain.pid} {detached.pid}")
+        os.replace(os.path.join(here, "py.tmp"), os.path.join(here, "py.started"))
+        plain.wait()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_what_an_abandoned_thread_started_does_not_outlive_the_run(tmp_path):
+    # the thread is abandoned at the end of the run; its sleeps were left running
+    write_package(tmp_path, "overrun", {"test_overrun": OVERRUN_IN_SLEEPS})
+    run = Run(tmp_path, "overrun", "-j", "2")
+    procs: dict[int, int] = {}
+    try:
+        status, text = run.wait()
+        assert status == 1, text
+        assert "abandons a thread still running a task that overran its timeout" \
+            in " ".join(text.split())
+        procs = _started(tmp_path)  # the sleeps started well before the timeout
+        _none_of_the_run_left(run)
+        assert not still_running(procs)
+    finally:
+        kill_all(procs)
+        if run.proc.returncode is None:
+            run.end()
+
+
+# Starts a sleep in a session of its own, then waits for the test's release.
+DETACHES_A_SLEEP = """
+    import os
+    import subprocess
+    import time
+
+    from pexen.sched.meta import func_meta
+
+    @func_meta
+    def test_detaches_a_sleep():
+        here = os.environ["PEXEN_TEST_DIR"]
+        child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        with open(os.path.join(here, "py.tmp"), "w") as f:
+            f.write(str(child.pid))
+        os.replace(os.path.join(here, "py.tmp"), os.path.join(here, "py.started"))
+        release = os.path.join(here, "release")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+@pytest.mark.parametrize(
+    ("pool", "n_signals"), [("thread", 1), ("process", 1), ("process", 2)]
+)
+def test_an_interrupted_run_kills_what_its_tasks_left_running(
+    tmp_path, pool, n_signals
+):
+    # the sleep left the task's process group and session: on the process
+    # pool, the worker's end does not take it along either
+    write_package(tmp_path, "detach", {"test_detach": DETACHES_A_SLEEP})
+    run = Run(tmp_path, "detach", "--pool", pool, "-j", "1")
+    procs: dict[int, int] = {}
+    try:
+        procs = _started(tmp_path)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.shows("interrupted: no new task starts"), run.text()
+        if n_signals == 2:
+            run.proc.send_signal(signal.SIGINT)  # stops the task
+        else:
+            (tmp_path / "release").touch()  # the task ends, and so does the run
+        status, text = run.wait()
+        assert status == 130, text
+        assert "=== interrupted: " in text
+        _none_of_the_run_left(run)
+        assert not still_running(procs)
+    finally:
+        kill_all(procs)
+        if run.proc.returncode is None:
+            run.end()
 
 
 @pytest.mark.skipif(

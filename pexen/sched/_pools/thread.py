@@ -182,7 +182,8 @@ class ThreadWorkerPool(WorkerPool):
     running ones are waited for; a task that overruns its ``timeout`` is
     reported as failed with ``TaskTimeoutError``, and its thread runs on
     until the task returns, abandoned: neither the end of the run nor the
-    interpreter's exit waits for it, and a ``PoolWarning`` names it.
+    interpreter's exit waits for it, a ``PoolWarning`` names it, and
+    ``abandoned_threads`` lists it while it runs.
     """
 
     auto_workers_allowed = True
@@ -203,6 +204,14 @@ class ThreadWorkerPool(WorkerPool):
         self._early: list[Outcome] = []  # taken from _outcomes before wait()
         self._abandoned: dict[int, threading.Thread] = {}  # key -> its thread
         self._given_up: set[threading.Thread] = set()  # running an abandoned task
+        self._left_running: tuple[threading.Thread, ...] = ()  # by the last run
+
+    @property
+    def abandoned_threads(self) -> tuple[threading.Thread, ...]:
+        """The threads the last run abandoned that still run (their tasks
+        overran their timeout, or were cancelled with force): what they do,
+        and what they started, goes on without the pool."""
+        return tuple(thread for thread in self._left_running if thread.is_alive())
 
     def submit(self, job: Job) -> None:
         self._jobs.put(job)
@@ -300,6 +309,7 @@ class ThreadWorkerPool(WorkerPool):
         self._most = None
         self._slots, self._early, self._abandoned = {}, [], {}
         self._given_up = set()
+        self._left_running = ()
         _live_pools.add(self)
 
     def _stop(self, cancel: bool) -> None:
@@ -326,6 +336,7 @@ class ThreadWorkerPool(WorkerPool):
             thread._daemonic = True  # type: ignore[attr-defined]
         if abandoned:
             self._warn_abandoned(abandoned)
+        self._left_running = tuple(given_up)
         for thread in self._threads:
             if thread not in given_up:
                 thread.join()
