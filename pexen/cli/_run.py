@@ -49,7 +49,6 @@ from pexen.cli._report import (
     RunReport,
     captured_output,
 )
-from pexen.cli._timing import RunClock
 from pexen.factory._filesystem import kill_running_files
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
 from pexen.sched._pools.base import WorkerPool
@@ -180,7 +179,7 @@ def make_progress(
     console: Console,
     verbosity: int,
     sched: Sched,
-    clock: RunClock,
+    pool: WorkerPool,
     names: dict[int, str],
     expected: Mapping[int, float] | None = None,
 ) -> Progress:
@@ -191,16 +190,16 @@ def make_progress(
         return LiveProgress(
             console,
             verbosity,
-            workers=clock.workers,
+            workers=lambda: pool.workers,  # asked each time: a cluster may grow
+            status=sched.status,
             in_flight=lambda: sched.in_flight,
-            started=clock.started,
             name=lambda task: names[id(task)],
             expected=expected,
         )
     return PlainProgress(console, verbosity)
 
 
-def _outcome(res: TaskRes, task: Any, name: str, seconds: float) -> Outcome:
+def _outcome(res: TaskRes, task: Any, name: str, seconds: float | None) -> Outcome:
     """The outcome of *task* (as collected; ``res.task`` may be its wrapper)."""
     if res.excinfo is None:
         ret = res.ret
@@ -244,8 +243,7 @@ def execute(
     originals = {id(run): task for run, task in zip(run_tasks, tasks, strict=True)}
     names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
     sched = Sched(run_tasks)
-    clock = RunClock(lambda: pool.workers)
-    progress = make_progress(console, verbosity, sched, clock, names, expected)
+    progress = make_progress(console, verbosity, sched, pool, names, expected)
     report.started = datetime.datetime.now().astimezone()
     t_start = time.monotonic()
     with (
@@ -259,11 +257,8 @@ def execute(
         results = cast(Generator[TaskRes, None, None], sched.run(pool, resume=resume))
         progress.start(len(tasks) - report.carried)
         try:
-            clock.resumed()
             for res in results:
-                estimated = clock.finished(res.task, sched.in_flight)
-                measured = sched.attempts(res.task)[-1][1]  # by the pool itself
-                seconds = estimated if measured is None else measured
+                seconds = sched.attempts(res.task)[-1][1]  # as the pool timed it
                 key = id(res.task)
                 outcome = _outcome(res, originals[key], names[key], seconds)
                 report.outcomes.append(outcome)
@@ -271,7 +266,6 @@ def execute(
                 if exitfirst and outcome.status == FAILED:
                     report.stopped_early = True
                     break
-                clock.resumed()
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
