@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests._leaks import LeakCheck
@@ -28,3 +30,23 @@ def no_leaks():
     yield
     if problems := check.problems():
         pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def refuse_thread(monkeypatch):
+    """``refuse_thread(n)``: starting pexen's *n*-th thread fails as CPython's does."""
+    real_start = threading.Thread.start
+    counted = []
+
+    def refuse(n):
+        def start(self):
+            if self.name.startswith("pexen-worker-"):
+                counted.append(self.name)
+                if len(counted) >= n:
+                    # what CPython raises when the system will not make a thread
+                    raise RuntimeError("can't start new thread")
+            real_start(self)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+
+    return refuse

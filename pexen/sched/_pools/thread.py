@@ -207,6 +207,12 @@ class ThreadWorkerPool(WorkerPool):
         self._left_running: tuple[threading.Thread, ...] = ()  # by the last run
 
     @property
+    def thread_limit(self) -> int | None:
+        """The threads the last run was held to, the system having refused to
+        start more than that (None: it refused none)."""
+        return self._most
+
+    @property
     def abandoned_threads(self) -> tuple[threading.Thread, ...]:
         """The threads the last run abandoned that still run (their tasks
         overran their timeout, or were cancelled with force): what they do,
