@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -223,11 +224,26 @@ def _started(tmp_path: Path) -> dict[int, int]:
     return {pid: start for pid in pids if (start := start_time(pid)) is not None}
 
 
-def _none_of_the_run_left(run: Run) -> None:
-    """Nothing that carries the run's id in its environment is left running."""
+def _none_of_the_run_left(run: Run, procs: dict[int, int]) -> None:
+    """Nothing that carries the run's id in its environment is left running,
+    nor any of *procs* (pid -> start time)."""
     assert poll_for(lambda: not of_run(run.proc.pid), timeout=10), (
         of_run(run.proc.pid)
     )
+    assert not still_running(procs)
+
+
+@contextlib.contextmanager
+def _cleaned_up(run: Run) -> Iterator[dict[int, int]]:
+    """Yield a dict for the run's processes (pid -> start time); whatever the
+    test finds, leave none of them, and no run, behind."""
+    procs: dict[int, int] = {}
+    try:
+        yield procs
+    finally:
+        kill_all(procs)
+        if run.proc.returncode is None:
+            run.end()
 
 
 # Past its timeout while it waits for two sleeps it started, one of them in a
@@ -255,19 +271,13 @@ def test_what_an_abandoned_thread_started_does_not_outlive_the_run(tmp_path):
     # the thread is abandoned at the end of the run; its sleeps were left running
     write_package(tmp_path, "overrun", {"test_overrun": OVERRUN_IN_SLEEPS})
     run = Run(tmp_path, "overrun", "-j", "2")
-    procs: dict[int, int] = {}
-    try:
+    with _cleaned_up(run) as procs:
         status, text = run.wait()
         assert status == 1, text
         assert "abandons a thread still running a task that overran its timeout" \
             in " ".join(text.split())
-        procs = _started(tmp_path)  # the sleeps started well before the timeout
-        _none_of_the_run_left(run)
-        assert not still_running(procs)
-    finally:
-        kill_all(procs)
-        if run.proc.returncode is None:
-            run.end()
+        procs.update(_started(tmp_path))  # they started well before the timeout
+        _none_of_the_run_left(run, procs)
 
 
 # Starts a sleep in a session of its own, then waits for the test's release.
@@ -303,9 +313,8 @@ def test_an_interrupted_run_kills_what_its_tasks_left_running(
     # pool, the worker's end does not take it along either
     write_package(tmp_path, "detach", {"test_detach": DETACHES_A_SLEEP})
     run = Run(tmp_path, "detach", "--pool", pool, "-j", "1")
-    procs: dict[int, int] = {}
-    try:
-        procs = _started(tmp_path)
+    with _cleaned_up(run) as procs:
+        procs.update(_started(tmp_path))
         run.proc.send_signal(signal.SIGINT)
         assert run.shows("interrupted: no new task starts"), run.text()
         if n_signals == 2:
@@ -315,12 +324,7 @@ def test_an_interrupted_run_kills_what_its_tasks_left_running(
         status, text = run.wait()
         assert status == 130, text
         assert "=== interrupted: " in text
-        _none_of_the_run_left(run)
-        assert not still_running(procs)
-    finally:
-        kill_all(procs)
-        if run.proc.returncode is None:
-            run.end()
+        _none_of_the_run_left(run, procs)
 
 
 @pytest.mark.skipif(
