@@ -4,9 +4,9 @@ The loop is the scheduler's own generator: each ``TaskRes`` becomes an
 ``Outcome`` that the progress display shows at once. ``-x`` leaves the loop
 at the first failure; closing the generator makes the pool drop queued tasks,
 and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
-SIGTERM) aborts the run (``Sched.abort``, from the signal handler): no new
-task starts, queued ones are dropped, and the tasks running finish and are
-reported. A second signal aborts with ``force``: running tasks are stopped
+SIGTERM) aborts the run (``Sched.abort``, from the signal handler: see
+``_signals``): no new task starts, queued ones are dropped, and the tasks
+running finish and are reported. A second signal aborts with ``force``: running tasks are stopped
 (a worker process is killed, a thread abandoned). A signal that comes once
 the run's loop is over (its pool shutting down) interrupts that wait
 instead. Then the command prints a partial summary and exits with the
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
@@ -49,6 +47,7 @@ from pexen.cli._report import (
     RunReport,
     captured_output,
 )
+from pexen.cli._signals import announced_interrupts
 from pexen.factory._filesystem import kill_running_files
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
 from pexen.sched._pools.base import WorkerPool
@@ -80,99 +79,6 @@ def pexen_warnings(into: list[str], filtered: bool = False) -> Iterator[None]:
 
         warnings.showwarning = show
         yield
-
-
-# The signals that stop a run: Ctrl-C, and SIGTERM (how CI systems cancel a job).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupts:
-    """What the signals that came during a run did (see ``announced_interrupts``).
-
-    ``signum`` is the first one (None: none came). The first signal aborts
-    the run (``Sched.abort``): no new task starts, the running ones finish.
-    Once the run is stopping (``stopping``: after the first signal, or when
-    the loop was left and waits for tasks still running), the next signal
-    stops the running tasks (``abort(force=True)``) and ``abandoned`` says
-    so; signals after that are ignored, and so are those that come once the
-    run is ``ignored`` (killing what its tasks left), so that none cuts that
-    short. When no run's loop takes the abort in (it is over, its pool
-    shutting down), the signal raises ``KeyboardInterrupt``, which ends that
-    wait.
-    """
-
-    def __init__(self, sched: Sched | None = None) -> None:
-        self.sched = sched
-        self.signum: int | None = None
-        self.stopping = False
-        self.abandoned = False
-        self.ignored = False  # from now on: nothing may cut the run's end short
-
-    def on_signal(self, console: Console, signum: int) -> None:
-        """Say what this signal does, then abort the run (or interrupt)."""
-        if self.abandoned or self.ignored:
-            return  # the run is ending already
-        first = self.signum is None
-        if first:
-            self.signum = signum
-        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
-        reason = f"interrupted{name}"
-        if self.stopping:
-            self.abandoned = True
-            again = "" if first else " again"
-            line = f"interrupted{again}: stopping the running tasks"
-        else:
-            self.stopping = True
-            again = "Ctrl-C" if signum == signal.SIGINT else "Ctrl-C or SIGTERM"
-            line = (
-                f"{reason}: no new task starts; waiting for the running ones "
-                f"({again} again to stop them)"
-            )
-        console.print(line, markup=False)
-        took = self.sched is not None and self.sched.abort(
-            reason, force=self.abandoned
-        )
-        if not took:
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def announced_interrupts(
-    console: Console, sched: Sched | None = None
-) -> Iterator[Interrupts]:
-    """Say what a Ctrl-C or a SIGTERM does the moment it comes, then act.
-
-    The first one aborts the run of *sched*: no new task starts, and the
-    loop goes on until the running tasks are back. A second one stops them
-    (``abort(force=True)``). Without a run to take the abort in, a signal
-    raises ``KeyboardInterrupt``. The handlers are installed only in the
-    main thread and only over the default ones (a signal ignored or handled
-    by someone else is left alone), and the previous ones are put back.
-    """
-    interrupts = Interrupts(sched)
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupts  # not ours to change
-        return
-    defaults = {
-        signal.SIGINT: signal.default_int_handler,
-        signal.SIGTERM: signal.SIG_DFL,
-    }
-    previous = {  # the signals whose handlers are ours to replace
-        signum: handler
-        for signum in STOP_SIGNALS
-        if (handler := signal.getsignal(signum)) is defaults[signum]
-    }
-
-    def on_signal(signum: int, frame: Any) -> None:
-        interrupts.on_signal(console, signum)
-
-    try:
-        for signum in previous:
-            signal.signal(signum, on_signal)
-        yield interrupts
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def make_progress(
@@ -249,7 +155,7 @@ def execute(
     with (
         pexen_warnings(report.warnings, filtered),
         guard() as run_guard,
-        announced_interrupts(console, sched) as interrupts,
+        announced_interrupts(console, sched, pool.wake) as interrupts,
     ):
         # a generator (SPEC §1): closing it shuts the pool down
         for observer in observers:

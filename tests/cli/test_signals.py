@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from junitparser import JUnitXml, Skipped
 from rich.console import Console
 
-from pexen.cli._run import announced_interrupts
+from pexen.cli._signals import announced_interrupts, woken_by_signals
 from tests._leaks import alive, below, kill_all, of_run, start_time, still_running
 from tests.cli._cli import pexen_env, poll_for, write_package, write_script
 
@@ -327,6 +328,49 @@ def test_an_interrupted_run_kills_what_its_tasks_left_running(
         _none_of_the_run_left(run, procs)
 
 
+# The kernel hands a signal sent to a process to any thread of it that does
+# not block it: this task makes it land on its own thread (a worker's).
+SIGNAL_LANDS_HERE = """
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from pexen.sched.meta import func_meta
+
+    def _main_waits_for_the_pool():
+        frame = sys._current_frames()[threading.main_thread().ident]
+        return frame.f_code.co_filename.endswith(os.path.join("_pools", "thread.py")) \\
+            and frame.f_code.co_name in ("wait", "_next")
+
+    @func_meta
+    def test_takes_the_signal():
+        deadline = time.monotonic() + 60
+        while not _main_waits_for_the_pool() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        release = os.path.join(os.environ["PEXEN_TEST_DIR"], "release")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+"""
+
+
+def test_a_signal_taken_by_a_worker_thread_reaches_the_run(tmp_path):
+    # CPython runs the handler in the main thread, but a main thread waiting
+    # for the pool is woken only by a signal it takes itself: the run went on
+    # as if the signal had never come (or took it in at a random later point)
+    write_package(tmp_path, "lands", {"test_lands": SIGNAL_LANDS_HERE})
+    run = Run(tmp_path, "lands", "-j", "1")
+    with _cleaned_up(run):
+        assert run.shows("interrupted by SIGTERM: no new task starts"), run.text()
+        (tmp_path / "release").touch()
+        status, text = run.wait()
+        assert status == 143, text
+        assert "=== interrupted: 1 passed in " in text
+
+
 @pytest.mark.skipif(
     signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL,
     reason="SIGTERM is handled here already",
@@ -515,3 +559,23 @@ def test_kill_9_of_pexen_run_spares_its_shell_and_pipeline(tmp_path):
         if shell.poll() is None:
             shell.kill()
             shell.wait()
+
+
+def test_a_signal_in_any_thread_wakes_and_the_wakeup_fd_is_given_back():
+    woken = threading.Event()
+    previous_handler = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    try:
+        with woken_by_signals(woken.set):
+            ours = signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(ours)
+            def take_it():  # the kernel's choice, made here: not the main thread
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+            other = threading.Thread(target=take_it)
+            other.start()
+            other.join()
+            assert woken.wait(30)
+        assert ours != -1
+        assert signal.set_wakeup_fd(-1) == -1  # the one before: none
+    finally:
+        signal.signal(signal.SIGUSR1, previous_handler)
