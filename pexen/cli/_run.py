@@ -6,12 +6,12 @@ at the first failure; closing the generator makes the pool drop queued tasks,
 and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
 SIGTERM) aborts the run (``Sched.abort``, from the signal handler: see
 ``_signals``): no new task starts, queued ones are dropped, and the tasks
-running finish and are reported. A second signal aborts with ``force``: running tasks are stopped
-(a worker process is killed, a thread abandoned). A signal that comes once
-the run's loop is over (its pool shutting down) interrupts that wait
-instead. Then the command prints a partial summary and exits with the
-signal's status (``_exit.signalled``). A task that overran its timeout in a
-thread is abandoned, not waited for (``ThreadWorkerPool``).
+running finish and are reported. A second signal aborts with ``force``:
+running tasks are stopped (a worker process is killed, a thread abandoned).
+A signal that comes once the run's loop is over (its pool shutting down)
+interrupts that wait instead. Then the command prints a partial summary and
+exits with the signal's status (``_exit.signalled``). A task that overran
+its timeout in a thread is abandoned, not waited for (``ThreadWorkerPool``).
 
 A run ended by a signal, or leaving threads abandoned, kills what its tasks
 left running before it returns (``RunGuard.sweep``): an executable, its

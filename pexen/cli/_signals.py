@@ -118,8 +118,11 @@ def announced_interrupts(
     try:
         for signum in previous:
             signal.signal(signum, on_signal)
-        with woken_by_signals(wake) if wake and previous else contextlib.nullcontext():
+        if wake is None or not previous or not hasattr(signal, "pthread_sigmask"):
             yield interrupts
+        else:
+            with woken_by_signals(wake):
+                yield interrupts
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -139,8 +142,9 @@ def woken_by_signals(wake: Callable[[], None]) -> Iterator[None]:
     done = threading.Event()
 
     def watch() -> None:
-        while os.read(read_end, 512) and not done.is_set():
-            wake()
+        with contextlib.suppress(OSError):  # closed: the join was interrupted
+            while os.read(read_end, 512) and not done.is_set():
+                wake()
 
     watcher = threading.Thread(target=watch, name="pexen-signal-waker", daemon=True)
     try:
