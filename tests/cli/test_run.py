@@ -561,3 +561,27 @@ def test_the_schedulers_warnings_are_told_apart_by_category():
         assert len(results) == 1
         assert sorted(text[: len(k)] for text, k in zip(sorted(seen), kept,
                                                          strict=True)) == kept, seen
+
+
+def test_a_result_costs_nothing_that_grows_with_the_tasks_out(
+    tmp_path, capsys, monkeypatch, isolated_imports, pkg_name
+):
+    # the run's clock went over every task handed to the pool for each result
+    # (hundreds with spare="auto"): the command was 4x slower on tiny tests.
+    # Durations are the pool's; a live display looks at the tasks out by itself.
+    reads = []
+    in_flight = Sched.in_flight
+    monkeypatch.setattr(
+        Sched, "in_flight", property(lambda s: reads.append(1) or in_flight.fget(s))
+    )
+    tests = "".join(f"@func_meta\ndef test_{n}():\n    pass\n" for n in range(50))
+    write_package(tmp_path, pkg_name, {
+        "test_many": "from pexen.sched.meta import func_meta\n" + tests
+    })
+    status, out, _ = run(capsys, str(tmp_path / pkg_name), "-j", "2", "--junit-xml",
+                         str(tmp_path / "junit.xml"))
+    assert status == 0, out
+    assert "=== 50 passed in " in out
+    assert reads == []
+    junit = (tmp_path / "junit.xml").read_text()
+    assert len(re.findall(r'<testcase [^>]*time="\d+\.\d{3}"', junit)) == 50
