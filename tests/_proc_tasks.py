@@ -202,9 +202,25 @@ def hang() -> None:
     time.sleep(DEADLINE)
 
 
-def hang_with_sigalrm_blocked() -> None:
+def hang_with_sigalrm_blocked(**_data: object) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     time.sleep(DEADLINE)
+
+
+class LoadsSlowly:
+    """A value whose unpickling, in a worker, waits for the file *gate*: the
+    job it comes with stays in its loading phase until then."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def __reduce__(self):
+        return (_loaded_once, (self.gate,))
+
+
+def _loaded_once(gate: str) -> str:
+    wait_for(gate)
+    return gate
 
 
 def hang_in_subprocess(*, pidfile: str) -> None:
@@ -320,3 +336,25 @@ def busy_until_beats(x, *, counter, beats=20, deadline=10.0):
         if time.monotonic() > end:
             return None
     return x
+
+
+# -- work stealing: where and when each task ran -------------------------------
+
+
+def stamped(*, name: str) -> tuple[str, int, float, float, bool]:
+    """Return *name*, this pid, and when it started and ended (monotonic)."""
+    start = time.monotonic()
+    return name, os.getpid(), start, time.monotonic(), True
+
+
+def gated(*, name: str, gate: str) -> tuple[str, int, float, float, bool]:
+    """Wait for the file *gate*; the same as ``stamped``, and whether it came."""
+    start = time.monotonic()
+    came = wait_for(gate)
+    return name, os.getpid(), start, time.monotonic(), came
+
+
+def once(*, path: str) -> int:
+    """Create *path*, which must not exist: a task run twice fails."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    return os.getpid()
