@@ -112,9 +112,9 @@ def test_no_thread_at_all_is_a_clear_error(refuse_thread):
     s = Sched([functools.partial(str, n) for n in range(3)])
     with pytest.raises(
         PoolError,
-        match=r"^ThreadWorkerPool\(workers=50000, spare='auto'\) could not start any of "
-        r"the 50000 threads it was asked for: can't start new thread; ask for fewer "
-        r"workers",
+        match=r"^ThreadWorkerPool\(workers=50000, spare='auto'\) could not start "
+        r"any of the 50000 threads it was asked for: can't start new thread; ask "
+        r"for fewer workers",
     ) as caught:
         list(s.run(pool=ThreadWorkerPool(50_000)))
     assert isinstance(caught.value.__cause__, RuntimeError)
