@@ -1,0 +1,275 @@
+"""Counted resources (``SchedMeta.needs``, ``Sched(capacity=...)``).
+
+Design
+======
+
+A resource has a capacity (2 GPUs, 16 GB); a task needs an amount of some
+of them, takes it all at once when it is dispatched and gives it back when it
+ends, failed or not, or while it waits to be retried. The planner owns one
+:class:`Capacity` per run and asks it at the gate where it also takes locks.
+
+Amounts are kept exactly: ints stay ints, other numbers become ``Fraction``
+(a float as the decimal it shows), so that ten tasks needing 0.1 GB fit in
+1 GB, and taking and giving back 0.1 GB a thousand times leaves nothing
+behind (floats would, and a task needing the whole capacity would wait for
+ever).
+
+Waiting, and no starvation
+--------------------------
+A ready task whose needs do not fit now is *parked*: it waits in the planner,
+not in the pool, so it holds no worker. It waits in a queue per resource it
+needs (a heap of ``(rank, seq, token, info)``, the planner's order), in all of
+them at once. The first in line of a resource *reserves* what it needs of
+it: a task behind it, or a ready task of a lower rank, may take the resource
+only if what is free minus that reservation covers its own need. So a big
+task first in line is not starved by a stream of small ones of its priority
+or lower: once enough is given back, it is its turn. (Tasks of a higher
+priority go first, as everywhere.) The first in line of all parked tasks is
+first in every queue it is in, so when nothing runs it fits: there is no
+deadlock.
+
+When some of a resource is given back, the first in line is woken if it
+fits in all it needs, then the next, and so on; the tasks behind a first in
+line that does not fit are woken if they fit beside its reservation (a scan
+of that queue in order, only when something is left beside it). A woken
+task takes what it needs at once and goes back to the planner's ready heap
+holding it, so that what it will use is not counted as free again (else one
+give-back would wake a whole queue of tasks needing the same one unit). It
+leaves every queue it was in, and the resources of those queues are looked
+at again, as their first in line changed. Should it then have to wait for a
+lock, the planner makes it give its amounts back.
+
+Parked entries are removed lazily: a woken task's entries stay in the other
+heaps until they reach the top, where a ``token`` that does not match the
+task's current one marks them stale.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+from pexen.sched._errors import MutexError, SchedulerError
+from pexen.sched._naming import task_name
+
+# The name under which a task says how many of the pool's workers it takes
+# (``needs={"workers": 4}`` for a task that starts 4 processes of its own):
+# the pool's worker count, not a capacity of the Sched.
+WORKERS = "workers"
+
+
+def exact(amount: Any) -> Any:
+    """*amount* as a number that adds up exactly: an int, or a Fraction.
+
+    A float is read as the decimal it shows (``0.1`` is 1/10, not the binary
+    fraction just above it), so that ten tasks needing 0.1 fit in 1.0.
+    """
+    if type(amount) is int or isinstance(amount, Fraction):
+        return amount
+    if isinstance(amount, float):
+        return Fraction(repr(amount))
+    return Fraction(amount)
+
+
+def check_capacity(capacity: Any) -> dict[Any, Any]:
+    """Return ``Sched(capacity=...)`` as a dict of exact amounts, or raise
+    SchedulerError naming what is wrong and how to write it."""
+    if capacity is None:
+        return {}
+    if not isinstance(capacity, Mapping):
+        raise SchedulerError(
+            f"capacity={capacity!r}: expected a mapping of resource -> amount, "
+            f"as capacity={{'gpu': 2, 'mem_gb': 16}}; got {type(capacity).__name__}"
+        )
+    checked = {}
+    for res, amount in capacity.items():
+        if res == WORKERS:
+            raise SchedulerError(
+                f"capacity={capacity!r}: {WORKERS!r} is the pool's worker count "
+                f"(a task with needs={{{WORKERS!r}: 4}} takes 4 of them); set the "
+                f"pool's workers instead, or name the resource otherwise"
+            )
+        number = not isinstance(amount, bool) and isinstance(amount, numbers.Real)
+        # an int is finite however large (math.isfinite would overflow on it)
+        finite = number and (isinstance(amount, int) or math.isfinite(amount))
+        if not (finite and amount > 0):
+            raise SchedulerError(
+                f"capacity={capacity!r}: the capacity of {res!r} must be a "
+                f"positive, finite number, not {amount!r}"
+            )
+        checked[res] = exact(amount)
+    return checked
+
+
+def check_needs(infos: Iterable[Any], capacity: Mapping[Any, Any]) -> None:
+    """Raise MutexError for a task needing a resource beyond its capacity or
+    without one (before the run: such a task could never run)."""
+    for info in infos:
+        for res, amount in info.needs.items():
+            if res == WORKERS:
+                continue  # the pool's, known when the run starts
+            total = capacity.get(res)
+            name = task_name(info.task)
+            if total is None:
+                raise MutexError(
+                    f"task {name!r} needs {amount!r} of {res!r}, which has no "
+                    f"capacity; say how much there is, as "
+                    f"Sched(capacity={{{res!r}: ...}})"
+                )
+            if amount > total:
+                raise MutexError(
+                    f"task {name!r} needs {amount!r} of {res!r}, more than its "
+                    f"capacity of {_shown(total)}; give {res!r} more capacity "
+                    f"or the task a smaller need"
+                )
+
+
+def plain(amount: Any) -> Any:
+    """An exact amount as the user would write it: an int or a float."""
+    if isinstance(amount, Fraction):
+        return int(amount) if amount.denominator == 1 else float(amount)
+    return amount
+
+
+def _shown(amount: Any) -> str:
+    return repr(plain(amount))
+
+
+class Capacity:
+    """What is free of each counted resource, and who waits for it (see above).
+
+    Tasks are records with ``rank``, ``seq``, ``needs`` (resource -> exact
+    amount), ``cap_token`` (an int), ``cap_parked`` and ``cap_held`` (bools),
+    owned by the planner.
+    """
+
+    def __init__(self, capacity: Mapping[Any, Any]) -> None:
+        self.total = dict(capacity)
+        self.free = dict(capacity)
+        self.queues: dict[Any, list[tuple[Any, int, int, Any]]] = {}
+        self.n_parked = 0
+
+    def in_use(self) -> dict[Any, tuple[Any, Any]]:
+        """``resource -> (in use, capacity)`` now, as ints or floats."""
+        free = self.free
+        return {
+            res: (plain(total - free[res]), plain(total))
+            for res, total in list(self.total.items())
+        }
+
+    # -- the gate -------------------------------------------------------------
+
+    def fits(self, info: Any) -> bool:
+        """Whether *info* may take what it needs now: what is free, less the
+        reservation of a first in line ahead of it (a parked *info* first in
+        line reserves for itself)."""
+        return self.lacks(info) is None
+
+    def take(self, info: Any) -> None:
+        free = self.free
+        for res, amount in info.needs.items():
+            free[res] -= amount
+        info.cap_held = True
+
+    def give(self, info: Any) -> list[Any]:
+        """Give back what *info* holds (if it does); return the parked tasks
+        this wakes, which hold what they need now."""
+        if not info.cap_held:
+            return []
+        info.cap_held = False
+        free = self.free
+        for res, amount in info.needs.items():
+            free[res] += amount
+        return self._wake(list(info.needs)) if self.n_parked else []
+
+    def lacks(self, info: Any) -> Any:
+        """The first resource *info* cannot take now (None if it fits)."""
+        free, key = self.free, (info.rank, info.seq)
+        for res, amount in info.needs.items():
+            left = free[res]
+            head = self._head(res)
+            if head is not None and (head.rank, head.seq) < key:
+                left -= head.needs[res]
+            if left < amount:
+                return res
+        return None
+
+    def park(self, info: Any) -> None:
+        """Queue *info*, which does not fit, for every resource it needs."""
+        info.cap_token += 1
+        entry = (info.rank, info.seq, info.cap_token, info)
+        queues = self.queues
+        for res in info.needs:
+            heapq.heappush(queues.setdefault(res, []), entry)
+        info.cap_parked = True
+        self.n_parked += 1
+
+    def unpark(self, info: Any) -> list[Any]:
+        """Take *info* out of the queues if it is parked (it was cancelled);
+        return the tasks its leaving wakes."""
+        if not info.cap_parked:
+            return []
+        self._leave(info)
+        return self._wake(list(info.needs))
+
+    # -- waking ---------------------------------------------------------------
+
+    def _wake(self, resources: list[Any]) -> list[Any]:
+        woken: list[Any] = []
+        todo = resources
+        while todo:
+            res = todo.pop()
+            while (head := self._head(res)) is not None and self.fits(head):
+                self._leave(head)
+                self.take(head)
+                woken.append(head)
+                todo.extend(r for r in head.needs if r != res)
+            if head is not None and self.free[res] > head.needs[res]:
+                woken.extend(self._backfill(res, head, todo))
+        return woken
+
+    def _backfill(self, res: Any, head: Any, todo: list[Any]) -> list[Any]:
+        """Wake the tasks behind *head* on *res* that fit beside its reservation."""
+        woken = []
+        for entry in sorted(self.queues[res]):
+            info = entry[3]
+            if info is head or entry[2] != info.cap_token or not info.cap_parked:
+                continue
+            if self.fits(info):
+                self._leave(info)
+                self.take(info)
+                woken.append(info)
+                todo.extend(r for r in info.needs if r != res)
+                if self.free[res] <= head.needs[res]:
+                    break  # nothing left beside the reservation
+        return woken
+
+    def _leave(self, info: Any) -> None:
+        info.cap_token += 1  # its entries are stale now
+        info.cap_parked = False
+        self.n_parked -= 1
+
+    def _head(self, res: Any) -> Any:
+        """The first in line for *res*, stale entries dropped; None if none."""
+        queue = self.queues.get(res)
+        while queue:
+            entry = queue[0]
+            info = entry[3]
+            if entry[2] == info.cap_token and info.cap_parked:
+                return info
+            heapq.heappop(queue)
+        return None
+
+    def waiting(self) -> Sequence[Any]:
+        """The parked tasks (for explanations at the end of a run)."""
+        seen: dict[int, Any] = {}
+        for queue in self.queues.values():
+            for entry in queue:
+                info = entry[3]
+                if entry[2] == info.cap_token and info.cap_parked:
+                    seen[info.seq] = info
+        return list(seen.values())

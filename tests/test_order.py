@@ -1,0 +1,96 @@
+"""Orders of ready tasks (SPEC §11): the ranks, computed by hand."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pexen.sched import SchedulerError
+from pexen.sched._order import ORDERS, bottom_levels, check_order, ranks
+
+
+class Rec:
+    """What the ranks read of a planner record."""
+
+    def __init__(self, seq, cost=1, priority=0, provides=(), requires=()):
+        self.seq, self.cost, self.priority = seq, cost, priority
+        self.provides, self.requires = frozenset(provides), frozenset(requires)
+
+
+def test_orders_are_checked():
+    assert [check_order(order) for order in ORDERS] == list(ORDERS)
+    message = ("order='fastest': expected one of 'priority', 'critical-path', "
+               "'longest-first'")
+    with pytest.raises(SchedulerError, match=f"^{message}$"):
+        check_order("fastest")
+
+
+def diamond():
+    """a -> (b: 5, c: 1) -> d, and e alone."""
+    return [
+        Rec(0, cost=1, provides=["a"]),
+        Rec(1, cost=5, provides=["b"], requires=["a"]),
+        Rec(2, cost=1, provides=["c"], requires=["a"]),
+        Rec(3, cost=2, requires=["b", "c"]),
+        Rec(4, cost=3, priority=-1),
+    ]
+
+
+def test_bottom_levels_are_the_longest_chain_of_cost_to_the_end():
+    assert bottom_levels(diamond()) == {0: 8, 1: 7, 2: 3, 3: 2, 4: 3}
+
+
+def test_ranks_start_with_the_priority():
+    infos = diamond()
+    assert ranks(infos, "priority") == [0, 0, 0, 0, -1]
+    assert ranks(infos, "longest-first") == [(0, -1), (0, -5), (0, -1), (0, -2),
+                                             (-1, -3)]
+    assert ranks(infos, "critical-path") == [(0, -8), (0, -7), (0, -3), (0, -2),
+                                             (-1, -3)]
+
+
+def test_every_provider_of_a_tag_leads_to_its_requirers():
+    infos = [Rec(0, cost=1, provides=["t"]), Rec(1, cost=2, provides=["t"]),
+             Rec(2, cost=10, requires=["t"])]
+    assert bottom_levels(infos) == {0: 11, 1: 12, 2: 10}
+
+
+def test_known_chains_count_as_they_are():
+    # tasks added to a run: an existing task requiring their tag is known
+    existing = Rec(0, cost=1, requires=["new"])
+    added = [Rec(1, cost=2, provides=["new"])]
+    chains = bottom_levels(added, waiters={"new": [existing]}, known={0: 50})
+    assert chains == {0: 50, 1: 52}
+
+
+def test_a_long_chain_needs_no_recursion():
+    n = 20_000  # far past the recursion limit
+    infos = [Rec(i, provides=[i], requires=[i - 1] if i else []) for i in range(n)]
+    chains = bottom_levels(infos)
+    assert chains[0] == n and chains[n - 1] == 1
+
+
+@st.composite
+def dags(draw):
+    n = draw(st.integers(1, 12))
+    costs = draw(st.lists(st.integers(0, 9), min_size=n, max_size=n))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    preds = {i: rng.sample(range(i), rng.randint(0, min(i, 3))) for i in range(n)}
+    return costs, preds
+
+
+@settings(max_examples=200, deadline=None)
+@given(dags())
+def test_bottom_levels_match_the_longest_path(dag):
+    costs, preds = dag
+    n = len(costs)
+    infos = [Rec(i, cost=costs[i], provides=[i], requires=preds[i]) for i in range(n)]
+    succs = {i: [j for j in range(n) if i in preds[j]] for i in range(n)}
+
+    def longest(i):
+        return costs[i] + max((longest(j) for j in succs[i]), default=0)
+
+    assert bottom_levels(infos) == {i: longest(i) for i in range(n)}
