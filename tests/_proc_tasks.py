@@ -279,3 +279,24 @@ def timed_busy() -> tuple[float, float]:
     start = time.monotonic()
     sum(i * i for i in range(20_000))
     return start, time.monotonic()
+
+
+# -- the pool's initializer and finalizer --------------------------------------
+
+_initialized: list = []  # what the initializer of this worker was given
+
+
+def note_pid(path: str, *values: object) -> None:
+    """Append this pid (and *values*) to *path*: an initializer or finalizer."""
+    _initialized.extend(values)
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def initialized() -> tuple[int, list]:
+    """This worker's pid and what its initializer was given."""
+    return os.getpid(), list(_initialized)
+
+
+def refuse_to_start(reason: str) -> None:
+    raise RuntimeError(reason)

@@ -173,3 +173,13 @@ SPEC_IMPORT_PATHS = [
 def test_every_spec_import_path_works(statement):
     namespace: dict = {}
     exec("from pexen import sched\n" + statement, namespace)
+
+
+def test_the_pytest_plugin_is_the_entry_point_spec_names():
+    """SPEC §12: a ``pytest11`` entry point named ``pexen``."""
+    from importlib.metadata import entry_points
+
+    (point,) = [p for p in entry_points(group="pytest11") if p.name == "pexen"]
+    assert point.value == "pexen.pytest_plugin"
+    plugin = point.load()
+    assert callable(plugin.pytest_addoption)

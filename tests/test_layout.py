@@ -82,3 +82,19 @@ def test_no_cli_and_no_rich_below_the_command_line(code):
     above = {m for m in _modules_after(code)
              if m == "rich" or m.startswith(("rich.", "pexen.cli"))}
     assert not above
+
+
+@pytest.mark.parametrize("code", [
+    "import pexen",
+    "import pexen.sched",
+    "import pexen.sched._pools.process.worker",
+    "import pexen.cli",
+])
+def test_pexen_never_imports_pytest(code):
+    """pytest is imported by pexen's pytest plugin, which pytest loads, alone."""
+    assert not {m for m in _modules_after(code) if m == "pytest" or
+                m.startswith(("_pytest", "pexen.pytest_plugin"))}
+
+
+def test_the_plugin_imports_the_scheduler_only_when_a_session_needs_it():
+    assert "pexen.sched" not in _modules_after("import pexen.pytest_plugin")

@@ -169,11 +169,11 @@ class Sched:
             while True:
                 out = len(dispatched)
                 room = pool.capacity - out
-                # spare="auto" queues a task that takes locks only as the one
-                # spare: held locks must not wait in a queue behind others
-                may_lock = tune is None or out <= pool.workers
                 while room > 0:
-                    info = pop_ready(may_lock)
+                    # spare="auto" hands out a task that takes locks only to
+                    # a free worker or as the first spare: held locks must
+                    # not wait in a queue behind others
+                    info = pop_ready(tune is None or out <= pool.workers)
                     if info is None:
                         break
                     seq = info.seq
@@ -182,8 +182,7 @@ class Sched:
                                             info.timeout)))
                     dispatched[seq] = now()
                     room -= 1
-                    if tune is not None and (info.claims or info.uses):
-                        may_lock = False
+                    out += 1
                 if not dispatched:
                     break
                 outcomes = wait()

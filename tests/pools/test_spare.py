@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import threading
 
 import pytest
 from hypothesis import given
@@ -187,3 +188,29 @@ def test_pools_report_durations_that_feed_the_policy(make_pool):
     assert sorted(res.ret for res in Sched(tasks).run(pool)) == list(range(300))
     assert pool.auto_spare is not None and pool.auto_spare.mean is not None
     assert pool.spare > 1
+
+
+DEADLOCK = 10.0  # seconds: only so that the broken behaviour fails, not hangs
+
+
+def _wait_for(event: threading.Event) -> bool:
+    return event.wait(DEADLOCK)
+
+
+@pytest.mark.parametrize("second", [{"claims": ["db"]}, {"claims": ["other"]}],
+                         ids=["same-lock", "other-lock"])
+def test_a_second_lock_taking_task_does_not_idle_a_free_worker(second):
+    """Two workers, one busy with a lock: the other runs what is ready.
+
+    The first task waits until a plain task behind the second lock-taker has
+    run: on the free worker, whether the second one waits for the same lock
+    (it must not hold the dispatch back) or takes another (it may start).
+    """
+    ran = threading.Event()
+    first = functools.partial(_wait_for, ran)
+    assign_val(first, claims=["db"])
+    other = functools.partial(_short, 1)
+    assign_val(other, **second)
+    plain = ran.set
+    results = list(Sched([first, other, plain]).run(ThreadWorkerPool(workers=2)))
+    assert {res.task: res.ret for res in results}[first] is True

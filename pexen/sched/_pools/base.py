@@ -170,7 +170,11 @@ class WorkerPool(abc.ABC):
         if self.auto_spare is not None:
             self.auto_spare = AutoSpare()
             self.spare = 1
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self._active = False  # it never served: the next run may try again
+            raise
 
     def stop(self, cancel: bool = False) -> None:
         """End the run: drop unstarted jobs if *cancel*, release every worker."""

@@ -1,7 +1,8 @@
 """``ProcessWorkerPool``: its configuration, and the run it serves.
 
 The pool object holds what the user chose (``workers``, ``spare``, the start
-method, ``max_restarts``) and stays valid across runs; each run's state lives
+method, ``max_restarts``, the initializer and finalizer) and stays valid
+across runs; each run's state lives
 in a :class:`.run.ProcessRun` made by ``start()`` and dropped by ``stop()``.
 """
 
@@ -13,6 +14,7 @@ import itertools
 import multiprocessing.util  # before our atexit hook: see _stop_live_pools
 import os
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from pexen.sched._errors import PoolError
@@ -43,8 +45,14 @@ class ProcessWorkerPool(WorkerPool):
     values must be picklable; lambdas, closures and functions of ``__main__``
     are (cloudpickle). A worker that dies fails the task it ran with
     ``WorkerCrashError`` and is replaced; *max_restarts* (default
-    ``4 * workers``) caps the deaths per run no task can be blamed for. See
-    ``docs/pools.md``.
+    ``4 * workers``) caps the deaths per run no task can be blamed for.
+
+    *initializer* (with *initargs*) runs in each worker as it starts, before
+    its first task, as in ``concurrent.futures``; one that raises breaks the
+    pool: the tasks not yet run fail with ``PoolError``. *finalizer* runs in
+    each worker that is stopped in good order (the end of a run, an idle
+    worker at a cancel), not in one that is killed. Both are pickled once
+    per run. See ``docs/pools.md``.
     """
 
     def __init__(
@@ -54,8 +62,19 @@ class ProcessWorkerPool(WorkerPool):
         mp_context: Any = None,
         *,
         max_restarts: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple = (),
+        finalizer: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(workers, spare)
+        for name, hook in (("initializer", initializer), ("finalizer", finalizer)):
+            if hook is not None and not callable(hook):
+                raise PoolError(f"{name}={hook!r}: expected a callable or None")
+        if not isinstance(initargs, tuple):
+            raise PoolError(f"initargs={initargs!r}: expected a tuple")
+        self.initializer = initializer
+        self.initargs = initargs
+        self.finalizer = finalizer
         if os.name != "posix":
             raise PoolError(
                 "ProcessWorkerPool needs a POSIX system (Linux, macOS); "

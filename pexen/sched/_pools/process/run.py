@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 _MAX_POLL_MS = 3_600_000  # an hour: poll() cannot wait for a far deadline
 _READ_SIZE = 1 << 16
 STOP_GRACE = 5.0  # seconds an idle worker gets to exit after STOP
+FINALIZE_GRACE = 60.0  # the same, when the pool has a finalizer to run
 THREAD_WAIT = 30.0  # seconds more, at the end of a run, for threads tasks left
 CANCEL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancel
 UNSTARTED_POLL = 0.05  # seconds between looks at a timed job not yet started
@@ -91,6 +92,7 @@ class ProcessRun:
         self.n_started = 0
         self.n_unblamed = 0
         self.broken: str | None = None  # why the pool gave up, if it did
+        self.hooks = _dumps_hooks(pool)  # first: it may refuse, leaving nothing
         self.log_levels = log_levels()
         preload_in_forkserver(pool.mp_context)
         self.emitter = Emitter(self._task_name_of)
@@ -170,6 +172,7 @@ class ProcessRun:
             self.n_started,
             self.log_levels,
             self.relay,
+            self.hooks,
         )
         self._watch(worker.result_fd, worker, "result")
         self._watch(worker.sentinel, worker, "sentinel")
@@ -377,6 +380,12 @@ class ProcessRun:
                 self._on_result(worker, _new_tuple(wire.WireOutcome, body))
             elif kind == wire.READY:
                 worker.ready = True
+            elif kind == wire.INIT_FAILED and self.broken is None:
+                self.broken = (
+                    f"its initializer {task_name(self.pool.initializer)!r} raised "
+                    f"in worker pid {worker.pid}: {body} (the traceback is on "
+                    f"stderr above); fix the initializer or its initargs"
+                )
 
     def _on_result(self, worker: WorkerProc, outcome: wire.WireOutcome) -> None:
         key, shared_blob, ret_blob, exc_blob, problem, started, duration = outcome
@@ -565,7 +574,8 @@ class ProcessRun:
                     continue
             # busy, still starting, or its pipe is full: no use waiting
             signal_group(worker.pid, signal.SIGTERM if cancel else signal.SIGKILL)
-        deadline = time.monotonic() + (CANCEL_GRACE if cancel else STOP_GRACE)
+        grace = FINALIZE_GRACE if self.pool.finalizer is not None else STOP_GRACE
+        deadline = time.monotonic() + (CANCEL_GRACE if cancel else grace)
         if cancel:
             alive = await_exit(workers, deadline)
         else:
@@ -594,6 +604,19 @@ class ProcessRun:
             self.relay.sync()
             self.emitter.emit(self.relay.take(), flush=True)
         self.relay.close()
+
+
+def _dumps_hooks(pool: ProcessWorkerPool) -> bytes | None:
+    """The pool's initializer, initargs and finalizer, pickled for its workers."""
+    if pool.initializer is None and pool.finalizer is None:
+        return None
+    try:
+        return dumps_value(
+            (pool.initializer, pool.initargs, pool.finalizer),
+            "the initializer, initargs and finalizer of the pool",
+        )
+    except TransportError as exc:
+        raise PoolError(f"{exc}; they must be picklable to reach the workers") from exc
 
 
 def _problem(task: Any, worker: WorkerProc, what: str, reason: str) -> TransportError:

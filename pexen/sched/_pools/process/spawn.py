@@ -186,12 +186,18 @@ class WorkerProc:
 
 
 def start_worker(
-    ctx: Any, name: str, index: int, levels: dict[str, int], relay: Relay
+    ctx: Any,
+    name: str,
+    index: int,
+    levels: dict[str, int],
+    relay: Relay,
+    hooks: bytes | None = None,
 ) -> WorkerProc:
     """Start one worker process; raise PoolError if the system will not.
 
     Its output pipes are handed to *relay* at once, so nothing it writes is
-    left unread.
+    left unread. *hooks* is the pool's initializer, its arguments and its
+    finalizer, pickled once per run (:func:`.worker.main` runs them).
     """
     fork = ctx.get_start_method() == "fork"
     pipes: list[Any] = []
@@ -208,7 +214,8 @@ def start_worker(
             slot[0] = wire.NO_KEY
             process = ctx.Process(
                 target=worker_module.main,
-                args=(job_r, res_w, out_w, err_w, log_w, slot, {"log_levels": levels}),
+                args=(job_r, res_w, out_w, err_w, log_w, slot,
+                      {"log_levels": levels, "hooks": hooks}),
                 name=name,
                 daemon=False,  # so a task may start processes of its own
             )

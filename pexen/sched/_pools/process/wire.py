@@ -12,10 +12,12 @@ of ``(kind, body)``.
   (``transport.Definitions``), each sent to a worker once, with the first
   jobs that need it. ``seconds`` is how long to wait for threads its tasks
   left running before exiting (0: not at all).
-* worker -> parent, ``results`` pipe: ``(READY, pid)`` once started, then one
-  ``(RESULT, WireOutcome)`` per job, in the order the jobs came, sent as soon
-  as the job is done (never held back: a worker that dies must not take
-  finished results with it).
+* worker -> parent, ``results`` pipe: ``(READY, pid)`` once started (after
+  the pool's initializer, if any), then one ``(RESULT, WireOutcome)`` per
+  job, in the order the jobs came, sent as soon as the job is done (never
+  held back: a worker that dies must not take finished results with it).
+  A worker whose initializer raised sends ``(INIT_FAILED, reason)`` instead
+  of READY, and exits.
 * worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
   ``pexen_key`` naming the job that was running); stdout and stderr: fds 1
   and 2 of the worker are pipes, so output of C code and subprocesses is
@@ -49,7 +51,7 @@ MAX_FRAME = 2**32 - 1
 # parent -> worker
 JOBS, STOP = 0, 1
 # worker -> parent
-READY, RESULT = 0, 1
+READY, RESULT, INIT_FAILED = 0, 1, 2
 
 NO_KEY = -1.0  # the slot's key between jobs (the slot holds doubles)
 LOADING, RUNNING = 0.0, 1.0  # the slot's phase of the job it holds

@@ -19,6 +19,14 @@ alone would not do: those would run on under init. The kernel does it all,
 so a task stuck in C code cannot delay it. What left the group (``setsid``,
 a shell with job control) or handles SIGIO is not reached: under ``pexen
 run``, its watchdog takes care of those (``pexen._watchdog``).
+
+Initializer and finalizer
+-------------------------
+The pool's ``initializer(*initargs)`` runs once the worker is set up (its
+output and logging already reach the parent) and before it says READY; if it
+raises, the worker prints the traceback, sends INIT_FAILED and exits. The
+``finalizer()`` runs when the parent says STOP, never when the worker is
+killed (a cancelled run, a timeout, a crash); what it raises is printed.
 """
 
 from __future__ import annotations
@@ -32,12 +40,15 @@ import signal
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from pexen.sched._calling import execute
 from pexen.sched._errors import TransportError
 from pexen.sched._pools.base import Job
 from pexen.sched._pools.process.wire import (
+    INIT_FAILED,
     LOADING,
     NO_KEY,
     READY,
@@ -290,6 +301,37 @@ def _flush_output() -> None:
             stream.flush()
 
 
+def _initialize(hooks: bytes | None, result_fd: int) -> Callable[[], Any] | None:
+    """Run the pool's initializer; return its finalizer.
+
+    If the hooks cannot be unpickled or the initializer raises, print the
+    traceback, tell the parent (INIT_FAILED) and end the process.
+    """
+    if hooks is None:
+        return None
+    try:
+        initializer, initargs, finalizer = loads(hooks)
+        if initializer is not None:
+            initializer(*initargs)
+    except BaseException as exc:
+        traceback.print_exc()
+        _flush_output()
+        message = frame(pickle.dumps((INIT_FAILED, _reason(exc)), PROTOCOL))
+        write_all(result_fd, message)
+        os._exit(1)
+    return finalizer
+
+
+def _finalize(finalizer: Callable[[], Any] | None) -> None:
+    """Run the pool's finalizer, if any; print what it raises."""
+    if finalizer is None:
+        return
+    try:
+        finalizer()
+    except BaseException:
+        traceback.print_exc()
+
+
 def main(
     job_conn: Any,
     result_conn: Any,
@@ -309,6 +351,7 @@ def main(
     err_conn.close()
     log_fd, result_fd = log_conn.fileno(), result_conn.fileno()
     _setup_logging(log_fd, slot, config["log_levels"])
+    finalizer = _initialize(config.get("hooks"), result_fd)
 
     setitimer, real = signal.setitimer, signal.ITIMER_REAL
     now, dumps = time.monotonic, pickle.dumps
@@ -323,6 +366,7 @@ def main(
         kind, body = loads(payload)
         if kind == STOP:
             thread_wait = body
+            _finalize(finalizer)
             break
         definitions, jobs = body
         if definitions:
