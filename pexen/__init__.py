@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pexen._errors import PexenError, PexenWarning
 
+#: The version of pexen: the one place it is written (pyproject.toml reads it,
+#: ``pexen --version`` prints it).
 __version__ = "0.1.0"
 __all__ = ["PexenError", "PexenWarning", "__version__", "map", "starmap"]
 

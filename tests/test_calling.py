@@ -271,7 +271,7 @@ def missing_kw_only(*, needed):
 BAD = [
     (unexpected_kwarg, {"a": 1}, r"unexpected keyword argument 'a'"),
     (missing_second, {}, r"missing a required argument: 'other'"),
-    (missing_kw_only, {}, r"missing a required argument: 'needed'"),
+    (missing_kw_only, {}, r"missing a required (keyword-only )?argument: 'needed'"),
     (missing_kw_only, {"needed": 1, "extra": 2}, r"unexpected keyword .*'extra'"),
 ]
 

@@ -35,7 +35,9 @@ def test_run_help_names_every_pool_and_option(capsys):
     assert "--pool {thread,process,dask,mpi}" in out
     assert "--address URL" in out and "--pool dask --address tcp://" in out
     assert "--pool mpi" in out.partition("examples:")[2]
-    for option in ("-j N, --workers N", "--spare N", "-x, --exitfirst"):
+    # Python 3.13 shows an option's value once: "-j, --workers N"
+    assert "-j N, --workers N" in out or "-j, --workers N" in out
+    for option in ("--spare N", "-x, --exitfirst"):
         assert option in out
     assert "--junit-xml FILE" in out and "-v, --verbose" in out and "-q, --quiet" in out
 

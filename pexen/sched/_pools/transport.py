@@ -498,9 +498,22 @@ def loads_task(blob: bytes, form: int, definitions: dict[int, Any]) -> Any:
         function = _function_skeleton(definitions[number], len(state[0]))
         _fill_function(function, tuple(state))
         return function
-    unpickler = pickle.Unpickler(io.BytesIO(blob))
-    unpickler.persistent_load = definitions.__getitem__  # type: ignore[method-assign]
-    return unpickler.load()
+    return _DefinitionsUnpickler(io.BytesIO(blob), definitions).load()
+
+
+class _DefinitionsUnpickler(pickle.Unpickler):
+    """Unpickle with the numbers of a task's pickle standing for *definitions*.
+
+    A subclass, as Python 3.13 no longer lets ``persistent_load`` be set on an
+    instance of the C unpickler.
+    """
+
+    def __init__(self, file: io.BytesIO, definitions: dict[int, Any]) -> None:
+        super().__init__(file)
+        self._definitions = definitions
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._definitions[pid]
 
 
 # -- data ---------------------------------------------------------------------
