@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import pickle
 import subprocess
@@ -18,6 +19,7 @@ SPEC_SCHED = {
     "SchedulerError", "DepcheckError", "MutexError", "PoolError",
     "WorkerCrashError", "TaskTimeoutError", "TaskFailError", "task_fail_wrap",
     "TaskRes", "ExceptionInfo", "Sched", "meta", "pool",
+    "Event", "Status", "TaskCancelledError",  # §8, driving a run live
 }
 SPEC_META = {
     "SchedMeta", "assign_meta", "assign_val", "has_meta", "retrieve_meta", "func_meta",
@@ -80,7 +82,7 @@ def test_public_modules():
 @pytest.mark.parametrize(
     "name",
     ["SchedulerError", "DepcheckError", "MutexError", "PoolError",
-     "WorkerCrashError", "TaskTimeoutError", "TransportError"],
+     "WorkerCrashError", "TaskTimeoutError", "TransportError", "TaskCancelledError"],
 )
 def test_errors_derive_from_pexen_error(name):
     cls = getattr(sched, name)
@@ -92,7 +94,8 @@ def test_errors_derive_from_pexen_error(name):
     ("name", "builtin"),
     [("SchedulerError", RuntimeError), ("DepcheckError", ValueError),
      ("MutexError", ValueError), ("PoolError", RuntimeError),
-     ("TaskTimeoutError", TimeoutError), ("TransportError", pickle.PicklingError)],
+     ("TaskTimeoutError", TimeoutError), ("TransportError", pickle.PicklingError),
+     ("TaskCancelledError", concurrent.futures.CancelledError)],
 )
 def test_errors_subclass_the_fitting_builtin(name, builtin):
     assert issubclass(getattr(sched, name), builtin)
@@ -147,7 +150,7 @@ def test_transport_errors_are_public_and_print_under_their_public_name():
     assert (err.args, err.what, err.reason) == (("m",), "w", "r")
 
 
-# Every import path SPEC.md shows (its §1-§7); the layout behind them is private.
+# Every import path SPEC.md shows (its §1-§8); the layout behind them is private.
 SPEC_IMPORT_PATHS = [
     "from pexen import sched",
     "from pexen import PexenError, PexenWarning",
@@ -155,6 +158,7 @@ SPEC_IMPORT_PATHS = [
     "task_fail_wrap, SchedulerError, DepcheckError, MutexError, PoolError, "
     "WorkerCrashError, TaskTimeoutError",
     "from pexen.sched import meta, pool",
+    "from pexen.sched import Event, Status, TaskCancelledError",
     "from pexen.sched.meta import SchedMeta, assign_meta, assign_val, has_meta, "
     "retrieve_meta, func_meta",
     "from pexen.sched.pool import InlineWorkerPool, ThreadWorkerPool, "

@@ -10,6 +10,7 @@ from pexen.sched._errors import (
     PoolWarning,
     RemoteTaskError,
     SchedulerError,
+    TaskCancelledError,
     TaskFailError,
     TaskTimeoutError,
     TransportError,
@@ -17,12 +18,14 @@ from pexen.sched._errors import (
     UnusedTagWarning,
     WorkerCrashError,
 )
+from pexen.sched._events import Event, Status
 from pexen.sched._failwrap import task_fail_wrap
 from pexen.sched._result import ExceptionInfo, TaskRes
 from pexen.sched._sched import Sched
 
 __all__ = [
     "DepcheckError",
+    "Event",
     "ExceptionInfo",
     "MutexError",
     "PoolError",
@@ -30,6 +33,8 @@ __all__ = [
     "RemoteTaskError",
     "Sched",
     "SchedulerError",
+    "Status",
+    "TaskCancelledError",
     "TaskFailError",
     "TaskRes",
     "TaskTimeoutError",
@@ -42,9 +47,10 @@ __all__ = [
     "task_fail_wrap",
 ]
 
-# Errors print and pickle under the name they are imported by.
-for _kind in (DepcheckError, MutexError, PoolError, PoolWarning, RemoteTaskError,
-              SchedulerError, TaskFailError, TaskTimeoutError, TransportError,
-              UnrunTasksWarning, UnusedTagWarning, WorkerCrashError):
+# Errors and records print and pickle under the name they are imported by.
+for _kind in (DepcheckError, Event, MutexError, PoolError, PoolWarning,
+              RemoteTaskError, SchedulerError, Status, TaskCancelledError,
+              TaskFailError, TaskTimeoutError, TransportError, UnrunTasksWarning,
+              UnusedTagWarning, WorkerCrashError):
     _kind.__module__ = __name__
 del _kind

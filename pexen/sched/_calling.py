@@ -243,5 +243,9 @@ def execute(job: Job) -> Outcome:
         ):
             raise
         excinfo = ExceptionInfo(*sys.exc_info())
-        return _new_outcome(Outcome, (key, shared, None, excinfo, started, duration))
-    return _new_outcome(Outcome, (key, shared, ret, None, started, _now() - started))
+        return _new_outcome(
+            Outcome, (key, shared, None, excinfo, started, duration, None)
+        )
+    return _new_outcome(
+        Outcome, (key, shared, ret, None, started, _now() - started, None)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import CancelledError
 from typing import Any
 
 from pexen._errors import PexenError, PexenWarning
@@ -116,6 +117,16 @@ class TaskTimeoutError(PexenError, TimeoutError):
     cmd: Any = None
     output: Any = None
     stderr: Any = None
+
+
+class TaskCancelledError(PexenError, CancelledError):
+    """Carried in a task's ``TaskRes`` when ``Sched.cancel()`` stopped it running.
+
+    Only where the pool can stop a running task: a process pool kills its
+    worker (and starts another), a thread pool abandons its thread. It is a
+    ``concurrent.futures.CancelledError`` too. The task's locks stay held and
+    its dependents are skipped, as for any uncontrolled failure.
+    """
 
 
 class TaskFailError(Exception):

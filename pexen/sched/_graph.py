@@ -4,6 +4,10 @@ A required tag must have a provider; requirements must not form a cycle (with
 "any provider will do" semantics, as the planner runs them); no task may both
 claim and use one resource; priorities must be comparable with one another.
 A tag that nobody requires is worth a warning.
+
+Tasks added while a run goes on are checked by ``check_added`` against the
+tags the run's tasks provide: as the run was sound, each of those can still
+be provided (or has been), so they count as met.
 """
 
 from __future__ import annotations
@@ -33,44 +37,12 @@ def _names(infos: Sequence[TaskInfo], limit: int = 5) -> str:
     return ", ".join(names)
 
 
-def check_graph(infos: Sequence[TaskInfo]) -> None:
+def check_graph(infos: Sequence[TaskInfo]) -> set:
     """Raise MutexError/DepcheckError/SchedulerError for an unsound graph;
-    warn on unused tags."""
+    warn on unused tags. Return the tags the tasks provide."""
     _check_priorities(infos)
-    tag2providers: dict[Any, list[TaskInfo]] = {}
-    tag2waiters: dict[Any, list[TaskInfo]] = {}
-    for info in infos:
-        if info.claims and info.uses:
-            both = info.claims & info.uses
-            if both:
-                raise MutexError(
-                    f"task {task_name(info.task)!r} both claims and uses "
-                    f"{', '.join(map(repr, sorted(both, key=repr)))}; "
-                    "a resource is either claimed (exclusive) or used (shared)"
-                )
-        for tag in info.provides:
-            tag2providers.setdefault(tag, []).append(info)
-        for tag in info.requires:
-            tag2waiters.setdefault(tag, []).append(info)
-
-    missing = {
-        tag: [info.task for info in waiters]
-        for tag, waiters in tag2waiters.items()
-        if tag not in tag2providers
-    }
-    if missing:
-        tags = sorted(missing, key=repr)
-        lines = [
-            f"tag {tag!r}, required by {_names(tag2waiters[tag])}"
-            for tag in tags[:_MISSING_SHOWN]
-        ]
-        if len(tags) > _MISSING_SHOWN:
-            lines.append(
-                f"and {len(tags) - _MISSING_SHOWN:,} more tags "
-                f"({len(tags):,} in all, in DepcheckError.missing)"
-            )
-        raise DepcheckError("no task provides " + "; ".join(lines), missing=missing)
-
+    tag2providers, tag2waiters = _tag_maps(infos)
+    _check_missing(tag2waiters, tag2providers)
     cycle = _find_cycle(infos, tag2providers, tag2waiters)
     if cycle:
         raise DepcheckError(
@@ -89,6 +61,75 @@ def check_graph(infos: Sequence[TaskInfo]) -> None:
             UnusedTagWarning,
             stacklevel=4,  # the caller of Sched.run() or Sched.check(), past _plan()
         )
+    return set(tag2providers)
+
+
+def check_added(
+    new: Sequence[TaskInfo], provided: set, others: Sequence[TaskInfo]
+) -> None:
+    """Check tasks *new* that join a running run whose tasks provide *provided*.
+
+    Raise as ``check_graph`` does for a tag that neither the run nor *new*
+    provides, a cycle among *new*, a resource both claimed and used, or a
+    priority that cannot be compared with those of the run (*others*: one
+    task of the run per type of priority). No warning for a tag nobody
+    requires: a later addition may require it.
+    """
+    _check_priorities([*new, *others])
+    tag2providers, tag2waiters = _tag_maps(new)
+    for tag in provided:
+        tag2providers.setdefault(tag, [])
+    _check_missing(tag2waiters, tag2providers)
+    cycle = _find_cycle(new, tag2providers, tag2waiters, met=provided)
+    if cycle:
+        raise DepcheckError(
+            _cycle_message(cycle), cycle=[info.task for info, _ in cycle]
+        )
+
+
+def _tag_maps(
+    infos: Sequence[TaskInfo],
+) -> tuple[dict[Any, list[TaskInfo]], dict[Any, list[TaskInfo]]]:
+    """``tag2providers`` and ``tag2waiters`` of *infos*; MutexError on the way."""
+    tag2providers: dict[Any, list[TaskInfo]] = {}
+    tag2waiters: dict[Any, list[TaskInfo]] = {}
+    for info in infos:
+        if info.claims and info.uses:
+            both = info.claims & info.uses
+            if both:
+                raise MutexError(
+                    f"task {task_name(info.task)!r} both claims and uses "
+                    f"{', '.join(map(repr, sorted(both, key=repr)))}; "
+                    "a resource is either claimed (exclusive) or used (shared)"
+                )
+        for tag in info.provides:
+            tag2providers.setdefault(tag, []).append(info)
+        for tag in info.requires:
+            tag2waiters.setdefault(tag, []).append(info)
+    return tag2providers, tag2waiters
+
+
+def _check_missing(
+    tag2waiters: dict[Any, list[TaskInfo]], tag2providers: dict[Any, list[TaskInfo]]
+) -> None:
+    """Raise DepcheckError naming the required tags that nobody provides."""
+    missing = {
+        tag: [info.task for info in waiters]
+        for tag, waiters in tag2waiters.items()
+        if tag not in tag2providers
+    }
+    if missing:
+        tags = sorted(missing, key=repr)
+        lines = [
+            f"tag {tag!r}, required by {_names(tag2waiters[tag])}"
+            for tag in tags[:_MISSING_SHOWN]
+        ]
+        if len(tags) > _MISSING_SHOWN:
+            lines.append(
+                f"and {len(tags) - _MISSING_SHOWN:,} more tags "
+                f"({len(tags):,} in all, in DepcheckError.missing)"
+            )
+        raise DepcheckError("no task provides " + "; ".join(lines), missing=missing)
 
 
 def _cycle_message(cycle: list[tuple[TaskInfo, Any]]) -> str:
@@ -167,16 +208,25 @@ def _find_cycle(
     infos: Sequence[TaskInfo],
     tag2providers: dict[Any, list[TaskInfo]],
     tag2waiters: dict[Any, list[TaskInfo]],
+    met: set | None = None,
 ) -> list[tuple[TaskInfo, Any]]:
     """Return ``[(task, tag it waits for), ...]`` around a cycle, or ``[]``.
 
-    Runs the planner's countdown without locks or failures: tasks it never
-    reaches are stuck, and from any stuck task a walk along unmet tags to a
-    (necessarily stuck) provider must come back on itself.
+    Runs the planner's countdown without locks or failures, from the tags in
+    *met*: tasks it never reaches are stuck, and from any stuck task a walk
+    along unmet tags to a (necessarily stuck) provider must come back on
+    itself.
     """
-    n_unmet = {info.seq: len(info.requires) for info in infos}
-    ready = [info for info in infos if not info.requires]
-    met: set = set()
+    if met:
+        met = set(met)
+        n_unmet = {
+            info.seq: sum(tag not in met for tag in info.requires) for info in infos
+        }
+        ready = [info for info in infos if not n_unmet[info.seq]]
+    else:
+        met = set()
+        n_unmet = {info.seq: len(info.requires) for info in infos}
+        ready = [info for info in infos if not info.requires]
     while ready:
         info = ready.pop()
         for tag in info.provides:

@@ -18,7 +18,8 @@ metadata while the run goes on is for the next run.
 * ``n_unmet`` counts required tags not yet provided; at zero the task is
   *ready* (graphlib's countdown).
 * ``state``: PENDING (waiting for tags), READY (in a ready queue), PARKED
-  (ready but waiting for a lock), RUNNING (handed to the pool), DONE, FAILED.
+  (ready but waiting for a lock), RUNNING (handed to the pool), DONE, FAILED,
+  CANCELLED (taken out of the run by ``cancel``/``drop`` before it ran).
 * ``merged``: the shared dict it will start with, built only once a provider
   hands it something.
 
@@ -28,7 +29,10 @@ provided), ``lock2count`` (resource -> -1 when claimed, n > 0 with n users),
 tasks waiting to claim it and those waiting to use it), ``lock2keepers``
 (resource -> failed tasks that keep it locked, for skip reasons), ``heap``
 (tasks that became ready during the run) and ``initial`` (those ready at the
-start, sorted once, consumed by the index ``next_initial``).
+start, sorted once, consumed by the index ``next_initial``). ``gifts`` keeps
+the shared dict of each provider that handed one on, in the order they
+finished, for tasks added later (``add``). ``n_done``, ``n_failed`` and
+``n_cancelled`` count the ends, so that a status is O(1).
 
 Policy
 ------
@@ -49,6 +53,12 @@ Policy
   that can run.
 * A task that fails keeps its locks and leaves its tags unmet, unless it
   raised ``TaskFailError`` with ``locks_ok``/``deps_ok``.
+* Tasks added while the run goes on (``add``) join as if they had been there
+  from the start: tags already met count as met, and the shared dicts of the
+  providers that finished reach them in the order those finished.
+* A task cancelled before it ran (``cancel``, or ``drop`` once the pool
+  dropped it unstarted) leaves the ready queues at once and holds no lock;
+  its tags stay unmet, so tasks requiring them are skipped, naming it.
 
 Data flow
 ---------
@@ -60,6 +70,11 @@ zero to the heap) and releases its locks (waking the tasks next in line for
 them). At the end
 ``skips`` explains every task that did not run, in ``Skip`` records from
 which both ``Sched.skipped`` and the end-of-run warning are made.
+
+The planner takes no lock: tasks added or cancelled from another thread
+reach it through the scheduler loop (``pexen.sched._live``), which alone
+calls it. Only the plain counts and lengths ``counts`` reads may be read from
+another thread.
 """
 
 from __future__ import annotations
@@ -74,7 +89,7 @@ from pexen.sched._errors import TaskFailError
 from pexen.sched._naming import task_name
 from pexen.sched.meta import META_ATTR, SchedMeta
 
-PENDING, READY, PARKED, RUNNING, DONE, FAILED = range(6)
+PENDING, READY, PARKED, RUNNING, DONE, FAILED, CANCELLED = range(7)
 CLAIMERS, USERS = 0, 1  # the two queues of tasks parked on a resource
 
 _NO_TAGS: frozenset = frozenset()
@@ -137,9 +152,10 @@ class TaskInfo:
 class Skip(NamedTuple):
     """Why one task did not run.
 
-    ``waits_for`` is ``"tag"``, ``"lock"`` or ``"stop"`` (the run was stopped
-    early), ``culprits`` names the failed tasks that caused it (none found:
-    empty), and ``reason`` says all that in words.
+    ``waits_for`` is ``"tag"``, ``"lock"``, ``"stop"`` (the run was stopped
+    early or aborted) or ``"cancel"``, ``culprits`` names the failed or
+    cancelled tasks that caused it (none found: empty), and ``reason`` says
+    all that in words.
     """
 
     task: Any
@@ -160,6 +176,9 @@ class Planner:
         self.lock2parked: dict[Any, tuple[list, list]] = {}
         self.lock2keepers: dict[Any, list[TaskInfo]] = {}
         self.heap: list[tuple[Any, int, TaskInfo]] = []
+        self.gifts: dict[int, dict] = {}  # seq -> the shared dict it handed on
+        self.cancelled: dict[int, str] = {}  # seq -> why it was taken out
+        self.n_done = self.n_failed = 0
         initial = []
         tag2waiters = self.tag2waiters
         for info in self.infos:
@@ -303,9 +322,11 @@ class Planner:
         """Record how *info* ended and unblock what it may."""
         if excinfo is None:
             info.state = DONE
+            self.n_done += 1
             deps_ok = locks_ok = True
         else:
             info.state = FAILED
+            self.n_failed += 1
             exc = excinfo[1]
             if isinstance(exc, TaskFailError):
                 deps_ok, locks_ok = exc.deps_ok, exc.locks_ok
@@ -322,9 +343,12 @@ class Planner:
 
     def _provide(self, info: TaskInfo, shared: dict) -> None:
         tag2waiters, met, heap = self.tag2waiters, self.met, self.heap
+        if shared:  # for tasks added later that require one of its tags
+            self.gifts[info.seq] = shared
         for tag in info.provides:
             waiters = tag2waiters.get(tag)
             if not waiters:
+                met.add(tag)  # for tasks added later
                 continue
             if shared:
                 for waiter in waiters:
@@ -343,25 +367,162 @@ class Planner:
 
     # -- accounting ------------------------------------------------------
 
-    def skips(self, stopped: bool) -> list[Skip]:
+    def skips(self, stopped: bool, aborted: str | None = None) -> list[Skip]:
         """Explain, for each task that did not finish, why it did not run.
 
-        *stopped* says the run was ended early by the caller.
+        *stopped* says the run was ended early by the caller; *aborted*, if
+        not None, is how ``Sched.abort()`` ended it, in words.
         """
-        unrun = [info for info in self.infos if info.state < DONE]
+        unrun = [
+            info for info in self.infos if info.state < DONE or info.state == CANCELLED
+        ]
         if not unrun:
             return []
-        if stopped:
-            return [
-                Skip(info.task, "stop", (), (
-                    "handed to the pool, but the run was stopped before its "
-                    "result came back"
-                    if info.state == RUNNING
-                    else "not started: the run was stopped early"
-                ))
-                for info in unrun
-            ]
+        cancelled = self.cancelled
+        if stopped or aborted is not None:
+            skips = []
+            for info in unrun:
+                reason = cancelled.get(info.seq)
+                if reason is not None:
+                    skips.append(Skip(info.task, "cancel", (), reason))
+                elif aborted is not None:
+                    skips.append(Skip(info.task, "stop", (), (
+                        f"handed to the pool, but {aborted} before it finished"
+                        if info.state == RUNNING
+                        else f"not started: {aborted}"
+                    )))
+                else:
+                    skips.append(Skip(info.task, "stop", (), (
+                        "handed to the pool, but the run was stopped before its "
+                        "result came back"
+                        if info.state == RUNNING
+                        else "not started: the run was stopped early"
+                    )))
+            return skips
         return _Explainer(self).explain(unrun)
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """``(total, done, failed, cancelled, ready)`` now, in O(1).
+
+        Plain reads of ints and lengths: another thread may call it while
+        the run goes on (each figure is then exact at the moment it is read).
+        """
+        ready = len(self.initial) - self.next_initial + len(self.heap)
+        return (len(self.infos), self.n_done, self.n_failed, len(self.cancelled),
+                ready)
+
+    def waits(self) -> dict[int, tuple[Any, ...]]:
+        """Each task waiting for tags or a lock: seq -> the tags and resource."""
+        parked = {
+            entry[2].seq: res
+            for res, queues in list(self.lock2parked.items())
+            for queue in queues
+            for entry in list(queue)
+        }
+        met = self.met
+        waits: dict[int, tuple[Any, ...]] = {}
+        for info in list(self.infos):
+            state = info.state
+            if state == PENDING:
+                waits[info.seq] = tuple(
+                    sorted((tag for tag in info.requires if tag not in met), key=repr)
+                )
+            elif state == PARKED and info.seq in parked:
+                waits[info.seq] = (parked[info.seq],)
+        return waits
+
+    # -- changes while the run goes on -----------------------------------
+
+    def add(self, infos: list[TaskInfo]) -> None:
+        """Take *infos* (checked, numbered from ``len(self.infos)``) into the run.
+
+        Tags already met count as met; the shared dicts that providers of
+        their required tags handed on reach them in the order those finished.
+        """
+        met, tag2waiters, gifts = self.met, self.tag2waiters, self.gifts
+        for info in infos:
+            assert info.seq == len(self.infos), (info.seq, len(self.infos))
+            self.infos.append(info)
+            for tag in info.requires:
+                tag2waiters.setdefault(tag, []).append(info)
+                if tag in met:
+                    info.n_unmet -= 1
+            if info.requires and gifts:
+                requires = info.requires
+                for seq, shared in gifts.items():
+                    if not requires.isdisjoint(self.infos[seq].provides):
+                        if info.merged is None:
+                            info.merged = dict(self.presets)
+                        info.merged.update(shared)
+            if not info.n_unmet:
+                info.state = READY
+                heapq.heappush(self.heap, (info.priority, info.seq, info))
+
+    def cancel(self, info: TaskInfo, reason: str) -> bool:
+        """Take *info*, not yet dispatched, out of the run; False if it was.
+
+        It leaves whatever queue holds it: the tasks it held back move on.
+        """
+        state = info.state
+        if state == PENDING:
+            for tag in info.requires:
+                waiters = self.tag2waiters.get(tag)
+                if waiters is not None and info in waiters:
+                    waiters.remove(info)
+        elif state == READY:
+            self._unqueue(info)
+        elif state == PARKED:
+            self._unpark(info)
+        else:
+            return False
+        info.state = CANCELLED
+        self.cancelled[info.seq] = reason
+        return True
+
+    def drop(self, info: TaskInfo, reason: str, release: bool = True) -> None:
+        """Take *info*, dispatched, out of the run: the pool dropped it unstarted
+        (its locks are released unless not *release*), or stopped it. Its tags
+        stay unmet.
+        """
+        info.state = CANCELLED
+        self.cancelled[info.seq] = reason
+        if release and (info.claims or info.uses):
+            self._unlock(info)
+
+    def _unqueue(self, info: TaskInfo) -> None:
+        """Remove a READY *info* from the initial list or the heap (O(n): rare)."""
+        initial, heap = self.initial, self.heap
+        for i in range(self.next_initial, len(initial)):
+            if initial[i] is info:
+                del initial[i]
+                break
+        else:
+            for i, entry in enumerate(heap):
+                if entry[2] is info:
+                    heap[i] = heap[-1]
+                    heap.pop()
+                    heapq.heapify(heap)
+                    break
+        woken_by = info.woken_by
+        if woken_by is not None:  # it had the turn on a resource: pass it on
+            info.woken_by = None
+            self._wake(woken_by)
+
+    def _unpark(self, info: TaskInfo) -> None:
+        """Remove a PARKED *info* from the queue of the resource it waits for."""
+        for res in (*info.claims, *info.uses):
+            queues = self.lock2parked.get(res)
+            if queues is None:
+                continue
+            for queue in queues:
+                for i, entry in enumerate(queue):
+                    if entry[2] is info:
+                        queue[i] = queue[-1]
+                        queue.pop()
+                        heapq.heapify(queue)
+                        if not (queues[0] or queues[1]):
+                            del self.lock2parked[res]
+                        return
 
 
 class _Explainer:
@@ -382,7 +543,8 @@ class _Explainer:
         self.roots: dict[int, list[TaskInfo]] = {}
 
     def root_failures(self, start: TaskInfo) -> list[TaskInfo]:
-        """The failed tasks that, through unmet tags or locks, kept *start* idle.
+        """The failed (or cancelled) tasks that, through unmet tags or locks,
+        kept *start* idle.
 
         Blockers may form a cycle (two providers of a tag each waiting on the
         other, once the way in from outside failed), so this is a depth-first
@@ -405,7 +567,7 @@ class _Explainer:
                 entered.add(info.seq)
                 todo = [
                     b for b in blockers
-                    if b.state != FAILED and b.seq not in self.roots
+                    if b.state < FAILED and b.seq not in self.roots
                     and b.seq not in entered
                 ]
                 if todo:
@@ -415,7 +577,7 @@ class _Explainer:
             roots: dict[int, TaskInfo] = {}
             known = True
             for blocker in blockers:
-                if blocker.state == FAILED:
+                if blocker.state >= FAILED:  # or CANCELLED
                     roots[blocker.seq] = blocker
                 elif blocker.seq in self.roots:
                     roots.update((r.seq, r) for r in self.roots[blocker.seq])
@@ -443,10 +605,15 @@ class _Explainer:
 
     def explain(self, unrun: list[TaskInfo]) -> list[Skip]:
         skips = []
+        cancelled = self.planner.cancelled
         for info in unrun:
-            culprits = tuple(task_name(r.task) for r in self.root_failures(info))
-            names = ", ".join(map(repr, culprits))
-            cause = f"because {names} failed" if culprits else "(no failed task found)"
+            reason = cancelled.get(info.seq)
+            if reason is not None:
+                skips.append(Skip(info.task, "cancel", (), reason))
+                continue
+            roots = self.root_failures(info)
+            culprits = tuple(task_name(r.task) for r in roots)
+            cause = _cause(roots) if roots else "(no failed task found)"
             res = self.parked_on.get(info.seq)
             if res is not None:
                 reason = f"waits for lock {res!r}, held {cause}"
@@ -460,3 +627,16 @@ class _Explainer:
             reason = f"requires {noun} {listed}, never provided {cause}"
             skips.append(Skip(info.task, "tag", culprits, reason))
         return skips
+
+
+def _cause(roots: list[TaskInfo]) -> str:
+    """``because 'a', 'b' failed and 'c' was cancelled``."""
+    failed = [repr(task_name(r.task)) for r in roots if r.state == FAILED]
+    cancelled = [repr(task_name(r.task)) for r in roots if r.state == CANCELLED]
+    parts = []
+    if failed:
+        parts.append(f"{', '.join(failed)} failed")
+    if cancelled:
+        verb = "was" if len(cancelled) == 1 else "were"
+        parts.append(f"{', '.join(cancelled)} {verb} cancelled")
+    return "because " + " and ".join(parts)

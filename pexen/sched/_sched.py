@@ -1,25 +1,23 @@
-"""``Sched``: the generator loop that drives a pool with a planner."""
+"""``Sched``: the public face of a run; its loop lives in ``_live``."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 import threading
-import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pexen.sched._errors import SchedulerError, UnrunTasksWarning
+from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
-from pexen.sched._planner import DONE, Planner, Skip, TaskInfo
-from pexen.sched._pools.base import Job, WorkerPool
+from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
+from pexen.sched._planner import CANCELLED, DONE, Planner, Skip, TaskInfo
+from pexen.sched._pools.base import WorkerPool, check_count
 from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
-
-# TaskRes(...) and Job(...) without the namedtuples' Python-level __new__
-_new_tuple = tuple.__new__
 
 
 class Sched:
@@ -28,7 +26,9 @@ class Sched:
     Tasks are kept in the order they were added; adding a task object twice
     keeps it once (a bound method too: ``obj.meth`` twice is one task, the
     first object added). ``run()`` may be called again after a run has
-    finished.
+    finished. A run can be driven while it goes on, from any thread:
+    ``add_tasks``, ``pause``/``resume``, ``abort``, ``cancel``, ``resize``,
+    ``observe`` and ``status``.
     """
 
     def __init__(self, tasks: Iterable[Any] = ()) -> None:
@@ -37,7 +37,10 @@ class Sched:
         self._running = False
         self._run_lock = threading.Lock()  # check-and-set of _running, atomic
         self._skipped: Mapping[Any, str] = TaskMap()
-        self._dispatched: dict[int, float] = {}  # seq -> dispatch time, this run
+        self._live: LiveRun | None = None  # the run in progress
+        self._last_status = Status()
+        self._observers: tuple[Observer, ...] = ()  # replaced, never changed
+        self._observers_lock = threading.Lock()
         self._infos: list[TaskInfo] = []  # the planner's records, last run
         self._seq_of: dict[Any, int] | None = None  # task_key -> seq, last run
         self.add_tasks(tasks)
@@ -49,9 +52,11 @@ class Sched:
         """Add callables to run; one already added is kept once.
 
         All or nothing: if one of *tasks* is not callable, none is added.
+        During a run they join it: checked at once against the run's tasks
+        (``DepcheckError`` for a tag that nothing in the run provides or a
+        new cycle; the run goes on unchanged); ``SchedulerError`` if the run
+        is ending (aborted, or its generator closed).
         """
-        if self._running:
-            raise SchedulerError("cannot add tasks while a run is in progress")
         if callable(tasks) and not hasattr(tasks, "__iter__"):
             raise SchedulerError(
                 f"expected an iterable of tasks, got the single task {tasks!r}; "
@@ -66,6 +71,9 @@ class Sched:
         for task in new:
             if not callable(task):
                 raise SchedulerError(f"task {task!r} is not callable")
+        run = self._live
+        if run is not None and run.add(new):
+            return
         known = self._tasks
         for task in new:
             known.setdefault(task_key(task), task)
@@ -90,8 +98,11 @@ class Sched:
         long each task has been out. Spare tasks queued in the pool count too.
         Keyed by task identity, like ``skipped``.
         """
-        infos = self._infos
-        out = list(self._dispatched.items())  # list(): one atomic copy
+        run = self._live
+        if run is None:
+            return TaskMap()
+        infos = run.planner.infos
+        out = list(run.dispatched.items())  # list(): one atomic copy
         return TaskMap((infos[seq].task, when) for seq, when in out)
 
     def attempts(self, task: Any) -> tuple[tuple[Any, float | None], ...]:
@@ -112,20 +123,124 @@ class Sched:
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
-        if info.state < DONE:
+        if info.state < DONE or info.state == CANCELLED:
             return ()
         return ((info.excinfo, info.duration),)
+
+    # -- driving a run live ------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """Whether the run in progress is paused (False with no run)."""
+        run = self._live
+        return run is not None and run.paused
+
+    def pause(self) -> None:
+        """Dispatch nothing until ``resume()``; tasks in the pool finish and
+        are yielded. Safe from any thread and a signal handler; idempotent; no
+        run in progress: nothing."""
+        run = self._live
+        if run is not None:
+            run.pause()
+
+    def resume(self) -> None:
+        """Dispatch again after ``pause()``. Safe anywhere; idempotent."""
+        run = self._live
+        if run is not None:
+            run.resume()
+
+    def abort(self, reason: str | None = None, *, force: bool = False) -> None:
+        """End the run in progress: dispatch nothing more, drop what is queued.
+
+        The generator ends once the running tasks are done; with *force* they
+        are stopped where the pool can (a process pool kills their workers, a
+        thread pool abandons their threads). Every task that did not finish is
+        then in ``skipped``, its reason containing *reason*. Safe from any
+        thread, a signal handler, an observer and the loop body; no run in
+        progress: nothing.
+        """
+        run = self._live
+        if run is not None:
+            run.abort(None if reason is None else str(reason), force)
+
+    def cancel(self, task: Any) -> None:
+        """Take *task* out of the run in progress.
+
+        Not dispatched yet: it is skipped (the reason says cancelled), and so
+        are the tasks requiring what only it provides. Queued in the pool: it
+        is dropped, likewise. Running: it is stopped where the pool can, and
+        its ``TaskRes`` carries ``TaskCancelledError``. Finished, or no run in
+        progress: nothing. Raise KeyError for a task this ``Sched`` does not
+        have.
+        """
+        key = task_key(task)
+        if key not in self._tasks:
+            raise KeyError(task)
+        run = self._live
+        if run is not None:
+            run.post(_CANCEL, key)
+
+    def resize(self, workers: int) -> None:
+        """Set the worker count of the run's pool (``pool.workers = workers``).
+
+        More workers start at once; with fewer, idle workers retire first and
+        no running task is stopped. No run in progress: nothing (set
+        ``pool.workers`` on the pool for its next run).
+        """
+        check_count("workers", workers, 1)
+        run = self._live
+        if run is not None:
+            run.pool.workers = workers
+            run.post(_LOOK)
+
+    def observe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
+        """Call *callback(event)* for each change of every run; return a
+        function that unregisters it.
+
+        Callbacks run in the thread that drives the run, in event order; an
+        exception in one is logged (logger ``pexen.sched``) and the run goes
+        on. See ``Event`` for the kinds of events.
+        """
+        if not callable(callback):
+            raise SchedulerError(f"observe() takes a callable, got {callback!r}")
+        with self._observers_lock:
+            self._observers = (*self._observers, callback)
+
+        def unregister() -> None:
+            with self._observers_lock:
+                observers = list(self._observers)
+                if callback in observers:
+                    observers.remove(callback)
+                    self._observers = tuple(observers)
+
+        return unregister
+
+    def status(self) -> Status:
+        """A snapshot of the run in progress, or of the last run.
+
+        O(1) counts plus the tasks in the pool and the locked resources, so it
+        may be called after every result. Exact when called from the thread
+        that drives the run (the loop body, an observer); from another thread
+        each figure is exact at the moment it is read while the run moves on.
+        """
+        run = self._live
+        if run is None:
+            return self._last_status
+        return run.status()
+
+    # -- running -------------------------------------------------------------------
 
     def check(self) -> None:
         """Check the task graph now; raise as ``run()`` would before starting."""
         self._plan()
 
-    def _plan(self) -> Planner:
-        """The planner of a run, its graph checked (see ``_gc_paused``)."""
+    def _plan(self) -> tuple[Planner, set]:
+        """The planner of a run, its graph checked (see ``_gc_paused``), and the
+        tags its tasks provide."""
         with _gc_paused():
             planner = Planner(self._tasks.values(), self._shared)
-            check_graph(planner.infos)
-        return planner
+            provided = check_graph(planner.infos)
+        return planner, provided
 
     def run(self, pool: WorkerPool | None = None) -> Iterator[TaskRes]:
         """Check the graph, then return a generator yielding a ``TaskRes`` per task.
@@ -136,14 +251,16 @@ class Sched:
         """
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
-        planner = self._plan()
+        planner, provided = self._plan()
         if pool is None:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
             raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
-        return self._drive(planner, pool)
+        return self._drive(planner, provided, pool)
 
-    def _drive(self, planner: Planner, pool: WorkerPool) -> Iterator[TaskRes]:
+    def _drive(
+        self, planner: Planner, provided: set, pool: WorkerPool
+    ) -> Iterator[TaskRes]:
         with self._run_lock:  # two generators started from two threads: one wins
             if self._running:
                 raise SchedulerError(
@@ -156,59 +273,29 @@ class Sched:
             self._running = False
             raise
         self._skipped = TaskMap()
-        finished = False
-        infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
-        shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
-        tune = pool.tune if pool.auto_spare is not None else None
-        dispatched: dict[int, float] = {}  # seq -> when it was handed to the pool
-        now = time.monotonic
-        self._infos = infos  # first: in_flight, in another thread, reads both
+        run = LiveRun(self, planner, pool, provided)
+        self._infos = planner.infos  # first: in_flight, in another thread, reads both
         self._seq_of = None
-        self._dispatched = dispatched
+        self._live = run
+        finished = False
         try:
-            while True:
-                out = len(dispatched)
-                room = pool.capacity - out
-                while room > 0:
-                    # spare="auto" hands out a task that takes locks only to
-                    # a free worker or as the first spare: held locks must
-                    # not wait in a queue behind others
-                    info = pop_ready(tune is None or out <= pool.workers)
-                    if info is None:
-                        break
-                    seq = info.seq
-                    submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
-                                            info.kwargs, shared_for(info),
-                                            info.timeout)))
-                    dispatched[seq] = now()
-                    room -= 1
-                    out += 1
-                if not dispatched:
-                    break
-                outcomes = wait()
-                if outcomes and len(outcomes[0]) == 4:  # a pool that does not time
-                    outcomes = [(*outcome, None, None) for outcome in outcomes]
-                if tune is not None:
-                    tune(outcomes)
-                for key, shared, ret, excinfo, _started, duration in outcomes:
-                    info = infos[key]
-                    del dispatched[key]
-                    info.duration = duration
-                    if excinfo is not None:
-                        info.excinfo = excinfo
-                    complete(info, shared, excinfo)
-                    yield _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
+            yield from run.drive()
             finished = True
         finally:
+            run.close(finished)
             try:
                 pool.stop(cancel=not finished)
             finally:
-                skips = planner.skips(stopped=not finished)
+                skips = planner.skips(stopped=not finished, aborted=run.aborting)
                 self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
-                self._dispatched = {}
+                self._last_status = final_status(planner, len(skips))
+                self._live = None
                 self._running = False
-        if skips:
-            _warn_skipped(skips)
+            run.emit_end(skips, self._last_status)
+        # the tasks an abort or a cancel took out were taken out on purpose
+        unasked = [skip for skip in skips if skip.waits_for != "cancel"]
+        if unasked and run.aborting is None:
+            _warn_skipped(unasked, cancels=len(skips) > len(unasked))
 
 
 @contextlib.contextmanager
@@ -231,11 +318,14 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _warn_skipped(skips: list[Skip]) -> None:
-    """Warn with the counts of the explanations ``Sched.skipped`` gives."""
+def _warn_skipped(skips: list[Skip], cancels: bool = False) -> None:
+    """Warn with the counts of the explanations ``Sched.skipped`` gives.
+
+    *cancels*: some tasks were cancelled (and are not among *skips*).
+    """
     parts = []
-    for with_culprits, what in ((True, "of a failed task"),
-                                (False, "with no failed task found")):
+    blamed = "of a failed or cancelled task" if cancels else "of a failed task"
+    for with_culprits, what in ((True, blamed), (False, "with no failed task found")):
         kinds = Counter(
             skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
         )

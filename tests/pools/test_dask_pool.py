@@ -35,6 +35,7 @@ from tests._cluster import (
     warm_up_dask,
     write_cli_suite,
 )
+from tests._live import blocker, run_live_contract
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,45 @@ def test_contract_on_the_embedded_local_cluster(dask_warm):
     assert pool.workers == 2
     assert pool.client is None  # closed, and the cluster with it:
     # no worker process is left (the autouse leak check of conftest.py)
+
+
+@needs_dask
+def test_the_live_contract_by_address(cluster, tmp_path):
+    run_live_contract(DaskWorkerPool(address=cluster.address, spare=2), tmp_path)
+
+
+@needs_dask
+def test_the_live_contract_and_resizing_on_the_embedded_cluster(dask_warm, tmp_path):
+    pool = DaskWorkerPool(workers=1)
+    run_live_contract(pool, tmp_path / "contract")
+    # resized while it runs: a second worker joins, then one retires, idle
+    gate = tmp_path / "release"
+    tasks = [func_meta(kwargs={"started": str(tmp_path / "started"),
+                               "release": str(gate)})(functools.partial(blocker)),
+             lambda: "quick"]
+    s = Sched(tasks)
+    quick_done = threading.Event()
+    s.observe(lambda e: e.kind == "finished" and e.res.ret == "quick"
+              and quick_done.set())
+    counts = []
+
+    def drive():
+        poll_for(lambda: (tmp_path / "started").exists(), "the blocker to start")
+        s.resize(2)
+        poll_for(lambda: sum(pool.client.nthreads().values()) == 2, "a second worker")
+        poll_for(quick_done.is_set, "the quick task, on the new worker")
+        pool.workers = 1
+        poll_for(lambda: sum(pool.client.nthreads().values()) == 1,
+                 "the idle worker to retire")
+        counts.append(pool.workers)
+        gate.touch()
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    results = [res.ret for res in s.run(pool)]
+    thread.join()
+    assert results == ["quick", "blocker"]  # the running blocker was kept
+    assert counts == [1]
 
 
 @needs_dask

@@ -55,6 +55,13 @@ def main():
     [res] = Sched([square]).run(pool)
     assert res.ret[0] == 49 and res.ret[1] != os.getpid(), res
     run_break_then_again(pool)
+    import pathlib
+    import tempfile
+
+    from tests._live import run_live_contract
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_live_contract(pool, pathlib.Path(tmp))
     print(f"contract kept by {pool.workers} MPI workers")
 
 

@@ -17,6 +17,26 @@ Lifecycle of one run::
 them before it blocks. ``stop(cancel=True)`` drops jobs not yet started and
 must leave no thread or process behind; it must be idempotent.
 
+Driving a run live (``Sched.pause``, ``abort``, ``cancel``, ``resize``,
+``status``) asks more of a pool; each call has a default that does the
+least, so an older pool still works, only less promptly:
+
+- ``wake()``, from any thread or a signal handler: make a ``wait()`` that
+  blocks return soon, with the outcomes ready (perhaps none). Default:
+  nothing (the scheduler then notices a control call at the next outcome).
+- ``cancel(key, force)``: drop job *key* if it has not started (True: no
+  outcome will come for it); with *force*, stop it where the pool can (its
+  outcome then carries ``TaskCancelledError``). Default: False. A pool that
+  can only learn later whether a job it was asked to drop had started (a
+  worker process holding it) reports a dropped one with an outcome whose
+  excinfo is ``DROPPED``.
+- ``drop_queued()``: drop every job not started; return their keys.
+  Default: ``[]``.
+- ``running()``: the jobs running now, ``{key: (started, worker)}``, or None
+  where the pool cannot tell (default).
+- ``workers`` may be set while a run goes on (``_resize``); the default
+  just changes how many jobs the scheduler hands out.
+
 Besides the interface, this module holds what several pools need alike, so
 that they agree: when a timeout is enforced (:func:`timeout_grace`), how an
 overrun is worded (:func:`timeout_error`), how an error made in the pool gets
@@ -33,9 +53,19 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from pexen.sched._errors import PoolError, TaskTimeoutError
+from pexen.sched._errors import PoolError, TaskCancelledError, TaskTimeoutError
 from pexen.sched._naming import task_name
+from pexen.sched._pools.autoworkers import AutoWorkers
 from pexen.sched._result import ExceptionInfo
+
+# What ``running()`` maps a job's key to: when it started and on which worker.
+Running = tuple[float, "str | None"]
+
+# The excinfo of the outcome of a job dropped before it started, reported
+# after ``cancel()`` or ``drop_queued()`` had returned (see the docstring).
+DROPPED = ExceptionInfo(
+    TaskCancelledError, TaskCancelledError("dropped before it started"), None
+)
 
 
 class Job(NamedTuple):
@@ -53,8 +83,9 @@ class Outcome(NamedTuple):
     """How one job ended, as a pool reports it back.
 
     ``started`` is the ``time.monotonic()`` at which the task started, where
-    the pool knows it in this host's clock, and ``duration`` the seconds it
-    ran; None where the pool cannot tell.
+    the pool knows it in this host's clock, ``duration`` the seconds it ran,
+    and ``worker`` the name of the worker that ran it; None where the pool
+    cannot tell.
     """
 
     key: int
@@ -63,6 +94,7 @@ class Outcome(NamedTuple):
     excinfo: ExceptionInfo | None
     started: float | None = None
     duration: float | None = None
+    worker: str | None = None
 
 
 def check_count(name: str, value: Any, minimum: int) -> int:
@@ -124,11 +156,23 @@ class WorkerPool(abc.ABC):
     queued so workers do not starve while the caller handles a result: an
     int, kept exactly, or ``"auto"`` (:class:`AutoSpare`), which starts at 1
     and follows the duration of the tasks. ``spare`` always reads as the
-    count in force.
+    count in force. ``workers`` may be set while a run goes on.
     """
 
-    def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
-        self.workers = check_count("workers", workers, 1)
+    #: whether ``workers="auto"`` is offered (:class:`AutoWorkers`)
+    auto_workers_allowed = False
+
+    def __init__(self, workers: int | str = 1, spare: int | str = "auto") -> None:
+        self._active = False
+        self.auto_workers: AutoWorkers | None = None
+        if workers == "auto" and self.auto_workers_allowed:
+            self.auto_workers = AutoWorkers(self.auto_workers_limit())
+            self._workers = self.auto_workers.initial
+        elif isinstance(workers, str):
+            allowed = " or 'auto'" if self.auto_workers_allowed else ""
+            raise PoolError(f"workers={workers!r}: expected an int >= 1{allowed}")
+        else:
+            self._workers = check_count("workers", workers, 1)
         self.auto_spare: AutoSpare | None = None
         if spare == "auto":
             self.auto_spare = AutoSpare()
@@ -137,21 +181,57 @@ class WorkerPool(abc.ABC):
             if isinstance(spare, str):
                 raise PoolError(f"spare={spare!r}: expected an int >= 0 or 'auto'")
             self.spare = check_count("spare", spare, 0)
-        self._active = False
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(workers={self.workers}, "
+            f"{type(self).__name__}(workers={self._workers_repr()}, "
             f"spare={self._spare_repr()})"
         )
 
     def _spare_repr(self) -> str:
         return "'auto'" if self.auto_spare is not None else str(self.spare)
 
+    def _workers_repr(self) -> str:
+        return "'auto'" if self.auto_workers is not None else str(self.workers)
+
+    def auto_workers_limit(self) -> int:
+        """The most workers ``workers="auto"`` may grow to (pools offering it)."""
+        raise NotImplementedError
+
+    @property
+    def workers(self) -> int:
+        """How many jobs run at once; set it to resize, also during a run.
+
+        Growing starts workers at once; shrinking retires idle workers first
+        and never stops a running task. Setting a count ends ``"auto"``.
+        """
+        return self._workers
+
+    @workers.setter
+    def workers(self, value: int) -> None:
+        value = check_count("workers", value, 1)
+        self.auto_workers = None
+        self._set_workers(value)
+
+    def _set_workers(self, value: int) -> None:
+        """Resize to *value* workers (the policy of ``"auto"`` calls this too)."""
+        old, self._workers = self._workers, value
+        if self._active and value != old:
+            self._resize(value, old)
+            self.wake()  # the scheduler may hand out more (or fewer) jobs now
+
+    def _resize(self, workers: int, old: int) -> None:
+        """Start or retire workers to have *workers* (from *old*) during a run.
+
+        Called from whichever thread set ``workers``. The default changes
+        nothing but the count, that is how many jobs the scheduler hands out.
+        """
+        return None
+
     @property
     def capacity(self) -> int:
         """How many jobs the scheduler may have in flight at once."""
-        return self.workers + self.spare
+        return self._workers + self.spare
 
     def tune(self, outcomes: list[Outcome]) -> None:
         """Let ``spare="auto"`` learn from a batch of outcomes (else nothing)."""
@@ -170,6 +250,8 @@ class WorkerPool(abc.ABC):
         if self.auto_spare is not None:
             self.auto_spare = AutoSpare()
             self.spare = 1
+        if self.auto_workers is not None:
+            self.auto_workers.restart()
         try:
             self._start()
         except BaseException:
@@ -191,7 +273,41 @@ class WorkerPool(abc.ABC):
 
     @abc.abstractmethod
     def wait(self) -> list[Outcome]:
-        """Block until at least one job is done; return every outcome ready."""
+        """Block until at least one job is done; return every outcome ready.
+
+        After ``wake()`` it may return early, with no outcome at all.
+        """
+
+    # -- driving a run live (defaults: the least a pool can do) ---------------
+
+    def wake(self) -> None:
+        """Make a blocking ``wait()`` return soon; from any thread, or a signal
+        handler. Default: nothing (``wait()`` returns at the next outcome)."""
+        return None
+
+    def cancel(self, key: int, force: bool = False) -> bool:
+        """Drop job *key* if it has not started: True, and no outcome comes.
+
+        Else False: it runs on and reports its outcome; with *force* the pool
+        stops it where it can, and the outcome carries ``TaskCancelledError``.
+        Default: False.
+        """
+        return False
+
+    def drop_queued(self) -> list[int]:
+        """Drop every job not started; return their keys (no outcome comes).
+
+        Default: ``[]``.
+        """
+        return []
+
+    def running(self) -> dict[int, Running] | None:
+        """The jobs running now: ``{key: (started, worker name or None)}``.
+
+        ``started`` is a ``time.monotonic()``. None where the pool cannot
+        tell a running job from a queued one (the default). From any thread.
+        """
+        return None
 
     @abc.abstractmethod
     def _start(self) -> None: ...
@@ -225,6 +341,13 @@ def timeout_error(task: Any, timeout: float, what_then: str) -> TaskTimeoutError
     )
     err.timeout = timeout  # type: ignore[attr-defined]
     return err
+
+
+def cancelled_error(task: Any, what_then: str) -> ExceptionInfo:
+    """``task 'x' was cancelled while it ran; <what_then>``, with a traceback."""
+    return raised(TaskCancelledError(
+        f"task {task_name(task)!r} was cancelled while it ran{what_then}"
+    ))
 
 
 def raised(exc: BaseException, cause: BaseException | None = None) -> ExceptionInfo:

@@ -14,30 +14,36 @@ What is Dask's own:
 - ``submit`` only packs a job; ``wait`` sends all packed jobs with one
   ``Client.map``, one graph update for the scheduler instead of one per task.
 - At most once per attempt, whatever the cluster's settings. A worker that
-  dies while it holds a task makes the scheduler run the task again on
-  another worker, until its ``allowed-failures`` count is exceeded (then it
-  fails it with ``KilledWorker``, which becomes ``WorkerCrashError``). So on
-  a cluster pexen did not start, ``run_job_once`` notes on the scheduler
-  that the task started (``Client.set_metadata`` under the task's own key,
-  which the scheduler drops when it forgets the task: one round trip per
-  task) and refuses to start it a second time (``StartedBefore``, also a
-  crash): pexen's ``retries``
-  alone decides what runs again, and the cluster's configuration is left
-  as it is. Tasks that only waited in the dead worker's queue never started,
-  so they run elsewhere. The embedded cluster allows no failure, so Dask
-  fails such a task at once and the note is not needed; futures are
+  dies while it holds a task makes the scheduler run the task again on another
+  worker, until its ``allowed-failures`` count is exceeded (then it fails it
+  with ``KilledWorker``, which becomes ``WorkerCrashError``). So on a cluster
+  pexen did not start, ``run_job_once`` notes on the scheduler that the task
+  started (``Client.set_metadata`` under the task's own key, which the
+  scheduler drops when it forgets the task: one round trip per task) and
+  refuses to start it a second time (``StartedBefore``, also a crash): pexen's
+  ``retries`` alone decides what runs again, and the cluster's configuration
+  is left as it is. Tasks that only waited in the dead worker's queue never
+  started, so they run elsewhere. The embedded cluster allows no failure, so
+  Dask fails such a task at once and the note is not needed; futures are
   submitted with ``retries=0``.
+- Driving a run live: the Dask scheduler says which tasks its workers are
+  processing (``Client.processing``); the others are cancelled when dropped.
+  A running task cannot be stopped: cancelled with ``force``, it is released
+  and abandoned. ``wake`` sets a flag that ``_collect`` looks at between
+  waits on ``as_completed``'s condition. Resizing scales the embedded
+  cluster: up at once; down by retiring idle workers, and busy ones once
+  they are idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 from time import monotonic
 from typing import Any
 
 from pexen.sched._errors import PoolError
+from pexen.sched._pools.autoworkers import usable_cpus
 from pexen.sched._pools.base import check_count
 from pexen.sched._pools.engines import import_distributed
 from pexen.sched._pools.remote import Done, RemotePool, run_job
@@ -57,14 +63,6 @@ EMBEDDED_CONFIG = {
     "distributed.scheduler.allowed-failures": 0,
     "distributed.scheduler.worker-saturation": 1.0,
 }
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may use (its affinity), not all the machine has."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # no affinity on this platform
-        return os.cpu_count() or 1
 
 
 class DaskWorkerPool(RemotePool):
@@ -126,6 +124,8 @@ class DaskWorkerPool(RemotePool):
         self._cluster: Any = None
         self._completed: Any = None  # distributed.as_completed of this run
         self._next_count = 0.0
+        self._woken = False  # wake() was called: _collect returns
+        self._shrinking = False  # the embedded cluster has workers to retire
 
     def __repr__(self) -> str:
         if self._given_client is not None:
@@ -144,7 +144,11 @@ class DaskWorkerPool(RemotePool):
 
     @property
     def capacity(self) -> int:
-        if self._client is not None and monotonic() >= self._next_count:
+        if (
+            self._client is not None
+            and self._cluster is None  # the embedded cluster has the size we set
+            and monotonic() >= self._next_count
+        ):
             self._count_workers()
         return self.workers + self.spare
 
@@ -154,7 +158,7 @@ class DaskWorkerPool(RemotePool):
             threads = sum(self._client.nthreads().values())
         except OSError:  # scheduler unreachable for now: keep the last count
             return
-        self.workers = max(threads, 1)
+        self._workers = max(threads, 1)
         if self._auto_spare:
             self.spare = SPARE_PER_WORKER * self.workers
 
@@ -189,6 +193,85 @@ class DaskWorkerPool(RemotePool):
         )
         self._count_workers()
 
+    def _set_workers(self, workers: int) -> None:
+        if self._cluster is None and (
+            self.address is not None or self._given_client is not None
+        ):
+            raise PoolError(
+                f"cannot set workers={workers!r}: the worker count of a cluster "
+                f"pexen did not start comes from the cluster; scale it there"
+            )
+        super()._set_workers(workers)
+        if self._auto_spare:
+            self.spare = SPARE_PER_WORKER * workers
+
+    def _resize(self, workers: int, old: int) -> None:
+        cluster = self._cluster
+        if cluster is None:
+            return
+        if workers > len(cluster.worker_spec):
+            cluster.scale(workers)
+        else:
+            self._shrinking = True
+            self._retire_idle()
+
+    def _retire_idle(self) -> None:
+        """Retire idle workers of the embedded cluster beyond ``workers``."""
+        cluster, client = self._cluster, self._client
+        excess = len(cluster.worker_spec) - self.workers
+        if excess <= 0:
+            self._shrinking = False
+            return
+        busy = {addr for addr, keys in client.processing().items() if keys}
+        idle = [
+            info["name"]
+            for addr, info in cluster.scheduler_info["workers"].items()
+            if addr not in busy and info.get("name") in cluster.worker_spec
+        ]
+        for name in idle[:excess]:
+            del cluster.worker_spec[name]
+        cluster.scale(len(cluster.worker_spec))
+        self._shrinking = len(cluster.worker_spec) > self.workers
+
+    def wake(self) -> None:
+        self._woken = True
+        completed = self._completed
+        if completed is not None:
+            condition = completed.thread_condition
+            # never block: a signal handler may run this while the thread it
+            # interrupted holds the condition; wait() looks again within 0.1 s
+            if condition.acquire(blocking=False):
+                try:
+                    condition.notify_all()
+                finally:
+                    condition.release()
+
+    def wait(self) -> list[Any]:
+        if self._shrinking:
+            self._retire_idle()
+        return super().wait()
+
+    def _drop(self, futures: list[Any]) -> list[Any]:
+        # Dask cancels a running task too: drop only those no worker processes
+        if not futures:
+            return []
+        processing = {
+            key for keys in self._client.processing().values() for key in keys
+        }
+        gone = [future for future in futures if future.key not in processing]
+        if gone:
+            _call(self._client.cancel, gone)
+        return [self._pending.pop(future) for future in gone]
+
+    def _abandon(self, future: Any) -> None:
+        super()._abandon(future)
+        _call(self._client.cancel, [future])
+
+    _abandon_words = (
+        "Dask cannot stop a running task, so it was released: it may run on in "
+        "its worker, and what it returns is ignored"
+    )
+
     def _submit_remote(self, blobs: list[tuple[bytes, bytes]]) -> list[Any]:
         task_blobs, data_blobs = zip(*blobs, strict=True)
         return self._client.map(
@@ -199,8 +282,19 @@ class DaskWorkerPool(RemotePool):
         self._completed.update(futures)
 
     def _collect(self) -> list[Done]:
+        completed = self._completed
+        while not completed.has_ready():
+            if self._woken:
+                break
+            condition = completed.thread_condition
+            with condition:  # as as_completed's own __next__ waits
+                condition.wait(timeout=0.1)
+        self._woken = False
         collected: list[Done] = []
-        for future, result in self._completed.next_batch(block=True):
+        pending = self._pending
+        for future, result in completed.next_batch(block=False):
+            if future not in pending:  # dropped or abandoned meanwhile
+                continue
             if future.status == "finished":
                 collected.append((future, result, None))
             elif isinstance(result, tuple):  # "error": (type, exception, traceback)

@@ -42,6 +42,10 @@ class ExecutorWorkerPool(RemotePool):
     reported when it returns in a thread. On Dask's executor
     (``Client.get_executor()``) a task runs at most once, as on
     ``DaskWorkerPool``: one whose worker died fails with ``WorkerCrashError``.
+    A task that has not started can be cancelled (``Sched.cancel``,
+    ``Sched.abort``); a running one cannot be stopped, so a forced cancel
+    abandons it to your executor. Setting ``workers`` changes how many tasks
+    pexen hands out at once.
     """
 
     def __init__(

@@ -32,8 +32,12 @@ class MPIWorkerPool(RemotePool):
     runs the main script in the workers too. ``executor_kwargs`` go to
     ``MPIPoolExecutor``. A task past its ``timeout`` is interrupted with
     ``TaskTimeoutError`` (an alarm signal in the worker). MPI has no way to
-    survive a worker that dies: the whole MPI job aborts.
+    survive a worker that dies: the whole MPI job aborts. A running task
+    cannot be stopped: cancelled, it runs to its end; setting ``workers``
+    during a run changes how many tasks pexen hands out, not the ranks.
     """
+
+    abandons = False  # shutting the executor down waits for its running tasks
 
     def __init__(
         self,
@@ -62,7 +66,7 @@ class MPIWorkerPool(RemotePool):
             self.executor = self._futures.MPIPoolExecutor(
                 max_workers=self._max_workers, **self._executor_kwargs
             )
-            self.workers = self.executor.num_workers  # waits until they are up
+            self._workers = self.executor.num_workers  # waits until they are up
 
     def _stop(self, cancel: bool) -> None:
         super()._stop(cancel)

@@ -36,6 +36,13 @@ A job's ``timeout`` is kept by the worker: where the task runs in the main
 thread of its process (process executors, MPI ranks) an alarm signal
 interrupts it with ``TaskTimeoutError``; in a worker's thread (Dask, thread
 executors) nothing can stop it, so an overrun is reported when it returns.
+
+Driving a run live: ``wake`` puts a marker in the queue ``wait`` blocks on;
+``cancel``/``drop_queued`` drop a job still in the outbox, or whose future the
+engine cancels before it started (``_drop``). An engine cannot stop a
+running job: with ``force`` the pool abandons it where it may
+(``abandons``: the job then fails at once with ``TaskCancelledError``, and
+what it returns later is ignored), else it runs to its end.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ from pexen.sched._pools.base import (
     Job,
     Outcome,
     WorkerPool,
+    cancelled_error,
     raised,
     timeout_error,
 )
@@ -77,6 +85,7 @@ from pexen.sched._result import ExceptionInfo
 
 # what ``_collect`` reports of a finished future: (future, value, error)
 Done = tuple[Any, Any, "BaseException | None"]
+WAKE = object()  # put in the queue of done futures by wake()
 
 
 class Packed(NamedTuple):
@@ -112,7 +121,7 @@ def run_job(
     start = time.monotonic()
     try:
         with _alarm(task, timeout):
-            _key, shared, ret, excinfo, _started, _duration = execute(job)
+            _key, shared, ret, excinfo, _started, _duration, _worker = execute(job)
     except (KeyboardInterrupt, TaskTimeoutError):  # in the worker's main thread
         ret, excinfo = None, ExceptionInfo(*sys.exc_info())
     elapsed = time.monotonic() - start
@@ -194,6 +203,9 @@ class RemotePool(WorkerPool):
     executor: Any = None
     #: the module-level function the engine runs on each job's two blobs
     job_runner: Callable[[bytes, bytes], Any] = staticmethod(run_job)
+    #: whether a running job may be left to run on when it is cancelled with
+    #: ``force`` (its result is then ignored); else it is waited for
+    abandons = True
 
     def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
         super().__init__(workers, spare)
@@ -286,17 +298,63 @@ class RemotePool(WorkerPool):
             future.add_done_callback(put)
 
     def _collect(self) -> list[Done]:
-        """Block until a future is done; return ``(future, value, error)`` of each."""
+        """Block until a future is done (or ``wake``); return ``(future, value,
+        error)`` of each, leaving out the futures of jobs dropped meanwhile."""
         done = [self._done.get()]
         while not self._done.empty():
             done.append(self._done.get())
         collected: list[Done] = []
+        pending = self._pending
         for future in done:
+            if future is WAKE or future not in pending:
+                continue
             try:
                 collected.append((future, future.result(), None))
             except Exception as exc:  # CancelledError too
                 collected.append((future, None, exc))
         return collected
+
+    # -- driving a run live ---------------------------------------------------
+
+    def wake(self) -> None:
+        self._done.put(WAKE)  # SimpleQueue.put: safe in a signal handler
+
+    def cancel(self, key: int, force: bool = False) -> bool:
+        for i, packed in enumerate(self._outbox):
+            if packed.job.key == key:
+                del self._outbox[i]
+                return True
+        for future, job in list(self._pending.items()):
+            if job.key == key:
+                if self._drop([future]):
+                    return True
+                if force and self.abandons:
+                    self._abandon(future)
+                return False
+        return False
+
+    def drop_queued(self) -> list[int]:
+        dropped = [packed.job.key for packed in self._outbox]
+        self._outbox.clear()
+        return dropped + [job.key for job in self._drop(list(self._pending))]
+
+    def _drop(self, futures: list[Any]) -> list[Job]:
+        """Cancel those of *futures* that have not started; forget and return
+        their jobs."""
+        return [self._pending.pop(future) for future in futures if future.cancel()]
+
+    def _abandon(self, future: Any) -> None:
+        """Fail a running job at once; what it returns later is ignored."""
+        job = self._pending.pop(future)
+        self._unsent.append(Outcome(job.key, job.shared, None, cancelled_error(
+            job.task, f"; {self._abandon_words}"
+        )))
+        self.wake()
+
+    _abandon_words = (
+        "the executor cannot stop a running task, so it was abandoned: it may "
+        "run on, and what it returns is ignored"
+    )
 
     def _outcome(self, future: Any, value: Any, error: BaseException | None) -> Outcome:
         key, task, _pass_shared, _kwargs, shared, _timeout = self._pending.pop(future)

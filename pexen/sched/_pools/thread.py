@@ -41,11 +41,31 @@ result) is reported as timed out all the same, as the process pool would.
 thread whose task overran its timeout (one ``stop()`` finds running past its
 timeout, too): it is not waited for, by ``stop()`` nor by the interpreter's
 exit, and a ``PoolWarning`` names its task and thread.
+
+Driving a run live
+------------------
+No bookkeeping per job but a store: each thread keeps the job it took last
+in its *slot*, for ``cancel`` to find. What is queued is what ``_jobs``
+holds, what is done is in ``_outcomes``, and the rest runs. ``cancel``
+drains ``_jobs`` (dropping the job if it is there, putting the others back
+in order), then ``_outcomes`` into ``_early`` (a job whose outcome waits
+there has ended); else the job runs, and with *force* it is abandoned: its
+outcome (``TaskCancelledError``, naming the thread) is reported at once and
+the thread no longer counts as live, so another starts if work needs it.
+When the abandoned task returns, its outcome is discarded, and as its
+thread takes jobs again, one thread is told to retire (a ``None`` in
+``_jobs``); ``stop()`` does not wait for a thread still running an
+abandoned task (a timed one retires as on a timeout). ``drop_queued``
+drains ``_jobs``; ``wake`` puts ``_WAKE`` in ``_outcomes``. Resizing up
+starts threads as work needs them, down puts a ``None`` per thread too many
+in ``_jobs``: idle threads take it first, busy ones after their job.
+``workers="auto"`` (``AutoWorkers``) is applied in ``wait``.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import threading
 import time
@@ -56,10 +76,12 @@ from queue import Empty, SimpleQueue
 from pexen.sched._calling import execute
 from pexen.sched._errors import PoolError, PoolWarning
 from pexen.sched._naming import task_name
+from pexen.sched._pools.autoworkers import usable_cpus
 from pexen.sched._pools.base import (
     Job,
     Outcome,
     WorkerPool,
+    cancelled_error,
     raised,
     timeout_error,
     timeout_grace,
@@ -68,7 +90,8 @@ from pexen.sched._pools.base import (
 _pool_ids = itertools.count(1)
 _live_pools: weakref.WeakSet[ThreadWorkerPool] = weakref.WeakSet()
 _RECHECK = object()  # put by a thread that starts a timed job: recompute deadlines
-_ENDED = object()  # put by a thread as it ends, told to by ``stop()``
+_ENDED = object()  # put by a thread as it ends, told to by a ``None``
+_WAKE = object()  # put by wake(): wait() returns, with what is ready
 # where our warnings point: the caller's loop over ``Sched.run()``, which
 # called submit, wait or stop, which called the method that warns
 _USER = 5
@@ -113,14 +136,20 @@ class _Timed:
         return overdue
 
 
-def _work(jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed) -> None:
-    """Worker thread: run jobs until the ``None`` sentinel or until one overruns."""
+def _work(
+    jobs: SimpleQueue, outcomes: SimpleQueue, timed: _Timed, slot: list
+) -> None:
+    """Worker thread: run jobs until the ``None`` sentinel or until one overruns.
+
+    ``slot[0]`` is the job it took last, for ``cancel`` to find.
+    """
     me = threading.current_thread()
     # started as a daemon thread (see "Daemon or not"); the threads our tasks
     # start inherit this instead, so that the interpreter waits for them
     me._daemonic = False  # type: ignore[attr-defined]
     get, put, now = jobs.get, outcomes.put, time.monotonic
     while (job := get()) is not None:
+        slot[0] = job
         timeout = job.timeout
         if timeout is None:
             put(execute(job))
@@ -155,7 +184,9 @@ class ThreadWorkerPool(WorkerPool):
     interpreter's exit waits for it, and a ``PoolWarning`` names it.
     """
 
-    def __init__(self, workers: int = 1, spare: int | str = "auto") -> None:
+    auto_workers_allowed = True
+
+    def __init__(self, workers: int | str = 1, spare: int | str = "auto") -> None:
         super().__init__(workers, spare)
         self._threads: list[threading.Thread] = []  # every thread of this run
         self._jobs: SimpleQueue = SimpleQueue()
@@ -165,6 +196,12 @@ class ThreadWorkerPool(WorkerPool):
         self._n_live = 0  # threads started and not retired (by a timeout)
         self._n_out = 0  # jobs submitted whose outcome wait() has not returned
         self._most: int | None = None  # threads the system let us have, once short
+        # driving a run live
+        self._threads_lock = threading.Lock()  # resizing comes from any thread
+        self._slots: dict[threading.Thread, list] = {}  # thread -> [its last job]
+        self._early: list[Outcome] = []  # taken from _outcomes before wait()
+        self._abandoned: dict[int, threading.Thread] = {}  # key -> its thread
+        self._given_up: set[threading.Thread] = set()  # running an abandoned task
 
     def submit(self, job: Job) -> None:
         self._jobs.put(job)
@@ -175,8 +212,13 @@ class ThreadWorkerPool(WorkerPool):
     def wait(self) -> list[Outcome]:
         outcomes, timed = self._outcomes, self._timed
         ready: list[Outcome] = []
-        while not ready:
+        early = self._early  # ready already: do not block
+        if early:
+            self._early = []
+        while not ready and not early:
             deadline = timed.next_deadline() if timed.running else None
+            if self.auto_workers is not None:
+                deadline = self._auto_resize(deadline)
             try:
                 if deadline is None:
                     item = outcomes.get()
@@ -185,12 +227,18 @@ class ThreadWorkerPool(WorkerPool):
             except Empty:
                 ready = self._expire()
                 continue
-            if item is not _RECHECK:
+            if item is _WAKE:
+                break
+            if item is not _RECHECK and item is not _ENDED:
                 ready.append(item)
         while not outcomes.empty():
             item = outcomes.get()
-            if item is not _RECHECK:
+            if item is not _RECHECK and item is not _ENDED and item is not _WAKE:
                 ready.append(item)
+        if self._abandoned:
+            ready = self._discard_abandoned(ready)
+        if early:
+            ready = early + ready
         self._n_out -= len(ready)
         if self._n_live < self._n_out and self._n_live < self.workers:
             self._add_threads()  # for jobs queued behind a thread that retired
@@ -199,28 +247,32 @@ class ThreadWorkerPool(WorkerPool):
     def _expire(self) -> list[Outcome]:
         """Report the jobs past their deadline; their threads retire."""
         overdue = self._timed.expire(time.monotonic())
-        self._n_live -= len(overdue)  # they take no more jobs
+        with self._threads_lock:
+            self._n_live -= len(overdue)  # they take no more jobs
         return [_timeout_outcome(job) for job in overdue]
 
     def _add_threads(self) -> None:
         """Start threads until each job out has one, up to ``workers``."""
-        wanted = min(self._n_out, self.workers)
-        if self._most is not None:
-            wanted = min(wanted, self._most)
-        while self._n_live < wanted:
-            try:
-                thread = threading.Thread(
-                    target=_work,
-                    args=(self._jobs, self._outcomes, self._timed),
-                    name=f"pexen-worker-{self._pool_id}.{len(self._threads) + 1}",
-                    daemon=True,  # to the interpreter: see "Daemon or not"
-                )
-                thread.start()
-            except RuntimeError as exc:  # "can't start new thread"
-                self._short_of_threads(exc)
-                return
-            self._threads.append(thread)
-            self._n_live += 1
+        with self._threads_lock:  # resizing may call it from another thread
+            wanted = min(self._n_out, self.workers)
+            if self._most is not None:
+                wanted = min(wanted, self._most)
+            while self._n_live < wanted:
+                slot: list = [None]
+                try:
+                    thread = threading.Thread(
+                        target=_work,
+                        args=(self._jobs, self._outcomes, self._timed, slot),
+                        name=f"pexen-worker-{self._pool_id}.{len(self._threads) + 1}",
+                        daemon=True,  # to the interpreter: see "Daemon or not"
+                    )
+                    thread.start()
+                except RuntimeError as exc:  # "can't start new thread"
+                    self._short_of_threads(exc)
+                    return
+                self._threads.append(thread)
+                self._slots[thread] = slot
+                self._n_live += 1
 
     def _short_of_threads(self, exc: RuntimeError) -> None:
         """Go on with the threads there are, saying so once; fail if none."""
@@ -245,6 +297,8 @@ class ThreadWorkerPool(WorkerPool):
         self._threads = []
         self._n_live = self._n_out = 0
         self._most = None
+        self._slots, self._early, self._abandoned = {}, [], {}
+        self._given_up = set()
         _live_pools.add(self)
 
     def _stop(self, cancel: bool) -> None:
@@ -255,7 +309,9 @@ class ThreadWorkerPool(WorkerPool):
                     self._jobs.get_nowait()
             except Empty:
                 pass
-        for _ in range(self._n_live):  # one each; retired threads end unasked
+        # one each; retired threads end unasked; one more per thread left to
+        # an abandoned task, should it take jobs again
+        for _ in range(self._n_live + len(self._given_up)):
             self._jobs.put(None)
         self._await_threads()
         with self._timed.lock:
@@ -264,7 +320,7 @@ class ThreadWorkerPool(WorkerPool):
                 for job, thread in self._timed.timed_out.values()
                 if thread.is_alive()
             ]
-        given_up = {thread for _job, thread in abandoned}
+        given_up = {thread for _job, thread in abandoned} | self._given_up
         for thread in given_up:  # say what it is to the interpreter's exit now
             thread._daemonic = True  # type: ignore[attr-defined]
         if abandoned:
@@ -273,6 +329,8 @@ class ThreadWorkerPool(WorkerPool):
             if thread not in given_up:
                 thread.join()
         self._threads = []
+        self._slots, self._early, self._abandoned = {}, [], {}
+        self._given_up = set()
 
     def _await_threads(self) -> None:
         """Wait until each live thread ended, or overran its job's timeout."""
@@ -317,6 +375,120 @@ class ThreadWorkerPool(WorkerPool):
             PoolWarning,
             stacklevel=_USER,
         )
+
+
+    # -- driving a run live (see "Driving a run live") --------------------------
+
+    def wake(self) -> None:
+        self._outcomes.put(_WAKE)  # SimpleQueue.put: safe in a signal handler
+
+    def _take_queued(self) -> list[Job | None]:
+        """Everything in ``_jobs`` now, in order (``None``: a thread told to go)."""
+        taken: list[Job | None] = []
+        with contextlib.suppress(Empty):
+            while True:
+                taken.append(self._jobs.get_nowait())
+        return taken
+
+    def drop_queued(self) -> list[int]:
+        dropped = []
+        for job in self._take_queued():
+            if job is None:
+                self._jobs.put(None)  # told to retire: it still must
+            else:
+                dropped.append(job.key)
+        self._n_out -= len(dropped)
+        return dropped
+
+    def cancel(self, key: int, force: bool = False) -> bool:
+        found = False
+        for job in self._take_queued():
+            if job is not None and job.key == key:
+                found = True
+            else:
+                self._jobs.put(job)  # the others go back, in their order
+        if found:
+            self._n_out -= 1
+            return True
+        outcomes, drained = self._outcomes, []
+        while not outcomes.empty():
+            item = outcomes.get()
+            if item is not _RECHECK and item is not _ENDED and item is not _WAKE:
+                drained.append(item)
+        if self._abandoned:
+            drained = self._discard_abandoned(drained)
+        self._early += drained
+        if not force or any(outcome[0] == key for outcome in self._early):
+            return False  # its outcome is there, or will come
+        for thread, (job,) in list(self._slots.items()):
+            if job is not None and job.key == key and thread.is_alive():
+                self._abandon(job, thread)
+                break
+        return False  # not found: it just ended, and its outcome comes
+
+    def _abandon(self, job: Job, thread: threading.Thread) -> None:
+        """Report running *job* cancelled now; another thread may take its place."""
+        timed, key = self._timed, job.key
+        with timed.lock:
+            if timed.running.pop(key, None) is not None:
+                timed.timed_out[key] = (job, thread)  # it retires, as on a timeout
+            else:
+                self._abandoned[key] = thread
+                self._given_up.add(thread)
+        with self._threads_lock:
+            self._n_live -= 1
+        self._early.append(Outcome(key, job.shared, None, cancelled_error(
+            job.task,
+            f"; its thread {thread.name!r} cannot be stopped, so it was "
+            f"abandoned: it runs on until the task returns, and what it "
+            f"returns is discarded",
+        )))
+        if self._n_live < self._n_out:
+            self._add_threads()
+
+    def _discard_abandoned(self, ready: list[Outcome]) -> list[Outcome]:
+        """Drop the late outcomes of abandoned tasks; their threads are back,
+        so one thread retires for each."""
+        kept = []
+        for outcome in ready:
+            thread = self._abandoned.pop(outcome[0], None)
+            if thread is None:
+                kept.append(outcome)
+                continue
+            self._given_up.discard(thread)
+            with self._threads_lock:
+                self._n_live += 1
+            self._retire(1)
+        return kept
+
+    def _retire(self, n: int) -> None:
+        """Tell *n* threads to end, idle ones first (a ``None`` each)."""
+        with self._threads_lock:
+            n = min(n, self._n_live)
+            self._n_live -= n
+        for _ in range(n):
+            self._jobs.put(None)
+
+    def _resize(self, workers: int, old: int) -> None:
+        if workers > old:
+            if self._n_live < self._n_out:
+                self._add_threads()
+        elif self._n_live > workers:
+            self._retire(self._n_live - workers)
+
+    def auto_workers_limit(self) -> int:
+        return min(32, usable_cpus() + 4)  # as ThreadPoolExecutor's default
+
+    def _auto_resize(self, deadline: float | None) -> float:
+        """Apply ``workers="auto"``; return when to look next (or *deadline*)."""
+        auto = self.auto_workers
+        assert auto is not None
+        now = time.monotonic()
+        workers = auto.next_workers(self._workers, self._n_out > self._n_live, now)
+        if workers != self._workers:
+            self._set_workers(workers)
+        look = now + auto.due(now)
+        return look if deadline is None else min(deadline, look)
 
 
 @atexit.register

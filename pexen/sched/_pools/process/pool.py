@@ -18,9 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pexen.sched._errors import PoolError
+from pexen.sched._pools.autoworkers import usable_cpus
 from pexen.sched._pools.base import (
     Job,
     Outcome,
+    Running,
     WorkerPool,
     check_count,
     sigint_blocked,
@@ -46,6 +48,10 @@ class ProcessWorkerPool(WorkerPool):
     are (cloudpickle). A worker that dies fails the task it ran with
     ``WorkerCrashError`` and is replaced; *max_restarts* (default
     ``4 * workers``) caps the deaths per run no task can be blamed for.
+    ``workers="auto"`` adapts the count to keep the CPUs busy (up to twice
+    their number); setting ``workers`` during a run starts workers at once, or
+    retires idle ones. A cancelled running task has its worker killed (and
+    replaced).
 
     *initializer* (with *initargs*) runs in each worker as it starts, before
     its first task, as in ``concurrent.futures``; one that raises breaks the
@@ -55,9 +61,11 @@ class ProcessWorkerPool(WorkerPool):
     per run. See ``docs/pools.md``.
     """
 
+    auto_workers_allowed = True
+
     def __init__(
         self,
-        workers: int = 1,
+        workers: int | str = 1,
         spare: int | str = "auto",
         mp_context: Any = None,
         *,
@@ -92,15 +100,35 @@ class ProcessWorkerPool(WorkerPool):
 
     def __repr__(self) -> str:
         return (
-            f"ProcessWorkerPool(workers={self.workers}, spare={self._spare_repr()}, "
-            f"mp_context={self.start_method!r})"
+            f"ProcessWorkerPool(workers={self._workers_repr()}, "
+            f"spare={self._spare_repr()}, mp_context={self.start_method!r})"
         )
+
+    def auto_workers_limit(self) -> int:
+        return 2 * usable_cpus()
 
     def submit(self, job: Job) -> None:
         self._serving().submit(job)
 
     def wait(self) -> list[Outcome]:
         return self._serving().wait()
+
+    # -- driving a run live: see ProcessRun --------------------------------------
+
+    def wake(self) -> None:
+        run = self._run
+        if run is not None:
+            run.wake()
+
+    def cancel(self, key: int, force: bool = False) -> bool:
+        return self._serving().cancel(key, force)
+
+    def drop_queued(self) -> list[int]:
+        return self._serving().drop_queued()
+
+    def running(self) -> dict[int, Running] | None:
+        run = self._run
+        return {} if run is None else run.running()
 
     def _serving(self) -> ProcessRun:
         run = self._run

@@ -6,8 +6,22 @@ scheduler's thread only (the relay thread just moves bytes): ``submit``
 queues a job, ``wait`` dispatches, polls and collects, ``stop`` shuts the
 workers down. Its parts, in the order of a job's life: dispatch (``_wire``,
 ``_dispatch``, ``_balance``), results (``_poll``, ``_read_results``,
-``_on_result``), faults (``_check_deadlines``, ``_on_death``), shutdown
-(``stop``).
+``_on_result``), faults (``_check_deadlines``, ``_on_death``), driving the
+run live (``cancel``, ``drop_queued``, resizing), shutdown (``stop``).
+
+Only ``wake`` (a byte down a self-pipe ``wait`` polls, written under a lock
+taken without blocking, so the pipe is never written once closed) and
+``running`` (the workers' slots) are called from other threads.
+
+Driving the run live: a job still in the backlog is dropped at once. One a
+worker holds but has not started is dropped by that worker: a ``DROP`` frame
+(see ``wire``), answered by ``DROPPED``, which reaches the scheduler as an
+outcome whose excinfo is ``DROPPED``. A running one is stopped by killing
+its worker (SIGKILL to its process group), which is replaced, and its jobs
+not started go back to the backlog; if it started just as the DROP went out,
+the next look at the slots (``_check_cancels``) kills it. Fewer workers:
+those beyond the count are *retiring*: they get no more jobs and are told
+to STOP once idle, idle ones first.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import os
 import pickle
 import select
 import signal
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -30,8 +45,11 @@ from pexen.sched._errors import (
 )
 from pexen.sched._naming import task_name
 from pexen.sched._pools.base import (
+    DROPPED,
     Job,
     Outcome,
+    Running,
+    cancelled_error,
     raised,
     sigint_unblocked,
     timeout_error,
@@ -99,6 +117,17 @@ class ProcessRun:
         self.relay = Relay(f"pexen-relay-{pool.pool_id}")
         self.relay.start()
         self._watch(self.relay.wake_fd, None, "wake")
+        # driving the run live
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.wake_lock = threading.Lock()  # wake() never writes a closed fd
+        self._watch(self.wake_r, None, "woken")
+        self.woken = False
+        self.cancelling: dict[int, WorkerProc] = {}  # force-cancelled, not started
+        self.cancel_kills: set[int] = set()  # keys whose worker we killed to stop
+        self.drop_asked: set[int] = set()  # keys a DROP went out for
+        self.n_retiring = 0
 
     def _task_name_of(self, key: Any) -> str | None:
         # a record may be emitted after its job's result: look in key2task
@@ -123,7 +152,17 @@ class ProcessRun:
             timeout = self._check_deadlines()
             if not self.workers:  # none could start: try again shortly
                 timeout = 0.1
+            if self.cancelling:
+                timeout = self._check_cancels(timeout)
+            if self.n_retiring or len(self.workers) > self.pool.workers:
+                self._retire()
+            auto = self.pool.auto_workers
+            if auto is not None:
+                timeout = self._auto_resize(auto, timeout)
             self._poll(timeout)
+            if self.woken:
+                self.woken = False
+                break
             self._dispatch(final=False)
         self._dispatch(final=True)
         # what a task printed or logged comes before its result
@@ -140,16 +179,20 @@ class ProcessRun:
         excinfo: Any,
         started: float | None = None,
         duration: float | None = None,
+        worker: str | None = None,
     ) -> None:
         """Record how job *key* ended; *shared* None: the dict it was sent with."""
         job = self.jobs.pop(key)
         self.wired.pop(key, None)
         self.sent_at.pop(key, None)
         self.needs.pop(key, None)
+        if self.drop_asked:
+            self.drop_asked.discard(key)
+            self.cancelling.pop(key, None)
         if shared is None:
             shared = job.shared
         self.outcomes.append(
-            _new_tuple(Outcome, (key, shared, ret, excinfo, started, duration))
+            _new_tuple(Outcome, (key, shared, ret, excinfo, started, duration, worker))
         )
 
     # -- workers ---------------------------------------------------------------
@@ -193,6 +236,9 @@ class ProcessRun:
             pass
         except OSError:  # the worker is gone: its sentinel will tell
             buf.clear()
+        if not buf and worker.unflagged:  # the DROP frames are in the pipe now
+            worker.slot[wire.DROPS] += worker.unflagged
+            worker.unflagged = 0
         watching = worker.job_fd in self.fd2role
         if buf and not watching:
             self._watch(worker.job_fd, worker, "job")
@@ -249,6 +295,8 @@ class ProcessRun:
                 )))
             return
         live = self.workers
+        if self.n_retiring:
+            live = [w for w in live if not w.retiring]
         if len(live) < self.pool.workers:  # start workers as the backlog needs them
             n_takers = sum(1 for w in live if not w.ready or not w.outstanding)
             while len(live) < self.pool.workers and n_takers < len(backlog):
@@ -350,6 +398,11 @@ class ProcessRun:
             if worker is None:
                 if role == "wake":
                     self.emitter.emit(self.relay.take())
+                elif role == "woken":
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    self.woken = True
             elif role == "result":
                 self._read_results(worker)
             elif role == "sentinel":
@@ -380,6 +433,8 @@ class ProcessRun:
                 self._on_result(worker, _new_tuple(wire.WireOutcome, body))
             elif kind == wire.READY:
                 worker.ready = True
+            elif kind == wire.DROPPED:
+                self._on_dropped(worker, body)
             elif kind == wire.INIT_FAILED and self.broken is None:
                 self.broken = (
                     f"its initializer {task_name(self.pool.initializer)!r} raised "
@@ -409,16 +464,18 @@ class ProcessRun:
                 shared = loads_value(shared_blob, f"shared state of task {name!r}")
             if exc_blob is not None:
                 excinfo = loads_excinfo(exc_blob)
-                self._finish(key, shared, None, excinfo, started, duration)
+                self._finish(key, shared, None, excinfo, started, duration,
+                             worker.name)
                 return
             ret = None
             if ret_blob is not None:
                 name = name or task_name(task)
                 ret = loads_value(ret_blob, f"return value of task {name!r}")
         except TransportError as exc:
-            self._finish(key, shared, None, raised(exc), started, duration)
+            self._finish(key, shared, None, raised(exc), started, duration,
+                         worker.name)
             return
-        self._finish(key, shared, ret, None, started, duration)
+        self._finish(key, shared, ret, None, started, duration, worker.name)
 
     # -- faults ----------------------------------------------------------------
 
@@ -479,11 +536,23 @@ class ProcessRun:
             running = None  # killed for a task that just finished: not its fault
         requeue = [k for k in worker.outstanding if k != running]
         worker.outstanding.clear()
+        if self.drop_asked:  # asked to drop them: they are, now
+            for key in [k for k in requeue if k in self.drop_asked]:
+                self._finish(key, None, None, DROPPED)
+            requeue = [k for k in requeue if k in self.jobs]
         self.backlog.extendleft(reversed(requeue))
         if running is not None:
             task, timeout = self.jobs[running].task, self.jobs[running].timeout
             loading = phase == wire.LOADING
             err: TaskTimeoutError | WorkerCrashError
+            if running in self.cancel_kills:  # we killed it: Sched.cancel, abort
+                self.cancel_kills.discard(running)
+                ran = None if loading else time.monotonic() - started
+                self._finish(running, None, None, cancelled_error(
+                    task, f"; its worker process (pid {worker.pid}) was killed, "
+                    f"and another takes its place"
+                ), None if loading else started, ran, worker.name)
+                return
             if loading and worker.killed_for == running:
                 err = TaskTimeoutError(
                     f"task {task_name(task)!r} could not be loaded in worker pid "
@@ -506,10 +575,11 @@ class ProcessRun:
                 err.exitcode = exitcode  # type: ignore[attr-defined]
             err.pid = worker.pid  # type: ignore[union-attr]
             if loading:  # it never started
-                self._finish(running, None, None, raised(err))
+                self._finish(running, None, None, raised(err), worker=worker.name)
             else:
                 ran = time.monotonic() - started
-                self._finish(running, None, None, raised(err), started, ran)
+                self._finish(running, None, None, raised(err), started, ran,
+                             worker.name)
         elif not worker.stopping:
             self._unblamed_death(
                 f"the last, pid {worker.pid}, {describe_exit(exitcode)}; its stderr "
@@ -543,7 +613,139 @@ class ProcessRun:
                 process.close()
         if worker in self.workers:
             self.workers.remove(worker)
+            if worker.retiring:
+                self.n_retiring -= 1
         return exitcode
+
+    # -- driving the run live --------------------------------------------------
+
+    def wake(self) -> None:
+        """End a blocking ``wait()`` soon; from any thread or a signal handler."""
+        if self.wake_lock.acquire(blocking=False):  # held: closing, or waking
+            try:
+                if self.wake_w >= 0:
+                    os.write(self.wake_w, b"\0")
+            except OSError:  # full: a wake-up is pending already
+                pass
+            finally:
+                self.wake_lock.release()
+
+    def running(self) -> dict[int, Running]:
+        """The jobs running now, from the workers' slots (any thread)."""
+        out: dict[int, Running] = {}
+        for worker in list(self.workers):
+            slot = worker.slot
+            key, since, phase = slot[0], slot[1], slot[2]
+            # loaded and running, and the same job still (it may have moved on)
+            if key != wire.NO_KEY and phase == wire.RUNNING and slot[0] == key:
+                out[int(key)] = (since, worker.name)
+        return out
+
+    def cancel(self, key: int, force: bool) -> bool:
+        """Drop job *key* if it is in the backlog (True); else see the docstring."""
+        if key not in self.jobs or any(o[0] == key for o in self.outcomes):
+            return False  # done, its outcome on its way
+        if key in self.backlog:
+            self.backlog.remove(key)
+            self._forget(key)
+            return True
+        for worker in self.workers:
+            if key in worker.outstanding:
+                if worker.slot[0] == key:  # running
+                    if force:
+                        self._kill_to_stop(worker, key)
+                else:
+                    self._send_drop(worker, [key])
+                    if force:
+                        self.cancelling[key] = worker
+                break
+        return False
+
+    def drop_queued(self) -> list[int]:
+        """Drop the backlog now; tell workers to drop what they hold unstarted."""
+        dropped = list(self.backlog)
+        self.backlog.clear()
+        for key in dropped:
+            self._forget(key)
+        for worker in self.workers:
+            head = worker.slot[0]
+            keys = [k for k in worker.outstanding if k != head]
+            if keys and not worker.dead:
+                self._send_drop(worker, keys)
+        return dropped
+
+    def _forget(self, key: int) -> None:
+        """Forget job *key*, dropped before any worker got it."""
+        del self.jobs[key]
+        self.wired.pop(key, None)
+        self.needs.pop(key, None)
+        self.sent_at.pop(key, None)
+
+    def _send_drop(self, worker: WorkerProc, keys: list[int]) -> None:
+        self.drop_asked.update(keys)
+        worker.unflagged += 1  # counted in the slot once fully in the pipe
+        self._send(worker, pickle.dumps((wire.DROP, keys), PROTOCOL))
+
+    def _on_dropped(self, worker: WorkerProc, key: int) -> None:
+        """A worker dropped job *key* unstarted, as asked."""
+        if key not in worker.outstanding:
+            return
+        worker.outstanding.remove(key)
+        self._finish(key, None, None, DROPPED)
+
+    def _kill_to_stop(self, worker: WorkerProc, key: int) -> None:
+        """Stop running job *key*: kill its worker (its death is then seen)."""
+        if worker.killed_for is not None:
+            return  # being killed already
+        worker.killed_for = key
+        self.cancel_kills.add(key)
+        self.cancelling.pop(key, None)
+        signal_group(worker.pid, signal.SIGKILL)
+
+    def _check_cancels(self, timeout: float | None) -> float:
+        """Kill the workers that started a job cancelled with force meanwhile."""
+        for key, worker in list(self.cancelling.items()):
+            if worker.dead or key not in worker.outstanding:
+                del self.cancelling[key]
+            elif worker.slot[0] == key:
+                self._kill_to_stop(worker, key)
+        if not self.cancelling:
+            return timeout if timeout is not None else _MAX_POLL_MS / 1000
+        return UNSTARTED_POLL if timeout is None else min(timeout, UNSTARTED_POLL)
+
+    def _retire(self) -> None:
+        """Retire the workers beyond ``pool.workers``: idle ones first."""
+        live = [w for w in self.workers if not w.dead and not w.stopping]
+        keep = [w for w in live if not w.retiring]
+        excess = len(keep) - self.pool.workers
+        if excess > 0:  # the least busy go
+            keep.sort(key=lambda w: (len(w.outstanding) + (not w.ready), -w.index))
+            for worker in keep[:excess]:
+                worker.retiring = True
+                self.n_retiring += 1
+        elif excess < 0:  # grown again: take back the busiest of the retiring
+            back = sorted((w for w in live if w.retiring),
+                          key=lambda w: -len(w.outstanding))
+            for worker in back[:-excess]:
+                worker.retiring = False
+                self.n_retiring -= 1
+        # as at the end of a run: its tasks' threads may finish first
+        stop = wire.frame(pickle.dumps((wire.STOP, THREAD_WAIT), PROTOCOL))
+        for worker in live:
+            if (worker.retiring and worker.ready and not worker.outstanding
+                    and not worker.outbuf):
+                worker.stopping = True
+                worker.outbuf += stop
+                self._flush_jobs(worker)
+
+    def _auto_resize(self, auto: Any, timeout: float | None) -> float:
+        """Apply ``workers="auto"``; return when to look next."""
+        now = time.monotonic()
+        workers = auto.next_workers(self.pool.workers, bool(self.backlog), now)
+        if workers != self.pool.workers:
+            self.pool._set_workers(workers)
+        due = auto.due(now)
+        return due if timeout is None else min(timeout, due)
 
     # -- shutdown --------------------------------------------------------------
 
@@ -604,6 +806,10 @@ class ProcessRun:
             self.relay.sync()
             self.emitter.emit(self.relay.take(), flush=True)
         self.relay.close()
+        with self.wake_lock:
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            self.wake_r = self.wake_w = -1
 
 
 def _dumps_hooks(pool: ProcessWorkerPool) -> bytes | None:

@@ -147,22 +147,26 @@ class WorkerProc:
         "index",
         "job_fd",
         "killed_for",
+        "name",
         "outbuf",
         "outstanding",
         "pid",
         "process",
         "ready",
         "result_fd",
+        "retiring",
         "sentinel",
         "slot",
         "stopping",
         "streams",
+        "unflagged",
     )
 
     def __init__(self, index: int, process: Any, slot: Any, conns: list[Any]) -> None:
         self.index = index
         self.born = time.monotonic()
         self.process = process
+        self.name: str = process.name
         self.pid: int = process.pid
         self.sentinel: int = process.sentinel
         self.slot = slot
@@ -179,7 +183,9 @@ class WorkerProc:
         self.ready = False
         self.dead = False
         self.stopping = False
-        self.killed_for: int | None = None  # key whose timeout we enforced
+        self.killed_for: int | None = None  # key whose timeout (or cancel) we enforced
+        self.retiring = False  # one too many (the pool shrank): STOP once idle
+        self.unflagged = 0  # DROP frames in outbuf, not yet counted in the slot
 
     def __repr__(self) -> str:
         return f"<worker {self.process.name} pid={self.pid}>"
@@ -210,7 +216,7 @@ def start_worker(
             job_r, job_w, res_r, res_w, out_r, out_w, err_r, err_w, log_r, log_w = (
                 pipes
             )
-            slot = ctx.RawArray("d", 3)
+            slot = ctx.RawArray("d", wire.SLOT_SIZE)
             slot[0] = wire.NO_KEY
             process = ctx.Process(
                 target=worker_module.main,

@@ -11,13 +11,15 @@ of ``(kind, body)``.
   the classes and code that tasks of the run carry by value
   (``transport.Definitions``), each sent to a worker once, with the first
   jobs that need it. ``seconds`` is how long to wait for threads its tasks
-  left running before exiting (0: not at all).
+  left running before exiting (0: not at all). ``(DROP, [key, ...])``
+  cancels jobs the worker holds but has not started (see the slot, below).
 * worker -> parent, ``results`` pipe: ``(READY, pid)`` once started (after
   the pool's initializer, if any), then one ``(RESULT, WireOutcome)`` per
   job, in the order the jobs came, sent as soon as the job is done (never
-  held back: a worker that dies must not take finished results with it).
-  A worker whose initializer raised sends ``(INIT_FAILED, reason)`` instead
-  of READY, and exits.
+  held back: a worker that dies must not take finished results with it);
+  ``(DROPPED, key)`` instead for a job it dropped unstarted. A worker whose
+  initializer raised sends ``(INIT_FAILED, reason)`` instead of READY, and
+  exits.
 * worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
   ``pexen_key`` naming the job that was running); stdout and stderr: fds 1
   and 2 of the worker are pipes, so output of C code and subprocesses is
@@ -28,13 +30,18 @@ writes a plain tuple in a few bytes, a named one as a class reference and a
 call (five times the time, both ways, measured), and every job pays that.
 ``tuple(record)`` before pickling, ``tuple.__new__(Record, t)`` after.
 
-The *slot* is a small shared array: ``[key, since, phase]`` of the job the
-worker holds now, ``key`` ``NO_KEY`` between jobs; ``phase`` is ``LOADING``
-while the job's task and data are unpickled (which may import modules) and
-``RUNNING`` once the task runs, ``since`` when that phase began. It costs no
-message, tells the parent which job a dead worker was running (a job whose
-result arrived is never blamed) and when the task started, for the parent's
-fallback timeout, which does not count the loading.
+The *slot* is a small shared array: ``[key, since, phase, drops]``: the
+job the worker holds now, ``key`` ``NO_KEY`` between jobs; ``phase`` is
+``LOADING`` while the job's task and data are unpickled (which may import
+modules) and ``RUNNING`` once the task runs, ``since`` when that phase
+began. It costs no message, tells the parent which job a dead worker was
+running (a job whose result arrived is never blamed) and when the task
+started, for the parent's fallback timeout (which does not count the
+loading) and ``Sched.status()``. ``drops`` counts the DROP frames the
+parent wrote in full: a worker holding several jobs compares it with the
+count it has read before it starts each job, and reads its pipe when they
+differ. So a DROP reaches the worker before any job it holds starts, at the
+cost of one read of shared memory per job.
 """
 
 from __future__ import annotations
@@ -49,9 +56,11 @@ HEADER = struct.Struct("<I")
 MAX_FRAME = 2**32 - 1
 
 # parent -> worker
-JOBS, STOP = 0, 1
+JOBS, STOP, DROP = 0, 1, 2
 # worker -> parent
-READY, RESULT, INIT_FAILED = 0, 1, 2
+READY, RESULT, INIT_FAILED, DROPPED = 0, 1, 2, 3
+SLOT_SIZE = 4  # key, since, phase, drops
+DROPS = 3  # the slot's count of DROP frames written in full
 
 NO_KEY = -1.0  # the slot's key between jobs (the slot holds doubles)
 LOADING, RUNNING = 0.0, 1.0  # the slot's phase of the job it holds

@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,9 @@ from pexen.sched._calling import execute
 from pexen.sched._errors import TransportError
 from pexen.sched._pools.base import Job
 from pexen.sched._pools.process.wire import (
+    DROP,
+    DROPPED,
+    DROPS,
     INIT_FAILED,
     LOADING,
     NO_KEY,
@@ -266,7 +270,7 @@ def _run(job: WireJob, slot: Any) -> WireOutcome:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a task may have changed it
         signal.setitimer(signal.ITIMER_REAL, job.alarm)
     try:
-        _key, shared, ret, excinfo, started, duration = execute(
+        _key, shared, ret, excinfo, started, duration, _worker = execute(
             _new_tuple(Job, (key, task, job.pass_shared, kwargs, shared, None))
         )
     except KeyboardInterrupt:  # raised by the task itself: SIGINT is ignored here
@@ -293,6 +297,17 @@ def _run(job: WireJob, slot: Any) -> WireOutcome:
     return _new_tuple(
         WireOutcome, (key, shared_blob, ret_blob, None, None, started, duration)
     )
+
+
+def _drop(pending: deque[Any], keys: list[int], result_fd: int) -> None:
+    """Drop the jobs *keys* that have not started; tell the parent which."""
+    dropped = set(keys)
+    kept = [plain for plain in pending if plain[0] not in dropped]
+    for plain in pending:
+        if plain[0] in dropped:
+            write_all(result_fd, frame(pickle.dumps((DROPPED, plain[0]), PROTOCOL)))
+    pending.clear()
+    pending.extend(kept)
 
 
 def _flush_output() -> None:
@@ -359,39 +374,48 @@ def main(
     reader = FrameReader(job_conn.fileno())
     pid = os.getpid()
     thread_wait = None  # from STOP: how long to wait for threads tasks left
+    pending: deque[Any] = deque()  # jobs received, not started
+    drops_read = 0
     while True:
-        payload = reader.read()
-        if payload is None:  # the parent is gone
-            break
-        kind, body = loads(payload)
-        if kind == STOP:
-            thread_wait = body
-            _finalize(finalizer)
-            break
-        definitions, jobs = body
-        if definitions:
-            _load_definitions(_definitions, definitions)
-        for plain in jobs:
-            job = _new_tuple(WireJob, plain)
-            slot[2] = LOADING
-            slot[1] = now()
-            slot[0] = job.key
+        # a DROP frame the parent wrote in full is read before the next job
+        if not pending or slot[DROPS] != drops_read:
+            payload = reader.read()
+            if payload is None:  # the parent is gone
+                break
+            kind, body = loads(payload)
+            if kind == STOP:
+                thread_wait = body
+                _finalize(finalizer)
+                break
+            if kind == DROP:
+                drops_read += 1
+                _drop(pending, body, result_fd)
+                continue
+            definitions, jobs = body
+            if definitions:
+                _load_definitions(_definitions, definitions)
+            pending.extend(jobs)
+            continue
+        job = _new_tuple(WireJob, pending.popleft())
+        slot[2] = LOADING
+        slot[1] = now()
+        slot[0] = job.key
+        try:
+            outcome = _run(job, slot)
+            if os.getpid() != pid:  # a copy a task forked: not the worker
+                os._exit(0)
             try:
-                outcome = _run(job, slot)
-                if os.getpid() != pid:  # a copy a task forked: not the worker
-                    os._exit(0)
-                try:
-                    message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
-                except Exception as exc:  # e.g. too large a frame
-                    problem = ("result", _reason(exc))
-                    outcome = WireOutcome(job.key, False, None, None, problem)
-                    message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
-            finally:
-                if job.alarm is not None:
-                    setitimer(real, 0)
-            _flush_output()  # before the result: the parent relays it first
-            write_all(result_fd, message)
-            slot[0] = NO_KEY
+                message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
+            except Exception as exc:  # e.g. too large a frame
+                problem = ("result", _reason(exc))
+                outcome = WireOutcome(job.key, False, None, None, problem)
+                message = frame(dumps((RESULT, tuple(outcome)), PROTOCOL))
+        finally:
+            if job.alarm is not None:
+                setitimer(real, 0)
+        _flush_output()  # before the result: the parent relays it first
+        write_all(result_fd, message)
+        slot[0] = NO_KEY
     _flush_output()
     _await_threads(thread_wait)
 

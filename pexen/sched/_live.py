@@ -1,0 +1,527 @@
+"""A run in progress: the scheduler loop, and the calls that drive it live.
+
+Design
+======
+
+Threads
+-------
+One ``LiveRun`` per run, made when the generator of ``Sched.run()`` starts.
+Its loop (``drive``) runs in the thread that iterates over that generator,
+*the driving thread*, and it alone touches the planner and calls the pool
+(but ``wake``, ``running`` and setting ``workers``, which pools make safe
+from any thread). Everything else reaches it through a mailbox:
+
+* ``add_tasks``, ``pause``, ``resume``, ``abort``, ``cancel`` and
+  ``resize`` may be called from any thread, from a signal handler (pause,
+  resume, abort), from an observer or from the loop body. They put a command
+  in ``commands`` (a ``SimpleQueue``: its ``put`` is reentrant, so a signal
+  handler may call it) and call ``pool.wake()``, which makes a blocking
+  ``wait()`` return early; they take no lock a signal could deadlock on.
+* The loop looks at the mailbox once per batch (one ``empty()`` call) and
+  applies what it finds, in order.
+* ``add_tasks`` checks the new tasks at once, in the caller's thread, against
+  what the run provides (``provided``, kept under ``add_lock``), so that a
+  bad graph raises from ``add_tasks`` itself and the run goes on unchanged;
+  the loop then takes the checked records into the planner. Before the loop
+  ends a run it takes ``add_lock`` and looks at the mailbox one last time, so
+  no task added meanwhile is lost: it either joins this run, or the run is
+  over and it waits for the next one.
+
+Pause, abort, cancel
+--------------------
+* Paused: nothing is dispatched; results of tasks already in the pool are
+  still yielded. With nothing in flight the loop blocks on the mailbox
+  (``SimpleQueue.get``: no spinning) until a command comes.
+* Abort: nothing more is dispatched; ``pool.drop_queued()`` drops what has
+  not started; the loop ends once the rest is back. With *force*, each
+  running job is stopped where the pool can (``pool.cancel(key, force=True)``):
+  their outcomes (``TaskCancelledError``) are not yielded, the tasks are
+  skipped, as is every task that did not run.
+* Cancel: a task not dispatched leaves the planner; one in the pool is
+  dropped if it has not started, else stopped where the pool can (its
+  ``TaskRes`` carries ``TaskCancelledError``).
+
+Costs
+-----
+A run nobody observes builds no ``Event``: one test of a local per task.
+Not paused nor told anything: one ``empty()`` per batch. ``status()`` is
+O(tasks in the pool + locked resources); ``blocked`` is worked out when it
+is first read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any
+
+from pexen.sched._errors import SchedulerError, TaskCancelledError
+from pexen.sched._events import (
+    ABORTING,
+    DISPATCHED,
+    FINISHED,
+    PAUSED,
+    RESIZED,
+    RESUMED,
+    RUN_STARTED,
+    SKIPPED,
+    STARTED,
+    Event,
+    Status,
+)
+from pexen.sched._graph import check_added
+from pexen.sched._planner import DONE, RUNNING, Planner, Skip, TaskInfo
+from pexen.sched._pools.base import DROPPED, Job, WorkerPool
+from pexen.sched._result import TaskMap, TaskRes, task_key
+
+if TYPE_CHECKING:
+    from pexen.sched._sched import Sched
+
+log = logging.getLogger("pexen.sched")
+
+# TaskRes(...), Job(...) and Event(...) without the named tuples' Python __new__
+_new_tuple = tuple.__new__
+
+_UNTOLD = (None,) * 7  # what an outcome of 4 or 6 fields lacks: None
+_DROPPED_ON_CANCEL = "cancelled while queued in the pool: dropped before it started"
+
+# commands in the mailbox
+_ADD, _PAUSE, _RESUME, _ABORT, _CANCEL, _LOOK = range(6)
+
+
+class LiveRun:
+    """The changing state of one run and its loop (see the module docstring)."""
+
+    def __init__(self, sched: Sched, planner: Planner, pool: WorkerPool,
+                 provided: set) -> None:
+        self.sched = sched
+        self.planner = planner
+        self.pool = pool
+        self.commands: SimpleQueue = SimpleQueue()
+        self.dispatched: dict[int, float] = {}  # seq -> when handed to the pool
+        # what add_tasks needs, under add_lock
+        self.add_lock = threading.Lock()
+        self.provided = provided  # tags the run's tasks provide
+        self.next_seq = len(planner.infos)
+        self.priority_kinds: list[TaskInfo] | None = None  # one task per type
+        self.accepting = True  # False once the run ends: added tasks wait
+        self.closed = False  # ended early: adding raises
+        # what control calls asked for, read by the loop
+        self.paused = False
+        self.abort_requested = False
+        self.abort_reason: str | None = None
+        self.force = False
+        # the loop's own view
+        self.halted = False  # paused or aborting: dispatch nothing
+        self.aborting: str | None = None  # the words of the abort, once handled
+        self.dropped_queue = False  # pool.drop_queued() done
+        self.forced = False  # running jobs told to stop
+        self.stopping: set[int] = set()  # keys told to stop by abort(force=True)
+        # keys the pool may report DROPPED, with the reason to skip them with
+        self.cancelled: dict[int, str] = {}
+        self.key2seq: dict[Any, int] | None = None  # for cancel, made on demand
+        self.started_seen: dict[int, str | None] = {}  # seq -> worker (observed)
+        self.workers_seen = pool.workers
+        self.wall_offset = 0.0
+
+    # -- control calls, from any thread ----------------------------------------
+
+    def post(self, *command: Any) -> None:
+        self.commands.put(command)
+        self.pool.wake()
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.post(_PAUSE)
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.post(_RESUME)
+
+    def abort(self, reason: str | None, force: bool) -> None:
+        if self.abort_requested and (self.force or not force):
+            return
+        if not self.abort_requested:
+            self.abort_reason = reason
+            self.abort_requested = True
+        self.force = self.force or force
+        self.post(_ABORT)
+
+    def add(self, tasks: list[Any]) -> bool:
+        """Check *tasks* and send them to the loop; False: the run is over."""
+        known = self.sched._tasks
+        with self.add_lock:
+            if self.closed or self.abort_requested:
+                how = "aborted" if self.abort_requested else "stopped early"
+                raise SchedulerError(
+                    f"cannot add tasks to a run that is ending ({how}); add them "
+                    f"once it has ended, for the next run"
+                )
+            if not self.accepting:
+                return False
+            fresh: dict[Any, Any] = {}
+            for task in tasks:
+                key = task_key(task)
+                if key not in known:
+                    fresh.setdefault(key, task)
+            if not fresh:
+                return True
+            seq = self.next_seq
+            infos = [TaskInfo(seq + i, task) for i, task in enumerate(fresh.values())]
+            if self.priority_kinds is None:
+                kinds: dict[type, TaskInfo] = {}
+                for info in self.planner.infos[:seq]:
+                    kinds.setdefault(type(info.priority), info)
+                self.priority_kinds = list(kinds.values())
+            check_added(infos, self.provided, self.priority_kinds)
+            for key, task in fresh.items():
+                known.setdefault(key, task)
+            for info in infos:
+                self.provided.update(info.provides)
+                if not any(type(info.priority) is type(other.priority)
+                           for other in self.priority_kinds):
+                    self.priority_kinds.append(info)
+            self.next_seq = seq + len(infos)
+            self.post(_ADD, infos)
+        return True
+
+    # -- the loop ---------------------------------------------------------------
+
+    def drive(self) -> Iterator[TaskRes]:
+        """Dispatch, wait, yield; apply commands between batches."""
+        planner, pool, sched = self.planner, self.pool, self.sched
+        infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
+        shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
+        tune = pool.tune if pool.auto_spare is not None else None
+        dispatched, commands = self.dispatched, self.commands
+        now = time.monotonic
+        observers = sched._observers
+        if observers:
+            self._emit_run(RUN_STARTED, workers=pool.workers)
+        while True:
+            if not commands.empty():
+                self._apply_commands()
+            observers = sched._observers
+            if observers:
+                self.wall_offset = time.time() - now()
+                if pool.workers != self.workers_seen:
+                    self.workers_seen = pool.workers
+                    self._emit_run(RESIZED, workers=self.workers_seen)
+            if not self.halted:
+                out = len(dispatched)
+                room = pool.capacity - out
+                while room > 0:
+                    # spare="auto" hands out a task that takes locks only to
+                    # a free worker or as the first spare: held locks must
+                    # not wait in a queue behind others
+                    info = pop_ready(tune is None or out <= pool.workers)
+                    if info is None:
+                        break
+                    seq = info.seq
+                    submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
+                                            info.kwargs, shared_for(info),
+                                            info.timeout)))
+                    dispatched[seq] = when = now()
+                    if observers:
+                        self._emit_task(DISPATCHED, when, info.task)
+                    room -= 1
+                    out += 1
+            if not dispatched:
+                if self.aborting is not None:
+                    break
+                if self.halted and self._unfinished():  # paused: sleep until told
+                    self._apply(commands.get())
+                    self._apply_commands()
+                    continue
+                if self._may_end():
+                    break
+                continue
+            outcomes = wait()
+            if outcomes and len(outcomes[0]) != 7:  # a pool that tells less
+                outcomes = [(*outcome, *_UNTOLD[len(outcome):]) for outcome in outcomes]
+            if tune is not None:
+                tune(outcomes)
+            if self.stopping or self.cancelled:
+                outcomes = self._sift(outcomes)
+            if observers:
+                self._look_for_starts()
+            for key, shared, ret, excinfo, started, duration, worker in outcomes:
+                info = infos[key]
+                del dispatched[key]
+                info.duration = duration
+                if excinfo is not None:
+                    info.excinfo = excinfo
+                complete(info, shared, excinfo)
+                res = _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
+                if observers:
+                    self._emit_finished(key, res, started, worker)
+                yield res
+
+    def _unfinished(self) -> bool:
+        """Whether a task of the run has not ended (and may still run)."""
+        total, done, failed, cancelled, _ready = self.planner.counts()
+        return total > done + failed + cancelled
+
+    def _may_end(self) -> bool:
+        """End the run unless a command came: atomically with ``add``."""
+        with self.add_lock:
+            if not self.commands.empty():
+                return False
+            self.accepting = False
+            return True
+
+    def close(self, finished: bool) -> None:
+        """No more tasks may join: the run is over (*finished*: it ran out)."""
+        with self.add_lock:
+            self.accepting = False
+            self.closed = not finished
+
+    # -- applying commands, in the loop's thread --------------------------------
+
+    def _apply_commands(self) -> None:
+        commands = self.commands
+        while not commands.empty():
+            self._apply(commands.get())
+        # pause() and resume() from two threads may post in another order
+        # than they set the flag: the flag, which ``paused`` reports, wins
+        if self.halted != self.paused and self.aborting is None:
+            self._halt(self.paused)
+
+    def _apply(self, command: tuple) -> None:
+        kind = command[0]
+        if kind == _ADD:
+            self.planner.add(command[1])
+            if self.key2seq is not None:
+                self.key2seq.update((task_key(i.task), i.seq) for i in command[1])
+            self.sched._seq_of = None
+        elif kind == _PAUSE:
+            self._halt(True)
+        elif kind == _RESUME:
+            self._halt(False)
+        elif kind == _ABORT:
+            self._abort()
+        elif kind == _CANCEL:
+            self._cancel(command[1])
+        # _LOOK: only to wake the loop, which then reads the pool's size
+
+    def _halt(self, halted: bool) -> None:
+        """Pause (or resume) dispatching, telling observers of each change."""
+        if self.aborting is None and halted != self.halted:
+            self.halted = halted
+            if self.sched._observers:
+                self._emit_run(PAUSED if halted else RESUMED)
+
+    def _abort(self) -> None:
+        if self.aborting is None:
+            reason = self.abort_reason
+            self.aborting = "the run was aborted" + (f": {reason}" if reason else "")
+            self.halted = True
+            if self.sched._observers:
+                self._emit_run(ABORTING, reason=reason)
+        elif not self.force or self.forced:
+            return
+        if not self.dropped_queue:
+            self.dropped_queue = True
+            dropped = f"dropped from the pool's queue: {self.aborting}"
+            for key in self.dispatched:  # some may come back DROPPED
+                self.cancelled.setdefault(key, dropped)
+            for key in self.pool.drop_queued():
+                self._dropped(key, f"dropped from the pool's queue: {self.aborting}")
+        if self.force:
+            self.forced = True
+            self.stopping = set(self.dispatched)
+            for key in list(self.dispatched):
+                if self.pool.cancel(key, force=True):  # it had not started yet
+                    self._dropped(key, f"dropped from the pool's queue: "
+                                       f"{self.aborting}")
+
+    def _dropped(self, key: int, reason: str) -> None:
+        """The pool dropped job *key* before it started: skip its task."""
+        if self.dispatched.pop(key, None) is None:
+            return
+        info = self.planner.infos[key]
+        self.planner.drop(info, reason)
+        if self.sched._observers:
+            self._emit_task(SKIPPED, time.monotonic(), info.task, reason=reason)
+
+    def _cancel(self, key: Any) -> None:
+        if self.key2seq is None:
+            infos = self.planner.infos
+            self.key2seq = {task_key(info.task): info.seq for info in infos}
+        seq = self.key2seq.get(key)
+        if seq is None:
+            return  # added after the run began, for the next run
+        info = self.planner.infos[seq]
+        if info.state >= DONE:
+            return  # finished, or cancelled already
+        if info.state == RUNNING:
+            if seq in self.dispatched:
+                if self.pool.cancel(seq, force=True):
+                    self._dropped(seq, _DROPPED_ON_CANCEL)
+                else:  # an outcome comes: perhaps DROPPED, later
+                    self.cancelled[seq] = _DROPPED_ON_CANCEL
+            return
+        reason = "cancelled before it was dispatched"
+        if self.planner.cancel(info, reason) and self.sched._observers:
+            self._emit_task(SKIPPED, time.monotonic(), info.task, reason=reason)
+
+    def _sift(self, outcomes: list) -> list:
+        """Take out the outcomes of jobs dropped late, or stopped by
+        ``abort(force=True)``."""
+        kept = []
+        for outcome in outcomes:
+            key, excinfo = outcome[0], outcome[3]
+            if excinfo is DROPPED:
+                self._dropped(key, self.cancelled.pop(key, _DROPPED_ON_CANCEL))
+            elif key in self.stopping and excinfo is not None and isinstance(
+                excinfo[1], TaskCancelledError
+            ):
+                self.stopping.discard(key)
+                info = self.planner.infos[key]
+                del self.dispatched[key]
+                reason = f"{self.aborting}; {excinfo[1]}"
+                self.planner.drop(info, reason, release=False)
+                if self.sched._observers:
+                    self._emit_task(SKIPPED, time.monotonic(), info.task,
+                                    reason=reason)
+            else:
+                self.cancelled.pop(key, None)
+                kept.append(outcome)
+        return kept
+
+    # -- events ---------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        """Call every observer with *event*; report (and survive) their errors."""
+        for callback in self.sched._observers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception(
+                    "observer %r raised on a %r event; the run goes on", callback,
+                    event.kind,
+                )
+
+    def _emit_run(self, kind: str, reason: str | None = None,
+                  workers: int | None = None, status: Status | None = None) -> None:
+        when = time.monotonic()
+        self._emit(_new_tuple(Event, (kind, when, time.time(), None, None, None,
+                                      reason, workers, status)))
+
+    def _emit_task(self, kind: str, when: float, task: Any, worker: str | None = None,
+                   res: TaskRes | None = None, reason: str | None = None) -> None:
+        self._emit(_new_tuple(Event, (kind, when, when + self.wall_offset, task,
+                                      worker, res, reason, None, None)))
+
+    def _look_for_starts(self) -> None:
+        """Tell the starts the pool reports that were not told yet."""
+        running = self.pool.running()
+        if not running:
+            return
+        seen, infos = self.started_seen, self.planner.infos
+        for key, (started, worker) in list(running.items()):
+            if key not in seen and key in self.dispatched:
+                seen[key] = worker
+                self._emit_task(STARTED, started, infos[key].task, worker)
+
+    def _emit_finished(self, key: int, res: TaskRes, started: float | None,
+                       worker: str | None) -> None:
+        seen = self.started_seen
+        if key in seen:
+            worker = seen.pop(key) or worker
+        elif started is not None:
+            self._emit_task(STARTED, started, res.task, worker)
+        self._emit_task(FINISHED, time.monotonic(), res.task, worker, res)
+
+    def emit_end(self, skips: list[Skip], status: Status) -> None:
+        """The last events: each task skipped, then the end of the run."""
+        if not self.sched._observers:
+            return
+        when = time.monotonic()
+        self.wall_offset = time.time() - when
+        for skip in skips:
+            if skip.waits_for != "cancel":  # cancelled ones were told at once
+                self._emit_task(SKIPPED, when, skip.task, reason=skip.reason)
+        self._emit_run("run-ended", status=status)
+
+    # -- status ---------------------------------------------------------------
+
+    def status(self) -> Status:
+        """A snapshot now (exact from the driving thread; see ``Sched.status``)."""
+        planner = self.planner
+        infos = planner.infos
+        total, done, failed, cancelled, ready = planner.counts()
+        out = list(self.dispatched.items())  # one atomic copy
+        running_map = self.pool.running()
+        if running_map is None:  # the pool cannot tell: the first ones run
+            running_tasks = tuple(
+                (infos[seq].task, when) for seq, when in out[: self.pool.workers]
+            )
+        else:
+            in_pool = dict(out)
+            running_tasks = tuple(
+                (infos[key].task, started)
+                for key, (started, _worker) in list(running_map.items())
+                if key in in_pool
+            )
+        running = len(running_tasks)
+        waiting = max(0, total - done - failed - cancelled - len(out) - ready)
+        holders: dict[Any, list[Any]] = {}
+        for seq, _when in out:
+            info = infos[seq]
+            for res in (*info.claims, *info.uses):
+                holders.setdefault(res, []).append(info.task)
+        for res, keepers in list(planner.lock2keepers.items()):
+            holders.setdefault(res, []).extend(info.task for info in list(keepers))
+        return Status(
+            total=total, done=done, failed=failed, running=running,
+            queued=len(out) - running, ready=ready, waiting=waiting,
+            skipped=cancelled, running_tasks=running_tasks,
+            locks={res: tuple(tasks) for res, tasks in holders.items()},
+            blocked=_Blocked(planner),
+            paused=self.paused, aborting=self.abort_requested,
+        )
+
+
+def final_status(planner: Planner, n_skipped: int) -> Status:
+    """The status of a run that has ended."""
+    return Status(total=len(planner.infos), done=planner.n_done,
+                  failed=planner.n_failed, skipped=n_skipped)
+
+
+class _Blocked(Mapping):
+    """``Status.blocked``: worked out from the planner when first read."""
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner: Planner | None = planner
+        self._map: TaskMap | None = None
+
+    def _items(self) -> TaskMap:
+        if self._map is None:
+            planner = self._planner
+            assert planner is not None
+            infos = planner.infos
+            self._map = TaskMap((infos[seq].task, waits)
+                                for seq, waits in planner.waits().items())
+            self._planner = None  # let the run go
+        return self._map
+
+    def __getitem__(self, task: Any) -> tuple[Any, ...]:
+        return self._items()[task]
+
+    def __contains__(self, task: object) -> bool:
+        return task in self._items()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __repr__(self) -> str:
+        return repr(self._items())
