@@ -273,3 +273,44 @@ class Capacity:
                 if entry[2] == info.cap_token and info.cap_parked:
                     seen[info.seq] = info
         return list(seen.values())
+
+
+class WorkerSlots:
+    """The pool's workers as a counted resource (``needs={"workers": n}``).
+
+    Every task takes one worker, one that starts processes of its own says
+    how many it takes (at most the pool's ``workers``: more would never
+    fit, so such a task runs alone). While a task taking more than one is in
+    the pool, no task is queued as a spare: the tasks handed out take at most
+    ``workers`` in all, so as many run at once. The next task in line that
+    does not fit holds back those behind it (the scheduler hands out nothing
+    until it does): the pool drains for a task that needs many workers.
+    """
+
+    def __init__(self, workers: int, out: int = 0) -> None:
+        self.workers = workers  # the pool's, set again before each dispatch
+        self.out = out  # workers taken by the tasks handed out
+        self.n_heavy = 0  # tasks handed out that take more than one
+
+    def weight(self, info: Any) -> int:
+        return min(info.weight, self.workers)
+
+    def fits(self, info: Any) -> bool:
+        weight = self.weight(info)
+        if weight > 1 or self.n_heavy:
+            return self.out + weight <= self.workers
+        return True  # the pool's room (workers + spare) decides
+
+    def take(self, info: Any) -> None:
+        weight = info.slot_weight = self.weight(info)
+        self.out += weight
+        if weight > 1:
+            self.n_heavy += 1
+
+    def give(self, info: Any) -> None:
+        weight = info.slot_weight
+        if weight:
+            info.slot_weight = 0
+            self.out -= weight
+            if weight > 1:
+                self.n_heavy -= 1

@@ -55,9 +55,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from pexen.sched._capacity import check_needs
 from pexen.sched._errors import SchedulerError, TaskCancelledError
 from pexen.sched._events import (
     ABORTING,
@@ -66,6 +67,7 @@ from pexen.sched._events import (
     PAUSED,
     RESIZED,
     RESUMED,
+    RETRYING,
     RUN_STARTED,
     SKIPPED,
     STARTED,
@@ -73,9 +75,10 @@ from pexen.sched._events import (
     Status,
 )
 from pexen.sched._graph import check_added
-from pexen.sched._planner import DONE, RUNNING, Planner, Skip, TaskInfo
+from pexen.sched._planner import DONE, RETRY, RUNNING, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import DROPPED, Job, WorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
+from pexen.sched._retry import RetryTimer, retry_delay, retryable
 
 if TYPE_CHECKING:
     from pexen.sched._sched import Sched
@@ -126,6 +129,8 @@ class LiveRun:
         self.started_seen: dict[int, str | None] = {}  # seq -> worker (observed)
         self.workers_seen = pool.workers
         self.wall_offset = 0.0
+        # tasks waiting for the delay of a retry (made at the first such)
+        self.timer: RetryTimer | None = None
 
     # -- control calls, from any thread ----------------------------------------
 
@@ -179,6 +184,7 @@ class LiveRun:
                     kinds.setdefault(type(info.priority), info)
                 self.priority_kinds = list(kinds.values())
             check_added(infos, self.provided, self.priority_kinds)
+            check_needs(infos, self.sched._capacity)
             for key, task in fresh.items():
                 known.setdefault(key, task)
             for info in infos:
@@ -213,6 +219,11 @@ class LiveRun:
                     self.workers_seen = pool.workers
                     self._emit_run(RESIZED, workers=self.workers_seen)
             if not self.halted:
+                if self.timer is not None and self.timer.heap:
+                    for due in self.timer.due(now()):
+                        planner.retry_now(due)
+                if planner.slots is not None:
+                    planner.slots.workers = pool.workers
                 out = len(dispatched)
                 room = pool.capacity - out
                 while room > 0:
@@ -238,6 +249,9 @@ class LiveRun:
                     self._apply(commands.get())
                     self._apply_commands()
                     continue
+                if planner.n_retrying:  # each waits for its delay: so do we
+                    self._wait_for_retry()
+                    continue
                 if self._may_end():
                     break
                 continue
@@ -255,12 +269,67 @@ class LiveRun:
                 del dispatched[key]
                 info.duration = duration
                 if excinfo is not None:
+                    if info.retries and self._retry(info, shared, ret, excinfo,
+                                                    started, duration, worker):
+                        continue  # no TaskRes: it runs again
                     info.excinfo = excinfo
                 complete(info, shared, excinfo)
                 res = _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
                 if observers:
                     self._emit_finished(key, res, started, worker)
                 yield res
+
+    # -- retries --------------------------------------------------------------
+
+    def _retry(self, info: TaskInfo, shared: dict, ret: Any, excinfo: Any,
+               started: float | None, duration: float | None,
+               worker: str | None) -> bool:
+        """Retry *info*'s failed attempt if its metadata says so (see ``_retry``
+        module); else False, and the failure is final."""
+        retry = info.retry
+        assert retry is not None
+        retry_on, delay, backoff = retry
+        if self.aborting is not None or not retryable(
+            excinfo[1], retry_on, never=(TaskCancelledError,)
+        ):
+            return False
+        info.retries -= 1
+        if info.attempts is None:
+            info.attempts = []
+        info.attempts.append((excinfo, duration))
+        failures = len(info.attempts)
+        self.planner.wait_to_retry(info)
+        seconds = retry_delay(delay, backoff, failures)
+        if seconds:
+            if self.timer is None:
+                self.timer = RetryTimer(self.pool.wake)
+            self.timer.add(info, time.monotonic() + seconds)
+        else:
+            self.planner.retry_now(info)
+        if self.sched._observers:
+            total = failures + info.retries
+            when = f"in {seconds:g} s" if seconds else "at once"
+            reason = (
+                f"attempt {failures} of {total + 1} failed "
+                f"({type(excinfo[1]).__name__}); it runs again {when}"
+            )
+            res = _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
+            self._emit_finished(info.seq, res, started, worker, RETRYING, reason)
+        return True
+
+    def _wait_for_retry(self) -> None:
+        """Nothing in the pool, tasks waiting to be retried: wait on the
+        mailbox until the first is due (a command may come first)."""
+        timer = self.timer
+        due = timer.next_due() if timer is not None else None
+        if due is None:  # retried at once: on the heap already
+            return
+        try:
+            command = self.commands.get(timeout=max(0.0, due - time.monotonic()))
+        except Empty:
+            return
+        self._apply(command)
+        self._apply_commands()
 
     def _unfinished(self) -> bool:
         """Whether a task of the run has not ended (and may still run)."""
@@ -276,10 +345,16 @@ class LiveRun:
             return True
 
     def close(self, finished: bool) -> None:
-        """No more tasks may join: the run is over (*finished*: it ran out)."""
+        """No more tasks may join: the run is over (*finished*: it ran out).
+
+        The retry timer's thread stops; tasks still waiting for their retry
+        stay so (the skip reasons say it).
+        """
         with self.add_lock:
             self.accepting = False
             self.closed = not finished
+        if self.timer is not None:
+            self.timer.close()
 
     # -- applying commands, in the loop's thread --------------------------------
 
@@ -359,6 +434,11 @@ class LiveRun:
         info = self.planner.infos[seq]
         if info.state >= DONE:
             return  # finished, or cancelled already
+        reason = "cancelled before it was dispatched"
+        if info.state == RETRY:
+            if self.timer is not None:
+                self.timer.remove(info)
+            reason = "cancelled while it waited to be retried"
         if info.state == RUNNING:
             if seq in self.dispatched:
                 if self.pool.cancel(seq, force=True):
@@ -366,7 +446,6 @@ class LiveRun:
                 else:  # an outcome comes: perhaps DROPPED, later
                     self.cancelled[seq] = _DROPPED_ON_CANCEL
             return
-        reason = "cancelled before it was dispatched"
         if self.planner.cancel(info, reason) and self.sched._observers:
             self._emit_task(SKIPPED, time.monotonic(), info.task, reason=reason)
 
@@ -430,13 +509,16 @@ class LiveRun:
                 self._emit_task(STARTED, started, infos[key].task, worker)
 
     def _emit_finished(self, key: int, res: TaskRes, started: float | None,
-                       worker: str | None) -> None:
+                       worker: str | None, kind: str = FINISHED,
+                       reason: str | None = None) -> None:
+        """Tell an attempt's end: ``"finished"``, or ``"retrying"`` for one
+        that runs again (its start too, if it was not told)."""
         seen = self.started_seen
         if key in seen:
             worker = seen.pop(key) or worker
         elif started is not None:
             self._emit_task(STARTED, started, res.task, worker)
-        self._emit_task(FINISHED, time.monotonic(), res.task, worker, res)
+        self._emit_task(kind, time.monotonic(), res.task, worker, res, reason)
 
     def emit_end(self, skips: list[Skip], status: Status) -> None:
         """The last events: each task skipped, then the end of the run."""
@@ -485,6 +567,7 @@ class LiveRun:
             locks={res: tuple(tasks) for res, tasks in holders.items()},
             blocked=_Blocked(planner),
             paused=self.paused, aborting=self.abort_requested,
+            capacity=planner.capacity_in_use(),
         )
 
 

@@ -14,7 +14,8 @@ ties in the order of adding (``seq``). A task's rank starts with its
 A tag may have several providers (the first to finish meets it); for the
 chains every provider counts as leading to every task requiring the tag.
 Ranks are computed once, when the run starts (O(tasks + tags)), and for tasks
-added to a run that goes on, when they join it (see :func:`ranks`).
+added to a run that goes on, when they join it; the chains of the tasks
+already there are not computed again, even where a task added leads to one.
 """
 
 from __future__ import annotations
@@ -37,25 +38,17 @@ def check_order(order: Any) -> str:
 
 
 def ranks(
-    infos: Sequence[Any],
-    order: str,
-    waiters: Mapping[Any, Sequence[Any]] | None = None,
-    known: Mapping[int, Any] | None = None,
+    infos: Sequence[Any], order: str, chains: Mapping[int, Any] | None = None
 ) -> list[Any]:
-    """The rank of each of *infos* (records with ``seq``, ``priority``,
-    ``cost``, ``provides``, ``requires``) under *order*.
-
-    For ``"critical-path"``: *waiters* maps each tag to the tasks requiring
-    it (made from *infos* when not given), and *known* the ``seq`` of tasks
-    already ranked (in a run that goes on) to their chain of cost, taken as
-    it is.
-    """
+    """The rank of each of *infos* (records with ``seq``, ``priority`` and
+    ``cost``) under *order*; for ``"critical-path"``, *chains* maps each
+    one's ``seq`` to its chain of cost (:func:`bottom_levels`)."""
     if order == "priority":
         return [info.priority for info in infos]
     if order == "longest-first":
         return [(info.priority, -info.cost) for info in infos]
-    chain = bottom_levels(infos, waiters, known)
-    return [(info.priority, -chain[info.seq]) for info in infos]
+    assert chains is not None
+    return [(info.priority, -chains[info.seq]) for info in infos]
 
 
 def bottom_levels(
@@ -63,12 +56,15 @@ def bottom_levels(
     waiters: Mapping[Any, Sequence[Any]] | None = None,
     known: Mapping[int, Any] | None = None,
 ) -> dict[int, Any]:
-    """``seq -> the longest sum of cost from the task to the end of the graph``.
+    """``seq -> the longest sum of cost from the task to the end of the graph``
+    for each of *infos* (records with ``seq``, ``cost``, ``provides`` and
+    ``requires``).
 
     The graph must be acyclic (``check_graph`` made sure). A walk in
     post-order, without recursion: a chain of a million tasks is fine.
     *waiters* maps each tag to the tasks requiring it (made from *infos* when
-    not given); the chains of tasks in *known* are taken as they are.
+    not given); *known* maps the ``seq`` of tasks ranked before (in a run
+    that goes on) to their chain, taken as it is and not returned.
     """
     if waiters is None:
         table: dict[Any, list[Any]] = {}
@@ -76,22 +72,27 @@ def bottom_levels(
             for tag in info.requires:
                 table.setdefault(tag, []).append(info)
         waiters = table
-    chain: dict[int, Any] = dict(known or {})
+    known = known or {}
+    chain: dict[int, Any] = {}
+
+    def level(seq: int) -> Any:
+        return chain[seq] if seq in chain else known[seq]
+
     for root in infos:
-        if root.seq in chain:
+        if root.seq in chain or root.seq in known:
             continue
         # (task, the iterator over the tasks after it) on the walk's stack
         stack = [(root, _after(root, waiters))]
         while stack:
             info, following = stack[-1]
             for nxt in following:
-                if nxt.seq not in chain:
+                if nxt.seq not in chain and nxt.seq not in known:
                     stack.append((nxt, _after(nxt, waiters)))
                     break
             else:
                 stack.pop()
                 longest = max(
-                    (chain[nxt.seq] for nxt in _after(info, waiters)), default=0
+                    (level(nxt.seq) for nxt in _after(info, waiters)), default=0
                 )
                 chain[info.seq] = info.cost + longest
     return chain

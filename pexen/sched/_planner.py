@@ -85,36 +85,50 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pexen.sched._calling import passes_shared
+from pexen.sched._capacity import WORKERS, Capacity, WorkerSlots, exact
 from pexen.sched._errors import TaskFailError
 from pexen.sched._naming import task_name
+from pexen.sched._order import bottom_levels, ranks
 from pexen.sched.meta import META_ATTR, SchedMeta
 
-PENDING, READY, PARKED, RUNNING, DONE, FAILED, CANCELLED = range(7)
+PENDING, READY, PARKED, RUNNING, RETRY, DONE, FAILED, CANCELLED = range(8)
 CLAIMERS, USERS = 0, 1  # the two queues of tasks parked on a resource
 
 _NO_TAGS: frozenset = frozenset()
 _NO_KWARGS: Mapping[str, Any] = {}
+_NO_NEEDS: Mapping[Any, Any] = {}
 
 
 class TaskInfo:
     """The planner's record of one task."""
 
     __slots__ = (
+        "attempts",
+        "cap_held",
+        "cap_parked",
+        "cap_token",
         "claims",
+        "cost",
         "duration",
         "excinfo",
         "kwargs",
         "merged",
         "n_unmet",
+        "needs",
         "pass_shared",
         "priority",
         "provides",
+        "rank",
         "requires",
+        "retries",
+        "retry",
         "seq",
+        "slot_weight",
         "state",
         "task",
         "timeout",
         "uses",
+        "weight",
         "woken_by",
     )
 
@@ -126,6 +140,9 @@ class TaskInfo:
         self.woken_by: Any = None  # the resource whose release woke it
         self.duration: float | None = None  # seconds it ran, as its pool measured
         self.excinfo: Any = None  # how it failed, if it did
+        self.attempts: list | None = None  # (excinfo, duration) of retried ones
+        self.cap_token = self.slot_weight = 0
+        self.cap_parked = self.cap_held = False
         meta = getattr(task, META_ATTR, None)
         if isinstance(meta, SchedMeta):
             # copies, not the metadata's own sets and dict: a task changing
@@ -137,11 +154,32 @@ class TaskInfo:
             self.priority = meta.priority
             self.kwargs = dict(meta.kwargs) if meta.kwargs else _NO_KWARGS
             self.timeout = meta.timeout
+            self.cost = meta.cost
+            self.weight = 1
+            if meta.needs:
+                needs = {res: exact(amount) for res, amount in meta.needs.items()}
+                weight = needs.pop(WORKERS, 1)
+                self.weight = max(1, int(-(-weight // 1)))  # whole workers, up
+                self.needs = needs or _NO_NEEDS
+            else:
+                self.needs = _NO_NEEDS
+            self.retries = meta.retries
+            # (retry_on, retry_delay, retry_backoff), for a task that may retry
+            self.retry = (
+                (meta.retry_on, meta.retry_delay, meta.retry_backoff)
+                if meta.retries else None
+            )
         else:
             self.requires = self.provides = self.claims = self.uses = _NO_TAGS
             self.priority = 0
             self.kwargs = _NO_KWARGS
             self.timeout = None
+            self.cost = 1
+            self.weight = 1
+            self.needs = _NO_NEEDS
+            self.retries = 0
+            self.retry = None
+        self.rank = self.priority  # the order "priority"; see _order
         self.n_unmet = len(self.requires)
         self.pass_shared = passes_shared(task, self.kwargs)
 
@@ -167,9 +205,23 @@ class Skip(NamedTuple):
 class Planner:
     """Scheduling state of one run over *tasks* (see the module docstring)."""
 
-    def __init__(self, tasks: Iterable[Any], presets: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        tasks: Iterable[Any],
+        presets: Mapping[str, Any],
+        capacity: Mapping[Any, Any] | None = None,
+        order: str = "priority",
+    ) -> None:
         self.infos = [TaskInfo(seq, task) for seq, task in enumerate(tasks)]
         self.presets = dict(presets)
+        self.order = order
+        self.chains: dict[int, Any] = {}  # seq -> chain of cost ("critical-path")
+        # counted resources, and the pool's workers as one: only when asked for
+        self.capacity = Capacity(capacity) if capacity else None
+        self.slots: WorkerSlots | None = None
+        if any(info.weight > 1 for info in self.infos):
+            self.slots = WorkerSlots(1)
+        self.n_retrying = 0  # tasks waiting to be retried
         self.tag2waiters: dict[Any, list[TaskInfo]] = {}
         self.met: set = set()
         self.lock2count: dict[Any, int] = {}
@@ -192,31 +244,49 @@ class Planner:
             else:
                 info.state = READY
                 initial.append(info)
-        if any(info.priority != 0 for info in initial):
-            # incomparable priorities: check_graph() refuses the run, naming them
-            with contextlib.suppress(TypeError):
-                initial.sort(key=lambda info: (info.priority, info.seq))
         self.initial = initial
         self.next_initial = 0
+        self._sort_initial()
+
+    def _sort_initial(self) -> None:
+        initial = self.initial
+        if any(info.rank != 0 for info in initial):
+            # incomparable priorities: check_graph() refuses the run, naming them
+            with contextlib.suppress(TypeError):
+                initial.sort(key=lambda info: (info.rank, info.seq))
+
+    def apply_order(self) -> None:
+        """Rank the tasks by ``order`` (once the graph is known to be sound)."""
+        if self.order == "priority":
+            return
+        infos = self.infos
+        if self.order == "critical-path":
+            self.chains = bottom_levels(infos, self.tag2waiters)
+        for info, rank in zip(infos, ranks(infos, self.order, self.chains),
+                              strict=True):
+            info.rank = rank
+        self._sort_initial()
 
     # -- dispatch --------------------------------------------------------
 
     def pop_ready(self, may_lock: bool = True) -> TaskInfo | None:
-        """Take the next task that may run now and lock its resources.
+        """Take the next task that may run now; take its locks and resources.
 
         With *may_lock* false, stop at a next task that takes locks (None):
-        the caller will not dispatch one now, and order must be kept.
+        the caller will not dispatch one now, and order must be kept. So
+        too at a next task that needs more of the pool's workers than are
+        free (``slots``): it holds back those behind it.
         """
-        heap, initial = self.heap, self.initial
+        heap, initial, slots = self.heap, self.initial, self.slots
         while True:
             i = self.next_initial
             if i < len(initial):
                 info = initial[i]
                 from_heap = False
                 if heap:
-                    top_priority, top_seq, top = heap[0]
-                    if top_priority < info.priority or (
-                        not info.priority < top_priority and top_seq < info.seq
+                    top_rank, top_seq, top = heap[0]
+                    if top_rank < info.rank or (
+                        not info.rank < top_rank and top_seq < info.seq
                     ):
                         info, from_heap = top, True
             elif heap:
@@ -226,19 +296,38 @@ class Planner:
             locks = info.claims or info.uses
             if locks and not may_lock:
                 return None
+            if slots is not None and not slots.fits(info):
+                return None
             if from_heap:
                 heapq.heappop(heap)
             else:
                 self.next_initial = i + 1
+            needs = info.needs
+            if needs and not info.cap_held:
+                capacity = self.capacity
+                assert capacity is not None  # check_needs made sure
+                if not capacity.fits(info):
+                    info.state = PARKED
+                    capacity.park(info)
+                    self._pass_turn(info)
+                    continue
             if locks and not self._lock(info):
+                if info.cap_held:  # woken for capacity: it waits for a lock now
+                    self._give_capacity(info)
                 continue
+            if needs and not info.cap_held:
+                self.capacity.take(info)  # type: ignore[union-attr]
+            if slots is not None:
+                slots.take(info)
             info.state = RUNNING
             return info
 
     def shared_for(self, info: TaskInfo) -> dict:
-        """The fresh shared dict *info* starts with."""
+        """The fresh shared dict *info* starts with (each attempt alike)."""
         merged = info.merged
         if merged is not None:
+            if info.retry is not None:  # kept for the next attempt
+                return dict(merged)
             info.merged = None
             return merged
         return dict(self.presets) if self.presets else {}
@@ -264,13 +353,35 @@ class Planner:
         queues = self.lock2parked.get(res)
         if queues is None:
             queues = self.lock2parked[res] = ([], [])
-        heapq.heappush(queues[side], (info.priority, info.seq, info))
+        heapq.heappush(queues[side], (info.rank, info.seq, info))
+        self._pass_turn(info)
+        return False
+
+    def _pass_turn(self, info: TaskInfo) -> None:
         woken_by = info.woken_by
         if woken_by is not None:
             # it was woken for *woken_by* but did not take it: the turn passes
             info.woken_by = None
             self._wake(woken_by)
-        return False
+
+    def _give_capacity(self, info: TaskInfo) -> None:
+        """Give back the counted resources *info* holds; requeue those it wakes."""
+        capacity = self.capacity
+        if capacity is not None and info.cap_held:
+            heap = self.heap
+            for woken in capacity.give(info):
+                woken.state = READY
+                heapq.heappush(heap, (woken.rank, woken.seq, woken))
+
+    def _release(self, info: TaskInfo, locks: bool) -> None:
+        """Give back what *info* took at dispatch: its counted resources and
+        workers, and its locks if *locks*."""
+        if info.cap_held:
+            self._give_capacity(info)
+        if info.slot_weight:
+            self.slots.give(info)  # type: ignore[union-attr]
+        if locks and (info.claims or info.uses):
+            self._unlock(info)
 
     def _unlock(self, info: TaskInfo) -> None:
         count = self.lock2count
@@ -334,12 +445,27 @@ class Planner:
                 deps_ok = locks_ok = False
         if deps_ok and info.provides:
             self._provide(info, shared)
+        if info.cap_held or info.slot_weight:
+            self._release(info, locks=False)  # a failure keeps no capacity
         if info.claims or info.uses:
             if locks_ok:
                 self._unlock(info)
             else:
                 for res in (*info.claims, *info.uses):
                     self.lock2keepers.setdefault(res, []).append(info)
+
+    def wait_to_retry(self, info: TaskInfo) -> None:
+        """*info* failed an attempt and will run again: give back its locks,
+        capacity and workers while it waits (dependents see nothing)."""
+        info.state = RETRY
+        self.n_retrying += 1
+        self._release(info, locks=True)
+
+    def retry_now(self, info: TaskInfo) -> None:
+        """*info*, waiting to be retried, is due: back among the ready tasks."""
+        info.state = READY
+        self.n_retrying -= 1
+        heapq.heappush(self.heap, (info.rank, info.seq, info))
 
     def _provide(self, info: TaskInfo, shared: dict) -> None:
         tag2waiters, met, heap = self.tag2waiters, self.met, self.heap
@@ -363,7 +489,7 @@ class Planner:
                 waiter.n_unmet -= 1
                 if not waiter.n_unmet:  # ready
                     waiter.state = READY
-                    heapq.heappush(heap, (waiter.priority, waiter.seq, waiter))
+                    heapq.heappush(heap, (waiter.rank, waiter.seq, waiter))
 
     # -- accounting ------------------------------------------------------
 
@@ -385,6 +511,11 @@ class Planner:
                 reason = cancelled.get(info.seq)
                 if reason is not None:
                     skips.append(Skip(info.task, "cancel", (), reason))
+                elif info.state == RETRY:
+                    how = aborted or "the run was stopped early"
+                    skips.append(Skip(info.task, "stop", (), (
+                        f"an attempt failed and it waited to be retried: {how}"
+                    )))
                 elif aborted is not None:
                     skips.append(Skip(info.task, "stop", (), (
                         f"handed to the pool, but {aborted} before it finished"
@@ -429,7 +560,21 @@ class Planner:
                 )
             elif state == PARKED and info.seq in parked:
                 waits[info.seq] = (parked[info.seq],)
+            elif state == PARKED and info.cap_parked and self.capacity is not None:
+                lacks = self.capacity.lacks(info)
+                waits[info.seq] = (next(iter(info.needs)) if lacks is None else lacks,)
+            elif state == RETRY:
+                waits[info.seq] = ("retry",)
         return waits
+
+    def capacity_in_use(self) -> dict[Any, tuple[Any, Any]]:
+        """``resource -> (in use, capacity)``, the pool's workers included when
+        a task needs several."""
+        in_use = self.capacity.in_use() if self.capacity is not None else {}
+        slots = self.slots
+        if slots is not None:
+            in_use[WORKERS] = (slots.out, slots.workers)
+        return in_use
 
     # -- changes while the run goes on -----------------------------------
 
@@ -447,6 +592,20 @@ class Planner:
                 tag2waiters.setdefault(tag, []).append(info)
                 if tag in met:
                     info.n_unmet -= 1
+        if self.order != "priority":
+            # the chains of the tasks already ranked stay as they are
+            if self.order == "critical-path":
+                self.chains.update(bottom_levels(infos, tag2waiters, self.chains))
+            for info, rank in zip(infos, ranks(infos, self.order, self.chains),
+                                  strict=True):
+                info.rank = rank
+        if self.slots is None and any(info.weight > 1 for info in infos):
+            # from now on the pool's workers are counted: those out take one
+            self.slots = WorkerSlots(1, sum(i.state == RUNNING for i in self.infos))
+            for other in self.infos:
+                if other.state == RUNNING:
+                    other.slot_weight = 1
+        for info in infos:
             if info.requires and gifts:
                 requires = info.requires
                 for seq, shared in gifts.items():
@@ -456,7 +615,7 @@ class Planner:
                         info.merged.update(shared)
             if not info.n_unmet:
                 info.state = READY
-                heapq.heappush(self.heap, (info.priority, info.seq, info))
+                heapq.heappush(self.heap, (info.rank, info.seq, info))
 
     def cancel(self, info: TaskInfo, reason: str) -> bool:
         """Take *info*, not yet dispatched, out of the run; False if it was.
@@ -471,8 +630,18 @@ class Planner:
                     waiters.remove(info)
         elif state == READY:
             self._unqueue(info)
+            if info.cap_held:  # woken for capacity, and holding it
+                self._give_capacity(info)
         elif state == PARKED:
-            self._unpark(info)
+            if info.cap_parked:
+                heap = self.heap
+                for woken in self.capacity.unpark(info):  # type: ignore[union-attr]
+                    woken.state = READY
+                    heapq.heappush(heap, (woken.rank, woken.seq, woken))
+            else:
+                self._unpark(info)
+        elif state == RETRY:  # out of the retry timer already (the loop's)
+            self.n_retrying -= 1
         else:
             return False
         info.state = CANCELLED
@@ -481,13 +650,13 @@ class Planner:
 
     def drop(self, info: TaskInfo, reason: str, release: bool = True) -> None:
         """Take *info*, dispatched, out of the run: the pool dropped it unstarted
-        (its locks are released unless not *release*), or stopped it. Its tags
-        stay unmet.
+        (its locks, counted resources and workers are given back unless not
+        *release*), or stopped it. Its tags stay unmet.
         """
         info.state = CANCELLED
         self.cancelled[info.seq] = reason
-        if release and (info.claims or info.uses):
-            self._unlock(info)
+        if release:
+            self._release(info, locks=True)
 
     def _unqueue(self, info: TaskInfo) -> None:
         """Remove a READY *info* from the initial list or the heap (O(n): rare)."""
@@ -610,6 +779,11 @@ class _Explainer:
             reason = cancelled.get(info.seq)
             if reason is not None:
                 skips.append(Skip(info.task, "cancel", (), reason))
+                continue
+            if info.cap_parked and self.planner.capacity is not None:
+                res = self.planner.capacity.lacks(info) or next(iter(info.needs))
+                reason = f"waits for {res!r}, never free enough (no failed task found)"
+                skips.append(Skip(info.task, "capacity", (), reason))
                 continue
             roots = self.root_failures(info)
             culprits = tuple(task_name(r.task) for r in roots)
