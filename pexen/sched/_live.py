@@ -434,11 +434,12 @@ class LiveRun:
         info = self.planner.infos[seq]
         if info.state >= DONE:
             return  # finished, or cancelled already
-        reason = "cancelled before it was dispatched"
-        if info.state == RETRY:
-            if self.timer is not None:
-                self.timer.remove(info)
-            reason = "cancelled while it waited to be retried"
+        if info.state == RETRY and self.timer is not None:
+            self.timer.remove(info)  # else retried at once: it is READY
+        reason = (
+            "cancelled while it waited to be retried" if info.attempts
+            else "cancelled before it was dispatched"
+        )
         if info.state == RUNNING:
             if seq in self.dispatched:
                 if self.pool.cancel(seq, force=True):
