@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pexen.sched import SchedulerError
+from pexen.sched import Sched, SchedulerError
 from pexen.sched._order import ORDERS, bottom_levels, check_order, ranks
+from pexen.sched.meta import func_meta
+from pexen.sched.pool import InlineWorkerPool
 
 
 class Rec:
@@ -95,3 +97,86 @@ def test_bottom_levels_match_the_longest_path(dag):
         return costs[i] + max((longest(j) for j in succs[i]), default=0)
 
     assert bottom_levels(infos) == {i: longest(i) for i in range(n)}
+
+
+# -- in the scheduler --------------------------------------------------------
+
+
+def recorder(order):
+    """A factory of tasks that note their name in *order* when they run."""
+
+    def make(name, **fields):
+        def fn():
+            order.append(name)
+
+        fn.__name__ = fn.__qualname__ = name
+        return func_meta(**fields)(fn)
+
+    return make
+
+
+def chain_and_short(make):
+    """Short tasks added first, then a chain of three long ones."""
+    shorts = [make(f"s{i}", cost=1) for i in range(3)]
+    chain = [
+        make("c0", cost=5, provides=["c0"]),
+        make("c1", cost=5, requires=["c0"], provides=["c1"]),
+        make("c2", cost=5, requires=["c1"]),
+    ]
+    return [*shorts, *chain]
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("priority", ["s0", "s1", "s2", "c0", "c1", "c2"]),
+        ("critical-path", ["c0", "c1", "c2", "s0", "s1", "s2"]),
+        # c1 becomes ready after c0 and goes before the short ones left
+        ("longest-first", ["c0", "c1", "c2", "s0", "s1", "s2"]),
+    ],
+)
+def test_the_order_of_ready_tasks(order, expected):
+    ran = []
+    s = Sched(chain_and_short(recorder(ran)), order=order)
+    list(s.run(InlineWorkerPool()))
+    assert ran == expected
+
+
+def test_critical_path_goes_by_the_chain_behind_a_task_not_its_own_cost():
+    ran = []
+    make = recorder(ran)
+    tasks = [
+        make("big", cost=8),
+        make("head", cost=1, provides=["h"]),
+        make("tail", cost=9, requires=["h"]),
+    ]
+    list(Sched(tasks, order="critical-path").run(InlineWorkerPool()))
+    assert ran == ["head", "tail", "big"]  # 1 + 9 > 8
+    ran.clear()
+    list(Sched(tasks, order="longest-first").run(InlineWorkerPool()))
+    assert ran == ["big", "head", "tail"]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_priority_always_wins(order):
+    ran = []
+    make = recorder(ran)
+    tasks = [*chain_and_short(make), make("urgent", cost=0, priority=-1)]
+    list(Sched(tasks, order=order).run(InlineWorkerPool()))
+    assert ran[0] == "urgent"
+
+
+def test_tasks_added_during_a_run_are_ranked_too():
+    ran = []
+    make = recorder(ran)
+    s = Sched([make("first", cost=1, priority=-1)], order="critical-path")
+    late = [make("short", cost=1), make("long", cost=7)]
+    s.observe(lambda event: event.kind == "finished" and event.name == "first"
+              and s.add_tasks(late))
+    list(s.run(InlineWorkerPool()))
+    assert ran == ["first", "long", "short"]
+
+
+def test_sched_refuses_an_unknown_order_at_once():
+    with pytest.raises(SchedulerError, match=r"^order='slowest': expected one of"):
+        Sched(order="slowest")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console
 
@@ -90,6 +90,14 @@ def _check_junit_path(path: Path) -> None:
         ) from None
 
 
+def _merged(capacities: list[dict[str, Any]]) -> dict[str, Any]:
+    """The amounts of every ``--capacity``, a later one winning."""
+    merged: dict[str, Any] = {}
+    for capacity in capacities:
+        merged.update(capacity)
+    return merged
+
+
 def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """``pexen run``: run the tasks with progress, then the summary and reports."""
     console = make_console(out)
@@ -109,6 +117,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 selection.names,
                 pool,
                 report,
+                capacity=_merged(args.capacity),
                 verbosity=verbosity,
                 exitfirst=args.exitfirst,
                 filtered=bool(args.patterns),
@@ -143,7 +152,7 @@ def cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     warned: list[str] = []
     with pexen_warnings(warned, filtered=bool(args.patterns)):
         try:
-            Sched(selection.tasks).check()
+            Sched(selection.tasks, capacity=_merged(args.capacity)).check()
         except PexenError as exc:
             status = say_error(err, str(exc))
     for message in warned:

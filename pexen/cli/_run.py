@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Collection, Generator, Iterator
+from collections.abc import Collection, Generator, Iterator, Mapping
 from typing import Any, cast
 
 from rich.console import Console
@@ -201,6 +201,7 @@ def execute(
     pool: WorkerPool,
     report: RunReport,
     *,
+    capacity: Mapping[str, Any] | None = None,
     verbosity: int = 0,
     exitfirst: bool = False,
     filtered: bool = False,
@@ -212,14 +213,15 @@ def execute(
     ``report.interrupted`` and ``report.signal``. Raises what
     ``Sched.run()`` raises before any task starts (``DepcheckError``,
     ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
-    the output of the tasks whose ``id()`` is in *capture_ids* is captured.
+    the output of the tasks whose ``id()`` is in *capture_ids* is captured;
+    *capacity* is that of the counted resources (``pexen run --capacity``).
     """
     run_tasks = [
         CapturingTask(task) if id(task) in capture_ids else task for task in tasks
     ]
     originals = {id(run): task for run, task in zip(run_tasks, tasks, strict=True)}
     names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
-    sched = Sched(run_tasks)
+    sched = Sched(run_tasks, capacity=capacity)
     clock = RunClock(lambda: pool.workers)
     progress = make_progress(console, verbosity, sched, clock, names)
     report.started = datetime.datetime.now().astimezone()

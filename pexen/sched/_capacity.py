@@ -117,8 +117,9 @@ def check_needs(infos: Iterable[Any], capacity: Mapping[Any, Any]) -> None:
             if total is None:
                 raise MutexError(
                     f"task {name!r} needs {amount!r} of {res!r}, which has no "
-                    f"capacity; say how much there is, as "
-                    f"Sched(capacity={{{res!r}: ...}})"
+                    f"capacity; say how much there is: "
+                    f"Sched(capacity={{{res!r}: ...}}), or pexen run "
+                    f"--capacity {res}=N"
                 )
             if amount > total:
                 raise MutexError(

@@ -234,32 +234,42 @@ POOLS_ON_DASK = {
 
 
 @needs_dask
-@pytest.mark.parametrize("kind", POOLS_ON_DASK)
-def test_a_task_whose_worker_died_runs_once_whatever_allowed_failures(
-    rerunning_cluster, tmp_path, kind
+@pytest.mark.parametrize(
+    ("kind", "retries"), [("address", 0), ("executor", 0), ("address", 1)]
+)
+def test_a_task_whose_worker_died_runs_once_unless_retries_allow_more(
+    rerunning_cluster, tmp_path, kind, retries
 ):
     # Dask would run the task again on the other worker, behind pexen's
-    # back; pexen reports the crash instead, and the cluster keeps its settings
+    # back; pexen reports the crash instead (the cluster keeps its settings),
+    # and the task's own retries decide whether it runs again
     procs = rerunning_cluster
     runs = tmp_path / "runs"
     runs.mkdir()
-    crasher = func_meta(priority=-1)(
+    crasher = func_meta(priority=-1, retries=retries)(
         functools.partial(kills_its_first_worker, str(runs))
     )
     tasks = [crasher] + [lambda *, i=i: i for i in range(4)]
-    results = list(Sched(tasks).run(POOLS_ON_DASK[kind](procs)))
-    assert len(os.listdir(runs)) == 1, sorted(os.listdir(runs))
+    sched = Sched(tasks)
+    results = list(sched.run(POOLS_ON_DASK[kind](procs)))
+    assert len(os.listdir(runs)) == 1 + retries, sorted(os.listdir(runs))
     assert len(procs.worker_names()) == 1  # the other worker lives on
     assert len(results) == len(tasks)
-    crashed = [res for res in results if res.excinfo]
-    assert [res.task for res in crashed] == [crasher]
-    excinfo = crashed[0].excinfo
+    assert sorted(res.ret for res in results if res.task is not crasher) == list(
+        range(4)
+    )
+    first, *others = sched.attempts(crasher)
+    excinfo = first[0]
     assert excinfo.type is WorkerCrashError
     message = str(excinfo.val)
     assert "the worker running task 'partial(kills_its_first_worker)' died" in message
     assert "left the cluster before its outcome came back" in message
     assert type(excinfo.val.__cause__).__name__ == "StartedBefore"
-    assert sorted(res.ret for res in results if not res.excinfo) == list(range(4))
+    (res,) = [res for res in results if res.task is crasher]
+    if retries:
+        assert others == [(None, others[0][1])] and res.ret == "ran again"
+    else:
+        assert others == [] and res.excinfo is excinfo
 
 
 def crash_once_others_are_queued(tmp: str) -> None:
