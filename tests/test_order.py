@@ -41,62 +41,70 @@ def diamond():
     ]
 
 
+def costs(infos):
+    return {info.seq: info.cost for info in infos}
+
+
 def test_bottom_levels_are_the_longest_chain_of_cost_to_the_end():
-    assert bottom_levels(diamond()) == {0: 8, 1: 7, 2: 3, 3: 2, 4: 3}
+    infos = diamond()
+    assert bottom_levels(infos, costs(infos)) == {0: 8, 1: 7, 2: 3, 3: 2, 4: 3}
 
 
 def test_ranks_start_with_the_priority():
     infos = diamond()
-    assert ranks(infos, "priority") == [0, 0, 0, 0, -1]
-    assert ranks(infos, "longest-first") == [(0, -1), (0, -5), (0, -1), (0, -2),
-                                             (-1, -3)]
-    chains = bottom_levels(infos)
-    assert ranks(infos, "critical-path", chains) == [(0, -8), (0, -7), (0, -3),
-                                                     (0, -2), (-1, -3)]
+    cost = costs(infos)
+    assert ranks(infos, "priority", cost) == [0, 0, 0, 0, -1]
+    assert ranks(infos, "longest-first", cost) == [(0, -1), (0, -5), (0, -1),
+                                                   (0, -2), (-1, -3)]
+    chains = bottom_levels(infos, cost)
+    assert ranks(infos, "critical-path", cost, chains) == [(0, -8), (0, -7),
+                                                           (0, -3), (0, -2),
+                                                           (-1, -3)]
 
 
 def test_every_provider_of_a_tag_leads_to_its_requirers():
     infos = [Rec(0, cost=1, provides=["t"]), Rec(1, cost=2, provides=["t"]),
              Rec(2, cost=10, requires=["t"])]
-    assert bottom_levels(infos) == {0: 11, 1: 12, 2: 10}
+    assert bottom_levels(infos, costs(infos)) == {0: 11, 1: 12, 2: 10}
 
 
 def test_known_chains_count_as_they_are():
     # tasks added to a run: an existing task requiring their tag is known
     existing = Rec(0, cost=1, requires=["new"])
     added = [Rec(1, cost=2, provides=["new"])]
-    chains = bottom_levels(added, waiters={"new": [existing]}, known={0: 50})
+    chains = bottom_levels(added, costs(added), {"new": [existing]}, {0: 50})
     assert chains == {1: 52}
 
 
 def test_a_long_chain_needs_no_recursion():
     n = 20_000  # far past the recursion limit
     infos = [Rec(i, provides=[i], requires=[i - 1] if i else []) for i in range(n)]
-    chains = bottom_levels(infos)
+    chains = bottom_levels(infos, costs(infos))
     assert chains[0] == n and chains[n - 1] == 1
 
 
 @st.composite
 def dags(draw):
     n = draw(st.integers(1, 12))
-    costs = draw(st.lists(st.integers(0, 9), min_size=n, max_size=n))
+    weights = draw(st.lists(st.integers(0, 9), min_size=n, max_size=n))
     rng = random.Random(draw(st.integers(0, 2**32)))
     preds = {i: rng.sample(range(i), rng.randint(0, min(i, 3))) for i in range(n)}
-    return costs, preds
+    return weights, preds
 
 
 @settings(max_examples=200, deadline=None)
 @given(dags())
 def test_bottom_levels_match_the_longest_path(dag):
-    costs, preds = dag
-    n = len(costs)
-    infos = [Rec(i, cost=costs[i], provides=[i], requires=preds[i]) for i in range(n)]
+    weights, preds = dag
+    n = len(weights)
+    infos = [Rec(i, cost=weights[i], provides=[i], requires=preds[i])
+             for i in range(n)]
     succs = {i: [j for j in range(n) if i in preds[j]] for i in range(n)}
 
     def longest(i):
-        return costs[i] + max((longest(j) for j in succs[i]), default=0)
+        return weights[i] + max((longest(j) for j in succs[i]), default=0)
 
-    assert bottom_levels(infos) == {i: longest(i) for i in range(n)}
+    assert bottom_levels(infos, costs(infos)) == {i: longest(i) for i in range(n)}
 
 
 # -- in the scheduler --------------------------------------------------------

@@ -49,7 +49,7 @@ from __future__ import annotations
 import heapq
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -109,21 +109,22 @@ def check_needs(infos: Iterable[Any], capacity: Mapping[Any, Any]) -> None:
     """Raise MutexError for a task needing a resource beyond its capacity or
     without one (before the run: such a task could never run)."""
     for info in infos:
-        for res, amount in info.needs.items():
-            if res == WORKERS:
-                continue  # the pool's, known when the run starts
+        gate = info.gate
+        if gate is None:
+            continue
+        for res, amount in gate.needs.items():  # the pool's workers aside
             total = capacity.get(res)
             name = task_name(info.task)
             if total is None:
                 raise MutexError(
-                    f"task {name!r} needs {amount!r} of {res!r}, which has no "
+                    f"task {name!r} needs {_shown(amount)} of {res!r}, which has no "
                     f"capacity; say how much there is: "
                     f"Sched(capacity={{{res!r}: ...}}), or pexen run "
                     f"--capacity {res}=N"
                 )
             if amount > total:
                 raise MutexError(
-                    f"task {name!r} needs {amount!r} of {res!r}, more than its "
+                    f"task {name!r} needs {_shown(amount)} of {res!r}, more than its "
                     f"capacity of {_shown(total)}; give {res!r} more capacity "
                     f"or the task a smaller need"
                 )
@@ -140,18 +141,39 @@ def _shown(amount: Any) -> str:
     return repr(plain(amount))
 
 
+class Gate:
+    """What a task takes at dispatch beyond its locks: counted resources and
+    workers. Made only for a task that needs some (``info.gate``); the
+    planner's ``TaskInfo`` of a task without needs carries None."""
+
+    __slots__ = ("held", "info", "needs", "parked", "slot_weight", "token", "weight")
+
+    def __init__(self, info: Any, needs: Mapping[Any, Any]) -> None:
+        self.info = info  # the planner's record: rank and seq
+        exact_needs = {res: exact(amount) for res, amount in needs.items()}
+        weight = exact_needs.pop(WORKERS, 1)
+        self.weight = max(1, -(-weight // 1))  # whole workers, rounded up
+        self.needs = exact_needs  # the counted resources, workers aside
+        self.token = 0  # which of its entries in the queues are current
+        self.parked = False  # in the queues
+        self.held = False  # holds its needs
+        self.slot_weight = 0  # workers it holds
+
+    def __repr__(self) -> str:
+        return f"<Gate of {task_name(self.info.task)!r} needs={self.needs!r}>"
+
+
 class Capacity:
     """What is free of each counted resource, and who waits for it (see above).
 
-    Tasks are records with ``rank``, ``seq``, ``needs`` (resource -> exact
-    amount), ``cap_token`` (an int), ``cap_parked`` and ``cap_held`` (bools),
-    owned by the planner.
+    It deals in :class:`Gate` records; their ``info`` gives the planner's
+    order (``rank``, ``seq``).
     """
 
     def __init__(self, capacity: Mapping[Any, Any]) -> None:
         self.total = dict(capacity)
         self.free = dict(capacity)
-        self.queues: dict[Any, list[tuple[Any, int, int, Any]]] = {}
+        self.queues: dict[Any, list[tuple[Any, int, int, Gate]]] = {}
         self.n_parked = 0
 
     def in_use(self) -> dict[Any, tuple[Any, Any]]:
@@ -164,63 +186,64 @@ class Capacity:
 
     # -- the gate -------------------------------------------------------------
 
-    def fits(self, info: Any) -> bool:
-        """Whether *info* may take what it needs now: what is free, less the
-        reservation of a first in line ahead of it (a parked *info* first in
-        line reserves for itself)."""
-        return self.lacks(info) is None
+    def fits(self, gate: Gate) -> bool:
+        """Whether *gate*'s task may take what it needs now: what is free,
+        less the reservation of a first in line ahead of it (a parked task
+        first in line reserves for itself)."""
+        return self.lacks(gate) is None
 
-    def take(self, info: Any) -> None:
-        free = self.free
-        for res, amount in info.needs.items():
-            free[res] -= amount
-        info.cap_held = True
-
-    def give(self, info: Any) -> list[Any]:
-        """Give back what *info* holds (if it does); return the parked tasks
-        this wakes, which hold what they need now."""
-        if not info.cap_held:
-            return []
-        info.cap_held = False
-        free = self.free
-        for res, amount in info.needs.items():
-            free[res] += amount
-        return self._wake(list(info.needs)) if self.n_parked else []
-
-    def lacks(self, info: Any) -> Any:
-        """The first resource *info* cannot take now (None if it fits)."""
-        free, key = self.free, (info.rank, info.seq)
-        for res, amount in info.needs.items():
+    def lacks(self, gate: Gate) -> Any:
+        """The first resource *gate*'s task cannot take now (None if it fits)."""
+        free, info = self.free, gate.info
+        key = (info.rank, info.seq)
+        for res, amount in gate.needs.items():
             left = free[res]
             head = self._head(res)
-            if head is not None and (head.rank, head.seq) < key:
+            if head is not None and (head.info.rank, head.info.seq) < key:
                 left -= head.needs[res]
             if left < amount:
                 return res
         return None
 
-    def park(self, info: Any) -> None:
-        """Queue *info*, which does not fit, for every resource it needs."""
-        info.cap_token += 1
-        entry = (info.rank, info.seq, info.cap_token, info)
+    def take(self, gate: Gate) -> None:
+        free = self.free
+        for res, amount in gate.needs.items():
+            free[res] -= amount
+        gate.held = True
+
+    def give(self, gate: Gate) -> list[Gate]:
+        """Give back what *gate* holds (if it does); return the parked ones
+        this wakes, which hold what they need now."""
+        if not gate.held:
+            return []
+        gate.held = False
+        free = self.free
+        for res, amount in gate.needs.items():
+            free[res] += amount
+        return self._wake(list(gate.needs)) if self.n_parked else []
+
+    def park(self, gate: Gate) -> None:
+        """Queue *gate*, which does not fit, for every resource it needs."""
+        gate.token += 1
+        entry = (gate.info.rank, gate.info.seq, gate.token, gate)
         queues = self.queues
-        for res in info.needs:
+        for res in gate.needs:
             heapq.heappush(queues.setdefault(res, []), entry)
-        info.cap_parked = True
+        gate.parked = True
         self.n_parked += 1
 
-    def unpark(self, info: Any) -> list[Any]:
-        """Take *info* out of the queues if it is parked (it was cancelled);
-        return the tasks its leaving wakes."""
-        if not info.cap_parked:
+    def unpark(self, gate: Gate) -> list[Gate]:
+        """Take *gate* out of the queues if it is parked (its task was
+        cancelled); return those its leaving wakes."""
+        if not gate.parked:
             return []
-        self._leave(info)
-        return self._wake(list(info.needs))
+        self._leave(gate)
+        return self._wake(list(gate.needs))
 
     # -- waking ---------------------------------------------------------------
 
-    def _wake(self, resources: list[Any]) -> list[Any]:
-        woken: list[Any] = []
+    def _wake(self, resources: list[Any]) -> list[Gate]:
+        woken: list[Gate] = []
         todo = resources
         while todo:
             res = todo.pop()
@@ -233,47 +256,37 @@ class Capacity:
                 woken.extend(self._backfill(res, head, todo))
         return woken
 
-    def _backfill(self, res: Any, head: Any, todo: list[Any]) -> list[Any]:
-        """Wake the tasks behind *head* on *res* that fit beside its reservation."""
+    def _backfill(self, res: Any, head: Gate, todo: list[Any]) -> list[Gate]:
+        """Wake those behind *head* on *res* that fit beside its reservation."""
         woken = []
-        for entry in sorted(self.queues[res]):
-            info = entry[3]
-            if info is head or entry[2] != info.cap_token or not info.cap_parked:
+        for entry in sorted(self.queues[res], key=lambda entry: entry[:3]):
+            gate = entry[3]
+            if gate is head or entry[2] != gate.token or not gate.parked:
                 continue
-            if self.fits(info):
-                self._leave(info)
-                self.take(info)
-                woken.append(info)
-                todo.extend(r for r in info.needs if r != res)
+            if self.fits(gate):
+                self._leave(gate)
+                self.take(gate)
+                woken.append(gate)
+                todo.extend(r for r in gate.needs if r != res)
                 if self.free[res] <= head.needs[res]:
                     break  # nothing left beside the reservation
         return woken
 
-    def _leave(self, info: Any) -> None:
-        info.cap_token += 1  # its entries are stale now
-        info.cap_parked = False
+    def _leave(self, gate: Gate) -> None:
+        gate.token += 1  # its entries are stale now
+        gate.parked = False
         self.n_parked -= 1
 
-    def _head(self, res: Any) -> Any:
+    def _head(self, res: Any) -> Gate | None:
         """The first in line for *res*, stale entries dropped; None if none."""
         queue = self.queues.get(res)
         while queue:
             entry = queue[0]
-            info = entry[3]
-            if entry[2] == info.cap_token and info.cap_parked:
-                return info
+            gate = entry[3]
+            if entry[2] == gate.token and gate.parked:
+                return gate
             heapq.heappop(queue)
         return None
-
-    def waiting(self) -> Sequence[Any]:
-        """The parked tasks (for explanations at the end of a run)."""
-        seen: dict[int, Any] = {}
-        for queue in self.queues.values():
-            for entry in queue:
-                info = entry[3]
-                if entry[2] == info.cap_token and info.cap_parked:
-                    seen[info.seq] = info
-        return list(seen.values())
 
 
 class WorkerSlots:
@@ -286,6 +299,7 @@ class WorkerSlots:
     ``workers`` in all, so as many run at once. The next task in line that
     does not fit holds back those behind it (the scheduler hands out nothing
     until it does): the pool drains for a task that needs many workers.
+    Tasks without a gate take one worker each, noted nowhere.
     """
 
     def __init__(self, workers: int, out: int = 0) -> None:
@@ -293,25 +307,29 @@ class WorkerSlots:
         self.out = out  # workers taken by the tasks handed out
         self.n_heavy = 0  # tasks handed out that take more than one
 
-    def weight(self, info: Any) -> int:
-        return min(info.weight, self.workers)
-
     def fits(self, info: Any) -> bool:
-        weight = self.weight(info)
+        gate = info.gate
+        weight = 1 if gate is None else min(gate.weight, self.workers)
         if weight > 1 or self.n_heavy:
             return self.out + weight <= self.workers
         return True  # the pool's room (workers + spare) decides
 
     def take(self, info: Any) -> None:
-        weight = info.slot_weight = self.weight(info)
+        gate = info.gate
+        if gate is None:
+            self.out += 1
+            return
+        weight = gate.slot_weight = min(gate.weight, self.workers)
         self.out += weight
         if weight > 1:
             self.n_heavy += 1
 
     def give(self, info: Any) -> None:
-        weight = info.slot_weight
-        if weight:
-            info.slot_weight = 0
-            self.out -= weight
-            if weight > 1:
-                self.n_heavy -= 1
+        gate = info.gate
+        if gate is None:
+            self.out -= 1
+            return
+        weight, gate.slot_weight = gate.slot_weight, 0
+        self.out -= weight
+        if weight > 1:
+            self.n_heavy -= 1

@@ -269,8 +269,9 @@ class LiveRun:
                 del dispatched[key]
                 info.duration = duration
                 if excinfo is not None:
-                    if info.retries and self._retry(info, shared, ret, excinfo,
-                                                    started, duration, worker):
+                    if info.retry is not None and self._retry(
+                        info, shared, ret, excinfo, started, duration, worker
+                    ):
                         continue  # no TaskRes: it runs again
                     info.excinfo = excinfo
                 complete(info, shared, excinfo)
@@ -286,20 +287,19 @@ class LiveRun:
                worker: str | None) -> bool:
         """Retry *info*'s failed attempt if its metadata says so (see ``_retry``
         module); else False, and the failure is final."""
-        retry = info.retry
-        assert retry is not None
-        retry_on, delay, backoff = retry
-        if self.aborting is not None or not retryable(
-            excinfo[1], retry_on, never=(TaskCancelledError,)
+        plan = info.retry
+        assert plan is not None
+        if (
+            not plan.left
+            or self.aborting is not None
+            or not retryable(excinfo[1], plan.retry_on, never=(TaskCancelledError,))
         ):
             return False
-        info.retries -= 1
-        if info.attempts is None:
-            info.attempts = []
-        info.attempts.append((excinfo, duration))
-        failures = len(info.attempts)
+        plan.left -= 1
+        plan.attempts.append((excinfo, duration))
+        failures = len(plan.attempts)
         self.planner.wait_to_retry(info)
-        seconds = retry_delay(delay, backoff, failures)
+        seconds = retry_delay(plan.delay, plan.backoff, failures)
         if seconds:
             if self.timer is None:
                 self.timer = RetryTimer(self.pool.wake)
@@ -307,7 +307,7 @@ class LiveRun:
         else:
             self.planner.retry_now(info)
         if self.sched._observers:
-            total = failures + info.retries
+            total = failures + plan.left
             when = f"in {seconds:g} s" if seconds else "at once"
             reason = (
                 f"attempt {failures} of {total + 1} failed "
@@ -437,7 +437,8 @@ class LiveRun:
         if info.state == RETRY and self.timer is not None:
             self.timer.remove(info)  # else retried at once: it is READY
         reason = (
-            "cancelled while it waited to be retried" if info.attempts
+            "cancelled while it waited to be retried"
+            if info.retry is not None and info.retry.attempts
             else "cancelled before it was dispatched"
         )
         if info.state == RUNNING:

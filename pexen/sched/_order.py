@@ -38,27 +38,32 @@ def check_order(order: Any) -> str:
 
 
 def ranks(
-    infos: Sequence[Any], order: str, chains: Mapping[int, Any] | None = None
+    infos: Sequence[Any],
+    order: str,
+    costs: Mapping[int, Any],
+    chains: Mapping[int, Any] | None = None,
 ) -> list[Any]:
-    """The rank of each of *infos* (records with ``seq``, ``priority`` and
-    ``cost``) under *order*; for ``"critical-path"``, *chains* maps each
-    one's ``seq`` to its chain of cost (:func:`bottom_levels`)."""
+    """The rank of each of *infos* (records with ``seq`` and ``priority``)
+    under *order*; *costs* maps each one's ``seq`` to its cost and, for
+    ``"critical-path"``, *chains* to its chain of cost
+    (:func:`bottom_levels`)."""
     if order == "priority":
         return [info.priority for info in infos]
     if order == "longest-first":
-        return [(info.priority, -info.cost) for info in infos]
+        return [(info.priority, -costs[info.seq]) for info in infos]
     assert chains is not None
     return [(info.priority, -chains[info.seq]) for info in infos]
 
 
 def bottom_levels(
     infos: Sequence[Any],
+    costs: Mapping[int, Any],
     waiters: Mapping[Any, Sequence[Any]] | None = None,
     known: Mapping[int, Any] | None = None,
 ) -> dict[int, Any]:
     """``seq -> the longest sum of cost from the task to the end of the graph``
-    for each of *infos* (records with ``seq``, ``cost``, ``provides`` and
-    ``requires``).
+    for each of *infos* (records with ``seq``, ``provides`` and ``requires``;
+    *costs* maps each ``seq`` to its cost).
 
     The graph must be acyclic (``check_graph`` made sure). A walk in
     post-order, without recursion: a chain of a million tasks is fine.
@@ -94,7 +99,7 @@ def bottom_levels(
                 longest = max(
                     (level(nxt.seq) for nxt in _after(info, waiters)), default=0
                 )
-                chain[info.seq] = info.cost + longest
+                chain[info.seq] = costs[info.seq] + longest
     return chain
 
 

@@ -85,10 +85,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pexen.sched._calling import passes_shared
-from pexen.sched._capacity import WORKERS, Capacity, WorkerSlots, exact
+from pexen.sched._capacity import WORKERS, Capacity, Gate, WorkerSlots
 from pexen.sched._errors import TaskFailError
 from pexen.sched._naming import task_name
 from pexen.sched._order import bottom_levels, ranks
+from pexen.sched._retry import RetryPlan
 from pexen.sched.meta import META_ATTR, SchedMeta
 
 PENDING, READY, PARKED, RUNNING, RETRY, DONE, FAILED, CANCELLED = range(8)
@@ -96,39 +97,30 @@ CLAIMERS, USERS = 0, 1  # the two queues of tasks parked on a resource
 
 _NO_TAGS: frozenset = frozenset()
 _NO_KWARGS: Mapping[str, Any] = {}
-_NO_NEEDS: Mapping[Any, Any] = {}
 
 
 class TaskInfo:
     """The planner's record of one task."""
 
     __slots__ = (
-        "attempts",
-        "cap_held",
-        "cap_parked",
-        "cap_token",
         "claims",
-        "cost",
         "duration",
         "excinfo",
+        "gate",
         "kwargs",
         "merged",
         "n_unmet",
-        "needs",
         "pass_shared",
         "priority",
         "provides",
         "rank",
         "requires",
-        "retries",
         "retry",
         "seq",
-        "slot_weight",
         "state",
         "task",
         "timeout",
         "uses",
-        "weight",
         "woken_by",
     )
 
@@ -140,9 +132,6 @@ class TaskInfo:
         self.woken_by: Any = None  # the resource whose release woke it
         self.duration: float | None = None  # seconds it ran, as its pool measured
         self.excinfo: Any = None  # how it failed, if it did
-        self.attempts: list | None = None  # (excinfo, duration) of retried ones
-        self.cap_token = self.slot_weight = 0
-        self.cap_parked = self.cap_held = False
         meta = getattr(task, META_ATTR, None)
         if isinstance(meta, SchedMeta):
             # copies, not the metadata's own sets and dict: a task changing
@@ -154,37 +143,27 @@ class TaskInfo:
             self.priority = meta.priority
             self.kwargs = dict(meta.kwargs) if meta.kwargs else _NO_KWARGS
             self.timeout = meta.timeout
-            self.cost = meta.cost
-            self.weight = 1
-            if meta.needs:
-                needs = {res: exact(amount) for res, amount in meta.needs.items()}
-                weight = needs.pop(WORKERS, 1)
-                self.weight = max(1, int(-(-weight // 1)))  # whole workers, up
-                self.needs = needs or _NO_NEEDS
-            else:
-                self.needs = _NO_NEEDS
-            self.retries = meta.retries
-            # (retry_on, retry_delay, retry_backoff), for a task that may retry
-            self.retry = (
-                (meta.retry_on, meta.retry_delay, meta.retry_backoff)
-                if meta.retries else None
-            )
+            # records made only for the tasks that need them (None: the fast way)
+            self.gate: Gate | None = Gate(self, meta.needs) if meta.needs else None
+            self.retry: RetryPlan | None = RetryPlan(meta) if meta.retries else None
         else:
             self.requires = self.provides = self.claims = self.uses = _NO_TAGS
             self.priority = 0
             self.kwargs = _NO_KWARGS
             self.timeout = None
-            self.cost = 1
-            self.weight = 1
-            self.needs = _NO_NEEDS
-            self.retries = 0
-            self.retry = None
+            self.gate = self.retry = None
         self.rank = self.priority  # the order "priority"; see _order
         self.n_unmet = len(self.requires)
         self.pass_shared = passes_shared(task, self.kwargs)
 
     def __repr__(self) -> str:
         return f"<TaskInfo #{self.seq} {task_name(self.task)} state={self.state}>"
+
+
+def _cost(info: TaskInfo) -> Any:
+    """The ``cost`` of *info*'s task (read when the run ranks it)."""
+    meta = getattr(info.task, META_ATTR, None)
+    return meta.cost if isinstance(meta, SchedMeta) else 1
 
 
 class Skip(NamedTuple):
@@ -219,7 +198,7 @@ class Planner:
         # counted resources, and the pool's workers as one: only when asked for
         self.capacity = Capacity(capacity) if capacity else None
         self.slots: WorkerSlots | None = None
-        if any(info.weight > 1 for info in self.infos):
+        if any(info.gate is not None and info.gate.weight > 1 for info in self.infos):
             self.slots = WorkerSlots(1)
         self.n_retrying = 0  # tasks waiting to be retried
         self.tag2waiters: dict[Any, list[TaskInfo]] = {}
@@ -260,9 +239,10 @@ class Planner:
         if self.order == "priority":
             return
         infos = self.infos
+        costs = {info.seq: _cost(info) for info in infos}
         if self.order == "critical-path":
-            self.chains = bottom_levels(infos, self.tag2waiters)
-        for info, rank in zip(infos, ranks(infos, self.order, self.chains),
+            self.chains = bottom_levels(infos, costs, self.tag2waiters)
+        for info, rank in zip(infos, ranks(infos, self.order, costs, self.chains),
                               strict=True):
             info.rank = rank
         self._sort_initial()
@@ -302,21 +282,21 @@ class Planner:
                 heapq.heappop(heap)
             else:
                 self.next_initial = i + 1
-            needs = info.needs
-            if needs and not info.cap_held:
+            gate = info.gate
+            if gate is not None and gate.needs and not gate.held:
                 capacity = self.capacity
                 assert capacity is not None  # check_needs made sure
-                if not capacity.fits(info):
+                if not capacity.fits(gate):
                     info.state = PARKED
-                    capacity.park(info)
+                    capacity.park(gate)
                     self._pass_turn(info)
                     continue
             if locks and not self._lock(info):
-                if info.cap_held:  # woken for capacity: it waits for a lock now
-                    self._give_capacity(info)
+                if gate is not None and gate.held:  # woken for capacity: it
+                    self._give_capacity(gate)  # waits for a lock now
                 continue
-            if needs and not info.cap_held:
-                self.capacity.take(info)  # type: ignore[union-attr]
+            if gate is not None and gate.needs and not gate.held:
+                self.capacity.take(gate)  # type: ignore[union-attr]
             if slots is not None:
                 slots.take(info)
             info.state = RUNNING
@@ -364,22 +344,26 @@ class Planner:
             info.woken_by = None
             self._wake(woken_by)
 
-    def _give_capacity(self, info: TaskInfo) -> None:
-        """Give back the counted resources *info* holds; requeue those it wakes."""
-        capacity = self.capacity
-        if capacity is not None and info.cap_held:
-            heap = self.heap
-            for woken in capacity.give(info):
-                woken.state = READY
-                heapq.heappush(heap, (woken.rank, woken.seq, woken))
+    def _give_capacity(self, gate: Gate) -> None:
+        """Give back the counted resources *gate* holds; requeue those it wakes."""
+        self._requeue(self.capacity.give(gate))  # type: ignore[union-attr]
+
+    def _requeue(self, gates: list[Gate]) -> None:
+        """Back to the ready heap: tasks woken for capacity (holding it)."""
+        heap = self.heap
+        for gate in gates:
+            woken = gate.info
+            woken.state = READY
+            heapq.heappush(heap, (woken.rank, woken.seq, woken))
 
     def _release(self, info: TaskInfo, locks: bool) -> None:
         """Give back what *info* took at dispatch: its counted resources and
         workers, and its locks if *locks*."""
-        if info.cap_held:
-            self._give_capacity(info)
-        if info.slot_weight:
-            self.slots.give(info)  # type: ignore[union-attr]
+        gate = info.gate
+        if gate is not None and gate.held:
+            self._give_capacity(gate)
+        if self.slots is not None:
+            self.slots.give(info)
         if locks and (info.claims or info.uses):
             self._unlock(info)
 
@@ -445,7 +429,7 @@ class Planner:
                 deps_ok = locks_ok = False
         if deps_ok and info.provides:
             self._provide(info, shared)
-        if info.cap_held or info.slot_weight:
+        if info.gate is not None or self.slots is not None:
             self._release(info, locks=False)  # a failure keeps no capacity
         if info.claims or info.uses:
             if locks_ok:
@@ -560,9 +544,10 @@ class Planner:
                 )
             elif state == PARKED and info.seq in parked:
                 waits[info.seq] = (parked[info.seq],)
-            elif state == PARKED and info.cap_parked and self.capacity is not None:
-                lacks = self.capacity.lacks(info)
-                waits[info.seq] = (next(iter(info.needs)) if lacks is None else lacks,)
+            elif state == PARKED and info.gate is not None and info.gate.parked:
+                gate = info.gate
+                lacks = self.capacity.lacks(gate)  # type: ignore[union-attr]
+                waits[info.seq] = (next(iter(gate.needs)) if lacks is None else lacks,)
             elif state == RETRY:
                 waits[info.seq] = ("retry",)
         return waits
@@ -594,17 +579,23 @@ class Planner:
                     info.n_unmet -= 1
         if self.order != "priority":
             # the chains of the tasks already ranked stay as they are
+            costs = {info.seq: _cost(info) for info in infos}
             if self.order == "critical-path":
-                self.chains.update(bottom_levels(infos, tag2waiters, self.chains))
-            for info, rank in zip(infos, ranks(infos, self.order, self.chains),
+                self.chains.update(
+                    bottom_levels(infos, costs, tag2waiters, self.chains)
+                )
+            for info, rank in zip(infos, ranks(infos, self.order, costs, self.chains),
                                   strict=True):
                 info.rank = rank
-        if self.slots is None and any(info.weight > 1 for info in infos):
+        if self.slots is None and any(
+            info.gate is not None and info.gate.weight > 1 for info in infos
+        ):
             # from now on the pool's workers are counted: those out take one
-            self.slots = WorkerSlots(1, sum(i.state == RUNNING for i in self.infos))
-            for other in self.infos:
-                if other.state == RUNNING:
-                    other.slot_weight = 1
+            out = [other for other in self.infos if other.state == RUNNING]
+            self.slots = WorkerSlots(1, len(out))
+            for other in out:
+                if other.gate is not None:
+                    other.gate.slot_weight = 1
         for info in infos:
             if info.requires and gifts:
                 requires = info.requires
@@ -630,14 +621,11 @@ class Planner:
                     waiters.remove(info)
         elif state == READY:
             self._unqueue(info)
-            if info.cap_held:  # woken for capacity, and holding it
-                self._give_capacity(info)
+            if info.gate is not None and info.gate.held:  # woken for capacity
+                self._give_capacity(info.gate)
         elif state == PARKED:
-            if info.cap_parked:
-                heap = self.heap
-                for woken in self.capacity.unpark(info):  # type: ignore[union-attr]
-                    woken.state = READY
-                    heapq.heappush(heap, (woken.rank, woken.seq, woken))
+            if info.gate is not None and info.gate.parked:
+                self._requeue(self.capacity.unpark(info.gate))  # type: ignore[union-attr]
             else:
                 self._unpark(info)
         elif state == RETRY:  # out of the retry timer already (the loop's)
@@ -780,8 +768,9 @@ class _Explainer:
             if reason is not None:
                 skips.append(Skip(info.task, "cancel", (), reason))
                 continue
-            if info.cap_parked and self.planner.capacity is not None:
-                res = self.planner.capacity.lacks(info) or next(iter(info.needs))
+            gate = info.gate
+            if gate is not None and gate.parked and self.planner.capacity is not None:
+                res = self.planner.capacity.lacks(gate) or next(iter(gate.needs))
                 reason = f"waits for {res!r}, never free enough (no failed task found)"
                 skips.append(Skip(info.task, "capacity", (), reason))
                 continue

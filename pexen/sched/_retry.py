@@ -36,6 +36,20 @@ from pexen.sched._errors import TaskFailError
 from pexen.sched.meta import MAX_TIMEOUT
 
 
+class RetryPlan:
+    """The retries of one task in a run (``info.retry``; None without any)."""
+
+    __slots__ = ("attempts", "backoff", "delay", "left", "retry_on")
+
+    def __init__(self, meta: Any) -> None:
+        self.left = meta.retries  # retries left
+        self.retry_on = meta.retry_on
+        self.delay = meta.retry_delay
+        self.backoff = meta.retry_backoff
+        # (excinfo, duration) of each failed attempt that was retried
+        self.attempts: list[tuple[Any, float | None]] = []
+
+
 def retryable(exc: BaseException | None, retry_on: tuple[type[BaseException], ...],
               never: tuple[type[BaseException], ...] = ()) -> bool:
     """Whether an attempt that raised *exc* is worth another under *retry_on*.

@@ -140,7 +140,8 @@ class Sched:
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
-        tried = tuple(info.attempts) if info.attempts else ()  # the retried ones
+        retry = info.retry
+        tried = tuple(retry.attempts) if retry is not None else ()  # retried ones
         if info.state < DONE or info.state == CANCELLED:
             return tried
         return (*tried, (info.excinfo, info.duration))
