@@ -266,6 +266,14 @@ def test_the_planner_hands_out_what_fits_and_parks_the_rest():
     assert names(pop_all(plan)) == ["g2"]
 
 
+def test_a_task_that_takes_capacity_waits_for_a_free_worker_as_lock_takers_do():
+    # spare="auto" asks for no such task beyond the first spare: what it
+    # holds must not wait in the pool's queue behind others
+    plan = planner([task("gpu", needs={"gpu": 1}), task("cpu")], {"gpu": 1})
+    assert plan.pop_ready(may_lock=False) is None  # and the order is kept
+    assert names([plan.pop_ready(), plan.pop_ready()]) == ["gpu", "cpu"]
+
+
 def test_a_failed_task_gives_its_capacity_back():
     tasks = [task("a", needs={"gpu": 2}), task("b", needs={"gpu": 2})]
     plan = planner(tasks, {"gpu": 2})

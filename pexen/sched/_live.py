@@ -227,9 +227,10 @@ class LiveRun:
                 out = len(dispatched)
                 room = pool.capacity - out
                 while room > 0:
-                    # spare="auto" hands out a task that takes locks only to
-                    # a free worker or as the first spare: held locks must
-                    # not wait in a queue behind others
+                    # spare="auto" hands out a task that takes locks (or
+                    # counted resources) only to a free worker or as the
+                    # first spare: what it holds must not wait in a queue
+                    # behind others
                     info = pop_ready(tune is None or out <= pool.workers)
                     if info is None:
                         break

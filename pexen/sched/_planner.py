@@ -252,10 +252,11 @@ class Planner:
     def pop_ready(self, may_lock: bool = True) -> TaskInfo | None:
         """Take the next task that may run now; take its locks and resources.
 
-        With *may_lock* false, stop at a next task that takes locks (None):
-        the caller will not dispatch one now, and order must be kept. So
-        too at a next task that needs more of the pool's workers than are
-        free (``slots``): it holds back those behind it.
+        With *may_lock* false, stop at a next task that takes locks or
+        counted resources (None): the caller will not dispatch one now, and
+        order must be kept. So too at a next task that needs more of the
+        pool's workers than are free (``slots``): it holds back those behind
+        it.
         """
         heap, initial, slots = self.heap, self.initial, self.slots
         while True:
@@ -274,7 +275,8 @@ class Planner:
             else:
                 return None
             locks = info.claims or info.uses
-            if locks and not may_lock:
+            gate = info.gate
+            if not may_lock and (locks or (gate is not None and gate.needs)):
                 return None
             if slots is not None and not slots.fits(info):
                 return None
@@ -282,7 +284,6 @@ class Planner:
                 heapq.heappop(heap)
             else:
                 self.next_initial = i + 1
-            gate = info.gate
             if gate is not None and gate.needs and not gate.held:
                 capacity = self.capacity
                 assert capacity is not None  # check_needs made sure
