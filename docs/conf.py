@@ -47,7 +47,10 @@ pexen_cli_parser = "pexen.cli._parser:build_parser"
 # inventory over the network at build time; pexen's private names (pool
 # records such as _pools.base.Job, a private base class) are shown as text,
 # as the API promises nothing about them.
-STDLIB = r"(abc|collections\.abc|os|types|typing|_pickle|subprocess)\..*"
+STDLIB = (
+    r"(abc|collections\.abc|concurrent\.futures|os|types|typing|_pickle|"
+    r"subprocess)\..*"
+)
 nitpick_ignore_regex = [
     ("py:.*", STDLIB),
     ("py:class", "TracebackType"),

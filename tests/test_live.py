@@ -338,12 +338,13 @@ def test_abort_from_the_loop_body_skips_the_rest_with_the_reason():
 
 def test_abort_without_a_reason_and_outside_a_run():
     s = Sched([task("a"), task("b")])
-    s.abort("no run: nothing")  # no run in progress
+    assert s.abort("no run: nothing") is False  # no run in progress
     gen = s.run(pool=InlineWorkerPool())
     next(gen)
-    s.abort()
-    s.abort()  # idempotent
+    assert s.abort() is True
+    assert s.abort() is True  # idempotent
     assert list(gen) == []
+    assert s.abort() is False
     assert list(s.skipped.values()) == ["not started: the run was aborted"]
 
 

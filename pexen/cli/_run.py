@@ -4,14 +4,17 @@ The loop is the scheduler's own generator: each ``TaskRes`` becomes an
 ``Outcome`` that the progress display shows at once. ``-x`` leaves the loop
 at the first failure; closing the generator makes the pool drop queued tasks,
 and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
-SIGTERM) leaves the loop the same way, after which the command waits for the
-workers to be cleaned up (a second signal abandons them, killing every
-process still running below this one: an executable, its children, a Python
-task's subprocesses), prints a partial summary and exits with the signal's
-status (``_exit.signalled``). A task that overran its timeout in a thread is
-abandoned, not waited for (``ThreadWorkerPool``). Should ``pexen run``
-itself be killed, its watchdog (``pexen._watchdog``) kills what
-the run had started.
+SIGTERM) aborts the run (``Sched.abort``, from the signal handler): no new
+task starts, queued ones are dropped, and the tasks running finish and are
+reported. A second signal aborts with ``force``: running tasks are stopped
+(a worker process is killed, a thread abandoned) and every process still
+running below this one is killed: an executable, its children, a Python
+task's subprocesses. A signal that comes once the run's loop is over (its
+pool shutting down) interrupts that wait instead. Then the command prints
+a partial summary and exits with the signal's status (``_exit.signalled``).
+A task that overran its timeout in a thread is abandoned, not waited for
+(``ThreadWorkerPool``). Should ``pexen run`` itself be killed, its watchdog
+(``pexen._watchdog``) kills what the run had started.
 
 Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
 print is kept with their outcome instead of mixing into the display; the
@@ -85,55 +88,65 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interrupts:
     """What the signals that came during a run did (see ``announced_interrupts``).
 
-    ``signum`` is the first one (None: none came). Once the pool is being
-    stopped (``stopping``: after the first signal, or when the run ended and
-    waits for tasks still running), the next signal abandons the running
-    tasks, and ``abandoned`` says so; signals after that are ignored, so
-    that none cuts short the killing of what those tasks started.
+    ``signum`` is the first one (None: none came). The first signal aborts
+    the run (``Sched.abort``): no new task starts, the running ones finish.
+    Once the run is stopping (``stopping``: after the first signal, or when
+    the loop was left and waits for tasks still running), the next signal
+    stops the running tasks (``abort(force=True)``) and ``abandoned`` says
+    so; signals after that are ignored, so that none cuts short the killing
+    of what those tasks started. When no run's loop takes the abort in (it is
+    over, its pool shutting down), the signal raises ``KeyboardInterrupt``,
+    which ends that wait.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sched: Sched | None = None) -> None:
+        self.sched = sched
         self.signum: int | None = None
         self.stopping = False
         self.abandoned = False
 
     def on_signal(self, console: Console, signum: int) -> None:
-        """Say what this signal does, then raise ``KeyboardInterrupt``."""
+        """Say what this signal does, then abort the run (or interrupt)."""
         if self.abandoned:
             return  # the run is ending already
         first = self.signum is None
         if first:
             self.signum = signum
+        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        reason = f"interrupted{name}"
         if self.stopping:
             self.abandoned = True
             again = "" if first else " again"
-            line = f"interrupted{again}: abandoning the running tasks"
+            line = f"interrupted{again}: stopping the running tasks"
         else:
             self.stopping = True
-            if signum == signal.SIGINT:
-                line = "interrupted: stopping the workers (Ctrl-C again to abandon "
-            else:
-                line = (
-                    f"interrupted by {signal.Signals(signum).name}: stopping the "
-                    "workers (Ctrl-C or SIGTERM again to abandon "
-                )
-            line += "the running tasks)"
+            again = "Ctrl-C" if signum == signal.SIGINT else "Ctrl-C or SIGTERM"
+            line = (
+                f"{reason}: no new task starts; waiting for the running ones "
+                f"({again} again to stop them)"
+            )
         console.print(line, markup=False)
-        raise KeyboardInterrupt
+        took = self.sched is not None and self.sched.abort(
+            reason, force=self.abandoned
+        )
+        if not took:
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
-def announced_interrupts(console: Console) -> Iterator[Interrupts]:
-    """Say what a Ctrl-C or a SIGTERM does the moment it comes, then interrupt.
+def announced_interrupts(
+    console: Console, sched: Sched | None = None
+) -> Iterator[Interrupts]:
+    """Say what a Ctrl-C or a SIGTERM does the moment it comes, then act.
 
-    Both raise ``KeyboardInterrupt``. The first one stops the run: the
-    scheduler's generator then shuts the pool down, waiting for the running
-    tasks, before the interrupt reaches the command's loop. A second one,
-    while it waits, abandons them. The handlers are installed only in the
+    The first one aborts the run of *sched*: no new task starts, and the
+    loop goes on until the running tasks are back. A second one stops them
+    (``abort(force=True)``). Without a run to take the abort in, a signal
+    raises ``KeyboardInterrupt``. The handlers are installed only in the
     main thread and only over the default ones (a signal ignored or handled
     by someone else is left alone), and the previous ones are put back.
     """
-    interrupts = Interrupts()
+    interrupts = Interrupts(sched)
     if threading.current_thread() is not threading.main_thread():
         yield interrupts  # not ours to change
         return
@@ -229,7 +242,7 @@ def execute(
     with (
         pexen_warnings(report.warnings, filtered),
         guard() as watchdog,
-        announced_interrupts(console) as interrupts,
+        announced_interrupts(console, sched) as interrupts,
     ):
         # a generator (SPEC §1): closing it shuts the pool down
         results = cast(Generator[TaskRes, None, None], sched.run(pool))
@@ -272,5 +285,6 @@ def execute(
                 ]
                 progress.stop(len(skipped))
                 uninstall()  # the capture of tasks run in threads of this process
-    if report.interrupted:
+    if interrupts.signum is not None:  # the run was aborted, or interrupted
+        report.interrupted = True
         report.signal = interrupts.signum

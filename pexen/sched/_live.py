@@ -112,6 +112,7 @@ class LiveRun:
         self.priority_kinds: list[TaskInfo] | None = None  # one task per type
         self.accepting = True  # False once the run ends: added tasks wait
         self.closed = False  # ended early: adding raises
+        self.ended = False  # the loop is over: nothing it is told matters now
         # what control calls asked for, read by the loop
         self.paused = False
         self.abort_requested = False
@@ -148,14 +149,17 @@ class LiveRun:
             self.paused = False
             self.post(_RESUME)
 
-    def abort(self, reason: str | None, force: bool) -> None:
+    def abort(self, reason: str | None, force: bool) -> bool:
+        if self.ended:
+            return False
         if self.abort_requested and (self.force or not force):
-            return
+            return True
         if not self.abort_requested:
             self.abort_reason = reason
             self.abort_requested = True
         self.force = self.force or force
         self.post(_ABORT)
+        return True
 
     def add(self, tasks: list[Any]) -> bool:
         """Check *tasks* and send them to the loop; False: the run is over."""
@@ -245,6 +249,7 @@ class LiveRun:
                     out += 1
             if not dispatched:
                 if self.aborting is not None:
+                    self.ended = True
                     break
                 if self.halted and self._unfinished():  # paused: sleep until told
                     self._apply(commands.get())
@@ -343,6 +348,7 @@ class LiveRun:
             if not self.commands.empty():
                 return False
             self.accepting = False
+            self.ended = True
             return True
 
     def close(self, finished: bool) -> None:
@@ -351,6 +357,7 @@ class LiveRun:
         The retry timer's thread stops; tasks still waiting for their retry
         stay so (the skip reasons say it).
         """
+        self.ended = True
         with self.add_lock:
             self.accepting = False
             self.closed = not finished

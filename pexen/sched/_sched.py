@@ -168,7 +168,7 @@ class Sched:
         if run is not None:
             run.resume()
 
-    def abort(self, reason: str | None = None, *, force: bool = False) -> None:
+    def abort(self, reason: str | None = None, *, force: bool = False) -> bool:
         """End the run in progress: dispatch nothing more, drop what is queued.
 
         The generator ends once the running tasks are done; with *force* they
@@ -176,11 +176,13 @@ class Sched:
         thread pool abandons their threads). Every task that did not finish is
         then in ``skipped``, its reason containing *reason*. Safe from any
         thread, a signal handler, an observer and the loop body; no run in
-        progress: nothing.
+        progress: nothing. Return whether a run took it in (False: no run, or
+        one whose loop is over, shutting its pool down).
         """
         run = self._live
-        if run is not None:
-            run.abort(None if reason is None else str(reason), force)
+        if run is None:
+            return False
+        return run.abort(None if reason is None else str(reason), force)
 
     def cancel(self, task: Any) -> None:
         """Take *task* out of the run in progress.
@@ -306,8 +308,8 @@ class Sched:
             finished = True
         finally:
             run.close(finished)
-            try:
-                pool.stop(cancel=not finished)
+            try:  # an aborted run ended early too: what waits in the pool goes
+                pool.stop(cancel=not finished or run.aborting is not None)
             finally:
                 skips = planner.skips(stopped=not finished, aborted=run.aborting)
                 self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)

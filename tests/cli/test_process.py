@@ -171,30 +171,38 @@ def _finish(proc, out, tmp_path: Path) -> str:
     return text
 
 
-def test_ctrl_c_with_threads_waits_for_running_tasks(tmp_path):
+FIRST_SIGINT = (
+    "interrupted: no new task starts; waiting for the running ones (Ctrl-C "
+    "again to stop them)"
+)
+
+
+def test_ctrl_c_lets_the_running_tasks_finish_and_reports_them(tmp_path):
     proc, out = _start_blocking_run(tmp_path, "blockthreads")
     os.killpg(proc.pid, signal.SIGINT)
-    announced = "interrupted: stopping the workers (Ctrl-C again to abandon"
-    assert poll_for(lambda: announced in (tmp_path / "out.txt").read_text())
+    assert poll_for(lambda: FIRST_SIGINT in (tmp_path / "out.txt").read_text())
     assert proc.poll() is None  # still waiting for the two running tasks
     (tmp_path / "release").touch()
     text = _finish(proc, out, tmp_path)
-    stopped = "handed to the pool, but the run was stopped"
-    assert f"SKIPPED blockthreads/test_block/test_one: {stopped}" in text
-    assert f"SKIPPED blockthreads/test_block/test_two: {stopped}" in text
-    assert "SKIPPED blockthreads/test_block/test_after: not started" in text
-    assert "=== interrupted: 0 passed, 4 skipped in " in text
+    # the two that ran passed; the third blocking one and test_after did not start
+    assert "=== interrupted: 2 passed, 2 skipped in " in text
+    assert text.count("the run was aborted: interrupted") == 2, text
+    assert "SKIPPED blockthreads/test_block/test_after: " in text
 
 
-def test_second_ctrl_c_abandons_running_threads(tmp_path):
+def test_second_ctrl_c_stops_running_threads(tmp_path):
     proc, out = _start_blocking_run(tmp_path, "blockabandon")
     os.killpg(proc.pid, signal.SIGINT)
     log = tmp_path / "out.txt"
-    assert poll_for(lambda: "stopping the workers" in log.read_text())
+    assert poll_for(lambda: FIRST_SIGINT in log.read_text())
     os.killpg(proc.pid, signal.SIGINT)
     text = _finish(proc, out, tmp_path)
-    assert "interrupted again: abandoning the running tasks" in text
+    assert "interrupted again: stopping the running tasks" in text
     assert "=== interrupted: 0 passed, 4 skipped in " in text
+    # the threads cannot be stopped: they are abandoned, and named
+    flat = " ".join(text.split())
+    assert flat.count("was cancelled while it ran; its thread 'pexen-worker-") == 2
+    assert "cannot be stopped, so it was abandoned" in flat
     assert not (tmp_path / "release").exists()
 
 
@@ -206,10 +214,15 @@ def test_ctrl_c_with_processes_exits_130_and_leaves_no_process(tmp_path):
     worker_pids = [int(marker.read_text()) for marker in tmp_path.glob("*.started")]
     assert len(worker_pids) == 2 and proc.pid not in worker_pids
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a shell does
+    log = tmp_path / "out.txt"
+    assert poll_for(lambda: FIRST_SIGINT in log.read_text())
+    os.killpg(proc.pid, signal.SIGINT)  # stop them: their workers are killed
     text = _finish(proc, out, tmp_path)
-    assert "interrupted: stopping the workers" in text
+    assert "interrupted again: stopping the running tasks" in text
     assert "=== interrupted: 0 passed, 4 skipped in " in text
     assert "(process pool, 2 workers)" in text
+    flat = " ".join(text.split())
+    assert flat.count("was cancelled while it ran; its worker process (pid") == 2
     # neither the workers (each in a process group of its own) nor anything in
     # pexen's group is left
     assert poll_for(lambda: not _group_members(proc.pid), timeout=10), (

@@ -109,10 +109,13 @@ def _reaped(run: Run, pids: list[int] | None = None):
             run.end()
 
 
-def _check_all_skipped(run: Run, text: str) -> None:
-    stopped = "handed to the pool, but the run was stopped before its result came"
-    assert f"SKIPPED jobs/a.sh: {stopped}" in text
-    assert f"SKIPPED jobs/b.sh: {stopped}" in text
+def _check_all_stopped(run: Run, text: str, reason: str) -> None:
+    """Both scripts were stopped while they ran, and reported as skipped."""
+    flat = " ".join(text.split())
+    stopped = f"the run was aborted: {reason}; task "
+    for name in ("a", "b"):
+        assert f"SKIPPED jobs/{name}.sh: {stopped}'jobs/{name}.sh' was cancelled " \
+            "while it ran" in flat, text
     assert "=== interrupted: 0 passed, 2 skipped in " in text
     assert f"JUnit XML report written to {run.junit}" in text
     (suite,) = list(JUnitXml.fromfile(str(run.junit)))
@@ -122,35 +125,44 @@ def _check_all_skipped(run: Run, text: str) -> None:
         assert isinstance(result, Skipped) and result.message.startswith(stopped)
 
 
-def test_sigterm_stops_the_run_like_ctrl_c(tmp_path):
-    run = Run(tmp_path, str(_script_suite(tmp_path)), "-j", "2")
+def test_sigterm_aborts_the_run_like_ctrl_c(tmp_path):
+    names = ("a", "b", "c")
+    run = Run(tmp_path, str(_script_suite(tmp_path, names)), "-j", "2")
     pids: list[int] = []
     with _reaped(run, pids):
-        pids += _started_pids(tmp_path)
+        pids += _started_pids(tmp_path)  # a and b run; c waits its turn
         run.proc.send_signal(signal.SIGTERM)
         assert run.shows(
-            "interrupted by SIGTERM: stopping the workers (Ctrl-C or SIGTERM again "
-            "to abandon the running tasks)"
+            "interrupted by SIGTERM: no new task starts; waiting for the running "
+            "ones (Ctrl-C or SIGTERM again to stop them)"
         ), run.text()
         assert run.proc.poll() is None  # waiting for the running scripts
         assert all(alive(pid) for pid in pids)
         (tmp_path / "release").touch()
         status, text = run.wait()
         assert status == 128 + signal.SIGTERM == 143, text
-        _check_all_skipped(run, text)
+        # the running ones finished and count; c never started
+        assert "=== interrupted: 2 passed, 1 skipped in " in text
+        flat = " ".join(text.split())
+        assert "SKIPPED jobs/c.sh: " in flat
+        assert "the run was aborted: interrupted by SIGTERM" in flat
+        assert not (tmp_path / "c.started").exists()
+        (suite,) = list(JUnitXml.fromfile(str(run.junit)))
+        assert (suite.tests, suite.failures, suite.skipped) == (3, 0, 1)
         assert poll_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
 
 
 @pytest.mark.parametrize(
-    ("sig", "announced", "expected_status"),
+    ("sig", "announced", "expected_status", "reason"),
     [
-        (signal.SIGTERM, "interrupted by SIGTERM: stopping the workers", 143),
-        (signal.SIGINT, "interrupted: stopping the workers", 130),
+        (signal.SIGTERM, "interrupted by SIGTERM: no new task starts", 143,
+         "interrupted by SIGTERM"),
+        (signal.SIGINT, "interrupted: no new task starts", 130, "interrupted"),
     ],
     ids=["SIGTERM", "SIGINT"],
 )
 def test_a_second_signal_kills_what_the_abandoned_scripts_started(
-    tmp_path, sig, announced, expected_status
+    tmp_path, sig, announced, expected_status, reason
 ):
     run = Run(tmp_path, str(_script_suite(tmp_path)), "-j", "2")
     pids: list[int] = []
@@ -161,8 +173,8 @@ def test_a_second_signal_kills_what_the_abandoned_scripts_started(
         run.proc.send_signal(sig)
         status, text = run.wait()
         assert status == expected_status, text
-        assert "interrupted again: abandoning the running tasks" in text
-        _check_all_skipped(run, text)
+        assert "interrupted again: stopping the running tasks" in text
+        _check_all_stopped(run, text, reason)
         # the scripts and the children they started are gone, not orphaned
         assert poll_for(lambda: not any(alive(pid) for pid in pids), timeout=10), [
             pid for pid in pids if alive(pid)
@@ -209,7 +221,7 @@ def test_a_timed_out_thread_is_abandoned_and_named(tmp_path):
 def test_announced_interrupts_handles_sigterm_and_gives_the_handlers_back():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     console = Console(record=True, width=200)
-    with announced_interrupts(console) as interrupts:
+    with announced_interrupts(console) as interrupts:  # no run: it interrupts
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # else we die
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGTERM)
@@ -220,9 +232,9 @@ def test_announced_interrupts_handles_sigterm_and_gives_the_handlers_back():
         signal.raise_signal(signal.SIGTERM)  # ignored: the run is ending already
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert console.export_text().splitlines() == [
-        "interrupted by SIGTERM: stopping the workers (Ctrl-C or SIGTERM again to "
-        "abandon the running tasks)",
-        "interrupted again: abandoning the running tasks",
+        "interrupted by SIGTERM: no new task starts; waiting for the running ones "
+        "(Ctrl-C or SIGTERM again to stop them)",
+        "interrupted again: stopping the running tasks",
     ]
 
 
@@ -302,11 +314,11 @@ def test_a_second_ctrl_c_kills_what_an_abandoned_python_task_started(tmp_path):
         started = below(run.proc.pid)  # the tasks' processes, the watchdog
         assert set(told) - {run.proc.pid} <= set(started)
         run.proc.send_signal(signal.SIGINT)
-        assert run.shows("interrupted: stopping the workers"), run.text()
+        assert run.shows("interrupted: no new task starts"), run.text()
         run.proc.send_signal(signal.SIGINT)
         status, text = run.wait()
         assert status == 130, text
-        assert "interrupted again: abandoning the running tasks" in text
+        assert "interrupted again: stopping the running tasks" in text
         assert poll_for(lambda: not still_running(started), timeout=10), (
             still_running(started)
         )

@@ -159,7 +159,7 @@ class WorkerPool(abc.ABC):
     count in force. ``workers`` may be set while a run goes on.
     """
 
-    #: whether ``workers="auto"`` is offered (:class:`AutoWorkers`)
+    #: whether ``workers="auto"`` is offered (see ``AutoWorkers``)
     auto_workers_allowed = False
 
     def __init__(self, workers: int | str = 1, spare: int | str = "auto") -> None:
