@@ -49,14 +49,14 @@ pexen_cli_parser = "pexen.cli._parser:build_parser"
 # as the API promises nothing about them.
 STDLIB = (
     r"(abc|collections\.abc|concurrent\.futures|os|types|typing|_pickle|"
-    r"subprocess)\..*"
+    r"subprocess|sqlite3)\..*"
 )
 nitpick_ignore_regex = [
     ("py:.*", STDLIB),
     ("py:class", "TracebackType"),
     ("py:.*", r"pexen\.(.*\.)?_.*"),
     ("py:class", r"pexen\..*\.[A-Z]"),  # type variables (F, T) of generic helpers
-    ("py:.*", "default_start_method|AutoSpare"),  # private, named in docstrings
+    ("py:.*", "default_start_method|AutoSpare|AutoWorkers"),  # private, in docstrings
 ]
 
 html_theme = "furo"

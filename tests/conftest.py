@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests._leaks import LeakCheck
 from tests._pools import POOL_KINDS, START_METHODS
+
+
+def pytest_configure(config):
+    """Take SIGINT back if it was ignored: a shell ignores it in the commands
+    it starts in the background (`bash .ci/run &`), and a process inherits
+    that, while the Ctrl-C tests send it on purpose, to this process and to
+    the ones it starts (a handled signal is reset to its default by exec)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=[factory for _, factory in POOL_KINDS],

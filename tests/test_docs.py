@@ -50,7 +50,7 @@ def test_every_output_block_belongs_to_an_example():
         assert n_output == n_checked, page
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", [*PAGES, "journal.md"])
 def test_examples_run_and_print_what_the_page_shows(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     found = examples((DOCS / page).read_text())

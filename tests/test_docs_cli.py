@@ -5,7 +5,7 @@ Each ```console block is a shell session: ``$ command`` lines run one by one
 ``examples`` is this checkout's; the lines after a command are what it must
 print. ``...`` stands for lines left out. Lines are compared after blurring
 what changes from run to run: durations, worker counts, the progress
-counter's place, the directory's path and pexen's version. ``echo $?``
+counter's place, the directory's path, dates and pexen's version. ``echo $?``
 prints the exit status of the command before it; without one, a command must
 not fail with a usage error (exit status 2) unless it prints ``pexen: error:``.
 """
@@ -54,6 +54,7 @@ def blur(line: str, root: str) -> str:
     line = re.sub(r"\b\d+ workers?\b", "N workers", line)
     line = re.sub(r"^\[\s*\d+/", "[n/", line)
     line = re.sub(r"^pexen \d+\.\d+\S*$", "pexen N.N.N", line)  # --version
+    line = re.sub(r"\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\b", "YYYY-MM-DD hh:mm:ss", line)
     return " ".join(line.split())
 
 

@@ -40,9 +40,11 @@ PAGES = [
     "howto/processes.md",
     "howto/asyncio.md",
     "howto/gui.md",
+    "howto/resume.md",
     "concepts/generator-loop.md",
     "concepts/spare.md",
     "concepts/failure.md",
+    "concepts/events.md",
     "comparison.md",
 ]
 ADDRESS = re.compile(r"\b0x[0-9a-f]+\b")
@@ -173,5 +175,6 @@ def test_the_api_reference_covers_every_public_module():
     text = (DOCS / "reference" / "api.md").read_text()
     documented = re.findall(r"^```\{pexen-api\} (\S+)$", text, re.M)
     assert documented == [
-        "pexen", "pexen.sched", "pexen.sched.meta", "pexen.sched.pool", "pexen.factory",
+        "pexen", "pexen.sched", "pexen.sched.meta", "pexen.sched.pool",
+        "pexen.journal", "pexen.trace", "pexen.factory",
     ]

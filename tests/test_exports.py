@@ -118,6 +118,20 @@ def test_import_pexen_stays_light():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_journal_and_trace_all():
+    from pexen import journal, trace
+
+    # SPEC §10 names Journal; the rest is what using it meets (its error, the
+    # identity it files tasks under, what it decides for a resumed run)
+    extra = {"JournalError", "task_identity", "ResumePlan", "Decision"}
+    assert sorted(journal.__all__) == sorted({"Journal"} | extra)
+    assert trace.__all__ == ["ChromeTrace"]
+    assert issubclass(journal.JournalError, pexen.PexenError)
+    assert issubclass(journal.JournalError, ValueError)
+    for name in journal.__all__:
+        assert getattr(journal, name).__module__ == "pexen.journal", name
+
+
 def test_factory_all():
     from pexen import factory
 
@@ -170,6 +184,9 @@ SPEC_IMPORT_PATHS = [
     "BaseFactory, get_callpath",
     "import pexen.factory; pexen.factory.get_callpath",
     "from pexen.cli import main",
+    "from pexen.journal import Journal",
+    "from pexen.trace import ChromeTrace",
+    "from pexen.sched.meta import SchedMeta; SchedMeta(name='x').name",
 ]
 
 

@@ -31,6 +31,7 @@ from pexen.sched import (
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ThreadWorkerPool
 from tests._leaks import poll
+from tests._pools import POOL_KINDS
 
 DEADLOCK = 30.0  # seconds: only to turn a deadlock into a failure
 
@@ -542,6 +543,24 @@ def test_events_of_a_run_in_order():
     assert all(abs(e.wall - time.time()) < 60 for e in events)
     with pytest.raises(AttributeError):
         events[0].kind = "x"  # frozen
+
+
+@pytest.mark.parametrize("kind, make_pool", POOL_KINDS, ids=[k for k, _ in POOL_KINDS])
+def test_each_task_is_dispatched_then_started_then_finished_in_time(kind, make_pool):
+    """Per task, the times of its events rise: a worker that starts a task
+    as soon as it is handed over starts it after it was handed over."""
+    events = []
+    s = Sched([task(f"t{i}") for i in range(20)])
+    s.observe(events.append)
+    list(s.run(pool=make_pool(2, 2)))
+    by_task: dict = {}
+    for e in events:
+        if e.task is not None:
+            by_task.setdefault(e.name, []).append((e.kind, e.time))
+    assert len(by_task) == 20
+    for name, seen in by_task.items():
+        assert [k for k, _ in seen] == ["dispatched", "started", "finished"], name
+        assert [t for _, t in seen] == sorted(t for _, t in seen), (name, seen)
 
 
 def test_events_of_pause_resume_abort():

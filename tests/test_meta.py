@@ -118,8 +118,8 @@ def test_priority_any_sortable():
     assert SchedMeta(priority=-3.5).priority == -3.5
 
 
-NANS = [math.nan, -math.nan, (1, math.nan), (0, ("a", math.nan)), Decimal("NaN"),
-        Decimal("sNaN"), (Decimal("-NaN"),)]
+NANS = [math.nan, -math.nan, (1, math.nan), [2, math.nan], (0, ("a", math.nan)),
+        Decimal("NaN"), Decimal("sNaN"), (Decimal("-NaN"),)]
 
 
 @pytest.mark.parametrize("value", NANS, ids=repr)

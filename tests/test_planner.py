@@ -588,3 +588,33 @@ def test_each_pop_hands_out_the_first_task_that_can_lock(specs, rng):
         assert planner.pop_ready() is expected
         assert expected is not None, "tasks wait but none can run: a lost wake-up"
         d.running[expected.task.__name__] = expected
+
+
+# -- carried tasks (a resumed run) ---------------------------------------------
+
+
+def test_carried_tasks_are_not_handed_out_and_provide_their_tags():
+    d = Driver([
+        task("make", provides=["db"]),
+        task("use", requires=["db"]),
+        task("other"),
+        task("after", requires=["x"]),
+        task("x", provides=["x"], requires=["db"]),
+    ], presets={"p": 0})
+    seq = {name: info.seq for name, info in d.by_name.items()}
+    d.planner.carry({seq["make"]: {"url": "db://1"}, seq["x"]: {"x": 1}})
+    assert d.drain() == ["use", "other", "after"]
+    assert d.shared("use") == {"p": 0, "url": "db://1"}
+    assert d.shared("after") == {"p": 0, "x": 1}
+    for name in ("use", "other", "after"):
+        d.done(name)
+    assert d.skipped() == {}
+
+
+def test_a_carried_task_whose_requirement_is_met_later_stays_carried():
+    """A carried task requiring a tag that a task of this run provides is not
+    made ready when the tag comes."""
+    d = Driver([task("root", provides=["a"]), task("carried", requires=["a"])])
+    d.planner.carry({d.by_name["carried"].seq: {}})
+    assert d.run_serially() == ["root"]
+    assert d.skipped() == {}

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -31,7 +32,7 @@ from pexen.sched import (
     SchedulerError,
     TaskFailError,
     TaskRes,
-    _sched,
+    _live,
     task_fail_wrap,
 )
 from pexen.sched._planner import Skip
@@ -646,14 +647,25 @@ def test_keyboard_interrupt_stops_the_run(make_pool):
     tasks = [task("a"), ctrl_c, *[task(f"t{i}") for i in range(5)]]
     s = sched.Sched(tasks)
     received = []
-    with pytest.raises(KeyboardInterrupt):
-        for res in s.run(pool=pool):
-            received.append(res.task)
-            if res.task is ctrl_c:
-                # the signal may only be handled here, between bytecodes
-                for _ in range(1000):
-                    pass
-                raise AssertionError("SIGINT was not delivered")
+    # The signal may reach a thread that is not running right now; its C
+    # handler then marks it for the main thread only once it runs. It also
+    # writes to the wakeup fd: waiting on that waits for exactly that moment.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    previous = signal.set_wakeup_fd(wake_w)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for res in s.run(pool=pool):
+                received.append(res.task)
+                if res.task is ctrl_c:
+                    select.select([wake_r], [], [], DEADLOCK)
+                    for _ in range(1000):  # handled between these bytecodes
+                        pass
+                    raise AssertionError("SIGINT was not delivered")
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(wake_r)
+        os.close(wake_w)
     assert ctrl_c not in received or received[-1] is ctrl_c
     check_stopped(s, tasks, received)
 
@@ -782,7 +794,7 @@ def test_skip_warning_counts_what_skipped_says():
                r"a failed task; 1 waiting for a tag with no failed task found\); "
                r"Sched.skipped says why$")
     with pytest.warns(sched.UnrunTasksWarning, match=message):
-        _sched._warn_skipped(skips)
+        _live._warn_skipped(skips)
 
 
 def test_skip_warning_points_at_the_caller(make_pool):

@@ -1,4 +1,5 @@
-"""The commands of ``pexen``: ``run``, ``list`` and ``graph``.
+"""The commands of ``pexen``: ``run``, ``list`` and ``graph`` here, and the
+journal's ``history``, ``report`` and ``forget`` (``_journal_commands``).
 
 Each takes the parsed arguments and the output and error streams, and
 returns its exit status (``_exit.ExitStatus``); a ``UsageError`` it raises is
@@ -18,6 +19,8 @@ from pexen.cli._collect import Collection, UsageError, collect
 from pexen.cli._console import make_console, one_line, plural, printable
 from pexen.cli._exit import ExitStatus
 from pexen.cli._graph import render
+from pexen.cli._journal_commands import cmd_forget, cmd_history, cmd_report
+from pexen.cli._journaling import NothingFailed, RunRecords, check_options, journal_path
 from pexen.cli._junit import check_writable, write_junit
 from pexen.cli._listing import print_listing
 from pexen.cli._parser import PROG
@@ -103,30 +106,41 @@ def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     console = make_console(out)
     if args.junit_xml is not None:
         _check_junit_path(args.junit_xml)
+    check_options(args)
     collection, selection = _collect(args)
     verbosity = -1 if args.quiet else args.verbose
     if verbosity >= 0:
         _say_collected(console, collection, selection, args.patterns)
     pool = make_pool(args)
     report = RunReport(collect_errors=collection.errors)
-    try:
-        with importable_in_workers(collection.import_paths):
-            execute(
-                console,
-                selection.tasks,
-                selection.names,
-                pool,
-                report,
-                capacity=_merged(args.capacity),
-                verbosity=verbosity,
-                exitfirst=args.exitfirst,
-                filtered=bool(args.patterns),
-                capture_ids=collection.python_ids,
-            )
-    except PexenError as exc:  # the graph is unsound, or the pool cannot start
-        if collection.errors:
-            print_summary(console, report, verbosity, slowest=0)
-        return say_error(err, str(exc))
+    with RunRecords(args, pool_description(args.pool, pool)) as records:
+        try:
+            selection = records.choose(console, selection, verbosity)
+        except NothingFailed as exc:
+            console.print(f"{exc}: nothing to run again", markup=False)
+            return ExitStatus.OK
+        report.carried = records.n_carried
+        try:
+            with importable_in_workers(collection.import_paths):
+                execute(
+                    console,
+                    selection.tasks,
+                    selection.names,
+                    pool,
+                    report,
+                    capacity=_merged(args.capacity),
+                    verbosity=verbosity,
+                    exitfirst=args.exitfirst,
+                    filtered=bool(args.patterns or args.rerun_failed),
+                    capture_ids=collection.python_ids,
+                    observers=records.observers,
+                    resume=records.resume_from,
+                    expected=records.expected,
+                )
+        except PexenError as exc:  # the graph is unsound, or the pool cannot start
+            if collection.errors:
+                print_summary(console, report, verbosity, slowest=0)
+            return say_error(err, str(exc))
     report.pool = pool_description(args.pool, pool)  # a cluster's size is known now
     if args.junit_xml is not None:
         try:
@@ -137,8 +151,12 @@ def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             print_summary(console, report, verbosity, args.slowest)
             return ExitStatus.USAGE
     print_summary(console, report, verbosity, args.slowest)
-    if args.junit_xml is not None and verbosity >= 0:
-        console.print(f"JUnit XML report written to {args.junit_xml}", markup=False)
+    if verbosity >= 0:
+        for option, path in (("JUnit XML report", args.junit_xml),
+                             ("journal", journal_path(args)),
+                             ("trace", args.trace), ("event log", args.log_json)):
+            if path is not None:
+                console.print(f"{option} written to {path}", markup=False)
     return report.exit_status
 
 
@@ -174,4 +192,11 @@ def cmd_graph(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return ExitStatus.USAGE if collection.errors else ExitStatus.OK
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "graph": cmd_graph}
+COMMANDS = {
+    "run": cmd_run,
+    "list": cmd_list,
+    "graph": cmd_graph,
+    "history": cmd_history,
+    "report": cmd_report,
+    "forget": cmd_forget,
+}

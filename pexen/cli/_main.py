@@ -6,6 +6,7 @@ status means is ``_exit``'s, and the streams they write to are ``_streams``'.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import IO
 
@@ -32,6 +33,7 @@ def _run_command(argv: Sequence[str] | None, out: IO[str], err: IO[str]) -> int:
     if args.command is None:
         parser.print_help(err)
         return ExitStatus.USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the journal
     try:
         return COMMANDS[args.command](args, out, err)
     except UsageError as exc:

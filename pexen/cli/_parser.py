@@ -14,6 +14,7 @@ import pexen
 from pexen.cli._collect import KINDS
 from pexen.cli._exit import exit_status_text
 from pexen.cli._graph import FORMATS
+from pexen.cli._journaling import ORDERS
 from pexen.cli._pools import POOLS
 
 PROG = "pexen"
@@ -28,6 +29,10 @@ examples:
   pexen run tests --pool dask --address tcp://host:8786   on a Dask cluster
   pexen list examples/suite             the tasks, their metadata and run order
   pexen graph examples/suite | dot -Tsvg > graph.svg
+  pexen run examples/suite --journal j.db    record the run; then:
+  pexen run examples/suite --resume j.db     run what did not pass
+  pexen history j.db                         past runs, flaky tasks
+  pexen report j.db --html report.html       where the time went
 
 """
     + exit_status_text()
@@ -67,6 +72,33 @@ it is labelled with; locks are separate nodes joined by 'claims' or 'uses'.
 examples:
   pexen graph examples/suite > suite.dot && dot -Tsvg suite.dot > suite.svg
   pexen graph examples/scripts --format mermaid
+"""
+
+
+HISTORY_EPILOG = """\
+Each task's line shows its outcome in each of the last runs (oldest first),
+the median and longest of its durations, and 'flaky' if it both passed and
+failed in them.
+
+examples:
+  pexen history j.db
+"""
+
+REPORT_EPILOG = """\
+The critical path is the chain of tasks that set the run's length: each one
+waited for the one before it (a tag it requires, a lock, its worker).
+
+examples:
+  pexen report j.db
+  pexen report j.db --html report.html
+"""
+
+FORGET_EPILOG = """\
+A forgotten task runs again in a run resumed from the journal.
+
+examples:
+  pexen forget j.db -k test_db       forget the results of the matching tasks
+  pexen forget j.db                  forget every run
 """
 
 
@@ -234,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_file_name,
         help="write a JUnit XML report to FILE",
     )
+    _journal_options(run)
     run.add_argument(
         "--slowest",
         type=_count(0),
@@ -283,4 +316,103 @@ def build_parser() -> argparse.ArgumentParser:
         default="dot",
         help="dot for Graphviz, mermaid for Markdown (default: dot)",
     )
+    _journal_commands(commands, fmt)
     return parser
+
+
+def _journal_options(run: argparse.ArgumentParser) -> None:
+    """``pexen run``'s options to record, resume and trace a run."""
+    run.add_argument(
+        "--journal",
+        metavar="FILE",
+        type=_file_name,
+        help="record the run in the SQLite journal FILE (made if missing), for "
+        "--resume, history and report",
+    )
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        metavar="FILE",
+        type=_file_name,
+        help="resume the last run of the journal FILE: what passed there is not "
+        "run again, its shared state reaches its dependents; the run is "
+        "recorded in FILE too",
+    )
+    again.add_argument(
+        "--rerun-failed",
+        metavar="FILE",
+        type=_file_name,
+        help="run only the tasks that failed in the last run of the journal FILE, "
+        "and what they require (what passed is carried over)",
+    )
+    run.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="priority",
+        help="among tasks of equal priority: the order they were collected in "
+        "(priority, the default), or the slowest first by the durations the "
+        "journal recorded, tasks it never timed before all (slowest-first)",
+    )
+    run.add_argument(
+        "--trace",
+        metavar="FILE",
+        type=_file_name,
+        help="write the run as Chrome trace-event JSON to FILE (open it in "
+        "Perfetto or chrome://tracing)",
+    )
+    run.add_argument(
+        "--log-json",
+        metavar="FILE",
+        type=_file_name,
+        help="append every event of the run to FILE, one JSON object per line",
+    )
+
+
+def _journal_commands(commands: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    """The parsers of ``history``, ``report`` and ``forget``."""
+    history = commands.add_parser(
+        "history",
+        help="the runs a journal recorded, and each task across them",
+        epilog=HISTORY_EPILOG,
+        formatter_class=fmt,
+        description="Show the runs recorded in a journal (pexen run --journal FILE)\n"
+        "and each task's outcomes and durations over the recent ones.",
+    )
+    history.add_argument("journal", metavar="FILE", type=_file_name,
+                         help="the journal")
+    report = commands.add_parser(
+        "report",
+        help="where the time of a journal's last run went",
+        epilog=REPORT_EPILOG,
+        formatter_class=fmt,
+        description="Report on the last run recorded in a journal: its critical\n"
+        "path, slowest tasks, worker utilisation, waits for locks and failures.",
+    )
+    report.add_argument("journal", metavar="FILE", type=_file_name,
+                        help="the journal")
+    report.add_argument(
+        "--html",
+        metavar="OUT",
+        type=_file_name,
+        help="also write the report as one self-contained HTML page, with a Gantt "
+        "chart of the workers over time",
+    )
+    forget = commands.add_parser(
+        "forget",
+        help="drop results recorded in a journal",
+        epilog=FORGET_EPILOG,
+        formatter_class=fmt,
+        description="Drop the recorded results of the tasks matching -k (without\n"
+        "-k: every run), so that a resumed run runs them again.",
+    )
+    forget.add_argument("journal", metavar="FILE", type=_file_name,
+                        help="the journal")
+    forget.add_argument(
+        "-k",
+        dest="patterns",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only the tasks whose identity contains PATTERN, or matches it as a "
+        "glob if it has any of *?[ ; repeat for more",
+    )

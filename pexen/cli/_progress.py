@@ -88,6 +88,9 @@ class LiveProgress(Progress):
     *in_flight* returns the tasks handed to the pool with their hand-over time
     (``Sched.in_flight``), *started* when one really started (or None), and
     *name* a task's call path; the display's refresh thread calls them.
+    *expected* maps the ``id()`` of each task to the seconds a journal says
+    it takes; with it, the display shows an estimate of the time left: the
+    expected seconds of the tasks not done yet, over the workers.
     """
 
     def __init__(
@@ -99,8 +102,11 @@ class LiveProgress(Progress):
         in_flight: Callable[[], Mapping[Any, float]],
         started: Callable[[Any], float | None],
         name: Callable[[Any], str],
+        expected: Mapping[int, float] | None = None,
     ) -> None:
         super().__init__(console, verbosity)
+        self.expected = expected
+        self.left = sum(expected.values()) if expected else 0.0  # seconds of work
         self.workers = workers
         self.in_flight = in_flight
         self.started = started
@@ -122,6 +128,8 @@ class LiveProgress(Progress):
 
     def task_done(self, outcome: Outcome) -> None:
         super().task_done(outcome)
+        if self.expected:
+            self.left = max(self.left - self.expected.get(id(outcome.task), 0.0), 0.0)
         if outcome.status == FAILED or self.verbosity > 0:
             self.console.print(result_line(outcome, self.n_done, self.total))
 
@@ -135,7 +143,7 @@ class LiveProgress(Progress):
         now = self.t_end or time.monotonic()
         counts = self.counts
         head = Table.grid(padding=(0, 1))
-        head.add_row(
+        cells: list[RenderableType] = [
             Text("✔", style="green") if self.t_end else self.spinner,
             Text(f"{self.n_done}/{self.total}", style="bold"),
             ProgressBar(total=max(self.total, 1), completed=self.n_done, width=30),
@@ -146,7 +154,11 @@ class LiveProgress(Progress):
                 style="yellow" if counts[SKIPPED] else "dim",
             ),
             Text(_clock(now - self.t_start), style="cyan"),
-        )
+        ]
+        if self.expected and self.t_end is None:
+            eta = self.left / max(self.workers(), 1)
+            cells.append(Text(f"about {_clock(eta)} left", style="dim"))
+        head.add_row(*cells)
         if self.t_end is not None:
             return head
         rows = Table.grid(padding=(0, 1))

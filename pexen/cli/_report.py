@@ -94,6 +94,7 @@ class RunReport:
     signal: int | None = None  # the signal that interrupted the run, if known
     stopped_early: bool = False
     pool: str = ""
+    carried: int = 0  # tasks a resumed run took over as passed, not run
 
     def with_status(self, status: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -142,7 +143,33 @@ def failure_message(outcome: Outcome) -> str:
     assert outcome.excinfo is not None
     text = str(outcome.excinfo.val).strip().splitlines()
     kind = outcome.excinfo.type.__name__
-    return one_line(f"{kind}: {text[0]}" if text else kind)
+    return one_line(f"{kind}: {clipped(text[0], MESSAGE_CHARS)}" if text else kind)
+
+
+MESSAGE_CHARS = 500  # of a failure's one-line message
+TRACEBACK_LINE_CHARS = 2_000  # of a line of a traceback in the summary
+TRACEBACK_CHARS = 20_000  # of a traceback in the summary, its start and end kept
+
+
+def clipped(text: str, limit: int) -> str:
+    """*text*, cut to its first *limit* characters with a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}[... {len(text) - limit:,} characters cut]"
+
+
+def bounded_traceback(text: str) -> str:
+    """A traceback as the summary shows it: each line at most
+    ``TRACEBACK_LINE_CHARS``, and all of it at most ``TRACEBACK_CHARS``, its
+    start (where the task's frames are) and end (the exception) kept. A
+    message of megabytes must not flood the terminal; JUnit keeps it whole."""
+    lines = [clipped(line, TRACEBACK_LINE_CHARS) for line in text.split("\n")]
+    text = "\n".join(lines)
+    if len(text) <= TRACEBACK_CHARS:
+        return text
+    half = TRACEBACK_CHARS // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n[... {cut:,} characters cut ...]\n{text[-half:]}"
 
 
 # Frames of pexen's own that call a task: the scheduler's, the capture wrapper's.

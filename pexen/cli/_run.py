@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Collection, Generator, Iterator, Mapping
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from rich.console import Console
@@ -178,6 +178,7 @@ def make_progress(
     sched: Sched,
     clock: RunClock,
     names: dict[int, str],
+    expected: Mapping[int, float] | None = None,
 ) -> Progress:
     """The display that fits the output: live on a terminal, plain lines elsewhere."""
     if verbosity < 0:
@@ -190,6 +191,7 @@ def make_progress(
             in_flight=lambda: sched.in_flight,
             started=clock.started,
             name=lambda task: names[id(task)],
+            expected=expected,
         )
     return PlainProgress(console, verbosity)
 
@@ -219,6 +221,9 @@ def execute(
     exitfirst: bool = False,
     filtered: bool = False,
     capture_ids: Collection[int] = (),
+    observers: Sequence[Any] = (),
+    resume: Any = None,
+    expected: Mapping[int, float] | None = None,
 ) -> None:
     """Run *tasks* on *pool*, filling *report*; return once every worker is gone.
 
@@ -226,7 +231,9 @@ def execute(
     ``report.interrupted`` and ``report.signal``. Raises what
     ``Sched.run()`` raises before any task starts (``DepcheckError``,
     ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
-    the output of the tasks whose ``id()`` is in *capture_ids* is captured;
+    the output of the tasks whose ``id()`` is in *capture_ids* is captured.
+    *observers* are told the run's events; *resume* is ``Sched.run``'s;
+    *expected* the seconds a journal expects of each task (by ``id()``);
     *capacity* is that of the counted resources (``pexen run --capacity``).
     """
     run_tasks = [
@@ -236,7 +243,7 @@ def execute(
     names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
     sched = Sched(run_tasks, capacity=capacity)
     clock = RunClock(lambda: pool.workers)
-    progress = make_progress(console, verbosity, sched, clock, names)
+    progress = make_progress(console, verbosity, sched, clock, names, expected)
     report.started = datetime.datetime.now().astimezone()
     t_start = time.monotonic()
     with (
@@ -245,8 +252,10 @@ def execute(
         announced_interrupts(console, sched) as interrupts,
     ):
         # a generator (SPEC §1): closing it shuts the pool down
-        results = cast(Generator[TaskRes, None, None], sched.run(pool))
-        progress.start(len(tasks))
+        for observer in observers:
+            sched.observe(observer)
+        results = cast(Generator[TaskRes, None, None], sched.run(pool, resume=resume))
+        progress.start(len(tasks) - report.carried)
         try:
             clock.resumed()
             for res in results:

@@ -29,6 +29,7 @@ from pexen.cli._report import (
     SKIPPED,
     Outcome,
     RunReport,
+    bounded_traceback,
     command_text,
     failure_message,
     failure_traceback,
@@ -55,7 +56,7 @@ def _print_failure(console: Console, outcome: Outcome, verbose: bool) -> None:
     cmd = outcome.command
     if cmd is None:
         say(console, title)
-        say(console, Text(failure_traceback(outcome)))
+        say(console, Text(bounded_traceback(failure_traceback(outcome))))
         if outcome.output:  # what the Python task printed
             _print_output(console, outcome.output, verbose)
         say(console, "")
@@ -121,6 +122,8 @@ def totals_line(report: RunReport) -> str:
     counts = report.counts
     parts = [f"{counts[PASSED]} passed"]
     parts += [f"{counts[s]} {s}" for s in (FAILED, SKIPPED) if counts[s]]
+    if report.carried:
+        parts.append(f"{report.carried} carried over")
     if report.collect_errors:
         parts.append(plural(len(report.collect_errors), "collection error"))
     line = ", ".join(parts) + f" in {duration(report.wall_time)}"

@@ -61,10 +61,11 @@ _MAX_LAYERS = 100  # wrappers looked through, so that a __wrapped__ loop ends
 def _layers(task: Any) -> Iterator[Any]:
     """Yield *task* and what it calls in turn, down to a function.
 
-    Looks through partials, bound methods, ``__wrapped__`` (as
-    ``inspect.signature`` does: a wrapper says it is called as what it wraps,
-    unless it has a ``__signature__`` of its own) and the class's ``__call__``
-    of a callable object.
+    Looks through partials, bound methods, the ``__wrapped__`` of a callable
+    object (one that says it is called as what it wraps, unless it has a
+    ``__signature__`` of its own) and the class's ``__call__`` of a callable
+    object. A function is what runs, so the walk ends there, even at a
+    ``functools.wraps`` wrapper: its own body runs, whatever it wraps.
     """
     layer = task
     for _ in range(_MAX_LAYERS):
@@ -73,10 +74,10 @@ def _layers(task: Any) -> Iterator[Any]:
             layer = layer.func
         elif isinstance(layer, types.MethodType):
             layer = layer.__func__
-        elif not hasattr(layer, "__signature__") and hasattr(layer, "__wrapped__"):
-            layer = layer.__wrapped__
         elif isinstance(layer, (types.FunctionType, type)):
             return
+        elif not hasattr(layer, "__signature__") and hasattr(layer, "__wrapped__"):
+            layer = layer.__wrapped__
         else:
             # what a call runs: the class's __call__ (not a test of callability)
             call = getattr(type(layer), "__call__", None)  # noqa: B004
@@ -94,11 +95,42 @@ def _refuse_generators(task: Any) -> None:
             kind, fix = "async generator", "return [item async for item in ...]"
         else:
             continue
+        an = "an" if kind.startswith("async") else "a"
         raise SchedulerError(
-            f"task {task_name(task)!r} is a {kind} function: calling it only "
-            f"makes a {kind}, and its body would never run; make it return a "
+            f"task {task_name(task)!r} is {an} {kind} function: calling it only "
+            f"makes {an} {kind}, and its body would never run; make it return a "
             f"value instead, or collect the items into a list ({fix})"
         )
+
+
+def _refuse_handed_on_generator(task: Any, generator: Any) -> None:
+    """Raise if *task* handed on the generator of a generator function it wraps.
+
+    A decorator made with ``functools.wraps`` runs its own body, so a task it
+    wraps is not refused before the run (the decorator may well consume the
+    generator). When it hands the generator on instead, the body of the
+    function it wraps never ran: that is found here, by the generator's code.
+    A task returning some other generator returns it as its value.
+    """
+    code = getattr(generator, "gi_code", None) or getattr(generator, "ag_code", None)
+    layer = task
+    for _ in range(_MAX_LAYERS):
+        wrapped = getattr(layer, "__wrapped__", None)
+        if wrapped is None:
+            return
+        if getattr(wrapped, "__code__", None) is code:
+            if type(generator) is types.GeneratorType:
+                generator.close()  # never started: nothing of it runs
+                kind = "generator"
+            else:
+                kind = "async generator"
+            raise SchedulerError(
+                f"task {task_name(task)!r} returned the {kind} of "
+                f"{task_name(wrapped)!r}, which it wraps: its body never ran; make "
+                f"{task_name(wrapped)!r} return a value instead, or have the "
+                f"wrapper collect the items into a list"
+            )
+        layer = wrapped
 
 
 def _decide(task: Any, kwargs: Mapping[str, Any]) -> bool:
@@ -223,8 +255,9 @@ _new_outcome = tuple.__new__  # Outcome(...) without its Python-level __new__
 _now = time.monotonic
 
 
-def execute(job: Job) -> Outcome:
-    """Run one job in this thread and return its outcome, timed.
+def execute(job: Job, worker: str | None = None) -> Outcome:
+    """Run one job in this thread and return its outcome, timed, as run by
+    *worker* (a name, where the pool tells).
 
     A coroutine the task returns is run to completion first. Everything the
     task raises is caught, except a KeyboardInterrupt in the main thread,
@@ -234,8 +267,11 @@ def execute(job: Job) -> Outcome:
     started = _now()
     try:
         ret = task(shared, **kwargs) if pass_shared else task(**kwargs)
-        if type(ret) is types.CoroutineType:
+        kind = type(ret)
+        if kind is types.CoroutineType:
             ret = run_coroutine(task, ret)
+        elif kind is types.GeneratorType or kind is types.AsyncGeneratorType:
+            _refuse_handed_on_generator(task, ret)
     except BaseException as exc:
         duration = _now() - started
         if isinstance(exc, KeyboardInterrupt) and (
@@ -244,8 +280,8 @@ def execute(job: Job) -> Outcome:
             raise
         excinfo = ExceptionInfo(*sys.exc_info())
         return _new_outcome(
-            Outcome, (key, shared, None, excinfo, started, duration, None)
+            Outcome, (key, shared, None, excinfo, started, duration, worker)
         )
     return _new_outcome(
-        Outcome, (key, shared, ret, None, started, _now() - started, None)
+        Outcome, (key, shared, ret, None, started, _now() - started, worker)
     )

@@ -2,16 +2,16 @@
 
 An ``Event`` is a named tuple, built with ``tuple.__new__`` by the scheduler
 loop only when an observer is registered: a run nobody observes builds none.
-Its ``name`` is worked out when first read, as naming a task costs more than
-the event itself.
+Its ``name`` is worked out when read, as naming a task costs more than the
+event itself. ``Status`` is a named tuple too, so that asking for one after
+every result costs little.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
-
-import attrs
 
 from pexen.sched._naming import task_name
 from pexen.sched._result import TaskRes
@@ -32,6 +32,7 @@ KINDS = (RUN_STARTED, DISPATCHED, STARTED, FINISHED, RETRYING, SKIPPED, PAUSED,
          RESUMED, ABORTING, RESIZED, RUN_ENDED)
 
 Observer = Callable[["Event"], Any]
+NO_ENTRIES: Mapping[Any, Any] = MappingProxyType({})  # an empty, read-only mapping
 
 
 class Event(NamedTuple):
@@ -48,8 +49,11 @@ class Event(NamedTuple):
     where the pool tells) are None for events of the whole run. ``res`` is
     the ``TaskRes`` of ``"finished"``, ``reason`` the words of
     ``"skipped"`` and ``"aborting"``. Beyond those: ``workers`` is the
-    pool's worker count on ``"run-started"`` and ``"resized"``, and
-    ``status`` the final ``Status`` on ``"run-ended"``.
+    pool's worker count on ``"run-started"`` and ``"resized"``,
+    ``status`` the ``Status`` on ``"run-started"`` (tasks a resumed run
+    carried over count as done) and the final one on ``"run-ended"``, and
+    ``duration`` the seconds a ``"finished"`` task ran, as its pool measured
+    them (None where the pool cannot tell).
     """
 
     kind: str
@@ -61,6 +65,7 @@ class Event(NamedTuple):
     reason: str | None = None
     workers: int | None = None
     status: Status | None = None
+    duration: float | None = None
 
     @property
     def name(self) -> str | None:
@@ -71,16 +76,15 @@ class Event(NamedTuple):
         parts = [f"kind={self.kind!r}", f"time={self.time!r}"]
         if self.task is not None:
             parts.append(f"name={self.name!r}")
-        for field in ("worker", "res", "reason", "workers", "status"):
+        for field in ("worker", "res", "reason", "workers", "status", "duration"):
             value = getattr(self, field)
             if value is not None:
                 parts.append(f"{field}={value!r}")
         return f"Event({', '.join(parts)})"
 
 
-@attrs.frozen(eq=False)
-class Status:
-    """A snapshot of a run, from ``Sched.status()``.
+class Status(NamedTuple):
+    """A snapshot of a run, from ``Sched.status()``: a frozen record.
 
     Every task of the run is in exactly one count: ``done`` (finished and
     passed), ``failed`` (finished with an exception), ``running`` (started in
@@ -90,10 +94,11 @@ class Status:
     up to ``total``. ``running_tasks`` holds ``(task, started)`` pairs
     (``time.monotonic()``), ``locks`` maps each locked resource to the tasks
     holding it, and ``blocked`` each waiting task to the tags and resource
-    it waits for (``"retry"`` for a task waiting to be retried).
-    ``capacity`` maps each counted resource to ``(in use, capacity)``, the
-    pool's ``"workers"`` among them when a task needs several. ``paused``
-    and ``aborting`` say what the run was told.
+    it waits for (``"retry"`` for a task waiting to be retried; these two
+    are worked out when first read, as they may be long). ``capacity`` maps
+    each counted resource to ``(in use, capacity)``, the pool's
+    ``"workers"`` among them when a task needs several. ``paused`` and
+    ``aborting`` say what the run was told.
     """
 
     total: int = 0
@@ -105,11 +110,11 @@ class Status:
     waiting: int = 0
     skipped: int = 0
     running_tasks: tuple[tuple[Any, float], ...] = ()
-    locks: Mapping[Any, tuple[Any, ...]] = attrs.field(factory=dict)
-    blocked: Mapping[Any, tuple[Any, ...]] = attrs.field(factory=dict)
+    locks: Mapping[Any, tuple[Any, ...]] = NO_ENTRIES
+    blocked: Mapping[Any, tuple[Any, ...]] = NO_ENTRIES
     paused: bool = False
     aborting: bool = False
-    capacity: Mapping[Any, tuple[Any, Any]] = attrs.field(factory=dict)
+    capacity: Mapping[Any, tuple[Any, Any]] = NO_ENTRIES
 
     def __repr__(self) -> str:
         counts = ", ".join(

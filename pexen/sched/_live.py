@@ -54,16 +54,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from itertools import islice
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from pexen.sched._capacity import check_needs
-from pexen.sched._errors import SchedulerError, TaskCancelledError
+from pexen.sched._errors import SchedulerError, TaskCancelledError, UnrunTasksWarning
 from pexen.sched._events import (
     ABORTING,
     DISPATCHED,
     FINISHED,
+    NO_ENTRIES,
     PAUSED,
     RESIZED,
     RESUMED,
@@ -72,6 +76,7 @@ from pexen.sched._events import (
     SKIPPED,
     STARTED,
     Event,
+    Observer,
     Status,
 )
 from pexen.sched._graph import check_added
@@ -130,6 +135,13 @@ class LiveRun:
         self.started_seen: dict[int, str | None] = {}  # seq -> worker (observed)
         self.workers_seen = pool.workers
         self.wall_offset = 0.0
+        self.journal: Any = None  # the journal the run resumes from, if any
+        self.journal_owned = False  # opened from a path: closed at the end
+        self.unobserve: Callable[[], None] | None = None  # the journal's, if added
+        # what status() asks the pool: nothing, where it cannot tell anyway
+        self.running_of_pool = (
+            pool.running if type(pool).running is not WorkerPool.running else None
+        )
         # tasks waiting for the delay of a retry (made at the first such)
         self.timer: RetryTimer | None = None
 
@@ -203,88 +215,131 @@ class LiveRun:
     # -- the loop ---------------------------------------------------------------
 
     def drive(self) -> Iterator[TaskRes]:
-        """Dispatch, wait, yield; apply commands between batches."""
-        planner, pool, sched = self.planner, self.pool, self.sched
-        infos, pop_ready, complete = planner.infos, planner.pop_ready, planner.complete
-        shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
-        tune = pool.tune if pool.auto_spare is not None else None
-        dispatched, commands = self.dispatched, self.commands
-        now = time.monotonic
-        observers = sched._observers
-        if observers:
-            self._emit_run(RUN_STARTED, workers=pool.workers)
-        while True:
-            if not commands.empty():
-                self._apply_commands()
+        """The generator ``Sched.run()`` returns: start serving, dispatch, wait,
+        yield, applying commands between batches; stop the pool at the end."""
+        sched = self.sched
+        sched._begin(self)
+        finished = False
+        try:
+            planner, pool = self.planner, self.pool
+            infos, pop_ready = planner.infos, planner.pop_ready
+            complete = planner.complete
+            shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
+            tune = pool.tune if pool.auto_spare is not None else None
+            dispatched, commands = self.dispatched, self.commands
+            now = time.monotonic
             observers = sched._observers
+            offset = 0.0  # wall time - monotonic time, for the events of a batch
             if observers:
-                self.wall_offset = time.time() - now()
-                if pool.workers != self.workers_seen:
-                    self.workers_seen = pool.workers
-                    self._emit_run(RESIZED, workers=self.workers_seen)
-            if not self.halted:
-                if self.timer is not None and self.timer.heap:
-                    for due in self.timer.due(now()):
-                        planner.retry_now(due)
-                if planner.slots is not None:
-                    planner.slots.workers = pool.workers
-                out = len(dispatched)
-                room = pool.capacity - out
-                while room > 0:
-                    # spare="auto" hands out a task that takes locks (or
-                    # counted resources) only to a free worker or as the
-                    # first spare: what it holds must not wait in a queue
-                    # behind others
-                    info = pop_ready(tune is None or out <= pool.workers)
-                    if info is None:
-                        break
-                    seq = info.seq
-                    submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
-                                            info.kwargs, shared_for(info),
-                                            info.timeout)))
-                    dispatched[seq] = when = now()
-                    if observers:
-                        self._emit_task(DISPATCHED, when, info.task)
-                    room -= 1
-                    out += 1
-            if not dispatched:
-                if self.aborting is not None:
-                    self.ended = True
-                    break
-                if self.halted and self._unfinished():  # paused: sleep until told
-                    self._apply(commands.get())
+                self._emit_run(RUN_STARTED, workers=pool.workers, status=self.status())
+            while True:
+                if not commands.empty():
                     self._apply_commands()
-                    continue
-                if planner.n_retrying:  # each waits for its delay: so do we
-                    self._wait_for_retry()
-                    continue
-                if self._may_end():
-                    break
-                continue
-            outcomes = wait()
-            if outcomes and len(outcomes[0]) != 7:  # a pool that tells less
-                outcomes = [(*outcome, *_UNTOLD[len(outcome):]) for outcome in outcomes]
-            if tune is not None:
-                tune(outcomes)
-            if self.stopping or self.cancelled:
-                outcomes = self._sift(outcomes)
-            if observers:
-                self._look_for_starts()
-            for key, shared, ret, excinfo, started, duration, worker in outcomes:
-                info = infos[key]
-                del dispatched[key]
-                info.duration = duration
-                if excinfo is not None:
-                    if info.retry is not None and self._retry(
-                        info, shared, ret, excinfo, started, duration, worker
-                    ):
-                        continue  # no TaskRes: it runs again
-                    info.excinfo = excinfo
-                complete(info, shared, excinfo)
-                res = _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
+                observers = sched._observers
                 if observers:
-                    self._emit_finished(key, res, started, worker)
-                yield res
+                    offset = self.wall_offset = time.time() - now()
+                    if pool.workers != self.workers_seen:
+                        self.workers_seen = pool.workers
+                        self._emit_run(RESIZED, workers=self.workers_seen)
+                if not self.halted:
+                    if self.timer is not None and self.timer.heap:
+                        for due in self.timer.due(now()):
+                            planner.retry_now(due)
+                    if planner.slots is not None:
+                        planner.slots.workers = pool.workers
+                    out = len(dispatched)
+                    room = pool.capacity - out
+                    while room > 0:
+                        # spare="auto" hands out a task that takes locks (or
+                        # counted resources) only to a free worker or as the
+                        # first spare: what it holds must not wait in a queue
+                        # behind others
+                        info = pop_ready(tune is None or out <= pool.workers)
+                        if info is None:
+                            break
+                        seq = info.seq
+                        # the time first: a worker may start the task in submit
+                        dispatched[seq] = when = now()
+                        submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
+                                                info.kwargs, shared_for(info),
+                                                info.timeout)))
+                        if observers:
+                            event = _new_tuple(Event, (
+                                DISPATCHED, when, when + offset, info.task, None, None,
+                                None, None, None, None))
+                            for callback in sched._observers:  # as _tell, inlined
+                                try:
+                                    callback(event)
+                                except Exception:
+                                    _report(callback, event)
+                        room -= 1
+                        out += 1
+                if not dispatched:
+                    if self.aborting is not None:
+                        self.ended = True
+                        break
+                    if self.halted and self._unfinished():  # paused: sleep until told
+                        self._apply(commands.get())
+                        self._apply_commands()
+                        continue
+                    if planner.n_retrying:  # each waits for its delay: so do we
+                        self._wait_for_retry()
+                        continue
+                    if self._may_end():
+                        break
+                    continue
+                outcomes = wait()
+                if outcomes and len(outcomes[0]) != 7:  # a pool that tells less
+                    outcomes = [(*outcome, *_UNTOLD[len(outcome):])
+                            for outcome in outcomes]
+                if tune is not None:
+                    tune(outcomes)
+                if self.stopping or self.cancelled:
+                    outcomes = self._sift(outcomes)
+                if observers:
+                    self._look_for_starts()
+                seen = self.started_seen  # seq -> worker, of the starts told already
+                for key, shared, ret, excinfo, started, duration, worker in outcomes:
+                    info = infos[key]
+                    del dispatched[key]
+                    info.duration = duration
+                    if excinfo is not None:
+                        if info.retry is not None and self._retry(
+                            info, shared, ret, excinfo, started, duration, worker
+                        ):
+                            continue  # no TaskRes: it runs again
+                        info.excinfo = excinfo
+                    complete(info, shared, excinfo)
+                    task = info.task
+                    res = _new_tuple(TaskRes, (task, shared, ret, excinfo))
+                    if observers:  # a "started" event unless told already, "finished"
+                        if seen and key in seen:
+                            worker = seen.pop(key) or worker
+                        elif started is not None:
+                            _tell(sched, _new_tuple(Event, (
+                                STARTED, started, started + offset, task, worker, None,
+                                None, None, None, None)))
+                        end = now() if started is None or duration is None else (
+                            started + duration)
+                        event = _new_tuple(Event, (
+                            FINISHED, end, end + offset, task, worker, res, None, None,
+                            None, duration))
+                        for callback in sched._observers:  # as _tell, inlined
+                            try:
+                                callback(event)
+                            except Exception:
+                                _report(callback, event)
+                    yield res
+            finished = True
+        finally:
+            skips = sched._end(self, finished)
+        warn_unrun(skips, aborted=self.aborting is not None)
+
+    def close_journal(self) -> None:
+        """Close the journal the run resumes from, if the run opened it."""
+        if self.journal_owned:
+            self.journal_owned = False
+            self.journal.close()
 
     # -- retries --------------------------------------------------------------
 
@@ -320,7 +375,7 @@ class LiveRun:
                 f"({type(excinfo[1]).__name__}); it runs again {when}"
             )
             res = _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
-            self._emit_finished(info.seq, res, started, worker, RETRYING, reason)
+            self._emit_retrying(info.seq, res, started, duration, worker, reason)
         return True
 
     def _wait_for_retry(self) -> None:
@@ -486,26 +541,19 @@ class LiveRun:
     # -- events ---------------------------------------------------------------
 
     def _emit(self, event: Event) -> None:
-        """Call every observer with *event*; report (and survive) their errors."""
-        for callback in self.sched._observers:
-            try:
-                callback(event)
-            except Exception:
-                log.exception(
-                    "observer %r raised on a %r event; the run goes on", callback,
-                    event.kind,
-                )
+        _tell(self.sched, event)
 
     def _emit_run(self, kind: str, reason: str | None = None,
                   workers: int | None = None, status: Status | None = None) -> None:
         when = time.monotonic()
         self._emit(_new_tuple(Event, (kind, when, time.time(), None, None, None,
-                                      reason, workers, status)))
+                                      reason, workers, status, None)))
 
     def _emit_task(self, kind: str, when: float, task: Any, worker: str | None = None,
-                   res: TaskRes | None = None, reason: str | None = None) -> None:
+                   res: TaskRes | None = None, reason: str | None = None,
+                   duration: float | None = None) -> None:
         self._emit(_new_tuple(Event, (kind, when, when + self.wall_offset, task,
-                                      worker, res, reason, None, None)))
+                                      worker, res, reason, None, None, duration)))
 
     def _look_for_starts(self) -> None:
         """Tell the starts the pool reports that were not told yet."""
@@ -518,17 +566,20 @@ class LiveRun:
                 seen[key] = worker
                 self._emit_task(STARTED, started, infos[key].task, worker)
 
-    def _emit_finished(self, key: int, res: TaskRes, started: float | None,
-                       worker: str | None, kind: str = FINISHED,
-                       reason: str | None = None) -> None:
-        """Tell an attempt's end: ``"finished"``, or ``"retrying"`` for one
-        that runs again (its start too, if it was not told)."""
-        seen = self.started_seen
+    def _emit_retrying(self, key: int, res: TaskRes, started: float | None,
+                       duration: float | None, worker: str | None,
+                       reason: str) -> None:
+        """Tell the end of an attempt that runs again, as a ``"retrying"``
+        event timed and filled as ``"finished"`` is (its start too, if it was
+        not told)."""
+        seen, task = self.started_seen, res.task
         if key in seen:
             worker = seen.pop(key) or worker
         elif started is not None:
-            self._emit_task(STARTED, started, res.task, worker)
-        self._emit_task(kind, time.monotonic(), res.task, worker, res, reason)
+            self._emit_task(STARTED, started, task, worker)
+        end = time.monotonic() if started is None or duration is None else (
+            started + duration)
+        self._emit_task(RETRYING, end, task, worker, res, reason, duration)
 
     def emit_end(self, skips: list[Skip], status: Status) -> None:
         """The last events: each task skipped, then the end of the run."""
@@ -544,41 +595,85 @@ class LiveRun:
     # -- status ---------------------------------------------------------------
 
     def status(self) -> Status:
-        """A snapshot now (exact from the driving thread; see ``Sched.status``)."""
-        planner = self.planner
+        """A snapshot now (exact from the driving thread; see ``Sched.status``).
+
+        O(workers): the counts are kept as the run goes; ``locks`` and
+        ``blocked``, which may be long, are worked out when first read.
+        """
+        planner, dispatched = self.planner, self.dispatched
         infos = planner.infos
-        total, done, failed, cancelled, ready = planner.counts()
-        out = list(self.dispatched.items())  # one atomic copy
-        running_map = self.pool.running()
+        total, done, failed = len(infos), planner.n_done, planner.n_failed
+        cancelled = len(planner.cancelled)
+        ready = len(planner.initial) - planner.next_initial + len(planner.heap)
+        out = len(dispatched)
+        running_of_pool = self.running_of_pool
+        running_map = None if running_of_pool is None else running_of_pool()
         if running_map is None:  # the pool cannot tell: the first ones run
-            running_tasks = tuple(
-                (infos[seq].task, when) for seq, when in out[: self.pool.workers]
-            )
+            workers = self.pool._workers
+            running_tasks: tuple[tuple[Any, float], ...] = ()
+            try:
+                for seq, when in islice(dispatched.items(), workers):
+                    running_tasks += ((infos[seq].task, when),)
+            except RuntimeError:  # changed by the loop meanwhile: a copy
+                running_tasks = tuple([
+                    (infos[seq].task, when)
+                    for seq, when in list(dispatched.items())[:workers]
+                ])
         else:
-            in_pool = dict(out)
-            running_tasks = tuple(
+            running_tasks = tuple([
                 (infos[key].task, started)
                 for key, (started, _worker) in list(running_map.items())
-                if key in in_pool
-            )
+                if key in dispatched
+            ])
         running = len(running_tasks)
-        waiting = max(0, total - done - failed - cancelled - len(out) - ready)
+        waiting = total - done - failed - cancelled - out - ready
+        return _new_tuple(Status, (
+            total, done, failed, running, out - running, ready, max(0, waiting),
+            cancelled, running_tasks,
+            _Later(self._locks) if planner.lock2count or planner.lock2keepers
+            else NO_ENTRIES,
+            _Later(self._blocked) if waiting > 0 else NO_ENTRIES,
+            self.paused, self.abort_requested,
+            planner.capacity_in_use()
+            if planner.capacity is not None or planner.slots is not None
+            else NO_ENTRIES,
+        ))
+
+    def _locks(self) -> dict[Any, tuple[Any, ...]]:
+        """Each locked resource and the tasks holding it (``Status.locks``)."""
+        infos = self.planner.infos
         holders: dict[Any, list[Any]] = {}
-        for seq, _when in out:
+        for seq in list(self.dispatched):
             info = infos[seq]
             for res in (*info.claims, *info.uses):
                 holders.setdefault(res, []).append(info.task)
-        for res, keepers in list(planner.lock2keepers.items()):
+        for res, keepers in list(self.planner.lock2keepers.items()):
             holders.setdefault(res, []).extend(info.task for info in list(keepers))
-        return Status(
-            total=total, done=done, failed=failed, running=running,
-            queued=len(out) - running, ready=ready, waiting=waiting,
-            skipped=cancelled, running_tasks=running_tasks,
-            locks={res: tuple(tasks) for res, tasks in holders.items()},
-            blocked=_Blocked(planner),
-            paused=self.paused, aborting=self.abort_requested,
-            capacity=planner.capacity_in_use(),
-        )
+        return {res: tuple(tasks) for res, tasks in holders.items()}
+
+    def _blocked(self) -> TaskMap:
+        """Each waiting task and what it waits for (``Status.blocked``)."""
+        infos = self.planner.infos
+        return TaskMap((infos[seq].task, waits)
+                       for seq, waits in self.planner.waits().items())
+
+
+def _tell(sched: Sched, event: Event) -> None:
+    """Call every observer of *sched* with *event*; report (and survive) their
+    errors. The observers registered now: one unregistered mid-batch hears
+    no more."""
+    for callback in sched._observers:
+        try:
+            callback(event)
+        except Exception:
+            _report(callback, event)
+
+
+def _report(callback: Observer, event: Event) -> None:
+    """Log what *callback* raised (in an ``except`` block: with its traceback)."""
+    log.exception(
+        "observer %r raised on a %r event; the run goes on", callback, event.kind
+    )
 
 
 def final_status(planner: Planner, n_skipped: int) -> Status:
@@ -587,21 +682,21 @@ def final_status(planner: Planner, n_skipped: int) -> Status:
                   failed=planner.n_failed, skipped=n_skipped)
 
 
-class _Blocked(Mapping):
-    """``Status.blocked``: worked out from the planner when first read."""
+class _Later(Mapping):
+    """A read-only mapping worked out by *make* when first read."""
 
-    def __init__(self, planner: Planner) -> None:
-        self._planner: Planner | None = planner
-        self._map: TaskMap | None = None
+    __slots__ = ("_make", "_map")
 
-    def _items(self) -> TaskMap:
+    def __init__(self, make: Callable[[], Mapping]) -> None:
+        self._make: Callable[[], Mapping] | None = make
+        self._map: Mapping | None = None
+
+    def _items(self) -> Mapping:
         if self._map is None:
-            planner = self._planner
-            assert planner is not None
-            infos = planner.infos
-            self._map = TaskMap((infos[seq].task, waits)
-                                for seq, waits in planner.waits().items())
-            self._planner = None  # let the run go
+            make = self._make
+            assert make is not None
+            self._map = make()
+            self._make = None  # let the run go
         return self._map
 
     def __getitem__(self, task: Any) -> tuple[Any, ...]:
@@ -618,3 +713,37 @@ class _Blocked(Mapping):
 
     def __repr__(self) -> str:
         return repr(self._items())
+
+
+def warn_unrun(skips: list[Skip], aborted: bool) -> None:
+    """Warn about the tasks that did not run, but those taken out on purpose
+    (by a cancel, or an abort)."""
+    unasked = [skip for skip in skips if skip.waits_for != "cancel"]
+    if unasked and not aborted:
+        _warn_skipped(unasked, cancels=len(skips) > len(unasked), stacklevel=4)
+
+
+def _warn_skipped(
+    skips: list[Skip], cancels: bool = False, stacklevel: int = 3
+) -> None:
+    """Warn with the counts of the explanations ``Sched.skipped`` gives.
+
+    *cancels*: some tasks were cancelled (and are not among *skips*).
+    """
+    parts = []
+    blamed = "of a failed or cancelled task" if cancels else "of a failed task"
+    for with_culprits, what in ((True, blamed), (False, "with no failed task found")):
+        kinds = Counter(
+            skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
+        )
+        if kinds:
+            counts = ", ".join(
+                f"{n} waiting for a {kind}" for kind, n in sorted(kinds.items())
+            )
+            parts.append(f"{counts} {what}")
+    warnings.warn(
+        f"{len(skips)} task{'s' if len(skips) != 1 else ''} did not run "
+        f"({'; '.join(parts)}); Sched.skipped says why",
+        UnrunTasksWarning,
+        stacklevel=stacklevel,
+    )

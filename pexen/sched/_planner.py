@@ -19,7 +19,8 @@ metadata while the run goes on is for the next run.
   *ready* (graphlib's countdown).
 * ``state``: PENDING (waiting for tags), READY (in a ready queue), PARKED
   (ready but waiting for a lock), RUNNING (handed to the pool), DONE, FAILED,
-  CANCELLED (taken out of the run by ``cancel``/``drop`` before it ran).
+  CANCELLED (taken out of the run by ``cancel``/``drop`` before it ran),
+  CARRIED (passed in an earlier run, not run again: ``carry``).
 * ``merged``: the shared dict it will start with, built only once a provider
   hands it something.
 
@@ -53,6 +54,10 @@ Policy
   that can run.
 * A task that fails keeps its locks and leaves its tags unmet, unless it
   raised ``TaskFailError`` with ``locks_ok``/``deps_ok``.
+* A resumed run starts with some tasks *carried*: before anything is
+  dispatched, ``carry`` counts them as finished and passed, with the shared
+  dicts they produced then, so their tags are met and their dependents get
+  that state, exactly as ``complete`` would have done.
 * Tasks added while the run goes on (``add``) join as if they had been there
   from the start: tags already met count as met, and the shared dicts of the
   providers that finished reach them in the order those finished.
@@ -92,7 +97,7 @@ from pexen.sched._order import bottom_levels, ranks
 from pexen.sched._retry import RetryPlan
 from pexen.sched.meta import META_ATTR, SchedMeta
 
-PENDING, READY, PARKED, RUNNING, RETRY, DONE, FAILED, CANCELLED = range(8)
+PENDING, READY, PARKED, RUNNING, RETRY, DONE, FAILED, CANCELLED, CARRIED = range(9)
 CLAIMERS, USERS = 0, 1  # the two queues of tasks parked on a resource
 
 _NO_TAGS: frozenset = frozenset()
@@ -246,6 +251,19 @@ class Planner:
                               strict=True):
             info.rank = rank
         self._sort_initial()
+
+    def carry(self, seq2shared: Mapping[int, dict]) -> None:
+        """Count the tasks numbered in *seq2shared* as passed before the run,
+        each with the shared dict it produced; call before ``pop_ready``."""
+        infos = self.infos
+        carried = [infos[seq] for seq in seq2shared]
+        self.n_done += len(carried)  # Status counts them with the tasks done
+        for info in carried:
+            info.state = CARRIED
+        for info in carried:
+            if info.provides:
+                self._provide(info, seq2shared[info.seq])
+        self.initial = [info for info in self.initial if info.state == READY]
 
     # -- dispatch --------------------------------------------------------
 
@@ -472,7 +490,7 @@ class Planner:
             met.add(tag)
             for waiter in waiters:
                 waiter.n_unmet -= 1
-                if not waiter.n_unmet:  # ready
+                if not waiter.n_unmet and waiter.state == PENDING:  # ready
                     waiter.state = READY
                     heapq.heappush(heap, (waiter.rank, waiter.seq, waiter))
 
@@ -484,7 +502,7 @@ class Planner:
         *stopped* says the run was ended early by the caller; *aborted*, if
         not None, is how ``Sched.abort()`` ended it, in words.
         """
-        unrun = [
+        unrun = [  # not CARRIED: passed in an earlier run
             info for info in self.infos if info.state < DONE or info.state == CANCELLED
         ]
         if not unrun:

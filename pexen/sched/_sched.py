@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
-import warnings
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pexen.sched._capacity import check_capacity, check_needs
-from pexen.sched._errors import SchedulerError, UnrunTasksWarning
+from pexen.sched._errors import SchedulerError
 from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
 from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
 from pexen.sched._order import check_order
-from pexen.sched._planner import CANCELLED, DONE, Planner, Skip, TaskInfo
+from pexen.sched._planner import CANCELLED, CARRIED, DONE, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import WorkerPool, check_count
 from pexen.sched._pools.thread import ThreadWorkerPool
 from pexen.sched._result import TaskMap, TaskRes, task_key
@@ -142,7 +141,7 @@ class Sched:
         info = infos[seq]
         retry = info.retry
         tried = tuple(retry.attempts) if retry is not None else ()  # retried ones
-        if info.state < DONE or info.state == CANCELLED:
+        if info.state < DONE or info.state in (CANCELLED, CARRIED):
             return tried
         return (*tried, (info.excinfo, info.duration))
 
@@ -267,12 +266,19 @@ class Sched:
             planner.apply_order()
         return planner, provided
 
-    def run(self, pool: WorkerPool | None = None) -> Iterator[TaskRes]:
+    def run(
+        self, pool: WorkerPool | None = None, *, resume: Any = None
+    ) -> Iterator[TaskRes]:
         """Check the graph, then return a generator yielding a ``TaskRes`` per task.
 
         While the caller holds a result, no new task is dispatched. Leaving the
         loop early shuts the pool down. The default pool is
         ``ThreadWorkerPool()``: one worker, ``spare="auto"``.
+
+        *resume*, a journal's path or a ``pexen.journal.Journal``, resumes its
+        last run: the tasks that passed there are not run again (no
+        ``TaskRes``, no attempts), their tags count as provided and their
+        dependents get the shared state they recorded.
         """
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
@@ -281,11 +287,23 @@ class Sched:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
             raise SchedulerError(f"pool={pool!r}: expected a WorkerPool instance")
-        return self._drive(planner, provided, pool)
+        journal, owned = None, False
+        if resume is not None:
+            journal, owned = _resume_journal(resume)
+            try:
+                _carry(planner, journal)
+            except BaseException:
+                if owned:
+                    journal.close()
+                raise
+        run = LiveRun(self, planner, pool, provided)
+        run.journal, run.journal_owned = journal, owned
+        # the run's own generator: no second one around it, whose every step
+        # would cost each result a hand-over
+        return run.drive()
 
-    def _drive(
-        self, planner: Planner, provided: set, pool: WorkerPool
-    ) -> Iterator[TaskRes]:
+    def _begin(self, run: LiveRun) -> None:
+        """Start serving *run*, from its generator's first step."""
         with self._run_lock:  # two generators started from two threads: one wins
             if self._running:
                 raise SchedulerError(
@@ -293,34 +311,64 @@ class Sched:
                 )
             self._running = True
         try:
-            pool.start()  # before the run's try: a pool that refuses is not stopped
-        except BaseException:
+            run.pool.start()  # before the run's try: a pool that refuses is not
+        except BaseException:  # stopped
             self._running = False
+            run.close_journal()
             raise
+        # the journal a run resumes from records it, carried tasks and all
+        journal = run.journal
+        if journal is not None and journal not in self._observers:
+            run.unobserve = self.observe(journal)
         self._skipped = TaskMap()
-        run = LiveRun(self, planner, pool, provided)
-        self._infos = planner.infos  # first: in_flight, in another thread, reads both
-        self._seq_of = None
+        self._infos = run.planner.infos  # first: in_flight, in another thread,
+        self._seq_of = None  # reads both
         self._live = run
-        finished = False
-        try:
-            yield from run.drive()
-            finished = True
+
+    def _end(self, run: LiveRun, finished: bool) -> list[Skip]:
+        """Stop *run*'s pool and say what did not run; *finished*: it ran out."""
+        run.close(finished)
+        planner = run.planner
+        try:  # an aborted run ended early too: what waits in the pool goes
+            run.pool.stop(cancel=not finished or run.aborting is not None)
         finally:
-            run.close(finished)
-            try:  # an aborted run ended early too: what waits in the pool goes
-                pool.stop(cancel=not finished or run.aborting is not None)
-            finally:
-                skips = planner.skips(stopped=not finished, aborted=run.aborting)
-                self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
-                self._last_status = final_status(planner, len(skips))
-                self._live = None
-                self._running = False
+            skips = planner.skips(stopped=not finished, aborted=run.aborting)
+            self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
+            self._last_status = final_status(planner, len(skips))
+            self._live = None
+            self._running = False
+        try:
             run.emit_end(skips, self._last_status)
-        # the tasks an abort or a cancel took out were taken out on purpose
-        unasked = [skip for skip in skips if skip.waits_for != "cancel"]
-        if unasked and run.aborting is None:
-            _warn_skipped(unasked, cancels=len(skips) > len(unasked))
+        finally:
+            if run.unobserve is not None:
+                run.unobserve()
+            run.close_journal()
+        return skips
+
+
+def _resume_journal(resume: Any) -> tuple[Any, bool]:
+    """The journal *resume* names, and whether it was opened here (to close)."""
+    from pexen.journal import Journal  # the journal is sqlite3's: only when asked
+
+    if isinstance(resume, Journal):
+        return resume, False
+    if isinstance(resume, (str, os.PathLike)):
+        return Journal.existing(resume), True
+    raise SchedulerError(
+        f"resume={resume!r}: expected a journal's path or a pexen.journal.Journal"
+    )
+
+
+def _carry(planner: Planner, journal: Any) -> None:
+    """Carry into *planner* what passed in the last run of *journal*."""
+    infos = planner.infos
+    plan = journal.plan(info.task for info in infos)
+    journal.carry(plan)
+    carried = {task_key(d.task): d.shared or {} for d in plan.carried}
+    planner.carry({
+        info.seq: carried[key] for info in infos
+        if (key := task_key(info.task)) in carried
+    })
 
 
 @contextlib.contextmanager
@@ -341,27 +389,3 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _warn_skipped(skips: list[Skip], cancels: bool = False) -> None:
-    """Warn with the counts of the explanations ``Sched.skipped`` gives.
-
-    *cancels*: some tasks were cancelled (and are not among *skips*).
-    """
-    parts = []
-    blamed = "of a failed or cancelled task" if cancels else "of a failed task"
-    for with_culprits, what in ((True, blamed), (False, "with no failed task found")):
-        kinds = Counter(
-            skip.waits_for for skip in skips if bool(skip.culprits) == with_culprits
-        )
-        if kinds:
-            counts = ", ".join(
-                f"{n} waiting for a {kind}" for kind, n in sorted(kinds.items())
-            )
-            parts.append(f"{counts} {what}")
-    warnings.warn(
-        f"{len(skips)} task{'s' if len(skips) != 1 else ''} did not run "
-        f"({'; '.join(parts)}); Sched.skipped says why",
-        UnrunTasksWarning,
-        stacklevel=3,
-    )

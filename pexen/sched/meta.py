@@ -201,13 +201,22 @@ def _check_retry_backoff(_inst: object, _attr: object, value: Any) -> None:
         )
     if problem is not None:
         raise MetaError(f"retry_backoff={value!r}: {problem}")
+def _check_name(_inst: object, _attr: object, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise MetaError(
+            f"name={value!r}: expected a non-empty string (the task's identity "
+            "across runs, as a journal records it) or None"
+        )
 
 
 def _is_nan(value: Any) -> bool:
-    """Whether *value* is NaN (float, Decimal, any real) or a tuple holding one."""
+    """Whether *value* is NaN (float, Decimal, any real) or a tuple or list
+    holding one (they sort by their items)."""
     if type(value) is int:  # the usual priority: quick
         return False
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return any(_is_nan(item) for item in value)
     if isinstance(value, Decimal):
         return value.is_nan()  # != would raise for a signalling NaN
@@ -235,6 +244,8 @@ class SchedMeta:
     ``retries`` failed attempts run again when their exception is one of
     ``retry_on`` (a ``TaskFailError`` only when ``retry_on`` names it), after
     ``retry_delay`` seconds, multiplied by ``retry_backoff`` each time.
+    ``name`` is the task's identity across runs (``task_identity``); by
+    default its call path, else its module and qualified name.
     """
 
     requires: set = attrs.field(factory=set, converter=_requires)
@@ -244,6 +255,7 @@ class SchedMeta:
     priority: Any = attrs.field(default=0, validator=_check_priority)
     kwargs: dict = attrs.field(factory=dict, converter=_kwargs_dict)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+    name: str | None = attrs.field(default=None, validator=_check_name)
     needs: dict = attrs.field(factory=dict, converter=_needs)
     cost: Any = attrs.field(default=1, validator=_check_cost)
     retries: int = attrs.field(default=0, validator=_check_retries)

@@ -272,16 +272,21 @@ def _into_a_closed_pipe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         os.close(write_end)
 
 
-def test_a_closed_stdout_changes_nothing_about_the_run(tmp_path):
+@pytest.mark.parametrize("fail", [False, True], ids=["quiet", "much-output"])
+def test_a_closed_stdout_changes_nothing_about_the_run(tmp_path, fail):
+    # failing, each script's 8 kB of output is shown in the summary: far more
+    # than a pipe holds, so writes fail long before the end, not only at exit
     jobs = tmp_path / "jobs"
+    end = "exit 1" if fail else "true"
     for n in range(20):
-        write_script(jobs / f"{n:02d}.sh", 'touch "$0.ran"')
+        write_script(jobs / f"{n:02d}.sh", 'touch "$0.ran"; head -c 8192 /dev/zero'
+                     f" | tr '\\0' o; echo; {end}")
     junit = tmp_path / "junit.xml"
     proc = _into_a_closed_pipe("run", str(jobs), "-j", "2", "--junit-xml", str(junit),
                                cwd=tmp_path)
     assert proc.stderr == ""  # no "Exception ignored ... BrokenPipeError" either
     assert len(list(jobs.glob("*.ran"))) == 20, "every task ran"
-    assert proc.returncode == 0, "the suite's status"
+    assert proc.returncode == (1 if fail else 0), "the suite's status"
     assert junit.read_text().count("<testcase ") == 20
 
 
@@ -329,3 +334,23 @@ def test_a_duration_is_the_tasks_own_not_its_workers_start_up(tmp_path):
     import_seconds = float(took.read_text())  # the worker's import, measured
     (case,) = ET.parse(junit).getroot().iter("testcase")
     assert float(case.get("time")) < import_seconds
+
+
+@pytest.mark.parametrize("first", ["a long write", "a short write then a flush"])
+def test_a_stream_whose_reader_is_gone_drops_what_it_is_given(first):
+    """Both ways a closed pipe shows: a write longer than the stream's buffer
+    fails in write(); a short one only when flushed."""
+    from pexen.cli._streams import ReaderTolerant
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    raw = os.fdopen(write_end, "w")
+    stream = ReaderTolerant(raw)
+    try:
+        text = "x" * 100_000 if first == "a long write" else "x"
+        assert stream.write(text) == len(text)
+        stream.flush()
+        assert stream.reader_gone
+        assert stream.write("more") == 4  # dropped, quietly
+    finally:
+        raw.close()  # its fd points at os.devnull now: the close flushes there

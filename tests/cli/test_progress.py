@@ -63,3 +63,32 @@ def test_live_display_shows_the_elapsed_time(clock_time, monkeypatch):
     clock_time.now += 3725
     progress.stop(0)
     assert "1:02:05" in console.export_text()
+
+
+def test_live_display_estimates_the_time_left_from_a_journal():
+    """With the durations a journal recorded: the work left over the workers."""
+    slow, quick, other = object(), object(), object()
+    console = Console(record=True, width=120, force_terminal=True)
+    progress = LiveProgress(
+        console, 0, workers=lambda: 2, in_flight=dict, started=lambda t: None,
+        name=str, expected={id(slow): 240.0, id(quick): 60.0, id(other): 30.0},
+    )
+    progress.total = 3
+    console.print(progress.render())
+    progress.task_done(Outcome(slow, "suite/slow", PASSED, 240.0))
+    console.print(progress.render())
+    lines = [line for line in console.export_text().splitlines() if "left" in line]
+    assert [line.split("about ")[1] for line in lines] == [
+        "0:02:45 left", "0:00:45 left"
+    ]
+
+
+def test_live_display_without_a_journal_estimates_nothing():
+    console = Console(record=True, width=120, force_terminal=True)
+    progress = LiveProgress(
+        console, 0, workers=lambda: 2, in_flight=dict, started=lambda t: None,
+        name=str,
+    )
+    progress.total = 3
+    console.print(progress.render())
+    assert "left" not in console.export_text()

@@ -165,6 +165,28 @@ def test_a_huge_output_is_bounded_in_the_summary_and_whole_in_junit(
     assert "cut: all of it is in system-out" in failure.text
 
 
+def test_a_huge_failure_message_is_bounded_in_the_summary_and_whole_in_junit(
+    tmp_path, capsys, isolated_imports, pkg_name
+):
+    package = write_package(tmp_path, pkg_name, {"test_huge": f"""
+        from pexen.sched.meta import func_meta
+
+        @func_meta
+        def test_says_too_much():
+            raise AssertionError("z" * {HUGE} + " the end")
+    """})
+    report = tmp_path / "junit.xml"
+    status = main(["run", str(package), "--junit-xml", str(report)])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert len(out) < 50_000, "the progress line and the summary are bounded"
+    assert "characters cut]" in out and "the end" in out  # its end is kept
+    (suite,) = list(JUnitXml.fromfile(str(report)))
+    (case,) = suite
+    (failure,) = case.result
+    assert "z" * HUGE + " the end" in failure.text  # JUnit keeps it whole
+
+
 def test_junit_xml_of_an_interrupted_or_stopped_run(tmp_path, capsys, isolated_imports):
     report = tmp_path / "junit.xml"
     status = main(

@@ -186,3 +186,25 @@ def test_a_definition_a_worker_cannot_load_fails_only_its_tasks(main, method):
         assert "cannot be unpickled in worker" in str(err)
         assert "pexen_test_only_here" in str(err)
     assert [results[task].ret[1] for task in fine] == [0, 1, 2]
+
+
+def renamed_closures(namespace: dict) -> list:
+    exec(
+        "def make(i):\n"
+        "    def task():\n"
+        "        return task.__name__, task.__doc__\n"
+        "    task.__name__ = f'task_{i}'\n"
+        "    task.__doc__ = f'doc {i}'\n"
+        "    return task\n",
+        namespace,
+    )
+    return [namespace["make"](i) for i in range(3)]
+
+
+def test_closures_that_differ_in_name_or_doc_keep_theirs(method):
+    tasks = renamed_closures({"__name__": "__main__"})
+    pool = ProcessWorkerPool(workers=1, mp_context=method)
+    results = {res.task: res.ret for res in Sched(tasks).run(pool)}
+    assert [results[task] for task in tasks] == [
+        ("task_0", "doc 0"), ("task_1", "doc 1"), ("task_2", "doc 2")
+    ]

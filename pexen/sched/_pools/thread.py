@@ -148,11 +148,12 @@ def _work(
     # start inherit this instead, so that the interpreter waits for them
     me._daemonic = False  # type: ignore[attr-defined]
     get, put, now = jobs.get, outcomes.put, time.monotonic
+    name = me.name  # the worker its outcomes name (journal, trace)
     while (job := get()) is not None:
         slot[0] = job
         timeout = job.timeout
         if timeout is None:
-            put(execute(job))
+            put(execute(job, name))
             continue
         key = job.key
         start = now()
@@ -160,7 +161,7 @@ def _work(
         with timed.lock:
             timed.running[key] = (start + limit, job, me)
         put(_RECHECK)  # wake wait(): it may be blocking with no deadline
-        outcome = execute(job)
+        outcome = execute(job, name)
         elapsed = now() - start
         with timed.lock:
             if key in timed.timed_out:  # reported already, and retired: end

@@ -345,11 +345,15 @@ PLAIN, NUMBERED, FROM_TEMPLATE = 0, 1, 2
 
 def _fits(template: types.FunctionType, function: types.FunctionType) -> bool:
     """Whether *template* (same code) can stand for *function*: the same
-    globals and names, so only cells, defaults and attributes differ."""
+    globals, names, docstring and annotations, so that only cells, defaults
+    and attributes differ (``_function_state``)."""
     return (
         template.__globals__ is function.__globals__
+        and template.__name__ == function.__name__
         and template.__qualname__ == function.__qualname__
         and template.__module__ == function.__module__
+        and template.__doc__ == function.__doc__
+        and template.__annotations__ == function.__annotations__
     )
 
 

@@ -1,0 +1,202 @@
+"""``ChromeTrace`` (SPEC §10) and the JSON event log: what they write for
+the events of a run, checked against the trace-event format
+(``tests._traceformat``), a run killed midway included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pexen._eventlog import JsonEventLog
+from pexen.sched import ExceptionInfo, Sched, TaskRes
+from pexen.sched.meta import assign_val
+from pexen.trace import ChromeTrace
+from tests import _traceformat
+from tests._events import Clock, observed_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def named(name, **fields):
+    def fn():
+        return name
+
+    fn.__name__ = fn.__qualname__ = name
+    assign_val(fn, name=name, **fields)
+    return fn
+
+
+def failure(message):
+    try:
+        raise ValueError(message)
+    except ValueError as exc:
+        return ExceptionInfo(ValueError, exc, exc.__traceback__)
+
+
+def two_worker_run(observer):
+    """Events of a run: a and b on two workers, c after a on w1 (failing),
+    d skipped."""
+    a = named("a", provides=["x"], claims=["port"], priority=-1)
+    b, c, d = named("b", uses=["disk"]), named("c", requires=["x"]), named("d")
+    clock = Clock()
+    observer(clock.event("run-started", workers=2))
+    observer(clock.event("dispatched", task=a))
+    observer(clock.event("dispatched", task=b))
+    observer(clock.event("dispatched", 0.1, task=c))
+    observer(clock.event("started", task=a, worker="w1"))
+    observer(clock.event("started", task=b, worker="w2"))
+    observer(clock.event("finished", 1.0, task=a, worker="w1", res=TaskRes(a),
+                         duration=0.9))
+    observer(clock.event("started", task=c, worker="w1"))
+    observer(clock.event("finished", 0.5, task=c, worker="w1",
+                         res=TaskRes(c, excinfo=failure("boom"))))
+    observer(clock.event("finished", 0.5, task=b, worker="w2", res=TaskRes(b)))
+    observer(clock.event("skipped", task=d, reason="the run was stopped early"))
+    observer(clock.event("run-ended"))
+
+
+def test_a_trace_has_a_slice_per_attempt_on_worker_tracks(tmp_path):
+    path = tmp_path / "t.json"
+    with ChromeTrace(path) as trace:
+        two_worker_run(trace)
+    events, closed = _traceformat.load(path)
+    assert closed
+    tracks = _traceformat.check(events)
+    names = {e["tid"]: e["args"]["name"] for e in events
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    by_track = {names[tid]: [s["name"] for s in slices]
+                for (_, tid), slices in tracks.items()}
+    assert by_track == {"w1": ["a", "c"], "w2": ["b"]}
+    slices = {e["name"]: e for e in events if e["ph"] == "X"}
+    assert slices["a"]["args"] == {"priority": -1, "provides": ["x"],
+                                   "claims": ["port"], "outcome": "passed"}
+    assert slices["a"]["dur"] == pytest.approx(0.9e6)
+    assert slices["b"]["args"] == {"priority": 0, "uses": ["disk"],
+                                   "outcome": "passed"}
+    assert slices["c"]["args"]["outcome"] == "failed"
+    assert slices["c"]["args"]["error"] == "ValueError: boom"
+    [skip] = [e for e in events if e["ph"] == "i" and e["name"].startswith("skipped")]
+    assert skip["name"] == "skipped: d"
+    assert skip["args"] == {"reason": "the run was stopped early"}
+    counters = [e["args"] for e in events if e["ph"] == "C"]
+    assert max(c["running"] for c in counters) == 2
+    assert counters[-1] == {"running": 0, "queued": 0}
+
+
+def test_slices_that_would_overlap_on_a_worker_go_to_a_lane(tmp_path):
+    """Without the pool's durations a slice ends when its result came back,
+    which may be after the worker took its next task."""
+    a, b = named("a"), named("b")
+    clock = Clock()
+    path = tmp_path / "t.json"
+    with ChromeTrace(path) as trace:
+        trace(clock.event("run-started"))
+        trace(clock.event("dispatched", task=a))
+        trace(clock.event("dispatched", task=b))
+        trace(clock.event("started", task=a, worker="w1"))
+        trace(clock.event("started", 1, task=b, worker="w1"))
+        trace(clock.event("finished", 0.5, task=a, worker="w1", res=TaskRes(a)))
+        trace(clock.event("finished", 1, task=b, worker="w1", res=TaskRes(b)))
+        trace(clock.event("run-ended"))
+    events, _ = _traceformat.load(path)
+    tracks = _traceformat.check(events)
+    assert sorted(len(slices) for slices in tracks.values()) == [1, 1]
+
+
+def test_each_run_closes_the_array_and_the_next_one_reopens_it(tmp_path):
+    path = tmp_path / "t.json"
+    with ChromeTrace(path) as trace:
+        two_worker_run(trace)
+        assert _traceformat.load(path)[1]
+        two_worker_run(trace)
+        events, closed = _traceformat.load(path)
+    assert closed
+    _traceformat.check(events)  # both runs: same tracks, no overlaps
+    assert [e["name"] for e in events if e["ph"] == "X"].count("a") == 2
+
+
+def test_a_real_run(tmp_path):
+    path = tmp_path / "t.json"
+    tasks = [named(f"t{i}") for i in range(5)]
+    with ChromeTrace(path) as trace:
+        list(observed_run(Sched(tasks), [trace]))
+    events, _ = _traceformat.load(path)
+    _traceformat.check(events)
+    assert sorted(e["name"] for e in events if e["ph"] == "X") == [
+        f"t{i}" for i in range(5)
+    ]
+    counters = [e["args"] for e in events if e["ph"] == "C"]
+    # the run's status at its start tells how many tasks wait to be handed out
+    assert counters[0] == {"running": 0, "queued": 0, "waiting": 5}
+    assert counters[-1] == {"running": 0, "queued": 0}
+
+
+KILLED_TRACER = """
+import os, signal, sys
+from pexen.sched import Sched
+from pexen.sched.meta import assign_val
+from pexen.trace import ChromeTrace
+from tests._events import observed_run
+
+def make(i):
+    def fn():
+        return i
+    fn.__qualname__ = f"t{i}"
+    assign_val(fn, priority=i)
+    return fn
+
+trace = ChromeTrace(sys.argv[1])
+for res in observed_run(Sched([make(i) for i in range(20)]), [trace]):
+    if res.ret == 6:
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_killed_midway_leaves_a_trace_the_viewers_open(tmp_path):
+    path = tmp_path / "t.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLED_TRACER), str(path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    events, closed = _traceformat.load(path)
+    assert not closed
+    _traceformat.check(events)
+    assert [e["name"] for e in events if e["ph"] == "X"] == [f"t{i}" for i in range(7)]
+
+
+def test_the_event_log_has_a_json_object_per_event_per_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with JsonEventLog(path) as log:
+        two_worker_run(log)
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["event"] for r in records] == [
+        "run-started", "dispatched", "dispatched", "dispatched", "started",
+        "started", "finished", "started", "finished", "finished", "skipped",
+        "run-ended",
+    ]
+    assert records[0]["workers"] == 2
+    assert records[0]["time"].startswith("2023-11-1")  # ISO 8601, local time
+    finished = [r for r in records if r["event"] == "finished"]
+    assert finished[0] == {
+        "time": finished[0]["time"], "wall": finished[0]["wall"],
+        "event": "finished", "task": "a", "id": "a", "worker": "w1",
+        "outcome": "passed", "duration": 0.9,
+    }
+    assert finished[1]["error"] == "ValueError: boom"
+    assert records[-2]["reason"] == "the run was stopped early"
+
+
+def test_the_event_log_appends(tmp_path):
+    path = tmp_path / "events.jsonl"
+    for _ in range(2):
+        with JsonEventLog(path) as log:
+            two_worker_run(log)
+    assert len(path.read_text().splitlines()) == 24
