@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import threading
@@ -17,7 +18,8 @@ from pexen.sched._capacity import Capacity, Gate, check_capacity, check_needs
 from pexen.sched._planner import Planner
 from pexen.sched._result import ExceptionInfo
 from pexen.sched.meta import assign_val, func_meta
-from pexen.sched.pool import ThreadWorkerPool
+from pexen.sched.pool import ProcessWorkerPool, ThreadWorkerPool
+from tests import _proc_tasks
 
 
 def excinfo(exc):
@@ -352,6 +354,35 @@ def test_a_task_needing_more_workers_than_the_pool_has_runs_alone():
     plan.complete(plan.infos[0], {}, None)
     assert names(pop_all(plan)) == ["heavy"]
     assert plan.capacity_in_use() == {"workers": (2, 2)}
+
+
+@pytest.mark.parametrize("make_pool", [
+    pytest.param(lambda: ThreadWorkerPool(2, spare=0), id="threads"),
+    pytest.param(lambda: ProcessWorkerPool(2, spare=0), id="processes"),
+])
+def test_a_task_that_starts_processes_of_its_own_takes_that_many_workers(make_pool):
+    # two workers; 'heavy' starts two processes of its own: from the loop's
+    # events, the workers taken by the tasks handed out never exceed two, so
+    # nothing runs beside it (each task takes one worker, heavy two)
+    light = [functools.partial(_proc_tasks.echo, value=i) for i in range(4)]
+    heavy = functools.partial(_proc_tasks.echo, value="heavy")
+    assign_val(heavy, needs={"workers": 2})
+    s = Sched([light[0], heavy, *light[1:]])
+    out, most, seen = [0], [0], []
+
+    def count(event):
+        if event.kind in ("dispatched", "finished"):
+            weight = 2 if event.task is heavy else 1
+            out[0] += weight if event.kind == "dispatched" else -weight
+            most[0] = max(most[0], out[0])
+            if event.kind == "dispatched" and event.task is heavy:
+                seen.append(s.status().capacity)
+
+    s.observe(count)
+    results = [res.ret for res in s.run(make_pool())]
+    assert sorted(map(str, results)) == ["0", "1", "2", "3", "heavy"]
+    assert most[0] == 2
+    assert seen == [{"workers": (2, 2)}]
 
 
 def test_needs_beyond_capacity_are_refused_before_the_run():

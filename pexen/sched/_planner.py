@@ -18,29 +18,40 @@ metadata while the run goes on is for the next run.
 * ``n_unmet`` counts required tags not yet provided; at zero the task is
   *ready* (graphlib's countdown).
 * ``state``: PENDING (waiting for tags), READY (in a ready queue), PARKED
-  (ready but waiting for a lock), RUNNING (handed to the pool), DONE, FAILED,
+  (ready but waiting for a lock or for capacity), RUNNING (handed to the
+  pool), RETRY (an attempt failed; it waits to run again), DONE, FAILED,
   CANCELLED (taken out of the run by ``cancel``/``drop`` before it ran),
   CARRIED (passed in an earlier run, not run again: ``carry``).
 * ``merged``: the shared dict it will start with, built only once a provider
   hands it something.
+* ``rank``: what the ready queues sort it by, ``priority`` itself unless the
+  run has another order (``pexen.sched._order``).
+* ``gate`` (its counted resources, ``pexen.sched._capacity``) and ``retry``
+  (its retries, ``pexen.sched._retry``): None for a task without ``needs``
+  or ``retries``, so that such a task costs a test of None each.
 
 Shared tables: ``tag2waiters`` (tag -> tasks requiring it), ``met`` (tags
 provided), ``lock2count`` (resource -> -1 when claimed, n > 0 with n users),
-``lock2parked`` (resource -> two heaps of ``(priority, seq, info)``: the
+``lock2parked`` (resource -> two heaps of ``(rank, seq, info)``: the
 tasks waiting to claim it and those waiting to use it), ``lock2keepers``
 (resource -> failed tasks that keep it locked, for skip reasons), ``heap``
 (tasks that became ready during the run) and ``initial`` (those ready at the
 start, sorted once, consumed by the index ``next_initial``). ``gifts`` keeps
 the shared dict of each provider that handed one on, in the order they
 finished, for tasks added later (``add``). ``n_done``, ``n_failed`` and
-``n_cancelled`` count the ends, so that a status is O(1).
+``n_cancelled`` count the ends, so that a status is O(1). ``capacity``
+(a ``Capacity``, None without ``Sched(capacity=...)``) holds what is free of
+each counted resource and the tasks parked for it; ``slots`` (None unless a
+task needs several of the pool's ``"workers"``) the workers taken;
+``n_retrying`` counts the tasks in RETRY.
 
 Policy
 ------
-* Among ready tasks, the lowest ``(priority, seq)`` goes first: lower priority
-  first, then the order of adding. Ready tasks come from two sources: the
-  tasks ready at the start, sorted once and consumed by an index (O(1) each),
-  and a heap of ``(priority, seq, info)`` for tasks that become ready later
+* Among ready tasks, the lowest ``(rank, seq)`` goes first: lower priority
+  first, then the run's order (``"critical-path"``, ``"longest-first"``),
+  then the order of adding. Ready tasks come from two sources: the tasks
+  ready at the start, sorted once and consumed by an index (O(1) each), and
+  a heap of ``(rank, seq, info)`` for tasks that become ready later
   (O(log n)). The rising ``seq`` keeps ties FIFO and the tasks uncompared.
 * A requirement is met when the first task providing the tag finishes
   successfully (or with ``TaskFailError(deps_ok=True)``).
@@ -52,6 +63,17 @@ Policy
   passes the turn to the next in line, so n tasks queued on one resource cost
   O(n log n), not O(n^2). A parked task does not hold back tasks behind it
   that can run.
+* Counted resources are taken at the same gate, before the locks: a task
+  whose needs do not fit is parked in ``capacity`` (in the planner, so it
+  holds no worker), the first in line of each resource reserving what it
+  needs against those behind it (no starvation; see ``_capacity``). A task
+  woken for capacity holds it from then on; should it then park on a lock,
+  it gives it back. A task that needs several workers is handed out only
+  when as many are free, and holds back those behind it until then.
+* A failed attempt to be retried (``wait_to_retry``, the loop decides)
+  completes nothing: its tags stay unmet, its locks, capacity and workers
+  are given back, and it waits in RETRY until the loop puts it back among
+  the ready tasks (``retry_now``).
 * A task that fails keeps its locks and leaves its tags unmet, unless it
   raised ``TaskFailError`` with ``locks_ok``/``deps_ok``.
 * A resumed run starts with some tasks *carried*: before anything is
@@ -71,8 +93,8 @@ Data flow
 dict) and submits it to the pool; when the pool reports the outcome,
 ``complete`` merges the task's shared dict into every not yet dispatched task
 requiring a tag it provides, meets its tags (moving tasks whose countdown hits
-zero to the heap) and releases its locks (waking the tasks next in line for
-them). At the end
+zero to the heap) and releases its locks and counted resources (waking the
+tasks next in line for them). At the end
 ``skips`` explains every task that did not run, in ``Skip`` records from
 which both ``Sched.skipped`` and the end-of-run warning are made.
 
