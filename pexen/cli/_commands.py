@@ -30,6 +30,7 @@ from pexen.cli._run import execute, pexen_warnings
 from pexen.cli._select import Selection, select
 from pexen.cli._summary import print_summary
 from pexen.sched import Sched
+from pexen.sched._order import ORDERS as SCHED_ORDERS
 
 
 def say(err: IO[str], kind: str, message: str) -> None:
@@ -129,6 +130,7 @@ def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                     pool,
                     report,
                     capacity=_merged(args.capacity),
+                    order=args.order if args.order in SCHED_ORDERS else "priority",
                     verbosity=verbosity,
                     exitfirst=args.exitfirst,
                     filtered=bool(args.patterns or args.rerun_failed),

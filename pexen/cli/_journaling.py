@@ -25,10 +25,12 @@ from pexen.cli._collect import UsageError
 from pexen.cli._console import plural, printable
 from pexen.cli._select import Selection
 from pexen.journal import Journal, ResumePlan, task_identity
+from pexen.sched._order import ORDERS as SCHED_ORDERS
 from pexen.sched.meta import retrieve_meta
 from pexen.trace import ChromeTrace
 
-ORDERS = ("priority", "slowest-first")
+# Sched(order=...)'s, and the journal's own (which orders the tasks as added)
+ORDERS = (*SCHED_ORDERS, "slowest-first")
 
 
 def journal_path(args: argparse.Namespace) -> Path | None:

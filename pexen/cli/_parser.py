@@ -350,8 +350,10 @@ def _journal_options(run: argparse.ArgumentParser) -> None:
         choices=ORDERS,
         default="priority",
         help="among tasks of equal priority: the order they were collected in "
-        "(priority, the default), or the slowest first by the durations the "
-        "journal recorded, tasks it never timed before all (slowest-first)",
+        "(priority, the default), the longest chain of cost behind them first "
+        "(critical-path), the highest cost first (longest-first), or the "
+        "slowest first by the durations the journal recorded, tasks it never "
+        "timed before all (slowest-first)",
     )
     run.add_argument(
         "--trace",

@@ -217,6 +217,7 @@ def execute(
     report: RunReport,
     *,
     capacity: Mapping[str, Any] | None = None,
+    order: str = "priority",
     verbosity: int = 0,
     exitfirst: bool = False,
     filtered: bool = False,
@@ -234,14 +235,15 @@ def execute(
     the output of the tasks whose ``id()`` is in *capture_ids* is captured.
     *observers* are told the run's events; *resume* is ``Sched.run``'s;
     *expected* the seconds a journal expects of each task (by ``id()``);
-    *capacity* is that of the counted resources (``pexen run --capacity``).
+    *capacity* is that of the counted resources (``pexen run --capacity``),
+    *order* the Sched's (``pexen run --order``).
     """
     run_tasks = [
         CapturingTask(task) if id(task) in capture_ids else task for task in tasks
     ]
     originals = {id(run): task for run, task in zip(run_tasks, tasks, strict=True)}
     names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
-    sched = Sched(run_tasks, capacity=capacity)
+    sched = Sched(run_tasks, capacity=capacity, order=order)
     clock = RunClock(lambda: pool.workers)
     progress = make_progress(console, verbosity, sched, clock, names, expected)
     report.started = datetime.datetime.now().astimezone()

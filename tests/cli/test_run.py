@@ -251,6 +251,42 @@ def test_capacity_of_counted_resources(tmp_path, capsys, isolated_imports, pkg_n
     assert "needs" in listing and "gpu=1, mem_gb=2.5" in listing
 
 
+@pytest.mark.parametrize(("order", "first"), [
+    ("priority", "a_quick"),  # tasks are collected by name
+    ("critical-path", "c_build"),  # 2 + 5 behind it
+    ("longest-first", "b_long"),  # of those ready, the costliest
+])
+def test_order_by_cost(tmp_path, capsys, isolated_imports, pkg_name, order, first):
+    # on one worker the first task handed out is the first result (the rest
+    # depends on how many the pool queues as spares)
+    write_package(
+        tmp_path,
+        pkg_name,
+        {
+            "test_cost": """
+                from pexen.sched.meta import func_meta
+                @func_meta(cost=1)
+                def test_a_quick():
+                    pass
+                @func_meta(cost=3)
+                def test_b_long():
+                    pass
+                @func_meta(provides=["build"], cost=2)
+                def test_c_build():
+                    pass
+                @func_meta(requires=["build"], cost=5)
+                def test_d_e2e():
+                    pass
+            """
+        },
+    )
+    status, out, _ = run(capsys, str(tmp_path / pkg_name), "-j", "1", "--order", order)
+    assert status == 0
+    passed = re.findall(r"PASSED\s+\S+/test_cost/test_(\w+)", out)
+    assert passed[0] == first
+    assert sorted(passed) == ["a_quick", "b_long", "c_build", "d_e2e"]
+
+
 def test_failed_executable_shows_exit_code_and_output_tail(tmp_path, capsys):
     scripts = tmp_path / "checks"
     body = "i=1; while [ $i -le 30 ]; do echo line $i; i=$((i+1)); done; exit 4"
