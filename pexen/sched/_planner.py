@@ -167,7 +167,8 @@ class TaskInfo:
             self.provides = frozenset(meta.provides) if meta.provides else _NO_TAGS
             self.claims = frozenset(meta.claims) if meta.claims else _NO_TAGS
             self.uses = frozenset(meta.uses) if meta.uses else _NO_TAGS
-            self.priority = meta.priority
+            # the rank is the priority itself in the order "priority" (see _order)
+            self.priority = self.rank = meta.priority
             self.kwargs = dict(meta.kwargs) if meta.kwargs else _NO_KWARGS
             self.timeout = meta.timeout
             # records made only for the tasks that need them (None: the fast way)
@@ -175,11 +176,10 @@ class TaskInfo:
             self.retry: RetryPlan | None = RetryPlan(meta) if meta.retries else None
         else:
             self.requires = self.provides = self.claims = self.uses = _NO_TAGS
-            self.priority = 0
+            self.priority = self.rank = 0
             self.kwargs = _NO_KWARGS
             self.timeout = None
             self.gate = self.retry = None
-        self.rank = self.priority  # the order "priority"; see _order
         self.n_unmet = len(self.requires)
         self.pass_shared = passes_shared(task, self.kwargs)
 
@@ -225,8 +225,7 @@ class Planner:
         # counted resources, and the pool's workers as one: only when asked for
         self.capacity = Capacity(capacity) if capacity else None
         self.slots: WorkerSlots | None = None
-        if any(info.gate is not None and info.gate.weight > 1 for info in self.infos):
-            self.slots = WorkerSlots(1)
+        self.gated: list[TaskInfo] = []  # the tasks with needs (check_needs)
         self.n_retrying = 0  # tasks waiting to be retried
         self.tag2waiters: dict[Any, list[TaskInfo]] = {}
         self.met: set = set()
@@ -237,9 +236,14 @@ class Planner:
         self.gifts: dict[int, dict] = {}  # seq -> the shared dict it handed on
         self.cancelled: dict[int, str] = {}  # seq -> why it was taken out
         self.n_done = self.n_failed = 0
-        initial = []
+        initial, gated = [], self.gated
+        heavy = False  # a task needs several workers
         tag2waiters = self.tag2waiters
         for info in self.infos:
+            gate = info.gate
+            if gate is not None:
+                gated.append(info)
+                heavy = heavy or gate.weight > 1
             if info.requires:
                 for tag in info.requires:
                     waiters = tag2waiters.get(tag)
@@ -253,6 +257,8 @@ class Planner:
         self.initial = initial
         self.next_initial = 0
         self._sort_initial()
+        if heavy:
+            self.slots = WorkerSlots(1)
 
     def _sort_initial(self) -> None:
         initial = self.initial
@@ -316,6 +322,17 @@ class Planner:
                 return None
             locks = info.claims or info.uses
             gate = info.gate
+            if gate is None and slots is None:  # no counted resources: the fast way
+                if locks and not may_lock:
+                    return None
+                if from_heap:
+                    heapq.heappop(heap)
+                else:
+                    self.next_initial = i + 1
+                if locks and not self._lock(info):
+                    continue
+                info.state = RUNNING
+                return info
             if not may_lock and (locks or (gate is not None and gate.needs)):
                 return None
             if slots is not None and not slots.fits(info):
@@ -614,6 +631,8 @@ class Planner:
         for info in infos:
             assert info.seq == len(self.infos), (info.seq, len(self.infos))
             self.infos.append(info)
+            if info.gate is not None:
+                self.gated.append(info)
             for tag in info.requires:
                 tag2waiters.setdefault(tag, []).append(info)
                 if tag in met:

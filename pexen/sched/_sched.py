@@ -262,7 +262,7 @@ class Sched:
                 self._tasks.values(), self._shared, self._capacity, self._order
             )
             provided = check_graph(planner.infos)
-            check_needs(planner.infos, self._capacity)
+            check_needs(planner.gated, self._capacity)
             planner.apply_order()
         return planner, provided
 
