@@ -305,6 +305,9 @@ class Planner:
         it.
         """
         heap, initial, slots = self.heap, self.initial, self.slots
+        # without capacity nor counted workers a task's gate, if any, takes
+        # nothing (check_needs made sure): the old way, a test less per task
+        counted = self.capacity is not None or slots is not None
         while True:
             i = self.next_initial
             if i < len(initial):
@@ -321,8 +324,7 @@ class Planner:
             else:
                 return None
             locks = info.claims or info.uses
-            gate = info.gate
-            if gate is None and slots is None:  # no counted resources: the fast way
+            if not counted:
                 if locks and not may_lock:
                     return None
                 if from_heap:
@@ -333,6 +335,7 @@ class Planner:
                     continue
                 info.state = RUNNING
                 return info
+            gate = info.gate
             if not may_lock and (locks or (gate is not None and gate.needs)):
                 return None
             if slots is not None and not slots.fits(info):
@@ -487,7 +490,7 @@ class Planner:
                 deps_ok = locks_ok = False
         if deps_ok and info.provides:
             self._provide(info, shared)
-        if info.gate is not None or self.slots is not None:
+        if self.capacity is not None or self.slots is not None:
             self._release(info, locks=False)  # a failure keeps no capacity
         if info.claims or info.uses:
             if locks_ok:
