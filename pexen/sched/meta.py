@@ -116,6 +116,8 @@ MAX_TIMEOUT = 365 * 24 * 3600  # what every pool's timers can hold, with room
 
 def _real_problem(value: Any) -> str | None:
     """Why *value* is not a finite real number (None if it is one)."""
+    if type(value) is int:  # the defaults, and most values: no ABC check
+        return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return f"expected a number, got {type(value).__name__}"
     # an int is finite however large (math.isfinite would overflow on it)
@@ -135,6 +137,8 @@ def _amount(value: Any, where: str) -> Any:
 
 
 def _needs(value: Any) -> dict:
+    if type(value) is dict and not value:  # the default, a fresh dict
+        return value
     if not isinstance(value, Mapping):
         raise MetaError(
             f"needs={value!r}: expected a mapping of resource -> amount, as "
@@ -155,7 +159,7 @@ def _check_cost(_inst: object, _attr: object, value: Any) -> None:
 
 
 def _check_retries(_inst: object, _attr: object, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:
         raise MetaError(
             f"retries={value!r}: expected how many times a failed task may run "
             f"again (an int), got {type(value).__name__}"
@@ -164,8 +168,13 @@ def _check_retries(_inst: object, _attr: object, value: Any) -> None:
         raise MetaError(f"retries={value!r}: expected 0 or more")
 
 
+RETRY_ON = (Exception,)  # retry_on's default: any error
+
+
 def _exception_types(value: Any) -> tuple:
     """Normalise ``retry_on`` to a tuple of exception classes."""
+    if value is RETRY_ON:
+        return value
     items = (value,) if isinstance(value, type) else value
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise MetaError(
@@ -201,6 +210,8 @@ def _check_retry_backoff(_inst: object, _attr: object, value: Any) -> None:
         )
     if problem is not None:
         raise MetaError(f"retry_backoff={value!r}: {problem}")
+
+
 def _check_name(_inst: object, _attr: object, value: Any) -> None:
     if value is None:
         return
@@ -259,7 +270,7 @@ class SchedMeta:
     needs: dict = attrs.field(factory=dict, converter=_needs)
     cost: Any = attrs.field(default=1, validator=_check_cost)
     retries: int = attrs.field(default=0, validator=_check_retries)
-    retry_on: tuple = attrs.field(default=(Exception,), converter=_exception_types)
+    retry_on: tuple = attrs.field(default=RETRY_ON, converter=_exception_types)
     retry_delay: Any = attrs.field(default=0, validator=_check_retry_delay)
     retry_backoff: Any = attrs.field(default=1, validator=_check_retry_backoff)
 
