@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
@@ -23,6 +24,7 @@ from pexen.sched._retry import RetryTimer, retry_delay, retryable
 from pexen.sched.meta import MAX_TIMEOUT, assign_val, func_meta
 from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks
+from tests._async import run as run_on_a_loop
 
 
 class Flaky(TaskFailError):
@@ -255,6 +257,45 @@ def test_a_retry_after_its_delay():
         "attempt 1 of 3 failed (ValueError); it runs again in 0.005 s",
         "attempt 2 of 3 failed (ValueError); it runs again in 0.01 s",
     ]
+
+
+def test_under_arun_a_retry_waits_for_its_delay_without_blocking_the_loop():
+    # 'patient' waits an hour for its retry; a task on the loop aborts the
+    # run once it sees the retry coming (a watchdog thread would otherwise,
+    # were the loop blocked), and 'quick' is retried after 10 ms
+    patient = flaky("patient", 1, retries=1, retry_delay=3600)
+    quick = flaky("quick", 1, retries=1, retry_delay=0.01)
+    s = Sched([quick])
+    assert [res.ret for res in run_on_a_loop(_collect(s.arun(ThreadWorkerPool(1))))
+            ] == ["quick"]
+    s = Sched([patient])
+    watchdog = threading.Timer(20, s.abort, ("watchdog: the loop was blocked",))
+
+    async def main():
+        retrying = asyncio.Event()
+        s.observe(lambda event: event.kind == "retrying" and retrying.set())
+
+        async def stop():
+            await retrying.wait()
+            s.abort("from the loop")
+
+        stopper = asyncio.get_running_loop().create_task(stop())
+        results = await _collect(s.arun(ThreadWorkerPool(1)))
+        await stopper
+        return results
+
+    watchdog.start()
+    try:
+        assert run_on_a_loop(main()) == []
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+    assert s.skipped == {patient: "an attempt failed and it waited to be "
+                                  "retried: the run was aborted: from the loop"}
+
+
+async def _collect(agen):
+    return [res async for res in agen]
 
 
 def test_a_crash_and_a_timeout_count_as_failed_attempts(tmp_path):

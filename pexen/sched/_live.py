@@ -5,8 +5,8 @@ Design
 
 Threads
 -------
-One ``LiveRun`` per run, made when the generator of ``Sched.run()`` starts.
-Its loop (``drive``) runs in the thread that iterates over that generator,
+One ``LiveRun`` per run, made by ``Sched.run()`` (or ``arun()``). Its loop
+(``drive``) runs in the thread that iterates over that generator,
 *the driving thread*, and it alone touches the planner and calls the pool
 (but ``wake``, ``running`` and setting ``workers``, which pools make safe
 from any thread). Everything else reaches it through a mailbox:
@@ -41,6 +41,28 @@ Pause, abort, cancel
   dropped if it has not started, else stopped where the pool can (its
   ``TaskRes`` carries ``TaskCancelledError``).
 
+On an event loop
+----------------
+``Sched.arun()`` runs the very same loop on an event loop's thread (which
+is then the driving thread: observers run there). ``adrive``, the async
+generator it returns, steps through ``drive(on_loop=True)``, which blocks
+nowhere: where ``run()`` would block it yields a request instead, and
+``adrive`` awaits it without blocking the loop:
+
+* ``_WAIT``: the jobs dispatched since the last wait are handed to
+  ``pool.wait_async`` (an ``AsyncWorkerPool`` runs them on this loop; any
+  other pool makes its blocking calls in a thread of the run's own, so the
+  loop's own calls to the pool, ``cancel`` and ``drop_queued``, come between
+  them, never during one); its outcomes go back in ``waited``.
+* ``_IDLE``: paused with nothing in flight, the loop waits for a command:
+  ``post`` then also settles the future ``adrive`` awaits (``waker``).
+* ``_DUE``: nothing in flight and tasks waiting for the delay of a retry:
+  the same wait, up to the time the first of them is due.
+
+Starting and stopping the pool are awaited by ``adrive`` too
+(``start_async``, ``stop_async``): ``Sched`` does the rest of beginning and
+ending a run the same way for both.
+
 Costs
 -----
 A run nobody observes builds no ``Event``: one test of a local per task.
@@ -51,12 +73,14 @@ is first read.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from itertools import islice
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
@@ -82,6 +106,7 @@ from pexen.sched._events import (
 from pexen.sched._graph import check_added
 from pexen.sched._planner import DONE, RETRY, RUNNING, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import DROPPED, Job, WorkerPool
+from pexen.sched._pools.bridge import LOOP_SLICE
 from pexen.sched._result import TaskMap, TaskRes, task_key
 from pexen.sched._retry import RetryTimer, retry_delay, retryable
 
@@ -98,6 +123,11 @@ _DROPPED_ON_CANCEL = "cancelled while queued in the pool: dropped before it star
 
 # commands in the mailbox
 _ADD, _PAUSE, _RESUME, _ABORT, _CANCEL, _LOOK = range(6)
+
+# what drive(on_loop=True) asks adrive to await (see "On an event loop")
+_WAIT = object()  # the pool's outcomes
+_IDLE = object()  # a command
+_DUE = object()  # a command, or the time the first retry is due
 
 
 class LiveRun:
@@ -142,6 +172,10 @@ class LiveRun:
         self.running_of_pool = (
             pool.running if type(pool).running is not WorkerPool.running else None
         )
+        # under Sched.arun(): see "On an event loop"
+        self.handed: list[Job] = []  # dispatched, for the next wait_async
+        self.waited: list = []  # the outcomes of the last wait_async
+        self.waker: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
         # tasks waiting for the delay of a retry (made at the first such)
         self.timer: RetryTimer | None = None
 
@@ -150,6 +184,11 @@ class LiveRun:
     def post(self, *command: Any) -> None:
         self.commands.put(command)
         self.pool.wake()
+        waker = self.waker
+        if waker is not None:  # adrive awaits a command
+            loop, told = waker
+            with contextlib.suppress(RuntimeError):  # its loop is closed: no wait
+                loop.call_soon_threadsafe(_settle, told)
 
     def pause(self) -> None:
         if not self.paused:
@@ -214,17 +253,26 @@ class LiveRun:
 
     # -- the loop ---------------------------------------------------------------
 
-    def drive(self) -> Iterator[TaskRes]:
+    def drive(self, on_loop: bool = False) -> Generator[Any, None, None]:
         """The generator ``Sched.run()`` returns: start serving, dispatch, wait,
-        yield, applying commands between batches; stop the pool at the end."""
+        yield, applying commands between batches; stop the pool at the end.
+
+        *on_loop*: stepped by ``adrive``, which starts and stops the pool;
+        where this would block, it yields ``_WAIT`` or ``_IDLE`` instead.
+        """
         sched = self.sched
-        sched._begin(self)
+        if not on_loop:
+            sched._begin(self)
         finished = False
         try:
             planner, pool = self.planner, self.pool
             infos, pop_ready = planner.infos, planner.pop_ready
             complete = planner.complete
-            shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
+            shared_for, wait = planner.shared_for, pool.wait
+            # on a loop, jobs go to the pool with the next wait_async
+            submit: Callable[[Job], Any] = (
+                self.handed.append if on_loop else pool.submit
+            )
             tune = pool.tune if pool.auto_spare is not None else None
             dispatched, commands = self.dispatched, self.commands
             now = time.monotonic
@@ -279,16 +327,26 @@ class LiveRun:
                         self.ended = True
                         break
                     if self.halted and self._unfinished():  # paused: sleep until told
-                        self._apply(commands.get())
+                        if on_loop:
+                            yield _IDLE
+                        else:
+                            self._apply(commands.get())
                         self._apply_commands()
                         continue
                     if planner.n_retrying:  # each waits for its delay: so do we
-                        self._wait_for_retry()
+                        if on_loop:
+                            yield _DUE
+                        else:
+                            self._wait_for_retry()
                         continue
                     if self._may_end():
                         break
                     continue
-                outcomes = wait()
+                if on_loop:
+                    yield _WAIT
+                    outcomes, self.waited = self.waited, []
+                else:
+                    outcomes = wait()
                 if outcomes and len(outcomes[0]) != 7:  # a pool that tells less
                     outcomes = [(*outcome, *_UNTOLD[len(outcome):])
                             for outcome in outcomes]
@@ -332,8 +390,59 @@ class LiveRun:
                     yield res
             finished = True
         finally:
-            skips = sched._end(self, finished)
+            if not on_loop:
+                skips = sched._end(self, finished)
+        if not on_loop:
+            warn_unrun(skips, aborted=self.aborting is not None)
+
+    async def adrive(self) -> AsyncIterator[TaskRes]:
+        """The async generator ``Sched.arun()`` returns: ``drive``'s loop, its
+        waits awaited (see "On an event loop").
+
+        Every ``LOOP_SLICE`` seconds of handing out results the rest of the
+        program gets a turn, so that a consumer awaiting nothing between
+        results does not hold the loop for a whole batch.
+        """
+        sched, pool = self.sched, self.pool
+        await sched._abegin(self)
+        steps = self.drive(on_loop=True)
+        finished = False
+        now = time.monotonic
+        try:
+            pause_at = now() + LOOP_SLICE
+            for step in steps:
+                if step is _WAIT:
+                    handed = self.handed.copy()  # drive appends to this list
+                    self.handed.clear()
+                    self.waited = await pool.wait_async(handed)
+                    pause_at = now() + LOOP_SLICE
+                elif step is _IDLE:
+                    await self._until_told()
+                elif step is _DUE:
+                    await self._until_told(self._seconds_to_retry())
+                else:
+                    yield step
+                    if now() >= pause_at:
+                        await asyncio.sleep(0)
+                        pause_at = now() + LOOP_SLICE
+            finished = True
+        finally:
+            steps.close()
+            skips = await sched._aend(self, finished)
         warn_unrun(skips, aborted=self.aborting is not None)
+
+    async def _until_told(self, timeout: float | None = None) -> None:
+        """Wait, without blocking the event loop, until a command is posted
+        (or *timeout* seconds have passed)."""
+        loop = asyncio.get_running_loop()
+        told = loop.create_future()
+        self.waker = (loop, told)
+        try:
+            if self.commands.empty():  # else one came before the waker was set
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(told, timeout)
+        finally:
+            self.waker = None
 
     def close_journal(self) -> None:
         """Close the journal the run resumes from, if the run opened it."""
@@ -378,15 +487,21 @@ class LiveRun:
             self._emit_retrying(info.seq, res, started, duration, worker, reason)
         return True
 
+    def _seconds_to_retry(self) -> float:
+        """How long until the first task waiting for its retry is due (0 for
+        one retried at once: it is among the ready tasks already)."""
+        timer = self.timer
+        due = timer.next_due() if timer is not None else None
+        return 0.0 if due is None else max(0.0, due - time.monotonic())
+
     def _wait_for_retry(self) -> None:
         """Nothing in the pool, tasks waiting to be retried: wait on the
         mailbox until the first is due (a command may come first)."""
-        timer = self.timer
-        due = timer.next_due() if timer is not None else None
-        if due is None:  # retried at once: on the heap already
+        seconds = self._seconds_to_retry()
+        if not seconds:
             return
         try:
-            command = self.commands.get(timeout=max(0.0, due - time.monotonic()))
+            command = self.commands.get(timeout=seconds)
         except Empty:
             return
         self._apply(command)
@@ -656,6 +771,12 @@ class LiveRun:
         infos = self.planner.infos
         return TaskMap((infos[seq].task, waits)
                        for seq, waits in self.planner.waits().items())
+
+
+def _settle(told: asyncio.Future) -> None:
+    """Wake ``adrive`` waiting for a command (in the loop's thread)."""
+    if not told.done():
+        told.set_result(None)
 
 
 def _tell(sched: Sched, event: Event) -> None:
