@@ -21,7 +21,8 @@ delay in a heap of ``(due, seq, info)``; the loop takes the due ones before
 each dispatch. While the loop blocks in ``pool.wait()``, a timer thread (one
 per run, started at the first delay, stopped at the end of the run) calls
 ``pool.wake()`` when the next one is due; with nothing in the pool, the loop
-waits on its own mailbox until then.
+waits on its own mailbox until then (under ``Sched.arun``, it awaits a
+command up to then, the event loop free).
 """
 
 from __future__ import annotations
