@@ -318,6 +318,25 @@ def refuse_to_start(reason: str) -> None:
     raise RuntimeError(reason)
 
 
+def crash_the_first_time(*, path: str) -> str:
+    """Kill the worker at the first attempt (noted in *path*); pass after."""
+    try:
+        open(path, "x").close()
+    except FileExistsError:
+        return "passed again"
+    os._exit(3)
+
+
+def overrun_the_first_time(*, path: str) -> str:
+    """Hang past the timeout at the first attempt (noted in *path*); pass after."""
+    try:
+        open(path, "x").close()
+    except FileExistsError:
+        return "passed again"
+    hang()
+    return "never"
+
+
 def held_at(x, *, at, started, release):
     """Return *x*; item *at* first says it started (a file) and waits for *release*."""
     if x == at:

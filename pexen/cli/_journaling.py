@@ -25,9 +25,11 @@ from pexen.cli._collect import UsageError
 from pexen.cli._console import plural, printable
 from pexen.cli._select import Selection, with_providers
 from pexen.journal import Journal, ResumePlan, task_identity
+from pexen.sched._order import ORDERS as SCHED_ORDERS
 from pexen.trace import ChromeTrace
 
-ORDERS = ("priority", "slowest-first")
+# Sched(order=...)'s, and the journal's own (which orders the tasks as added)
+ORDERS = (*SCHED_ORDERS, "slowest-first")
 
 
 def journal_path(args: argparse.Namespace) -> Path | None:

@@ -125,6 +125,8 @@ def execute(
     pool: WorkerPool,
     report: RunReport,
     *,
+    capacity: Mapping[str, Any] | None = None,
+    order: str = "priority",
     verbosity: int = 0,
     exitfirst: bool = False,
     filtered: bool = False,
@@ -141,14 +143,16 @@ def execute(
     ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
     the output of the tasks whose ``id()`` is in *capture_ids* is captured.
     *observers* are told the run's events; *resume* is ``Sched.run``'s;
-    *expected* the seconds a journal expects of each task (by ``id()``).
+    *expected* the seconds a journal expects of each task (by ``id()``);
+    *capacity* is that of the counted resources (``pexen run --capacity``),
+    *order* the Sched's (``pexen run --order``).
     """
     run_tasks = [
         CapturingTask(task) if id(task) in capture_ids else task for task in tasks
     ]
     originals = {id(run): task for run, task in zip(run_tasks, tasks, strict=True)}
     names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
-    sched = Sched(run_tasks)
+    sched = Sched(run_tasks, capacity=capacity, order=order)
     progress = make_progress(console, verbosity, sched, pool, names, expected)
     report.started = datetime.datetime.now().astimezone()
     t_start = time.monotonic()

@@ -14,10 +14,12 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from pexen.sched._capacity import check_capacity, check_needs
 from pexen.sched._errors import SchedulerError
 from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
 from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
+from pexen.sched._order import check_order
 from pexen.sched._planner import CANCELLED, CARRIED, DONE, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import WorkerPool, check_count
 from pexen.sched._pools.thread import ThreadWorkerPool
@@ -33,9 +35,23 @@ class Sched:
     finished. A run can be driven while it goes on, from any thread:
     ``add_tasks``, ``pause``/``resume``, ``abort``, ``cancel``, ``resize``,
     ``observe`` and ``status``.
+
+    *capacity* maps counted resources to how much there is of each
+    (``{"gpu": 2, "mem_gb": 16}``), for the tasks' ``needs``; *order* is how
+    ready tasks of equal priority go: ``"priority"`` (in the order of
+    adding), ``"critical-path"`` (the longest chain of ``cost`` behind them
+    first) or ``"longest-first"`` (the highest ``cost`` first).
     """
 
-    def __init__(self, tasks: Iterable[Any] = ()) -> None:
+    def __init__(
+        self,
+        tasks: Iterable[Any] = (),
+        *,
+        capacity: Mapping[Any, Any] | None = None,
+        order: str = "priority",
+    ) -> None:
+        self._capacity = check_capacity(capacity)
+        self._order = check_order(order)
         self._tasks: dict[Any, Any] = {}  # task_key -> task
         self._shared: dict[str, Any] = {}
         self._running = False
@@ -114,8 +130,9 @@ class Sched:
 
         ``excinfo`` is None for an attempt that passed, ``duration`` the
         seconds it ran as its pool measured them (None where the pool cannot
-        tell). A task that did not run has no attempts. Raise KeyError for a
-        task this ``Sched`` does not have.
+        tell). A task retried has one pair per attempt, its last attempt's
+        last (during a run: the attempts so far). A task that did not run has
+        no attempts. Raise KeyError for a task this ``Sched`` does not have.
         """
         key = task_key(task)
         if key not in self._tasks:
@@ -127,9 +144,11 @@ class Sched:
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
+        retry = info.retry
+        tried = tuple(retry.attempts) if retry is not None else ()  # retried ones
         if info.state < DONE or info.state in (CANCELLED, CARRIED):
-            return ()
-        return ((info.excinfo, info.duration),)
+            return tried
+        return (*tried, (info.excinfo, info.duration))
 
     # -- driving a run live ------------------------------------------------------
 
@@ -244,8 +263,12 @@ class Sched:
         """The planner of a run, its graph checked (see ``_gc_paused``), and the
         tags its tasks provide."""
         with _gc_paused():
-            planner = Planner(self._tasks.values(), self._shared)
+            planner = Planner(
+                self._tasks.values(), self._shared, self._capacity, self._order
+            )
             provided = check_graph(planner.infos)
+            check_needs(planner.gated, self._capacity)
+            planner.apply_order()
         return planner, provided
 
     def run(
