@@ -318,6 +318,45 @@ def refuse_to_start(reason: str) -> None:
     raise RuntimeError(reason)
 
 
+def crash_the_first_time(*, path: str) -> str:
+    """Kill the worker at the first attempt (noted in *path*); pass after."""
+    try:
+        open(path, "x").close()
+    except FileExistsError:
+        return "passed again"
+    os._exit(3)
+
+
+def overrun_the_first_time(*, path: str) -> str:
+    """Hang past the timeout at the first attempt (noted in *path*); pass after."""
+    try:
+        open(path, "x").close()
+    except FileExistsError:
+        return "passed again"
+    hang()
+    return "never"
+
+
+def held_at(x, *, at, started, release):
+    """Return *x*; item *at* first says it started (a file) and waits for *release*."""
+    if x == at:
+        pathlib.Path(started).touch()
+        wait_for(release)
+    return x
+
+
+def busy_until_beats(x, *, counter, beats=20, deadline=10.0):
+    """CPU-bound until the heartbeat in file *counter* (a byte a beat) has beaten
+    *beats* times; return *x*, or None if it never did (the loop was blocked)."""
+    end = time.monotonic() + deadline
+    start = os.path.getsize(counter)
+    while os.path.getsize(counter) < start + beats:
+        sum(i * i for i in range(2_000))
+        if time.monotonic() > end:
+            return None
+    return x
+
+
 # -- work stealing: where and when each task ran -------------------------------
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pexen
 from pexen.journal._identity import DuplicateIdentityError, task_identity
-from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED, SKIPPED
+from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED, RETRIED, SKIPPED
 from pexen.sched._naming import CALLPATH_ATTR, task_name
 from pexen.sched._result import task_key
 from pexen.sched.meta import META_ATTR, SchedMeta
@@ -38,22 +38,29 @@ _COLUMNS = (
     "shared", "shared_note", "priority", "requires", "provides", "claims", "uses",
 )
 # The events a journal records: a task's start is worked out from its end and
-# duration, and a pause or a resize changes no row.
-RECORDED = frozenset(
-    {"run-started", "dispatched", "finished", "skipped", "aborting", "run-ended"}
-)
+# duration, and a pause or a resize changes no row. A "retrying" event ends an
+# attempt that runs again: its row is kept (outcome "retried") beside the next.
+RECORDED = frozenset({
+    "run-started", "dispatched", "finished", "retrying", "skipped", "aborting",
+    "run-ended",
+})
 _NO_META = ("0", None, None, None, None)  # priority, requires ... uses
 _INSERT = (
     f"INSERT INTO attempts ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
-# a row written in an earlier lot, found by its run and identity
+# a row written in an earlier lot, found by its run and identity: the one
+# still "dispatched" (the attempts before it of a task retried have ended)
 _FINISH = (
     "UPDATE attempts SET outcome = ?, started = ?, ended = ?, duration = ?, "
-    "worker = ?, exc_type = ?, exc_message = ?, traceback = ?, shared = ?, "
-    "shared_note = ? WHERE run = ? AND identity = ?"
+    "worker = ?, exc_type = ?, exc_message = ?, traceback = ?, reason = ?, "
+    f"shared = ?, shared_note = ? WHERE run = ? AND identity = ? "
+    f"AND outcome = '{DISPATCHED}'"
 )
-_SKIP = "UPDATE attempts SET outcome = ?, reason = ? WHERE run = ? AND identity = ?"
+_SKIP = (
+    "UPDATE attempts SET outcome = ?, reason = ? WHERE run = ? AND identity = ? "
+    f"AND outcome = '{DISPATCHED}'"
+)
 
 
 log = logging.getLogger("pexen.journal")
@@ -147,6 +154,7 @@ class Writer:
             "run-started": self._run_started,
             "dispatched": self._dispatched,
             "finished": self._finished,
+            "retrying": self._retrying,
             "skipped": self._skipped,
             "aborting": self._aborting,
             "run-ended": self._run_ended,
@@ -261,15 +269,17 @@ class Writer:
                          None, None, None, None, None, None, None, None, *described))
             recording.written.add(key)
         recording.dispatched.clear()
-        if rows:
-            self.conn.executemany(_INSERT, rows)
-            rows.clear()
+        # the rows of earlier lots first: a task retried in this lot may have a
+        # new row "dispatched" here, which those updates must not reach
         if recording.finished:
             self.conn.executemany(_FINISH, recording.finished)
             recording.finished.clear()
         if recording.skipped:
             self.conn.executemany(_SKIP, recording.skipped)
             recording.skipped.clear()
+        if rows:
+            self.conn.executemany(_INSERT, rows)
+            rows.clear()
 
     def _run_started(self, event: Any, shared: dict | None) -> None:
         self._write_rows()  # of a run that never told its end
@@ -336,7 +346,13 @@ class Writer:
                     return
             recording.dispatched[key] = (task, event.wall)
 
-    def _finished(self, event: Any, shared: dict | None) -> None:
+    def _retrying(self, event: Any, shared: dict | None) -> None:
+        """An attempt that failed and runs again: a row of its own."""
+        self._finished(event, shared, retried=True)
+
+    def _finished(self, event: Any, shared: dict | None, retried: bool = False) -> None:
+        """The row of an attempt that ended (*retried*: it failed and the task
+        runs again, as the event's reason says)."""
         recording = self._recording
         if recording is None:
             return
@@ -347,6 +363,7 @@ class Writer:
         started = None if duration is None else ended - duration
         excinfo = event.res.excinfo
         blob = note = exc_type = message = text = None
+        reason = event.reason if retried else None
         if excinfo is None:
             outcome = PASSED
             if shared:
@@ -354,7 +371,7 @@ class Writer:
                 if isinstance(meta, SchedMeta) and meta.provides:
                     blob, note = _pickled_shared(shared)
         else:
-            outcome = FAILED
+            outcome = RETRIED if retried else FAILED
             exc_type = excinfo.type.__qualname__
             message = _bounded(str(excinfo.val))
             text = _bounded("".join(traceback.format_exception(*excinfo)))
@@ -362,7 +379,8 @@ class Writer:
             recording.written.discard(key)
             recording.finished.append(
                 (outcome, started, ended, duration, event.worker, exc_type, message,
-                 text, blob, note, recording.run_id, recording.key2identity[key])
+                 text, reason, blob, note, recording.run_id,
+                 recording.key2identity[key])
             )
             return
         handed = recording.dispatched.pop(key, None)
@@ -370,7 +388,7 @@ class Writer:
         recording.rows.append((
             run, identity, name, callpath, outcome,
             None if handed is None else handed[1], started, ended, duration,
-            event.worker, exc_type, message, text, None, blob, note, *described,
+            event.worker, exc_type, message, text, reason, blob, note, *described,
         ))
 
     def _skipped(self, event: Any, shared: dict | None) -> None:

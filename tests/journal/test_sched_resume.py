@@ -3,6 +3,8 @@ run is not run again, and its shared state reaches its dependents."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from pexen.journal import Journal, JournalError
@@ -51,6 +53,23 @@ def test_what_passed_is_not_run_again_and_its_state_reaches_dependents(tmp_path)
     assert res.shared == {"url": "db://1", "tables": 3}
     assert sched.skipped == {}
     assert [len(sched.attempts(task)) for task in tasks] == [0, 0, 1, 0]
+
+
+def test_arun_resumes_as_run_does(tmp_path):
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
+    calls.clear()
+    sched = Sched(suite(calls))
+
+    async def main():
+        return [res async for res in sched.arun(resume=path)]
+
+    [res] = asyncio.run(main())
+    assert calls == ["report"]
+    assert res.shared == {"url": "db://1", "tables": 3}
+    assert sched.skipped == {}
 
 
 def test_resume_takes_a_journal_object_and_its_plan_is_recorded(tmp_path):

@@ -258,7 +258,9 @@ def never_returns():
         never_returns.started.set()
         gate.wait()
 
-    never_returns = types.SimpleNamespace(task=stuck, started=threading.Event())
+    never_returns = types.SimpleNamespace(
+        task=stuck, started=threading.Event(), gate=gate
+    )
     yield never_returns
     gate.set()
     for thread in threading.enumerate():
@@ -293,6 +295,10 @@ def test_a_task_that_never_returns_does_not_hang_the_run(never_returns):
     # abandoned: still running, and not waited for at exit
     thread = thread_named(never_returns.thread)
     assert thread.daemon
+    assert pool.abandoned_threads == (thread,)  # what pexen run ends it all for
+    never_returns.gate.set()
+    thread.join(DEADLINE)
+    assert pool.abandoned_threads == ()  # it returned
 
 
 def test_leaving_early_abandons_a_task_past_its_timeout(never_returns):
