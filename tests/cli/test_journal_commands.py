@@ -3,6 +3,7 @@ runs the tests set (``tests.journal._schedule``)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 
@@ -103,7 +104,7 @@ def test_forget_with_k_drops_the_matching_tasks_in_every_run(capsys, tmp_path):
     assert status == 0
     assert out == (f"forgot 4 results of 2 tasks in {path}; a run resumed from it "
                    "runs them again\n")
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         left = {row[0] for row in conn.execute("SELECT identity FROM attempts")}
     conn.close()
     assert left == {"db", "web", "api", "final", "report"}
@@ -132,7 +133,7 @@ def test_forget_with_a_pattern_matching_nothing_says_so(capsys, tmp_path):
 def test_history_says_a_killed_run_never_ended(capsys, tmp_path):
     path = tmp_path / "j.db"
     record(path)
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE runs SET ended = NULL")
         conn.execute("UPDATE attempts SET outcome = 'dispatched', duration = NULL "
                      "WHERE identity = 'final'")

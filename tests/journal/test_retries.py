@@ -5,6 +5,7 @@ trace; the task's last attempt decides what a resumed run does."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 from pexen.journal import Journal
@@ -48,7 +49,8 @@ def failure(message):
 
 
 def rows(path, sql, *params):
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+    uri = f"file:{path}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
         return conn.execute(sql, params).fetchall()
 
 

@@ -4,6 +4,7 @@ run is not run again, and its shared state reaches its dependents."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -109,7 +110,7 @@ def test_a_run_resumed_from_a_path_is_recorded_there(tmp_path):
     with Journal(path) as journal:
         list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
     list(Sched(suite(calls)).run(resume=path))
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         got = conn.execute(
             "SELECT run, outcome, count(*) FROM attempts GROUP BY run, outcome "
             "ORDER BY run, outcome"
