@@ -49,7 +49,7 @@ pexen_cli_parser = "pexen.cli._parser:build_parser"
 # as the API promises nothing about them.
 STDLIB = (
     r"(abc|collections\.abc|concurrent\.futures|os|types|typing|_pickle|"
-    r"subprocess|sqlite3)\..*"
+    r"subprocess|sqlite3|threading)\..*"
 )
 nitpick_ignore_regex = [
     ("py:.*", STDLIB),

@@ -1,4 +1,4 @@
-"""``pexen.map`` and ``pexen.starmap``: one function over many inputs, on a pool.
+"""``pexen.map``, ``pexen.starmap`` and their async twins ``amap``, ``astarmap``.
 
 Design
 ======
@@ -31,22 +31,38 @@ drives a pool directly, through the same four calls ``Sched`` uses (``start``,
   (``WorkerCrashError``, ``TaskTimeoutError``); with automatic chunks the size
   then drops to 1, so a further crash blames one item alone.
 
-Leaving the generator early stops the pool, dropping what is queued.
+* **Coroutine functions.** An ``async def`` *fn* makes async chunks
+  (``_AsyncChunk``), which await each item in turn: on an
+  ``AsyncWorkerPool`` (the default pool for them) the chunks run on its
+  event loop, elsewhere each on a loop of its own in the worker.
+* **The async twins.** ``amap`` and ``astarmap`` drive the pool through its
+  async calls (``start_async``, ``wait_async``, ``stop_async``), which never
+  block the event loop, with the same state (``_Run``); every
+  ``LOOP_SLICE`` seconds of handing out results they let the loop run.
+
+Leaving the generator early (or cancelling the task that consumes an async
+one) stops the pool, dropping what is queued.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
+from pexen.sched._calling import is_coroutine_task
 from pexen.sched._pools.base import Job, Outcome, WorkerPool, check_count
+from pexen.sched._pools.bridge import LOOP_SLICE
+from pexen.sched._pools.eventloop import AsyncWorkerPool
 from pexen.sched._pools.thread import ThreadWorkerPool
 
 CHUNK_TARGET = 0.001  # seconds of work a chunk aims at
 CHUNK_LIMIT = 8192  # items in a chunk, at most
+ASYNC_WORKERS = 100  # coroutines at once on the default pool of an async fn
 _DONE_ATTR = "pexen_done"  # on a chunk's exception: the results before it
 
 
@@ -78,6 +94,28 @@ class _Chunk:
                 append(fn(*args))
         except BaseException as exc:
             # an exception that takes no attributes: the chunk's items all fail
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, _DONE_ATTR, results)
+            raise
+        return results
+
+
+class _AsyncChunk(_Chunk):
+    """A chunk of an ``async def`` *fn*: each item's coroutine awaited in turn."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple:
+        return _AsyncChunk, (self.fn, self.args)
+
+    async def __call__(self) -> list[Any]:  # type: ignore[override]
+        fn = self.fn
+        results: list[Any] = []
+        append = results.append
+        try:
+            for args in self.args:
+                append(await fn(*args))
+        except BaseException as exc:
             with contextlib.suppress(AttributeError, TypeError):
                 setattr(exc, _DONE_ATTR, results)
             raise
@@ -124,14 +162,16 @@ def map(
 
     As the builtin ``map`` (it stops with the shortest iterable), but the
     calls run on *pool* (default: a ``ThreadWorkerPool`` with a worker per CPU
-    this process may use), results in input order (*ordered*) or as they
+    this process may use; for an ``async def`` *fn*, an
+    ``AsyncWorkerPool(100)``), results in input order (*ordered*) or as they
     finish. Inputs are read lazily. The first failure is raised, with its
     traceback from the worker, when its turn comes, and the rest is stopped;
     with *return_exceptions* the exception is yielded instead. *timeout* is
     each item's, in seconds. See the module's design notes for *chunksize*.
     """
     args = zip(*iterables)  # noqa: B905 - stops with the shortest, as map does
-    return _drive(fn, args, pool, ordered, chunksize, timeout, return_exceptions)
+    run = _prepare(fn, args, pool, ordered, chunksize, timeout, return_exceptions)
+    return run.go()
 
 
 def starmap(
@@ -145,11 +185,52 @@ def starmap(
     return_exceptions: bool = False,
 ) -> Iterator[Any]:
     """As :func:`map`, with each item of *iterable* the arguments of one call."""
-    return _drive(fn, (tuple(args) for args in iterable), pool, ordered, chunksize,
-                  timeout, return_exceptions)
+    run = _prepare(fn, (tuple(args) for args in iterable), pool, ordered, chunksize,
+                   timeout, return_exceptions)
+    return run.go()
 
 
-def _default_pool() -> WorkerPool:
+def amap(
+    fn: Callable[..., Any],
+    *iterables: Iterable[Any],
+    pool: WorkerPool | None = None,
+    ordered: bool = True,
+    chunksize: int | None = None,
+    timeout: float | None = None,
+    return_exceptions: bool = False,
+) -> AsyncIterator[Any]:
+    """As :func:`map`, as an async generator: ``async for result in amap(...)``.
+
+    The event loop is never blocked on the pool: an ``AsyncWorkerPool`` runs
+    the calls on this very loop, any other pool is driven from a thread of
+    its own. Cancelling the task that consumes it, or leaving the
+    ``async for`` early, stops the pool (use ``contextlib.aclosing`` to have
+    that happen at once, not when the generator is collected).
+    """
+    args = zip(*iterables)  # noqa: B905 - stops with the shortest, as map does
+    run = _prepare(fn, args, pool, ordered, chunksize, timeout, return_exceptions)
+    return run.ago()
+
+
+def astarmap(
+    fn: Callable[..., Any],
+    iterable: Iterable[Iterable[Any]],
+    *,
+    pool: WorkerPool | None = None,
+    ordered: bool = True,
+    chunksize: int | None = None,
+    timeout: float | None = None,
+    return_exceptions: bool = False,
+) -> AsyncIterator[Any]:
+    """As :func:`amap`, with each item of *iterable* the arguments of one call."""
+    run = _prepare(fn, (tuple(args) for args in iterable), pool, ordered, chunksize,
+                   timeout, return_exceptions)
+    return run.ago()
+
+
+def _default_pool(fn: Callable[..., Any]) -> WorkerPool:
+    if is_coroutine_task(fn):
+        return AsyncWorkerPool(workers=ASYNC_WORKERS)
     try:
         cpus = len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):  # no affinity on this platform
@@ -157,7 +238,7 @@ def _default_pool() -> WorkerPool:
     return ThreadWorkerPool(workers=cpus)
 
 
-def _drive(
+def _prepare(
     fn: Callable[..., Any],
     args: Iterator[tuple],
     pool: WorkerPool | None,
@@ -165,16 +246,17 @@ def _drive(
     chunksize: int | None,
     timeout: float | None,
     return_exceptions: bool,
-) -> Iterator[Any]:
+) -> _Run:
+    """Check the arguments at once (not at the first result); make the map's state."""
     if not callable(fn):
         raise TypeError(f"map: fn={fn!r} is not callable")
     if chunksize is not None:
         check_count("chunksize", chunksize, 1)
     if pool is None:
-        pool = _default_pool()
+        pool = _default_pool(fn)
     elif not isinstance(pool, WorkerPool):
         raise TypeError(f"map: pool={pool!r}: expected a WorkerPool instance")
-    return _Run(fn, args, pool, ordered, chunksize, timeout, return_exceptions).go()
+    return _Run(fn, args, pool, ordered, chunksize, timeout, return_exceptions)
 
 
 class _Run:
@@ -205,6 +287,8 @@ class _Run:
         self.next_out = 0  # of the next result to yield (ordered)
         self.exhausted = False
         self.failure: int | None = None  # index of the first failure, raising
+        self.chunk = _AsyncChunk if is_coroutine_task(fn) else _Chunk
+        self.send: Callable[[Job], None] = pool.submit  # where new jobs go
 
     def go(self) -> Iterator[Any]:
         pool = self.pool
@@ -215,19 +299,49 @@ class _Run:
                 self._hand_out()
                 if not self.out:
                     break
-                outcomes = pool.wait()
-                if outcomes and len(outcomes[0]) == 4:  # a pool that does not time
-                    outcomes = [Outcome(*outcome) for outcome in outcomes]
-                pool.tune(outcomes)
-                for outcome in outcomes:
-                    for results, clean in self._collect(outcome):
-                        if clean:  # the usual case: the list, at C speed
-                            yield from results
-                        else:
-                            yield from self._emit(results)
+                for results, clean in self._take(pool.wait()):
+                    if clean:  # the usual case: the list, at C speed
+                        yield from results
+                    else:
+                        yield from self._emit(results)
             finished = True
         finally:
             pool.stop(cancel=not finished)
+
+    async def ago(self) -> AsyncIterator[Any]:
+        """:meth:`go` for an event loop: the pool's async calls, jobs handed
+        over with each wait, and the loop let run every ``LOOP_SLICE`` seconds."""
+        pool = self.pool
+        jobs: list[Job] = []
+        self.send = jobs.append
+        await pool.start_async()
+        finished = False
+        now = time.monotonic
+        try:
+            while True:
+                self._hand_out()
+                if not self.out:
+                    break
+                handed, jobs[:] = list(jobs), []
+                outcomes = await pool.wait_async(handed)
+                pause_at = now() + LOOP_SLICE
+                for results, clean in self._take(outcomes):
+                    for result in results if clean else self._emit(results):
+                        yield result
+                        if now() >= pause_at:  # others on the loop get a turn
+                            await asyncio.sleep(0)
+                            pause_at = now() + LOOP_SLICE
+            finished = True
+        finally:
+            await pool.stop_async(cancel=not finished)
+
+    def _take(self, outcomes: list) -> Iterator[tuple[list[Any], bool]]:
+        """Learn from a batch of outcomes; yield the result lists whose turn it is."""
+        if outcomes and len(outcomes[0]) == 4:  # a pool that does not time
+            outcomes = [Outcome(*outcome) for outcome in outcomes]
+        self.pool.tune(outcomes)
+        for outcome in outcomes:
+            yield from self._collect(outcome)
 
     def _hand_out(self) -> None:
         """Submit chunks while there is room and input (and no failure)."""
@@ -249,7 +363,7 @@ class _Run:
         key = next(self.keys)
         timeout = None if self.timeout is None else self.timeout * len(chunk)
         self.out[key] = (index, chunk)
-        self.pool.submit(Job(key, _Chunk(self.fn, chunk), False, {}, {}, timeout))
+        self.send(Job(key, self.chunk(self.fn, chunk), False, {}, {}, timeout))
 
     def _collect(self, outcome: Outcome) -> list[tuple[list[Any], bool]]:
         """Take one chunk's outcome; return the result lists whose turn it is,

@@ -1,12 +1,13 @@
 """The process table, read from ``/proc`` (Linux), and killing process trees.
 
 Whoever must leave nothing running uses it: a ``FileTask`` whose script timed
-out, ``pexen run`` abandoning its tasks, and the watchdog cleaning up after a
-killed ``pexen run`` (``pexen._watchdog``). A pid alone may name another
-process by the time it is used; a pid with its start time names one process
-for good. Only the standard library is imported here, as the watchdog runs
-it with nothing else on its path. Without ``/proc`` the table is empty: only
-the processes named are killed, not their descendants.
+out, ``pexen run`` ending a run it did not wait for, and the watchdog
+cleaning up after a killed ``pexen run`` (both in ``pexen._watchdog``). A
+pid alone may name another process by the time it is used; a pid with its
+start time names one process for good. Only the standard library is
+imported here, as the watchdog runs it with nothing else on its path.
+Without ``/proc`` the table is empty: only the processes named are killed,
+not their descendants.
 """
 
 from __future__ import annotations
@@ -121,13 +122,3 @@ def kill_trees(roots: Iterable[int], spare: Collection[int] = ()) -> set[int]:
 def kill_process_tree(pid: int) -> None:
     """SIGKILL *pid* and every process below it."""
     kill_trees([pid])
-
-
-def kill_descendants(pid: int, spare: Collection[int] = ()) -> set[int]:
-    """SIGKILL every process below *pid* (never *pid* itself) but *spare*, and
-    CPython's helpers among its children (whose own descendants do die)."""
-    table = snapshot()
-    helpers = {
-        p.pid for p in table.values() if p.ppid == pid and is_cpython_helper(p.pid)
-    }
-    return kill_trees([pid], {pid, *spare, *helpers})

@@ -50,6 +50,15 @@ script's next command and other users' processes carry no id and were never
 below the runner. A process that started less than a scan before the
 runner's death, cleared its environment and left the runner's tree is
 missed. Linux only: elsewhere ``guard()`` starts nothing.
+
+The runner's own sweep
+----------------------
+A run that ends without having waited for all of its tasks (interrupted by
+a signal, or leaving threads abandoned) kills the same set itself, at its
+end and before it dismisses the watchdog (``RunGuard.sweep``): below the
+runner instead of what a scan saw, as the runner is alive to look. Then
+nothing the run started is left once ``pexen run`` returns, but what an
+abandoned thread starts in the moment between the sweep and its exit.
 """
 
 from __future__ import annotations
@@ -134,13 +143,40 @@ def _start(run_id: str) -> Watchdog:
     return Watchdog(proc, write_end)
 
 
+class RunGuard:
+    """What ``guard()`` yields: the run's id (None: not marked, not Linux) and
+    its watchdog (None: there is none)."""
+
+    def __init__(self, run_id: str | None, watchdog: Watchdog | None) -> None:
+        self.run_id = run_id
+        self.watchdog = watchdog
+
+    def sweep(self) -> set[int]:
+        """Kill what the run left running, now; return the pids killed.
+
+        For a run that ends without waiting for all of its tasks (interrupted,
+        or with threads abandoned): every process below this one and every
+        process carrying the run's id, with their descendants, as the
+        watchdog would once this process had died. Never this process, the
+        watchdog, nor CPython's helpers (their descendants do die).
+        """
+        if self.run_id is None:
+            return set()
+        victims, spared = leftovers(self.run_id, {}, below=os.getpid())
+        if self.watchdog is not None:
+            victims.discard(self.watchdog.pid)
+            spared.add(self.watchdog.pid)
+        # the spared are roots too: what they fork meanwhile dies
+        return kill_trees(victims | spared, spare=spared)
+
+
 @contextlib.contextmanager
-def guard() -> Iterator[Watchdog | None]:
+def guard() -> Iterator[RunGuard]:
     """Mark everything this process starts meanwhile as this run's, and have a
-    watchdog kill it should this process die; yield the watchdog (None where
-    there is none: not Linux, or it could not be started, with a warning)."""
+    watchdog kill it should this process die (where there is ``/proc``: Linux;
+    if the watchdog cannot be started, a warning says so)."""
     if not (sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")):
-        yield None
+        yield RunGuard(None, None)
         return
     run_id = f"{os.getpid()}-{os.urandom(6).hex()}"
     outer = os.environ.get(ENV)
@@ -159,7 +195,7 @@ def guard() -> Iterator[Watchdog | None]:
                 stacklevel=3,
             )
         try:
-            yield watchdog
+            yield RunGuard(run_id, watchdog)
         finally:
             if watchdog is not None:
                 watchdog.dismiss()
@@ -200,13 +236,18 @@ def scan(runner: int, seen: dict[int, int]) -> None:
     seen.pop(os.getpid(), None)
 
 
-def leftovers(run_id: str, seen: dict[int, int]) -> tuple[set[int], set[int]]:
-    """What to kill: the processes carrying *run_id*, and those *seen* that
-    still are the same; and, apart, CPython's helpers among them, to spare."""
+def leftovers(
+    run_id: str, seen: dict[int, int], below: int | None = None
+) -> tuple[set[int], set[int]]:
+    """What to kill: the processes carrying *run_id*, those *seen* that still
+    are the same, and those *below* a process; and, apart, CPython's helpers
+    among them, to spare. Never this process."""
     table = snapshot()
     found = {pid for pid, start in seen.items()
              if (proc := table.get(pid)) is not None and proc.start == start}
     found |= {pid for pid in table if carries(pid, run_id)}
+    if below is not None:
+        found |= descendants(table, [below])
     found.discard(os.getpid())
     helpers = {pid for pid in found if is_cpython_helper(pid)}
     return found - helpers, helpers

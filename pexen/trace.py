@@ -4,7 +4,8 @@ chrome://tracing.
 An observer for ``Sched.observe``. It writes the JSON Array Format of the
 trace-event format: one track per worker with a complete slice (``"X"``)
 per task attempt, named by the task's display name, with its priority,
-tags, locks and outcome as ``args``; an instant event per skipped task and
+tags, locks and outcome as ``args`` (``"retried"`` for an attempt that
+failed and ran again); an instant event per skipped task and
 per change of the whole run (pause, abort, resize); a counter of the tasks
 running, queued in the pool and waiting. Each event is written and flushed
 as it comes, so a run killed midway leaves a file the viewers open (the
@@ -142,6 +143,9 @@ class ChromeTrace:
                 self._counter(event.time)
             elif kind == "finished":
                 self._finished(event)
+            elif kind == "retrying":  # an attempt's span; the next one is counted anew
+                self._finished(event, "retried")
+                self._n_out -= 1
             elif kind == "skipped":
                 self._n_out += 1
                 self._instant(event.time, f"skipped: {event.name}",
@@ -169,7 +173,8 @@ class ChromeTrace:
         self._instant(event.time, "run started", args)
         self._counter(event.time)
 
-    def _finished(self, event: Any) -> None:
+    def _finished(self, event: Any, failed: str = "failed") -> None:
+        """The span of an attempt that ended (*failed*: its outcome if it failed)."""
         key = task_key(event.task)
         dispatched = self._key2dispatched.pop(key, event.time)
         start, worker = self._key2start.pop(key, (None, event.worker))
@@ -192,7 +197,7 @@ class ChromeTrace:
         if excinfo is None:
             args["outcome"] = "passed"
         else:
-            args["outcome"] = "failed"
+            args["outcome"] = failed
             args["error"] = f"{excinfo.type.__qualname__}: {excinfo.val}"
         self._write({"ph": "X", "pid": PID, "tid": tid, "name": event.name,
                      "cat": args["outcome"], "ts": self._us(start),

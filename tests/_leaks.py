@@ -156,3 +156,23 @@ def kill_all(procs: dict[int, int]) -> None:
     for pid in still_running(procs):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def of_run(runner: int) -> dict[int, str]:
+    """The live processes of the ``pexen run`` whose pid is *runner*: those
+    whose ``PEXEN_RUN_ID`` names one of its runs (ids start with its pid)."""
+    prefix = f"{runner}-".encode()
+    _, what = _proc_table()
+    found = {}
+    for pid, name in what.items():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        for entry in environ:
+            if entry.startswith(b"PEXEN_RUN_ID="):
+                ids = entry[len(b"PEXEN_RUN_ID="):].split()
+                if any(run_id.startswith(prefix) for run_id in ids) and alive(pid):
+                    found[pid] = name
+    return found

@@ -29,5 +29,6 @@ def _process_kind(method: str):
 POOL_KINDS = [
     ("inline", lambda workers=1, spare=1: pool.InlineWorkerPool()),
     ("thread", lambda workers=1, spare=1: pool.ThreadWorkerPool(workers, spare)),
+    ("async", lambda workers=1, spare=1: pool.AsyncWorkerPool(workers, spare)),
     *[_process_kind(method) for method in START_METHODS],
 ]

@@ -202,9 +202,25 @@ def hang() -> None:
     time.sleep(DEADLINE)
 
 
-def hang_with_sigalrm_blocked() -> None:
+def hang_with_sigalrm_blocked(**_data: object) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     time.sleep(DEADLINE)
+
+
+class LoadsSlowly:
+    """A value whose unpickling, in a worker, waits for the file *gate*: the
+    job it comes with stays in its loading phase until then."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def __reduce__(self):
+        return (_loaded_once, (self.gate,))
+
+
+def _loaded_once(gate: str) -> str:
+    wait_for(gate)
+    return gate
 
 
 def hang_in_subprocess(*, pidfile: str) -> None:
@@ -300,3 +316,64 @@ def initialized() -> tuple[int, list]:
 
 def refuse_to_start(reason: str) -> None:
     raise RuntimeError(reason)
+
+
+def crash_the_first_time(*, path: str) -> str:
+    """Kill the worker at the first attempt (noted in *path*); pass after."""
+    try:
+        open(path, "x").close()
+    except FileExistsError:
+        return "passed again"
+    os._exit(3)
+
+
+def overrun_the_first_time(*, path: str) -> str:
+    """Hang past the timeout at the first attempt (noted in *path*); pass after."""
+    try:
+        open(path, "x").close()
+    except FileExistsError:
+        return "passed again"
+    hang()
+    return "never"
+
+
+def held_at(x, *, at, started, release):
+    """Return *x*; item *at* first says it started (a file) and waits for *release*."""
+    if x == at:
+        pathlib.Path(started).touch()
+        wait_for(release)
+    return x
+
+
+def busy_until_beats(x, *, counter, beats=20, deadline=10.0):
+    """CPU-bound until the heartbeat in file *counter* (a byte a beat) has beaten
+    *beats* times; return *x*, or None if it never did (the loop was blocked)."""
+    end = time.monotonic() + deadline
+    start = os.path.getsize(counter)
+    while os.path.getsize(counter) < start + beats:
+        sum(i * i for i in range(2_000))
+        if time.monotonic() > end:
+            return None
+    return x
+
+
+# -- work stealing: where and when each task ran -------------------------------
+
+
+def stamped(*, name: str) -> tuple[str, int, float, float, bool]:
+    """Return *name*, this pid, and when it started and ended (monotonic)."""
+    start = time.monotonic()
+    return name, os.getpid(), start, time.monotonic(), True
+
+
+def gated(*, name: str, gate: str) -> tuple[str, int, float, float, bool]:
+    """Wait for the file *gate*; the same as ``stamped``, and whether it came."""
+    start = time.monotonic()
+    came = wait_for(gate)
+    return name, os.getpid(), start, time.monotonic(), came
+
+
+def once(*, path: str) -> int:
+    """Create *path*, which must not exist: a task run twice fails."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    return os.getpid()

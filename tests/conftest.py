@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
 
@@ -39,3 +40,23 @@ def no_leaks():
     yield
     if problems := check.problems():
         pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def refuse_thread(monkeypatch):
+    """``refuse_thread(n)``: starting pexen's *n*-th thread fails as CPython's does."""
+    real_start = threading.Thread.start
+    counted = []
+
+    def refuse(n):
+        def start(self):
+            if self.name.startswith("pexen-worker-"):
+                counted.append(self.name)
+                if len(counted) >= n:
+                    # what CPython raises when the system will not make a thread
+                    raise RuntimeError("can't start new thread")
+            real_start(self)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+
+    return refuse

@@ -20,7 +20,7 @@ from tests._docs import FENCE, examples
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 ADDRESS = re.compile(r"\b0x[0-9a-f]+\b")
-PAGES = ["scheduler.md", "task-meta.md", "map.md"]
+PAGES = ["scheduler.md", "task-meta.md", "map.md", "async.md"]
 
 
 

@@ -27,12 +27,13 @@ SPEC_META = {
 # the pools of SPEC §5, the engine pools (imported lazily) included
 SPEC_POOL = {
     "WorkerPool", "InlineWorkerPool", "ThreadWorkerPool", "ProcessWorkerPool",
+    "AsyncWorkerPool",  # §9
     "ExecutorWorkerPool", "DaskWorkerPool", "MPIWorkerPool",
 }
 
 # deliberate additions beyond SPEC.md
 EXTRA_PEXEN = {"__version__"}
-SPEC_PEXEN |= {"map", "starmap"}  # §9; amap and astarmap come with arun
+SPEC_PEXEN |= {"map", "starmap", "amap", "astarmap"}  # §9
 EXTRA_META = {"MetaError"}
 EXTRA_SCHED = {
     "UnrunTasksWarning", "UnusedTagWarning", "PoolWarning",  # PexenWarning's kinds

@@ -6,6 +6,7 @@ import functools
 import math
 import re
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -38,6 +39,11 @@ def test_defaults():
     assert m.priority == 0
     assert m.kwargs == {}
     assert m.timeout is None
+    assert m.needs == {}
+    assert m.cost == 1
+    assert (m.retries, m.retry_on, m.retry_delay, m.retry_backoff) == (
+        0, (Exception,), 0, 1
+    )
 
 
 def test_defaults_are_not_shared_between_instances():
@@ -198,6 +204,128 @@ def test_setting_a_field_converts_and_validates():
         m.provides = "x"
     with pytest.raises(MetaError, match="timeout"):
         m.timeout = -1
+
+
+# -- counted resources, cost, retries (SPEC §11) ---------------------------
+
+
+def test_needs_are_copied_to_a_dict():
+    given = {"gpu": 1, "mem_gb": 0.5, "seats": Fraction(1, 3)}
+    m = SchedMeta(needs=given)
+    given["gpu"] = 2
+    assert m.needs == {"gpu": 1, "mem_gb": 0.5, "seats": Fraction(1, 3)}
+    assert type(m.needs) is dict
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (["gpu"], "expected a mapping of resource -> amount, as "
+                  "needs={'gpu': 1, 'mem_gb': 8}; got list"),
+        ("gpu", "expected a mapping of resource -> amount"),
+        ({"gpu": 0}, "the amount of 'gpu': expected a positive amount (leave the "
+                     "resource out for none)"),
+        ({"gpu": -1}, "the amount of 'gpu': expected a positive amount"),
+        ({"gpu": True}, "the amount of 'gpu': expected a number, got bool"),
+        ({"gpu": "1"}, "the amount of 'gpu': expected a number, got str"),
+        ({"mem": math.nan}, "the amount of 'mem': expected a finite number"),
+        ({"mem": math.inf}, "the amount of 'mem': expected a finite number"),
+    ],
+    ids=repr,
+)
+def test_needs_wrong_type_or_amount(value, problem):
+    with pytest.raises(MetaError, match=re.escape(f"needs={value!r}: {problem}")):
+        SchedMeta(needs=value)
+
+
+@pytest.mark.parametrize("value", [0, 1, 2.5, Fraction(1, 2), 10**30])
+def test_cost_accepts_numbers_of_zero_or_more(value):
+    assert SchedMeta(cost=value).cost == value
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(-1, "expected a cost of 0 or more"), (math.nan, "expected a finite number"),
+     (math.inf, "expected a finite number"), ("1", "expected a number, got str"),
+     (True, "expected a number, got bool"), (None, "expected a number")],
+    ids=repr,
+)
+def test_cost_refused(value, problem):
+    with pytest.raises(MetaError, match=f"^{re.escape(f'cost={value!r}: {problem}')}"):
+        SchedMeta(cost=value)
+
+
+def test_retries_take_an_int_of_zero_or_more():
+    assert SchedMeta(retries=3).retries == 3
+    with pytest.raises(MetaError, match=r"^retries=-1: expected 0 or more$"):
+        SchedMeta(retries=-1)
+    for value in (1.0, True, "2"):
+        message = re.escape(f"retries={value!r}: expected how many times a failed "
+                            f"task may run again (an int), got {type(value).__name__}")
+        with pytest.raises(MetaError, match=f"^{message}$"):
+            SchedMeta(retries=value)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [(OSError, (OSError,)), ([OSError, TimeoutError], (OSError, TimeoutError)),
+     ((), ()), (iter([KeyError]), (KeyError,)),
+     ((sched.TaskFailError,), (sched.TaskFailError,))],
+    ids=["one class", "list", "none", "iterator", "TaskFailError"],
+)
+def test_retry_on_is_stored_as_a_tuple_of_classes(given, stored):
+    assert SchedMeta(retry_on=given).retry_on == stored
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("OSError", "retry_on='OSError': expected exception classes, as "
+                 "retry_on=(OSError, TimeoutError); got str"),
+     (3, "retry_on=3: expected exception classes"),
+     ([OSError, 3], "retry_on=[<class 'OSError'>, 3]: 3 is not an exception "
+                    "class; give the classes themselves, as retry_on=(OSError,)"),
+     ((OSError("x"),), "OSError('x') is not an exception class"),
+     ((int,), "<class 'int'> is not an exception class")],
+    ids=repr,
+)
+def test_retry_on_refuses_what_is_not_exception_classes(value, message):
+    with pytest.raises(MetaError, match=re.escape(message)):
+        SchedMeta(retry_on=value)
+
+
+def test_retry_delay_and_backoff():
+    m = SchedMeta(retry_delay=0.5, retry_backoff=2)
+    assert (m.retry_delay, m.retry_backoff) == (0.5, 2)
+    refused = {
+        "retry_delay=-1: expected seconds, 0 or more": {"retry_delay": -1},
+        "retry_delay=inf: expected a finite number": {"retry_delay": math.inf},
+        "retry_delay=10000000000.0: at most 3.1536e+07 s (a year)": {
+            "retry_delay": 1e10
+        },
+        "retry_delay='1': expected a number, got str": {"retry_delay": "1"},
+        "retry_backoff=0.5: expected a multiplier of 1 or more (1 keeps the "
+        "delay, 2 doubles it after each attempt)": {"retry_backoff": 0.5},
+        "retry_backoff=nan: expected a finite number": {"retry_backoff": math.nan},
+    }
+    for message, fields in refused.items():
+        with pytest.raises(MetaError, match=f"^{re.escape(message)}$"):
+            SchedMeta(**fields)
+
+
+def test_new_fields_are_checked_when_set_and_name_the_task():
+    def gpu_job():
+        pass
+
+    meta = assign_val(gpu_job, needs={"gpu": 1}, retries=2)
+    with pytest.raises(MetaError, match=r"^task 'test_new_fields_are_checked_when"
+                       r"_set_and_name_the_task.<locals>.gpu_job': needs=\['gpu'\]"):
+        assign_val(gpu_job, needs=["gpu"])
+    with pytest.raises(MetaError, match=r"^cost=-2: "):
+        meta.cost = -2
+    meta.retry_on = ValueError
+    assert (meta.needs, meta.retries, meta.cost, meta.retry_on) == (
+        {"gpu": 1}, 2, 1, (ValueError,)
+    )
 
 
 # -- attaching metadata ----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import pytest
@@ -15,11 +16,16 @@ def provider():
     pass
 
 
-@pytest.mark.parametrize("how", ["check", "run"])
+@pytest.mark.parametrize("how", ["check", "run", "arun"])
 def test_a_graph_warning_points_at_the_caller(how):
     sched = Sched([provider])
     with pytest.warns(UnusedTagWarning) as record:
-        sched.check() if how == "check" else list(sched.run())
+        if how == "check":
+            sched.check()
+        elif how == "run":
+            list(sched.run())
+        else:
+            asyncio.run(sched.arun().aclose())
     assert record[0].filename == __file__
 
 

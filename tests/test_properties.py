@@ -9,6 +9,7 @@ success, a plain exception, or ``TaskFailError`` with random ``deps_ok`` and
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import warnings
@@ -92,16 +93,35 @@ def make_task(spec: Spec, rec: Recorder):
         start = rec.tick()
         for _ in range(50):  # a little work, so that overlaps could show
             pass
-        end = rec.tick()
-        with rec.lock:
-            rec.runs.append((spec.index, start, end))
-        if spec.outcome == "raise":
-            raise RuntimeError(f"task {spec.index} fails")
-        if spec.outcome == "fail":
-            raise TaskFailError("controlled", deps_ok=spec.deps_ok,
-                                locks_ok=spec.locks_ok)
-        return spec.index
+        return end(spec, rec, start)
 
+    return with_meta(fn, spec)
+
+
+def make_coroutine_task(spec: Spec, rec: Recorder):
+    async def fn():
+        start = rec.tick()
+        for _ in range(3):  # others on the loop run meanwhile: overlaps could show
+            await asyncio.sleep(0)
+        return end(spec, rec, start)
+
+    return with_meta(fn, spec)
+
+
+def end(spec: Spec, rec: Recorder, start: int):
+    """Record the run of *spec*'s task, then end it as *spec* says."""
+    stop = rec.tick()
+    with rec.lock:
+        rec.runs.append((spec.index, start, stop))
+    if spec.outcome == "raise":
+        raise RuntimeError(f"task {spec.index} fails")
+    if spec.outcome == "fail":
+        raise TaskFailError("controlled", deps_ok=spec.deps_ok,
+                            locks_ok=spec.locks_ok)
+    return spec.index
+
+
+def with_meta(fn, spec: Spec):
     fn.__name__ = fn.__qualname__ = f"task{spec.index}"
     assign_val(fn, requires=spec.requires, provides=spec.provides,
                claims=spec.claims, uses=spec.uses, priority=spec.priority)
@@ -140,13 +160,18 @@ def serial_order(specs: list[Spec]) -> list[int]:
             kept.append(spec)
 
 
-def run_graph(specs: list[Spec], pool):
+def run_graph(specs: list[Spec], pool, make=make_task, drive="run"):
+    """Run the tasks of *specs* on *pool*, by ``Sched.run`` or ``Sched.arun``."""
     rec = Recorder()
-    tasks = [make_task(spec, rec) for spec in specs]
+    tasks = [make(spec, rec) for spec in specs]
     s = sched.Sched(tasks)
+
+    async def collect():
+        return [res async for res in s.arun(pool=pool)]
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = list(s.run(pool=pool))
+        results = list(s.run(pool=pool)) if drive == "run" else asyncio.run(collect())
     assert [t.name for t in threading.enumerate() if t.name.startswith("pexen-")] == []
     pexen_warnings = [str(w.message) for w in caught
                       if issubclass(w.category, PexenWarning)]
@@ -251,6 +276,17 @@ SETTINGS = settings(
 def test_random_graphs(kind, specs, workers, spare):
     pool = POOLS[kind](workers, spare)
     outcome = run_graph(specs, pool)
+    check_invariants(specs, *outcome)
+
+
+@pytest.mark.parametrize("drive", ["run", "arun"])
+@SETTINGS
+@given(specs=graphs(), workers=st.integers(1, 4), spare=st.integers(0, 2))
+def test_random_graphs_of_coroutines(drive, specs, workers, spare):
+    """AsyncWorkerPool with locks and dependencies: on its own loop (run) and
+    on the caller's (arun)."""
+    pool = sched.pool.AsyncWorkerPool(workers, spare)
+    outcome = run_graph(specs, pool, make=make_coroutine_task, drive=drive)
     check_invariants(specs, *outcome)
 
 

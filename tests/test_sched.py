@@ -571,12 +571,14 @@ def poll_for(pred, timeout=DEADLOCK):
 def joining(thread_id):
     """Whether the thread *thread_id* waits for the pool's threads to end.
 
-    That is a ``join()``, or the thread pool's ``_await_threads``, which
-    waits for its threads' farewells (after the queue was dropped).
+    That is a ``join()``, the thread pool's ``_await_threads``, which waits
+    for its threads' farewells (after the queue was dropped), or the async
+    pool's ``_await_shutdown``, which waits for its loop to stop the run
+    (after it stopped starting jobs).
     """
     frame = sys._current_frames().get(thread_id)
     while frame is not None:
-        if frame.f_code.co_name in ("join", "_await_threads"):
+        if frame.f_code.co_name in ("join", "_await_threads", "_await_shutdown"):
             return True
         frame = frame.f_back
     return False
@@ -587,13 +589,14 @@ def test_stopped_while_tasks_run_drops_the_queue(make_pool):
     require_in_process(pool)
     if not pool.spare:
         pytest.skip("no spare tasks queued, nothing to drop")
-    gate = threading.Event()
+    gate, running = threading.Event(), threading.Event()
     log = []
 
     def make(i):
         def fn():
             log.append(i)
             if i == 1:
+                running.set()
                 gate.wait(DEADLOCK)
             return i
 
@@ -603,6 +606,8 @@ def test_stopped_while_tasks_run_drops_the_queue(make_pool):
     s = sched.Sched(tasks)
     gen = s.run(pool=pool)
     assert next(gen).ret == 0
+    # 1 is running (else, its worker slow to take it up, close() could drop it)
+    assert running.wait(DEADLOCK)
     me = threading.get_ident()
 
     seen_joining = []

@@ -5,6 +5,7 @@ what is never killed, and a program using ``guard()`` killed by SIGKILL.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import textwrap
 import pytest
 
 from pexen import PexenWarning
-from pexen._proctree import kill_descendants, read_proc
+from pexen._proctree import read_proc
 from pexen._watchdog import ENV, carries, guard, leftovers, scan
 from tests._leaks import alive, below, cpython_helpers, kill_all, still_running
 from tests.cli._cli import REPO, poll_for
@@ -93,41 +94,65 @@ def test_leftovers_spare_cpython_helpers_and_reused_pids():
         _end(sleeper)
 
 
-def test_kill_descendants_spares_the_caller_and_cpython_helpers(tmp_path):
-    import multiprocessing.forkserver
+SWEPT = """
+    import json, multiprocessing.forkserver, os, pathlib, subprocess, sys
+    from pexen._watchdog import guard
 
-    multiprocessing.forkserver.ensure_running()
-    helpers = cpython_helpers()
-    others = set(below(os.getpid())) - set(helpers)  # not this test's to kill
-    pid_file = tmp_path / "child.pid"
-    shell = subprocess.Popen(["sh", "-c", f'sleep 300 & echo $! > "{pid_file}"; wait'])
-    spared = _sleep()
+    here = pathlib.Path(sys.argv[1])
+    with guard() as run:
+        multiprocessing.forkserver.ensure_running()  # one of CPython's helpers
+        child = subprocess.Popen(["sleep", "300"])
+        # a shell's background child outlives the shell and leaves our tree
+        subprocess.run(["sh", "-c", f'sleep 300 & echo $! > "{here}/orphan.pid"'])
+        orphan = int((here / "orphan.pid").read_text())
+        killed = run.sweep()
+        alive = run.watchdog.proc.poll() is None
+        print(json.dumps({"killed": sorted(killed), "child": child.pid,
+                          "orphan": orphan, "watchdog_alive": alive}))
+        child.wait()
+"""
+
+
+def test_a_sweep_kills_what_the_run_left_and_nothing_else(tmp_path):
+    # what pexen run does when it did not wait for its tasks
+    script = tmp_path / "swept.py"
+    script.write_text(textwrap.dedent(SWEPT))
+    bystander = _sleep()  # neither below the run nor carrying its id
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        assert poll_for(lambda: pid_file.exists() and pid_file.read_text())
-        child = int(pid_file.read_text())
-        killed = kill_descendants(os.getpid(), [spared.pid, *others])
-        assert {shell.pid, child} <= killed
-        assert not killed & {os.getpid(), spared.pid, *helpers}
-        assert shell.wait(30) == -signal.SIGKILL
-        assert poll_for(lambda: not alive(child))
-        assert all(alive(pid) for pid in helpers) and spared.poll() is None
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        told = json.loads(out)
+        assert set(told["killed"]) == {told["child"], told["orphan"]}
+        assert told["watchdog_alive"]  # dismissed at the end, as ever
+        assert poll_for(lambda: not alive(told["orphan"]))
+        assert bystander.poll() is None
     finally:
-        _end(spared)
-        if shell.poll() is None:
-            _end(shell)
+        if proc.poll() is None:
+            _end(proc)
+        _end(bystander)
 
 
 def test_a_dismissed_watchdog_kills_nothing():
     # a normal end: a task's deliberate background process is left alone
     before = os.environ.get(ENV)
-    with guard() as watchdog:
+    with guard() as run:
+        watchdog = run.watchdog
         assert watchdog is not None
-        run_id = os.environ[ENV].split()[-1]
+        assert run.run_id == os.environ[ENV].split()[-1]
         background = _sleep()
-        assert poll_for(lambda: carries(background.pid, run_id))
+        assert poll_for(lambda: carries(background.pid, run.run_id))
         with guard() as inner:  # a run inside a run: its id is appended
-            assert os.environ[ENV].split()[:-1] == [*(before or "").split(), run_id]
-        assert inner is not None and inner.proc.returncode == -signal.SIGKILL
+            assert os.environ[ENV].split() == [
+                *(before or "").split(), run.run_id, inner.run_id
+            ]
+        assert inner.watchdog is not None
+        assert inner.watchdog.proc.returncode == -signal.SIGKILL
     try:
         assert watchdog.proc.returncode == -signal.SIGKILL  # dismissed
         assert background.poll() is None
@@ -140,17 +165,18 @@ def test_guard_warns_when_it_cannot_start_the_watchdog(monkeypatch, tmp_path):
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     warned = pytest.warns(PexenWarning, match="cannot start the watchdog of this run")
-    with warned, guard() as watchdog:
-        assert watchdog is None
-        assert ENV in os.environ  # what it starts is still marked
+    with warned, guard() as run:
+        assert run.watchdog is None
+        assert os.environ[ENV] == run.run_id  # what it starts is still marked
     assert ENV not in os.environ
 
 
 def test_guard_starts_nothing_where_there_is_no_proc(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     before = os.environ.get(ENV)
-    with guard() as watchdog:  # and no warning: filterwarnings = error
-        assert watchdog is None
+    with guard() as run:  # and no warning: filterwarnings = error
+        assert (run.run_id, run.watchdog) == (None, None)
+        assert run.sweep() == set()
         assert os.environ.get(ENV) == before
 
 

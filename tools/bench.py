@@ -5,6 +5,8 @@
     python tools/bench.py --suite cluster # Dask and MPI (tools/bench_cluster.py)
     python tools/bench.py --suite live    # observe, status(), abort() (bench_live.py)
     python tools/bench.py --suite map     # pexen.map (tools/bench_map.py)
+    python tools/bench.py --suite async   # asyncio (tools/bench_async.py)
+    python tools/bench.py --suite order   # Sched(order=...) (tools/bench_order.py)
     python tools/bench.py --suite journal # with a journal (tools/bench_journal.py)
     python tools/bench.py --suite all
     python tools/bench.py --quick         # smaller sizes, for a smoke test
@@ -320,11 +322,11 @@ def load_suite(name: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="core",
-                        help="core, process, map, live, journal, cluster or all "
-                             "(default: core)")
+                        help="core, process, map, async, live, journal, order, "
+                             "cluster or all (default: core)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     args = parser.parse_args()
-    names = (["core", "process", "map", "live", "journal",
+    names = (["core", "process", "map", "async", "live", "journal", "order",
               "cluster"] if args.suite == "all"
              else [args.suite])
     print(f"python {sys.version.split()[0]} on {sys.platform}")

@@ -13,6 +13,14 @@ the same start method. Each figure is a whole run,
 start-up and shutdown of the workers included, best of three, after one
 untimed warm-up run of each (which starts the shared forkserver).
 
+burst: 200 tasks of 1 ms (sleeps) with long ones among them (one of 2 s,
+or two of 1 s, in the middle of the list), on two workers, default settings
+and spare=64: the makespan (from the first task's start to the last one's
+end, as the tasks measure them) against the ideal: the tasks in list order,
+each on the first worker free, at no cost (about max(longest task, total
+work / workers)). A job handed to the worker that picks up a long task must
+not wait behind it while the other worker is idle.
+
 cpu: 16 tasks of ~0.1 s pure-Python work each, serial in this process, then
 on two worker processes: the speedup. The same rules for both pools: each
 run starts its two workers and stops them inside the timed region (a pool
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import functools
+import heapq
 import multiprocessing
 import os
 import sys
@@ -61,6 +70,13 @@ def noop_item(_item: object) -> None:
     """The no-op task, for map-style APIs that pass an item."""
 
 
+def nap(seconds: float) -> tuple[float, float]:
+    """Take *seconds* without using a CPU; return when it started and ended."""
+    start = time.monotonic()
+    time.sleep(seconds)
+    return start, time.monotonic()
+
+
 def spin(n: int) -> int:
     """Pure-Python work: about n loop iterations."""
     total = 0
@@ -83,11 +99,16 @@ def calibrate(seconds: float) -> int:
 
 def best_interleaved(rounds: int, *runners) -> list[float]:
     """Best time of each runner over *rounds*, taking turns."""
-    best = [float("inf")] * len(runners)
+    return [min(times) for times in interleaved(rounds, *runners)]
+
+
+def interleaved(rounds: int, *runners) -> list[list[float]]:
+    """Every time of each runner over *rounds*, taking turns."""
+    times: list[list[float]] = [[] for _ in runners]
     for _ in range(rounds):
         for i, runner in enumerate(runners):
-            best[i] = min(best[i], runner())
-    return best
+            times[i].append(runner())
+    return times
 
 
 def timed(fn) -> float:
@@ -219,6 +240,57 @@ def flat(n: int, method: str, runs: int) -> None:
               f"(by reference)")
 
 
+def run_span(durations: list[float], method: str, spare: int | None) -> float:
+    """Seconds from the first task's start to the last one's end, in a run of
+    ``nap`` tasks (workers start before, and stop after, that span)."""
+    kwargs = {} if spare is None else {"spare": spare}
+    pool = ProcessWorkerPool(WORKERS, mp_context=method, **kwargs)
+    spans = [res.ret for res in Sched([functools.partial(nap, d) for d in durations])
+             .run(pool=pool)]
+    assert len(spans) == len(durations), (len(spans), len(durations))
+    return max(end for _start, end in spans) - min(start for start, _end in spans)
+
+
+def list_schedule(durations: list[float], workers: int) -> float:
+    """The makespan of *durations* in list order, each task on the first
+    worker free, at no cost: what a pool that never lets a job wait behind
+    another while a worker is free would reach."""
+    free_at = [0.0] * workers
+    for duration in durations:
+        heapq.heappush(free_at, heapq.heappop(free_at) + duration)
+    return max(free_at)
+
+
+def burst(n_short: int, long: float, method: str, runs: int) -> None:
+    short = [0.001] * n_short
+    half = n_short // 2
+    cases = [
+        (f"{n_short} x 1 ms, one of {long:g} s among them",
+         [*short[:half], long, *short[half:]]),
+        (f"{n_short} x 1 ms, two of {long / 2:g} s among them",
+         [*short[:half], long / 2, long / 2, *short[half:]]),
+    ]
+    runners = []
+    for name, durations in cases:
+        for spare in (None, 64):
+            label = f"{name}, {'defaults' if spare is None else f'spare={spare}'}"
+            ideal = list_schedule(durations, WORKERS)
+            runners.append((label, ideal, functools.partial(
+                run_span, durations, method, spare)))
+    times = interleaved(runs, *(go for _label, _ideal, go in runners))
+    print(f"\nburst: short tasks with long ones among them, {WORKERS} worker "
+          f"processes ({method}), {runs} runs each, taking turns")
+    print(f"  {'case':50} {'ideal':>7} {'makespan best':>14} {'worst':>8} "
+          f"{'excess worst':>13}")
+    for (label, ideal, _go), took in zip(runners, times, strict=True):
+        print(f"  {label:50} {ideal:6.3f}s {min(took):13.3f}s {max(took):7.3f}s "
+              f"{max(took) - ideal:+12.3f}s")
+    print("  (makespan: from the first task's start to the last one's end; "
+          "ideal: the tasks in list order, each on the first worker free, at no "
+          "cost; where the long tasks land varies from run to run, so the worst "
+          "run counts)")
+
+
 def cpu(n_tasks: int, seconds: float, method: str, runs: int) -> None:
     work = calibrate(seconds)
     tasks = [functools.partial(spin, work) for _ in range(n_tasks)]
@@ -254,6 +326,8 @@ def run(args: argparse.Namespace) -> None:
     runs = 1 if quick else 3
     warm_up(method)
     flat(2_000 if quick else 20_000, method, runs)
+    # where the long tasks land varies: more rounds, for the worst case
+    burst(100 if quick else 200, 1.0 if quick else 2.0, method, 2 if quick else 5)
     cpu(4 if quick else 16, 0.1, method, runs)
 
 

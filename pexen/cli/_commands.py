@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console
 
@@ -30,6 +30,7 @@ from pexen.cli._run import execute, pexen_warnings
 from pexen.cli._select import Selection, select
 from pexen.cli._summary import print_summary
 from pexen.sched import Sched
+from pexen.sched._order import ORDERS as SCHED_ORDERS
 
 
 def say(err: IO[str], kind: str, message: str) -> None:
@@ -93,6 +94,14 @@ def _check_junit_path(path: Path) -> None:
         ) from None
 
 
+def _merged(capacities: list[dict[str, Any]]) -> dict[str, Any]:
+    """The amounts of every ``--capacity``, a later one winning."""
+    merged: dict[str, Any] = {}
+    for capacity in capacities:
+        merged.update(capacity)
+    return merged
+
+
 def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """``pexen run``: run the tasks with progress, then the summary and reports."""
     console = make_console(out)
@@ -120,6 +129,8 @@ def cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                     selection.names,
                     pool,
                     report,
+                    capacity=_merged(args.capacity),
+                    order=args.order if args.order in SCHED_ORDERS else "priority",
                     verbosity=verbosity,
                     exitfirst=args.exitfirst,
                     filtered=bool(args.patterns or args.rerun_failed),
@@ -161,7 +172,7 @@ def cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     warned: list[str] = []
     with pexen_warnings(warned, filtered=bool(args.patterns)):
         try:
-            Sched(selection.tasks).check()
+            Sched(selection.tasks, capacity=_merged(args.capacity)).check()
         except PexenError as exc:
             status = say_error(err, str(exc))
     for message in warned:

@@ -16,11 +16,13 @@ from rich.text import Text
 
 from pexen.cli._console import duration, heading, plural, printable
 from pexen.journal._read import Attempt, RunRecord
-from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED, SKIPPED
+from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED, RETRIED, SKIPPED
 
 RECENT_RUNS = 10  # the runs whose outcomes each task's line shows
 
-LETTERS = {PASSED: "P", FAILED: "F", SKIPPED: "S", CARRIED: "C", DISPATCHED: "?"}
+# a task's last attempt in a run: "retried" only if the run ended before the retry
+LETTERS = {PASSED: "P", FAILED: "F", SKIPPED: "S", CARRIED: "C", DISPATCHED: "?",
+           RETRIED: "?"}
 NOT_IN_RUN = "."
 LEGEND = (
     "P passed, F failed, S skipped, C carried over by a resumed run, "
@@ -38,13 +40,16 @@ def run_wall(run: RunRecord) -> str:
 
 
 def run_counts(run: RunRecord) -> str:
-    """``6 passed, 1 failed, 8 carried over`` (nonzero counts only, passed always)."""
+    """``6 passed, 1 failed, 8 carried over, 2 attempts retried`` (nonzero
+    counts only, passed always)."""
     parts = [f"{run.passed} passed"]
     for count, what in ((run.failed, "failed"), (run.skipped, "skipped"),
                         (run.carried, "carried over"),
                         (run.unfinished, "never finished")):
         if count:
             parts.append(f"{count} {what}")
+    if run.retried:
+        parts.append(f"{plural(run.retried, 'attempt')} retried")
     return ", ".join(parts)
 
 

@@ -17,13 +17,13 @@ from pexen.cli._console import duration, plural
 from pexen.cli._history import run_counts
 from pexen.cli._journal_report import Analysis, path_length, title, took
 from pexen.journal._analysis import ran
-from pexen.journal._store import FAILED, PASSED
+from pexen.journal._store import FAILED, PASSED, RETRIED
 
 LABEL_WIDTH = 180
 CHART_WIDTH = 900
 ROW_HEIGHT = 24
 AXIS_HEIGHT = 28
-COLOURS = {"passed": "#43a047", "failed": "#e53935"}
+COLOURS = {"passed": "#43a047", "failed": "#e53935", "retried": "#fb8c00"}
 CRITICAL = "#1a237e"
 
 STYLE = """
@@ -180,8 +180,8 @@ def render(analysis: Analysis, path: str) -> str:
         parts.append(f"<h3>{escape(attempt.name)}</h3>")
         text = attempt.traceback or attempt.exc_type or ""
         parts.append(f"<pre>{escape(text)}</pre>")
-    skipped = [a for a in analysis.attempts if a.outcome not in (PASSED, FAILED)
-               and a.reason]
+    skipped = [a for a in analysis.attempts
+               if a.outcome not in (PASSED, FAILED, RETRIED) and a.reason]
     if skipped:
         parts.append(f"<h2>Not run ({plural(len(skipped), 'task')})</h2><ul>")
         parts += [f"<li>{escape(a.name)}: {escape(a.reason or '')}</li>"

@@ -23,12 +23,13 @@ from rich.console import Console
 from pexen._eventlog import JsonEventLog
 from pexen.cli._collect import UsageError
 from pexen.cli._console import plural, printable
-from pexen.cli._select import Selection
+from pexen.cli._select import Selection, with_providers
 from pexen.journal import Journal, ResumePlan, task_identity
-from pexen.sched.meta import retrieve_meta
+from pexen.sched._order import ORDERS as SCHED_ORDERS
 from pexen.trace import ChromeTrace
 
-ORDERS = ("priority", "slowest-first")
+# Sched(order=...)'s, and the journal's own (which orders the tasks as added)
+ORDERS = (*SCHED_ORDERS, "slowest-first")
 
 
 def journal_path(args: argparse.Namespace) -> Path | None:
@@ -183,24 +184,8 @@ def _failed_and_providers(selection: Selection, plan: ResumePlan) -> Selection:
     failed = {id(d.task) for d in plan.decisions if d.kind == "failed"}
     if not failed:
         raise NothingFailed(plan.run_id)
-    tasks = selection.tasks
-    tag2providers: dict[Any, list[int]] = {}
-    for index, task in enumerate(tasks):
-        meta = retrieve_meta(task)
-        for tag in meta.provides if meta else ():
-            tag2providers.setdefault(tag, []).append(index)
-    keep = {index for index, task in enumerate(tasks) if id(task) in failed}
-    todo = list(keep)
-    while todo:
-        meta = retrieve_meta(tasks[todo.pop()])
-        for tag in meta.requires if meta else ():
-            for provider in tag2providers.get(tag, ()):
-                if provider not in keep:
-                    keep.add(provider)
-                    todo.append(provider)
-    kept = sorted(keep)
-    return Selection([tasks[i] for i in kept], [selection.names[i] for i in kept],
-                     len(failed), len(kept) - len(failed))
+    chosen = {index for index, task in enumerate(selection.tasks) if id(task) in failed}
+    return with_providers(selection.tasks, selection.names, chosen)
 
 
 class NothingFailed(UsageError):

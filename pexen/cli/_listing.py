@@ -17,16 +17,25 @@ from rich.table import Table
 from rich.text import Text
 
 from pexen.cli._graph import tag_label
+from pexen.sched._capacity import WORKERS, check_capacity
 from pexen.sched._planner import Planner
 from pexen.sched.meta import retrieve_meta
 
 TAG_COLUMNS = ("requires", "provides", "claims", "uses")
-META_COLUMNS = (*TAG_COLUMNS, "priority", "timeout", "kwargs")
+META_COLUMNS = (*TAG_COLUMNS, "needs", "priority", "cost", "retries", "timeout",
+                "kwargs")
 
 
 def one_worker_order(tasks: Sequence[Any]) -> list[int | None]:
     """For each task, its place (1, 2, ...) in a one-worker run, or None if never."""
-    planner = Planner(tasks, {})
+    # one task at a time: enough of each counted resource for the neediest
+    capacity: dict[Any, Any] = {}
+    for task in tasks:
+        meta = retrieve_meta(task)
+        for res, amount in meta.needs.items() if meta is not None else ():
+            capacity[res] = max(capacity.get(res, amount), amount)
+    capacity.pop(WORKERS, None)
+    planner = Planner(tasks, {}, check_capacity(capacity))
     seq2place: dict[int, int] = {}
     while (info := planner.pop_ready()) is not None:
         seq2place[info.seq] = len(seq2place) + 1
@@ -43,7 +52,10 @@ def _row(task: Any) -> dict[str, str]:
     if meta is None:
         return {}
     row = {column: _tags(getattr(meta, column)) for column in TAG_COLUMNS}
+    row["needs"] = ", ".join(f"{res}={amount!r}" for res, amount in meta.needs.items())
     row["priority"] = repr(meta.priority) if meta.priority != 0 else ""
+    row["cost"] = repr(meta.cost) if meta.cost != 1 else ""
+    row["retries"] = str(meta.retries) if meta.retries else ""
     row["timeout"] = f"{meta.timeout}s" if meta.timeout is not None else ""
     row["kwargs"] = ", ".join(f"{k}={v!r}" for k, v in meta.kwargs.items())
     return row

@@ -6,6 +6,7 @@ The help's list of exit statuses is made from ``_exit.ExitStatus``.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,46 @@ def _count(minimum: int, allow_auto: bool = False) -> Any:
     return parse
 
 
+def _capacity(text: str) -> dict[str, int | float]:
+    """``gpu=2,mem_gb=16.5`` -> ``{"gpu": 2, "mem_gb": 16.5}`` (positive amounts)."""
+    capacity: dict[str, int | float] = {}
+    for item in text.split(","):
+        name, eq, amount = item.strip().partition("=")
+        if not (eq and name and amount):
+            raise argparse.ArgumentTypeError(
+                f"{item.strip()!r} is not RESOURCE=AMOUNT; write for example "
+                f"--capacity gpu=2,mem_gb=16"
+            )
+        try:
+            value: int | float = int(amount)
+        except ValueError:
+            try:
+                value = float(amount)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{item.strip()!r}: {amount!r} is not a number"
+                ) from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(
+                f"{item.strip()!r}: the amount must be a positive number"
+            )
+        capacity[name] = value
+    return capacity
+
+
+def _capacity_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--capacity",
+        type=_capacity,
+        action="append",
+        default=[],
+        metavar="RES=N,...",
+        help="how much there is of the counted resources tasks need (their "
+        "'needs'), as gpu=2,mem_gb=16; a task needing more, or a resource not "
+        "given, is an error",
+    )
+
+
 def _file_name(text: str) -> Path:
     # Path("") is ".", the current directory: refuse it by name here
     if not text:
@@ -212,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="with --pool dask: the scheduler to connect to (tcp://host:8786); "
             "default: start a local cluster",
         )
+    _capacity_arg(run)
     run.add_argument(
         "-x",
         "--exitfirst",
@@ -257,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         "order a one-worker run would use, without running anything.",
     )
     _collection_args(listing)
+    _capacity_arg(listing)
 
     graph = commands.add_parser(
         "graph",
@@ -307,8 +350,10 @@ def _journal_options(run: argparse.ArgumentParser) -> None:
         choices=ORDERS,
         default="priority",
         help="among tasks of equal priority: the order they were collected in "
-        "(priority, the default), or the slowest first by the durations the "
-        "journal recorded, tasks it never timed before all (slowest-first)",
+        "(priority, the default), the longest chain of cost behind them first "
+        "(critical-path), the highest cost first (longest-first), or the "
+        "slowest first by the durations the journal recorded, tasks it never "
+        "timed before all (slowest-first)",
     )
     run.add_argument(
         "--trace",

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pexen.cli._collect import UsageError
+from pexen.cli._console import plural
 from pexen.sched import pool as pools
 from pexen.sched._pools.base import WorkerPool
 
@@ -91,5 +92,10 @@ def importable_in_workers(entries: Sequence[str]) -> Iterator[None]:
 
 
 def pool_description(name: str, pool: WorkerPool) -> str:
-    """``thread pool, 4 workers``."""
-    return f"{name} pool, {pool.workers} worker{'' if pool.workers == 1 else 's'}"
+    """``thread pool, 4 workers``; ``thread pool, 2 workers of the 5 asked for``
+    when the system refused to start more threads."""
+    workers = pool.workers
+    limit = pool.thread_limit if isinstance(pool, pools.ThreadWorkerPool) else None
+    if limit is not None and limit < workers:
+        return f"{name} pool, {plural(limit, 'worker')} of the {workers} asked for"
+    return f"{name} pool, {plural(workers, 'worker')}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -22,6 +23,7 @@ from rich.text import Text
 
 from pexen.cli._console import duration
 from pexen.cli._report import FAILED, PASSED, SKIPPED, Outcome, failure_message
+from pexen.sched import Status
 
 MAX_ROWS = 8  # running tasks shown at once; the rest are counted
 
@@ -34,18 +36,23 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def result_line(outcome: Outcome, n_done: int, total: int) -> Text:
-    """``[ 3/10] FAILED suite/x (0.01s): AssertionError: boom``."""
+def plain_result_line(outcome: Outcome, n_done: int, total: int) -> str:
+    """``[ 3/10] FAILED  suite/x (0.01s): AssertionError: boom``."""
     width = len(str(total))
-    line = Text.assemble(
-        f"[{n_done:>{width}}/{total}] ",
-        (f"{outcome.status.upper():<7}", STATUS_STYLE[outcome.status]),
-        " ",
-        outcome.name,
-        f" ({duration(outcome.duration)})",
+    line = (
+        f"[{n_done:>{width}}/{total}] {outcome.status.upper():<7} {outcome.name} "
+        f"({duration(outcome.duration)})"
     )
     if outcome.status == FAILED:
-        line.append(": " + failure_message(outcome))
+        line += ": " + failure_message(outcome)
+    return line
+
+
+def result_line(outcome: Outcome, n_done: int, total: int) -> Text:
+    """``plain_result_line``, its status in colour."""
+    line = Text(plain_result_line(outcome, n_done, total))
+    start = len(str(total)) * 2 + 4  # after "[ 3/10] "
+    line.stylize(STATUS_STYLE[outcome.status], start, start + 7)
     return line
 
 
@@ -75,22 +82,32 @@ class Progress:
 
 
 class PlainProgress(Progress):
-    """One plain line per finished task."""
+    """One plain line per finished task.
+
+    Written as it is, not rendered by the console: a plain console would
+    only copy it, at a cost that shows on thousands of tiny tasks. Names and
+    messages in it are escaped already (``one_line``).
+    """
 
     def task_done(self, outcome: Outcome) -> None:
         super().task_done(outcome)
-        self.console.print(result_line(outcome, self.n_done, self.total))
+        file = self.console.file
+        file.write(plain_result_line(outcome, self.n_done, self.total) + "\n")
+        file.flush()  # a log followed as it grows shows each task at once
 
 
 class LiveProgress(Progress):
     """A live display on a terminal.
 
-    *in_flight* returns the tasks handed to the pool with their hand-over time
-    (``Sched.in_flight``), *started* when one really started (or None), and
-    *name* a task's call path; the display's refresh thread calls them.
-    *expected* maps the ``id()`` of each task to the seconds a journal says
-    it takes; with it, the display shows an estimate of the time left: the
-    expected seconds of the tasks not done yet, over the workers.
+    *status* returns the run's ``Sched.status()``: its running tasks, since
+    when (as their pool measured it, where it can tell), and how many are
+    queued; *in_flight* the tasks handed to the pool (``Sched.in_flight``),
+    to name the queued ones; *name* a task's call path. The display's
+    refresh thread calls them, a few times a second: nothing is worked out
+    per result. *expected* maps the ``id()`` of each task to the seconds a
+    journal says it takes; with it, the display shows an estimate of the
+    time left: the expected seconds of the tasks not done yet, over the
+    workers.
     """
 
     def __init__(
@@ -99,8 +116,8 @@ class LiveProgress(Progress):
         verbosity: int,
         *,
         workers: Callable[[], int],
+        status: Callable[[], Status],
         in_flight: Callable[[], Mapping[Any, float]],
-        started: Callable[[Any], float | None],
         name: Callable[[Any], str],
         expected: Mapping[int, float] | None = None,
     ) -> None:
@@ -108,8 +125,8 @@ class LiveProgress(Progress):
         self.expected = expected
         self.left = sum(expected.values()) if expected else 0.0  # seconds of work
         self.workers = workers
+        self.status = status
         self.in_flight = in_flight
-        self.started = started
         self.name = name
         self.t_start = time.monotonic()
         self.t_end: float | None = None
@@ -161,25 +178,30 @@ class LiveProgress(Progress):
         head.add_row(*cells)
         if self.t_end is not None:
             return head
+        return Group(head, self._tasks(now))
+
+    def _tasks(self, now: float) -> Table:
+        """The running tasks, then the queued ones, MAX_ROWS at most."""
         rows = Table.grid(padding=(0, 1))
-        in_flight = list(self.in_flight().items())
-        n_workers = self.workers()
-        for position, (task, handed) in enumerate(in_flight[:MAX_ROWS]):
-            if position < n_workers:
-                since = self.started(task) or handed
-                rows.add_row(
-                    Text("  running", style="cyan"),
-                    Text(f"{duration(now - since):>7}"),
-                    Text(self.name(task)),
-                )
-            else:
+        status = self.status()
+        running = status.running_tasks
+        for task, since in running[:MAX_ROWS]:
+            rows.add_row(
+                Text("  running", style="cyan"),
+                Text(f"{duration(max(0.0, now - since)):>7}"),  # since: a bit later
+                Text(self.name(task)),
+            )
+        room = MAX_ROWS - len(rows.rows)
+        if status.queued and room > 0:
+            busy = {id(task) for task, _since in running}
+            queued = (task for task in self.in_flight() if id(task) not in busy)
+            for task in islice(queued, room):
                 rows.add_row(
                     Text("  queued", style="dim"),
                     Text(""),
                     Text(self.name(task), style="dim"),
                 )
-        if len(in_flight) > MAX_ROWS:
-            rows.add_row(
-                Text(""), Text(""), Text(f"and {len(in_flight) - MAX_ROWS} more")
-            )
-        return Group(head, rows)
+        more = len(running) + status.queued - len(rows.rows)
+        if more > 0:
+            rows.add_row(Text(""), Text(""), Text(f"and {more} more"))
+        return rows

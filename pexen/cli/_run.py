@@ -4,16 +4,19 @@ The loop is the scheduler's own generator: each ``TaskRes`` becomes an
 ``Outcome`` that the progress display shows at once. ``-x`` leaves the loop
 at the first failure; closing the generator makes the pool drop queued tasks,
 and ``Sched.skipped`` then names every task that did not run. Ctrl-C (or
-SIGTERM) aborts the run (``Sched.abort``, from the signal handler): no new
-task starts, queued ones are dropped, and the tasks running finish and are
-reported. A second signal aborts with ``force``: running tasks are stopped
-(a worker process is killed, a thread abandoned) and every process still
-running below this one is killed: an executable, its children, a Python
-task's subprocesses. A signal that comes once the run's loop is over (its
-pool shutting down) interrupts that wait instead. Then the command prints
-a partial summary and exits with the signal's status (``_exit.signalled``).
-A task that overran its timeout in a thread is abandoned, not waited for
-(``ThreadWorkerPool``). Should ``pexen run`` itself be killed, its watchdog
+SIGTERM) aborts the run (``Sched.abort``, from the signal handler: see
+``_signals``): no new task starts, queued ones are dropped, and the tasks
+running finish and are reported. A second signal aborts with ``force``:
+running tasks are stopped (a worker process is killed, a thread abandoned).
+A signal that comes once the run's loop is over (its pool shutting down)
+interrupts that wait instead. Then the command prints a partial summary and
+exits with the signal's status (``_exit.signalled``). A task that overran
+its timeout in a thread is abandoned, not waited for (``ThreadWorkerPool``).
+
+A run ended by a signal, or leaving threads abandoned, kills what its tasks
+left running before it returns (``RunGuard.sweep``): an executable, its
+children, a Python task's subprocesses, also those in a session of their
+own. Should ``pexen run`` itself be killed, its watchdog
 (``pexen._watchdog``) kills what the run had started.
 
 Python tasks run inside a ``CapturingTask`` (``pexen._capture``), so what they
@@ -25,9 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
@@ -37,7 +37,6 @@ from rich.console import Console
 
 from pexen._capture import OUTPUT_ATTR, CapturingTask, TaskOutput, uninstall
 from pexen._errors import PexenWarning
-from pexen._proctree import kill_descendants
 from pexen._watchdog import guard
 from pexen.cli._progress import LiveProgress, PlainProgress, Progress
 from pexen.cli._report import (
@@ -48,10 +47,11 @@ from pexen.cli._report import (
     RunReport,
     captured_output,
 )
-from pexen.cli._timing import RunClock
+from pexen.cli._signals import announced_interrupts
 from pexen.factory._filesystem import kill_running_files
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning, UnusedTagWarning
 from pexen.sched._pools.base import WorkerPool
+from pexen.sched.pool import ThreadWorkerPool
 
 
 @contextlib.contextmanager
@@ -81,102 +81,11 @@ def pexen_warnings(into: list[str], filtered: bool = False) -> Iterator[None]:
         yield
 
 
-# The signals that stop a run: Ctrl-C, and SIGTERM (how CI systems cancel a job).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupts:
-    """What the signals that came during a run did (see ``announced_interrupts``).
-
-    ``signum`` is the first one (None: none came). The first signal aborts
-    the run (``Sched.abort``): no new task starts, the running ones finish.
-    Once the run is stopping (``stopping``: after the first signal, or when
-    the loop was left and waits for tasks still running), the next signal
-    stops the running tasks (``abort(force=True)``) and ``abandoned`` says
-    so; signals after that are ignored, so that none cuts short the killing
-    of what those tasks started. When no run's loop takes the abort in (it is
-    over, its pool shutting down), the signal raises ``KeyboardInterrupt``,
-    which ends that wait.
-    """
-
-    def __init__(self, sched: Sched | None = None) -> None:
-        self.sched = sched
-        self.signum: int | None = None
-        self.stopping = False
-        self.abandoned = False
-
-    def on_signal(self, console: Console, signum: int) -> None:
-        """Say what this signal does, then abort the run (or interrupt)."""
-        if self.abandoned:
-            return  # the run is ending already
-        first = self.signum is None
-        if first:
-            self.signum = signum
-        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
-        reason = f"interrupted{name}"
-        if self.stopping:
-            self.abandoned = True
-            again = "" if first else " again"
-            line = f"interrupted{again}: stopping the running tasks"
-        else:
-            self.stopping = True
-            again = "Ctrl-C" if signum == signal.SIGINT else "Ctrl-C or SIGTERM"
-            line = (
-                f"{reason}: no new task starts; waiting for the running ones "
-                f"({again} again to stop them)"
-            )
-        console.print(line, markup=False)
-        took = self.sched is not None and self.sched.abort(
-            reason, force=self.abandoned
-        )
-        if not took:
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def announced_interrupts(
-    console: Console, sched: Sched | None = None
-) -> Iterator[Interrupts]:
-    """Say what a Ctrl-C or a SIGTERM does the moment it comes, then act.
-
-    The first one aborts the run of *sched*: no new task starts, and the
-    loop goes on until the running tasks are back. A second one stops them
-    (``abort(force=True)``). Without a run to take the abort in, a signal
-    raises ``KeyboardInterrupt``. The handlers are installed only in the
-    main thread and only over the default ones (a signal ignored or handled
-    by someone else is left alone), and the previous ones are put back.
-    """
-    interrupts = Interrupts(sched)
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupts  # not ours to change
-        return
-    defaults = {
-        signal.SIGINT: signal.default_int_handler,
-        signal.SIGTERM: signal.SIG_DFL,
-    }
-    previous = {  # the signals whose handlers are ours to replace
-        signum: handler
-        for signum in STOP_SIGNALS
-        if (handler := signal.getsignal(signum)) is defaults[signum]
-    }
-
-    def on_signal(signum: int, frame: Any) -> None:
-        interrupts.on_signal(console, signum)
-
-    try:
-        for signum in previous:
-            signal.signal(signum, on_signal)
-        yield interrupts
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def make_progress(
     console: Console,
     verbosity: int,
     sched: Sched,
-    clock: RunClock,
+    pool: WorkerPool,
     names: dict[int, str],
     expected: Mapping[int, float] | None = None,
 ) -> Progress:
@@ -187,16 +96,16 @@ def make_progress(
         return LiveProgress(
             console,
             verbosity,
-            workers=clock.workers,
+            workers=lambda: pool.workers,  # asked each time: a cluster may grow
+            status=sched.status,
             in_flight=lambda: sched.in_flight,
-            started=clock.started,
             name=lambda task: names[id(task)],
             expected=expected,
         )
     return PlainProgress(console, verbosity)
 
 
-def _outcome(res: TaskRes, task: Any, name: str, seconds: float) -> Outcome:
+def _outcome(res: TaskRes, task: Any, name: str, seconds: float | None) -> Outcome:
     """The outcome of *task* (as collected; ``res.task`` may be its wrapper)."""
     if res.excinfo is None:
         ret = res.ret
@@ -216,6 +125,8 @@ def execute(
     pool: WorkerPool,
     report: RunReport,
     *,
+    capacity: Mapping[str, Any] | None = None,
+    order: str = "priority",
     verbosity: int = 0,
     exitfirst: bool = False,
     filtered: bool = False,
@@ -232,22 +143,23 @@ def execute(
     ``MutexError``, ``SchedulerError``). *filtered* says ``-k`` chose the tasks;
     the output of the tasks whose ``id()`` is in *capture_ids* is captured.
     *observers* are told the run's events; *resume* is ``Sched.run``'s;
-    *expected* the seconds a journal expects of each task (by ``id()``).
+    *expected* the seconds a journal expects of each task (by ``id()``);
+    *capacity* is that of the counted resources (``pexen run --capacity``),
+    *order* the Sched's (``pexen run --order``).
     """
     run_tasks = [
         CapturingTask(task) if id(task) in capture_ids else task for task in tasks
     ]
     originals = {id(run): task for run, task in zip(run_tasks, tasks, strict=True)}
     names = {id(run): name for run, name in zip(run_tasks, task_names, strict=True)}
-    sched = Sched(run_tasks)
-    clock = RunClock(lambda: pool.workers)
-    progress = make_progress(console, verbosity, sched, clock, names, expected)
+    sched = Sched(run_tasks, capacity=capacity, order=order)
+    progress = make_progress(console, verbosity, sched, pool, names, expected)
     report.started = datetime.datetime.now().astimezone()
     t_start = time.monotonic()
     with (
         pexen_warnings(report.warnings, filtered),
-        guard() as watchdog,
-        announced_interrupts(console, sched) as interrupts,
+        guard() as run_guard,
+        announced_interrupts(console, sched, pool.wake) as interrupts,
     ):
         # a generator (SPEC §1): closing it shuts the pool down
         for observer in observers:
@@ -255,11 +167,8 @@ def execute(
         results = cast(Generator[TaskRes, None, None], sched.run(pool, resume=resume))
         progress.start(len(tasks) - report.carried)
         try:
-            clock.resumed()
             for res in results:
-                estimated = clock.finished(res.task, sched.in_flight)
-                measured = sched.attempts(res.task)[-1][1]  # by the pool itself
-                seconds = estimated if measured is None else measured
+                seconds = sched.attempts(res.task)[-1][1]  # as the pool timed it
                 key = id(res.task)
                 outcome = _outcome(res, originals[key], names[key], seconds)
                 report.outcomes.append(outcome)
@@ -267,7 +176,6 @@ def execute(
                 if exitfirst and outcome.status == FAILED:
                     report.stopped_early = True
                     break
-                clock.resumed()
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
@@ -277,12 +185,15 @@ def execute(
             except KeyboardInterrupt:
                 report.interrupted = True
             finally:
-                if interrupts.abandoned:
-                    # what they started would outlive us: end it with its tasks
-                    # (the scripts by name, where there is no /proc to list
-                    # our descendants), sparing our own helpers
+                interrupts.ignored = True
+                if report.interrupted or interrupts.signum is not None or (
+                    isinstance(pool, ThreadWorkerPool) and pool.abandoned_threads
+                ):
+                    # tasks were not waited for, or what they started would
+                    # outlive us: end it all now (the scripts by name too,
+                    # where there is no /proc to find what the run started)
                     kill_running_files()
-                    kill_descendants(os.getpid(), [watchdog.pid] if watchdog else [])
+                    run_guard.sweep()
                 report.wall_time = time.monotonic() - t_start
                 skipped = sched.skipped
                 report.outcomes += [

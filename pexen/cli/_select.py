@@ -43,17 +43,24 @@ def select(
     """Keep the tasks (named *names*) matching any *pattern*, and their providers."""
     if not patterns:
         return Selection(list(tasks), list(names), len(tasks), 0)
+    return with_providers(tasks, names, {
+        index
+        for index, name in enumerate(names)
+        if any(matches(name, pattern) for pattern in patterns)
+    })
+
+
+def with_providers(
+    tasks: Sequence[Any], names: Sequence[str], chosen: set[int]
+) -> Selection:
+    """Keep the tasks at the indexes *chosen* and, transitively, every task
+    providing a tag one of them requires; in collection order."""
     tag2providers: dict[Any, list[int]] = {}
     for index, task in enumerate(tasks):
         meta = retrieve_meta(task)
         for tag in meta.provides if meta else ():
             tag2providers.setdefault(tag, []).append(index)
-    keep = {
-        index
-        for index, name in enumerate(names)
-        if any(matches(name, pattern) for pattern in patterns)
-    }
-    n_matched = len(keep)
+    keep = set(chosen)
     todo = list(keep)
     while todo:
         meta = retrieve_meta(tasks[todo.pop()])
@@ -66,6 +73,6 @@ def select(
     return Selection(
         [tasks[index] for index in kept],
         [names[index] for index in kept],
-        n_matched,
-        len(keep) - n_matched,
+        len(chosen),
+        len(keep) - len(chosen),
     )

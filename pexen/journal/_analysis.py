@@ -8,7 +8,8 @@ an end) take part.
 * The **critical path** ends at the attempt that ended last. Each step goes
   back to what kept the attempt from starting earlier: of the attempts that
   ended before it started, the latest to end among those that provided a tag
-  it requires, held a lock it waited for, or ran before it on its worker.
+  it requires, held a lock it waited for, ran before it on its worker, or
+  were its task's attempt before (a retry).
 * A worker's **utilisation** is the time it ran tasks over the run's span.
 * A task's **wait for a lock** is the time, between the moment its required
   tags were all provided and its start, during which another attempt held a
@@ -22,7 +23,7 @@ from collections import defaultdict
 from typing import NamedTuple
 
 from pexen.journal._read import Attempt
-from pexen.journal._store import FAILED, PASSED
+from pexen.journal._store import FAILED, PASSED, RETRIED
 
 _EPSILON = 1e-6  # seconds: times recorded by separate clocks reads
 
@@ -52,7 +53,7 @@ class LockWait(NamedTuple):
 def ran(attempts: list[Attempt]) -> list[Attempt]:
     """The attempts that ran, with a start and an end, by start."""
     return sorted(
-        (a for a in attempts if a.outcome in (PASSED, FAILED)
+        (a for a in attempts if a.outcome in (PASSED, FAILED, RETRIED)
          and a.start is not None and a.end is not None),
         key=lambda a: (a.start, a.id),
     )
@@ -100,6 +101,13 @@ def critical_path(attempts: list[Attempt]) -> list[Step]:
     for line in on_worker.values():
         for before, after in itertools.pairwise(line):
             previous[after.id] = before
+    retry_of: dict[int, Attempt] = {}  # the task's attempt before, if retried
+    last_of: dict[str, Attempt] = {}
+    for attempt in sorted(done, key=lambda a: a.id):
+        earlier = last_of.get(attempt.identity)
+        if earlier is not None and earlier.outcome == RETRIED:
+            retry_of[attempt.id] = earlier
+        last_of[attempt.identity] = attempt
     current = max(done, key=lambda a: (a.end, a.id))
     path = [current]
     cause_of: dict[int, str] = {}  # why an attempt waited for the one before it
@@ -119,6 +127,8 @@ def critical_path(attempts: list[Attempt]) -> list[Step]:
             ]
         if current.id in previous:
             candidates.append(("worker", previous[current.id]))
+        if current.id in retry_of:
+            candidates.append(("retry", retry_of[current.id]))
         best: tuple[float, str, Attempt] | None = None
         for cause, other in candidates:
             other_end = other.end

@@ -184,6 +184,11 @@ class Journal:
                 # the shared dict as it is now: the loop body may change it later
                 shared = dict(res.shared) if res is not None and res.shared else None
                 item = Result(event, shared, None if handed is None else handed[1])
+        elif kind == "retrying":  # an attempt's end: a row of its own
+            task, res = event.task, event.res
+            handed = self._handed.pop(task_key(task), None)
+            shared = dict(res.shared) if res is not None and res.shared else None
+            item = Result(event, shared, None if handed is None else handed[1])
         elif kind == "skipped":
             task = event.task
             handed = self._handed.pop(task_key(task), None)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from pexen.journal._errors import JournalError
-from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED, SKIPPED
+from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED, RETRIED, SKIPPED
 
 
 class RunRecord(NamedTuple):
@@ -33,10 +33,12 @@ class RunRecord(NamedTuple):
     skipped: int
     carried: int
     unfinished: int  # handed to the pool, no result recorded
+    retried: int  # attempts that failed, their task run again
 
 
 class Attempt(NamedTuple):
-    """One task's attempt in a run; times are ``time.time()`` seconds."""
+    """One task's attempt in a run (a task retried has several, its last one
+    deciding); times are ``time.time()`` seconds."""
 
     id: int
     run: int
@@ -78,7 +80,7 @@ _RUN_COLUMNS = (
     "r.workers, r.resumed_from, r.end_reason, "
     + ", ".join(
         f"sum(a.outcome = '{outcome}')"
-        for outcome in (PASSED, FAILED, SKIPPED, CARRIED, DISPATCHED)
+        for outcome in (PASSED, FAILED, SKIPPED, CARRIED, DISPATCHED, RETRIED)
     )
 )
 

@@ -16,7 +16,14 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from pexen.journal._identity import identities
-from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED_OUTCOMES, SKIPPED
+from pexen.journal._store import (
+    CARRIED,
+    DISPATCHED,
+    FAILED,
+    PASSED_OUTCOMES,
+    RETRIED,
+    SKIPPED,
+)
 from pexen.sched._naming import CALLPATH_ATTR
 
 
@@ -134,7 +141,10 @@ def plan_resume(conn: sqlite3.Connection, tasks: Iterable[Any]) -> ResumePlan:
     return ResumePlan(last, decisions)
 
 
-_KINDS = {FAILED: "failed", SKIPPED: "skipped", DISPATCHED: "unfinished"}
+_KINDS = {
+    FAILED: "failed", SKIPPED: "skipped", DISPATCHED: "unfinished",
+    RETRIED: "unfinished",  # the run ended while it waited to run again
+}
 
 
 def _why_again(row: _Row, run: int) -> str:
@@ -148,6 +158,8 @@ def _why_again(row: _Row, run: int) -> str:
         return (
             f"never finished in run {run}: handed to the pool, no result recorded"
         )
+    if row.outcome == RETRIED:
+        return f"never finished in run {run}: {row.reason}, but the run ended first"
     return f"{row.outcome} in run {run}"
 
 

@@ -9,9 +9,10 @@ in WAL mode, so that a writer killed mid-transaction loses only that
 transaction, and readers (``pexen history``) never block the run.
 
 Tables: ``runs`` (one row per run) and ``attempts`` (one row per task per
-run: its identity, times as ``time.time()`` seconds, worker, outcome, the
-exception, and for a task that passed and provides tags, its shared state
-pickled, or in ``shared_note`` why it could not be).
+run, and one more per retry of a task whose metadata allows retries, the
+last one deciding: its identity, times as ``time.time()`` seconds, worker,
+outcome, the exception, and for a task that passed and provides tags, its
+shared state pickled, or in ``shared_note`` why it could not be).
 
 Attempts are indexed by run only: an index holding the identity (text, in
 no order) cost each row written more than the rest of its writing together,
@@ -82,6 +83,7 @@ PASSED = "passed"
 FAILED = "failed"
 SKIPPED = "skipped"
 CARRIED = "carried"  # passed in an earlier run, taken over by a resumed one
+RETRIED = "retried"  # failed, and the task ran again (SchedMeta.retries)
 PASSED_OUTCOMES = (PASSED, CARRIED)
 
 

@@ -9,7 +9,8 @@ tasks), a commit holds the results that arrived while the last one was being
 written. Either way a result is in the file whole or not at all, and a
 runner killed at any point loses only the results not committed yet.
 
-A task gets one row, written when its result comes. One still in the pool
+A task gets one row, written when its result comes (a task retried, one
+per attempt: a "retrying" event ends an attempt as a result does). One still in the pool
 ``HANDED_AGE`` seconds after it was handed out gets a "dispatched" row
 first, which its result updates (by row id): so a task handed to the pool
 and never heard of again is in the journal as such. (A pool keeps many short
@@ -65,7 +66,7 @@ from pexen.journal._rows import (
     most_parameters,
     update,
 )
-from pexen.journal._store import CARRIED, FAILED, PASSED, SKIPPED
+from pexen.journal._store import CARRIED, FAILED, PASSED, RETRIED, SKIPPED
 from pexen.sched._naming import CALLPATH_ATTR, task_name
 from pexen.sched._result import task_key
 from pexen.sched.meta import META_ATTR, SchedMeta
@@ -86,10 +87,10 @@ class RunStarted(NamedTuple):
 
 
 class Result(NamedTuple):
-    """A task's "finished" or "skipped" event, queued with its ``shared``
-    dict as it was then (the loop body may change it later; None if it is
-    empty or there is none) and the wall time it was ``handed_out`` (None if
-    it was not, or the writer took it: it has a row)."""
+    """A task's "finished", "retrying" or "skipped" event, queued with its
+    ``shared`` dict as it was then (the loop body may change it later; None
+    if it is empty or there is none) and the wall time it was ``handed_out``
+    (None if it was not, or the writer took it: it has a row)."""
 
     event: Any
     shared: dict | None
@@ -448,6 +449,8 @@ class Writer:
             result: dict[str, Any] = {"outcome": SKIPPED, "reason": event.reason}
         else:
             result = _finished(event, item.shared)
+            if event.kind == "retrying":  # it failed, and runs again
+                result["outcome"], result["reason"] = RETRIED, event.reason
         key = task_key(task)
         row_id = recording.written.pop(key, None)
         if row_id is not None:

@@ -103,7 +103,18 @@ def _refuse_generators(task: Any) -> None:
         )
 
 
-def _refuse_handed_on_generator(task: Any, generator: Any) -> None:
+def is_coroutine_task(task: Any) -> bool:
+    """Whether calling *task* makes a coroutine (it is ``async def`` at heart).
+
+    Looks through partials, bound methods, ``__wrapped__`` and an object's
+    ``__call__`` as the calling convention does; a plain function that
+    happens to return a coroutine (a lambda around one) is not seen: the
+    pools find that out from what the call returns.
+    """
+    return any(inspect.iscoroutinefunction(layer) for layer in _layers(task))
+
+
+def refuse_handed_on_generator(task: Any, generator: Any) -> None:
     """Raise if *task* handed on the generator of a generator function it wraps.
 
     A decorator made with ``functools.wraps`` runs its own body, so a task it
@@ -242,13 +253,22 @@ def run_coroutine(task: Any, coro: types.CoroutineType) -> Any:
     try:
         return asyncio.run(coro)
     except BaseException as exc:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code is not coro.cr_code:
-            tb = tb.tb_next
+        tb = coroutine_traceback(exc, coro)
         if tb is None:  # raised before the task's body ran: keep all of it
             raise
         # the same exception, not a new one: nothing to chain it to
         raise exc.with_traceback(tb)  # noqa: B904
+
+
+def coroutine_traceback(
+    exc: BaseException, coro: types.CoroutineType
+) -> types.TracebackType | None:
+    """*exc*'s traceback from *coro*'s own frame on, without the event loop's
+    frames and ours above it; None if that frame is not in it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not coro.cr_code:
+        tb = tb.tb_next
+    return tb
 
 
 _new_outcome = tuple.__new__  # Outcome(...) without its Python-level __new__
@@ -271,7 +291,7 @@ def execute(job: Job, worker: str | None = None) -> Outcome:
         if kind is types.CoroutineType:
             ret = run_coroutine(task, ret)
         elif kind is types.GeneratorType or kind is types.AsyncGeneratorType:
-            _refuse_handed_on_generator(task, ret)
+            refuse_handed_on_generator(task, ret)
     except BaseException as exc:
         duration = _now() - started
         if isinstance(exc, KeyboardInterrupt) and (

@@ -21,14 +21,15 @@ RUN_STARTED = "run-started"
 DISPATCHED = "dispatched"
 STARTED = "started"
 FINISHED = "finished"
+RETRYING = "retrying"
 SKIPPED = "skipped"
 PAUSED = "paused"
 RESUMED = "resumed"
 ABORTING = "aborting"
 RESIZED = "resized"
 RUN_ENDED = "run-ended"
-KINDS = (RUN_STARTED, DISPATCHED, STARTED, FINISHED, SKIPPED, PAUSED, RESUMED,
-         ABORTING, RESIZED, RUN_ENDED)
+KINDS = (RUN_STARTED, DISPATCHED, STARTED, FINISHED, RETRYING, SKIPPED, PAUSED,
+         RESUMED, ABORTING, RESIZED, RUN_ENDED)
 
 Observer = Callable[["Event"], Any]
 NO_ENTRIES: Mapping[Any, Any] = MappingProxyType({})  # an empty, read-only mapping
@@ -38,8 +39,10 @@ class Event(NamedTuple):
     """One change of a run, as ``Sched.observe()`` callbacks receive it.
 
     ``kind`` is one of ``"run-started"``, ``"dispatched"``, ``"started"``,
-    ``"finished"``, ``"skipped"``, ``"paused"``, ``"resumed"``,
-    ``"aborting"``, ``"resized"``, ``"run-ended"``. ``time`` is a
+    ``"finished"``, ``"retrying"`` (an attempt failed and the task runs
+    again: its ``res`` and, in ``reason``, which attempt and when the next),
+    ``"skipped"``, ``"paused"``, ``"resumed"``, ``"aborting"``,
+    ``"resized"``, ``"run-ended"``. ``time`` is a
     ``time.monotonic()`` and ``wall`` the ``time.time()`` of the change (for
     ``"started"``: when the pool says the task started). ``task`` (and its
     display ``name``) and ``worker`` (the thread or process that runs it,
@@ -91,8 +94,11 @@ class Status(NamedTuple):
     up to ``total``. ``running_tasks`` holds ``(task, started)`` pairs
     (``time.monotonic()``), ``locks`` maps each locked resource to the tasks
     holding it, and ``blocked`` each waiting task to the tags and resource
-    it waits for (these two are worked out when first read, as they may be
-    long). ``paused`` and ``aborting`` say what the run was told.
+    it waits for (``"retry"`` for a task waiting to be retried; these two
+    are worked out when first read, as they may be long). ``capacity`` maps
+    each counted resource to ``(in use, capacity)``, the pool's
+    ``"workers"`` among them when a task needs several. ``paused`` and
+    ``aborting`` say what the run was told.
     """
 
     total: int = 0
@@ -108,6 +114,7 @@ class Status(NamedTuple):
     blocked: Mapping[Any, tuple[Any, ...]] = NO_ENTRIES
     paused: bool = False
     aborting: bool = False
+    capacity: Mapping[Any, tuple[Any, Any]] = NO_ENTRIES
 
     def __repr__(self) -> str:
         counts = ", ".join(

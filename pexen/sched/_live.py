@@ -5,8 +5,8 @@ Design
 
 Threads
 -------
-One ``LiveRun`` per run, made when the generator of ``Sched.run()`` starts.
-Its loop (``drive``) runs in the thread that iterates over that generator,
+One ``LiveRun`` per run, made by ``Sched.run()`` (or ``arun()``). Its loop
+(``drive``) runs in the thread that iterates over that generator,
 *the driving thread*, and it alone touches the planner and calls the pool
 (but ``wake``, ``running`` and setting ``workers``, which pools make safe
 from any thread). Everything else reaches it through a mailbox:
@@ -41,6 +41,28 @@ Pause, abort, cancel
   dropped if it has not started, else stopped where the pool can (its
   ``TaskRes`` carries ``TaskCancelledError``).
 
+On an event loop
+----------------
+``Sched.arun()`` runs the very same loop on an event loop's thread (which
+is then the driving thread: observers run there). ``adrive``, the async
+generator it returns, steps through ``drive(on_loop=True)``, which blocks
+nowhere: where ``run()`` would block it yields a request instead, and
+``adrive`` awaits it without blocking the loop:
+
+* ``_WAIT``: the jobs dispatched since the last wait are handed to
+  ``pool.wait_async`` (an ``AsyncWorkerPool`` runs them on this loop; any
+  other pool makes its blocking calls in a thread of the run's own, so the
+  loop's own calls to the pool, ``cancel`` and ``drop_queued``, come between
+  them, never during one); its outcomes go back in ``waited``.
+* ``_IDLE``: paused with nothing in flight, the loop waits for a command:
+  ``post`` then also settles the future ``adrive`` awaits (``waker``).
+* ``_DUE``: nothing in flight and tasks waiting for the delay of a retry:
+  the same wait, up to the time the first of them is due.
+
+Starting and stopping the pool are awaited by ``adrive`` too
+(``start_async``, ``stop_async``): ``Sched`` does the rest of beginning and
+ending a run the same way for both.
+
 Costs
 -----
 A run nobody observes builds no ``Event``: one test of a local per task.
@@ -51,16 +73,19 @@ is first read.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from itertools import islice
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from pexen.sched._capacity import check_needs
 from pexen.sched._errors import SchedulerError, TaskCancelledError, UnrunTasksWarning
 from pexen.sched._events import (
     ABORTING,
@@ -70,6 +95,7 @@ from pexen.sched._events import (
     PAUSED,
     RESIZED,
     RESUMED,
+    RETRYING,
     RUN_STARTED,
     SKIPPED,
     STARTED,
@@ -78,9 +104,11 @@ from pexen.sched._events import (
     Status,
 )
 from pexen.sched._graph import check_added
-from pexen.sched._planner import DONE, RUNNING, Planner, Skip, TaskInfo
+from pexen.sched._planner import DONE, RETRY, RUNNING, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import DROPPED, Job, WorkerPool
+from pexen.sched._pools.bridge import LOOP_SLICE
 from pexen.sched._result import TaskMap, TaskRes, task_key
+from pexen.sched._retry import RetryTimer, retry_delay, retryable
 
 if TYPE_CHECKING:
     from pexen.sched._sched import Sched
@@ -95,6 +123,11 @@ _DROPPED_ON_CANCEL = "cancelled while queued in the pool: dropped before it star
 
 # commands in the mailbox
 _ADD, _PAUSE, _RESUME, _ABORT, _CANCEL, _LOOK = range(6)
+
+# what drive(on_loop=True) asks adrive to await (see "On an event loop")
+_WAIT = object()  # the pool's outcomes
+_IDLE = object()  # a command
+_DUE = object()  # a command, or the time the first retry is due
 
 
 class LiveRun:
@@ -139,12 +172,23 @@ class LiveRun:
         self.running_of_pool = (
             pool.running if type(pool).running is not WorkerPool.running else None
         )
+        # under Sched.arun(): see "On an event loop"
+        self.handed: list[Job] = []  # dispatched, for the next wait_async
+        self.waited: list = []  # the outcomes of the last wait_async
+        self.waker: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
+        # tasks waiting for the delay of a retry (made at the first such)
+        self.timer: RetryTimer | None = None
 
     # -- control calls, from any thread ----------------------------------------
 
     def post(self, *command: Any) -> None:
         self.commands.put(command)
         self.pool.wake()
+        waker = self.waker
+        if waker is not None:  # adrive awaits a command
+            loop, told = waker
+            with contextlib.suppress(RuntimeError):  # its loop is closed: no wait
+                loop.call_soon_threadsafe(_settle, told)
 
     def pause(self) -> None:
         if not self.paused:
@@ -195,6 +239,7 @@ class LiveRun:
                     kinds.setdefault(type(info.priority), info)
                 self.priority_kinds = list(kinds.values())
             check_added(infos, self.provided, self.priority_kinds)
+            check_needs(infos, self.sched._capacity)
             for key, task in fresh.items():
                 known.setdefault(key, task)
             for info in infos:
@@ -208,17 +253,26 @@ class LiveRun:
 
     # -- the loop ---------------------------------------------------------------
 
-    def drive(self) -> Iterator[TaskRes]:
+    def drive(self, on_loop: bool = False) -> Generator[Any, None, None]:
         """The generator ``Sched.run()`` returns: start serving, dispatch, wait,
-        yield, applying commands between batches; stop the pool at the end."""
+        yield, applying commands between batches; stop the pool at the end.
+
+        *on_loop*: stepped by ``adrive``, which starts and stops the pool;
+        where this would block, it yields ``_WAIT`` or ``_IDLE`` instead.
+        """
         sched = self.sched
-        sched._begin(self)
+        if not on_loop:
+            sched._begin(self)
         finished = False
         try:
             planner, pool = self.planner, self.pool
             infos, pop_ready = planner.infos, planner.pop_ready
             complete = planner.complete
-            shared_for, submit, wait = planner.shared_for, pool.submit, pool.wait
+            shared_for, wait = planner.shared_for, pool.wait
+            # on a loop, jobs go to the pool with the next wait_async
+            submit: Callable[[Job], Any] = (
+                self.handed.append if on_loop else pool.submit
+            )
             tune = pool.tune if pool.auto_spare is not None else None
             dispatched, commands = self.dispatched, self.commands
             now = time.monotonic
@@ -236,12 +290,18 @@ class LiveRun:
                         self.workers_seen = pool.workers
                         self._emit_run(RESIZED, workers=self.workers_seen)
                 if not self.halted:
+                    if self.timer is not None and self.timer.heap:
+                        for due in self.timer.due(now()):
+                            planner.retry_now(due)
+                    if planner.slots is not None:
+                        planner.slots.workers = pool.workers
                     out = len(dispatched)
                     room = pool.capacity - out
                     while room > 0:
-                        # spare="auto" hands out a task that takes locks only to
-                        # a free worker or as the first spare: held locks must
-                        # not wait in a queue behind others
+                        # spare="auto" hands out a task that takes locks (or
+                        # counted resources) only to a free worker or as the
+                        # first spare: what it holds must not wait in a queue
+                        # behind others
                         info = pop_ready(tune is None or out <= pool.workers)
                         if info is None:
                             break
@@ -267,13 +327,26 @@ class LiveRun:
                         self.ended = True
                         break
                     if self.halted and self._unfinished():  # paused: sleep until told
-                        self._apply(commands.get())
+                        if on_loop:
+                            yield _IDLE
+                        else:
+                            self._apply(commands.get())
                         self._apply_commands()
+                        continue
+                    if planner.n_retrying:  # each waits for its delay: so do we
+                        if on_loop:
+                            yield _DUE
+                        else:
+                            self._wait_for_retry()
                         continue
                     if self._may_end():
                         break
                     continue
-                outcomes = wait()
+                if on_loop:
+                    yield _WAIT
+                    outcomes, self.waited = self.waited, []
+                else:
+                    outcomes = wait()
                 if outcomes and len(outcomes[0]) != 7:  # a pool that tells less
                     outcomes = [(*outcome, *_UNTOLD[len(outcome):])
                             for outcome in outcomes]
@@ -289,6 +362,10 @@ class LiveRun:
                     del dispatched[key]
                     info.duration = duration
                     if excinfo is not None:
+                        if info.retry is not None and self._retry(
+                            info, shared, ret, excinfo, started, duration, worker
+                        ):
+                            continue  # no TaskRes: it runs again
                         info.excinfo = excinfo
                     complete(info, shared, excinfo)
                     task = info.task
@@ -313,14 +390,122 @@ class LiveRun:
                     yield res
             finished = True
         finally:
-            skips = sched._end(self, finished)
+            if not on_loop:
+                skips = sched._end(self, finished)
+        if not on_loop:
+            warn_unrun(skips, aborted=self.aborting is not None)
+
+    async def adrive(self) -> AsyncIterator[TaskRes]:
+        """The async generator ``Sched.arun()`` returns: ``drive``'s loop, its
+        waits awaited (see "On an event loop").
+
+        Every ``LOOP_SLICE`` seconds of handing out results the rest of the
+        program gets a turn, so that a consumer awaiting nothing between
+        results does not hold the loop for a whole batch.
+        """
+        sched, pool = self.sched, self.pool
+        await sched._abegin(self)
+        steps = self.drive(on_loop=True)
+        finished = False
+        now = time.monotonic
+        try:
+            pause_at = now() + LOOP_SLICE
+            for step in steps:
+                if step is _WAIT:
+                    handed = self.handed.copy()  # drive appends to this list
+                    self.handed.clear()
+                    self.waited = await pool.wait_async(handed)
+                    pause_at = now() + LOOP_SLICE
+                elif step is _IDLE:
+                    await self._until_told()
+                elif step is _DUE:
+                    await self._until_told(self._seconds_to_retry())
+                else:
+                    yield step
+                    if now() >= pause_at:
+                        await asyncio.sleep(0)
+                        pause_at = now() + LOOP_SLICE
+            finished = True
+        finally:
+            steps.close()
+            skips = await sched._aend(self, finished)
         warn_unrun(skips, aborted=self.aborting is not None)
+
+    async def _until_told(self, timeout: float | None = None) -> None:
+        """Wait, without blocking the event loop, until a command is posted
+        (or *timeout* seconds have passed)."""
+        loop = asyncio.get_running_loop()
+        told = loop.create_future()
+        self.waker = (loop, told)
+        try:
+            if self.commands.empty():  # else one came before the waker was set
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(told, timeout)
+        finally:
+            self.waker = None
 
     def close_journal(self) -> None:
         """Close the journal the run resumes from, if the run opened it."""
         if self.journal_owned:
             self.journal_owned = False
             self.journal.close()
+
+    # -- retries --------------------------------------------------------------
+
+    def _retry(self, info: TaskInfo, shared: dict, ret: Any, excinfo: Any,
+               started: float | None, duration: float | None,
+               worker: str | None) -> bool:
+        """Retry *info*'s failed attempt if its metadata says so (see ``_retry``
+        module); else False, and the failure is final."""
+        plan = info.retry
+        assert plan is not None
+        if (
+            not plan.left
+            or self.aborting is not None
+            or not retryable(excinfo[1], plan.retry_on, never=(TaskCancelledError,))
+        ):
+            return False
+        plan.left -= 1
+        plan.attempts.append((excinfo, duration))
+        failures = len(plan.attempts)
+        self.planner.wait_to_retry(info)
+        seconds = retry_delay(plan.delay, plan.backoff, failures)
+        if seconds:
+            if self.timer is None:
+                self.timer = RetryTimer(self.pool.wake)
+            self.timer.add(info, time.monotonic() + seconds)
+        else:
+            self.planner.retry_now(info)
+        if self.sched._observers:
+            total = failures + plan.left
+            when = f"in {seconds:g} s" if seconds else "at once"
+            reason = (
+                f"attempt {failures} of {total + 1} failed "
+                f"({type(excinfo[1]).__name__}); it runs again {when}"
+            )
+            res = _new_tuple(TaskRes, (info.task, shared, ret, excinfo))
+            self._emit_retrying(info.seq, res, started, duration, worker, reason)
+        return True
+
+    def _seconds_to_retry(self) -> float:
+        """How long until the first task waiting for its retry is due (0 for
+        one retried at once: it is among the ready tasks already)."""
+        timer = self.timer
+        due = timer.next_due() if timer is not None else None
+        return 0.0 if due is None else max(0.0, due - time.monotonic())
+
+    def _wait_for_retry(self) -> None:
+        """Nothing in the pool, tasks waiting to be retried: wait on the
+        mailbox until the first is due (a command may come first)."""
+        seconds = self._seconds_to_retry()
+        if not seconds:
+            return
+        try:
+            command = self.commands.get(timeout=seconds)
+        except Empty:
+            return
+        self._apply(command)
+        self._apply_commands()
 
     def _unfinished(self) -> bool:
         """Whether a task of the run has not ended (and may still run)."""
@@ -337,11 +522,17 @@ class LiveRun:
             return True
 
     def close(self, finished: bool) -> None:
-        """No more tasks may join: the run is over (*finished*: it ran out)."""
+        """No more tasks may join: the run is over (*finished*: it ran out).
+
+        The retry timer's thread stops; tasks still waiting for their retry
+        stay so (the skip reasons say it).
+        """
         self.ended = True
         with self.add_lock:
             self.accepting = False
             self.closed = not finished
+        if self.timer is not None:
+            self.timer.close()
 
     # -- applying commands, in the loop's thread --------------------------------
 
@@ -421,6 +612,13 @@ class LiveRun:
         info = self.planner.infos[seq]
         if info.state >= DONE:
             return  # finished, or cancelled already
+        if info.state == RETRY and self.timer is not None:
+            self.timer.remove(info)  # else retried at once: it is READY
+        reason = (
+            "cancelled while it waited to be retried"
+            if info.retry is not None and info.retry.attempts
+            else "cancelled before it was dispatched"
+        )
         if info.state == RUNNING:
             if seq in self.dispatched:
                 if self.pool.cancel(seq, force=True):
@@ -428,7 +626,6 @@ class LiveRun:
                 else:  # an outcome comes: perhaps DROPPED, later
                     self.cancelled[seq] = _DROPPED_ON_CANCEL
             return
-        reason = "cancelled before it was dispatched"
         if self.planner.cancel(info, reason) and self.sched._observers:
             self._emit_task(SKIPPED, time.monotonic(), info.task, reason=reason)
 
@@ -484,6 +681,21 @@ class LiveRun:
                 seen[key] = worker
                 self._emit_task(STARTED, started, infos[key].task, worker)
 
+    def _emit_retrying(self, key: int, res: TaskRes, started: float | None,
+                       duration: float | None, worker: str | None,
+                       reason: str) -> None:
+        """Tell the end of an attempt that runs again, as a ``"retrying"``
+        event timed and filled as ``"finished"`` is (its start too, if it was
+        not told)."""
+        seen, task = self.started_seen, res.task
+        if key in seen:
+            worker = seen.pop(key) or worker
+        elif started is not None:
+            self._emit_task(STARTED, started, task, worker)
+        end = time.monotonic() if started is None or duration is None else (
+            started + duration)
+        self._emit_task(RETRYING, end, task, worker, res, reason, duration)
+
     def emit_end(self, skips: list[Skip], status: Status) -> None:
         """The last events: each task skipped, then the end of the run."""
         if not self.sched._observers:
@@ -537,6 +749,9 @@ class LiveRun:
             else NO_ENTRIES,
             _Later(self._blocked) if waiting > 0 else NO_ENTRIES,
             self.paused, self.abort_requested,
+            planner.capacity_in_use()
+            if planner.capacity is not None or planner.slots is not None
+            else NO_ENTRIES,
         ))
 
     def _locks(self) -> dict[Any, tuple[Any, ...]]:
@@ -556,6 +771,12 @@ class LiveRun:
         infos = self.planner.infos
         return TaskMap((infos[seq].task, waits)
                        for seq, waits in self.planner.waits().items())
+
+
+def _settle(told: asyncio.Future) -> None:
+    """Wake ``adrive`` waiting for a command (in the loop's thread)."""
+    if not told.done():
+        told.set_result(None)
 
 
 def _tell(sched: Sched, event: Event) -> None:

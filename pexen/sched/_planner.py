@@ -18,29 +18,40 @@ metadata while the run goes on is for the next run.
 * ``n_unmet`` counts required tags not yet provided; at zero the task is
   *ready* (graphlib's countdown).
 * ``state``: PENDING (waiting for tags), READY (in a ready queue), PARKED
-  (ready but waiting for a lock), RUNNING (handed to the pool), DONE, FAILED,
+  (ready but waiting for a lock or for capacity), RUNNING (handed to the
+  pool), RETRY (an attempt failed; it waits to run again), DONE, FAILED,
   CANCELLED (taken out of the run by ``cancel``/``drop`` before it ran),
   CARRIED (passed in an earlier run, not run again: ``carry``).
 * ``merged``: the shared dict it will start with, built only once a provider
   hands it something.
+* ``rank``: what the ready queues sort it by, ``priority`` itself unless the
+  run has another order (``pexen.sched._order``).
+* ``gate`` (its counted resources, ``pexen.sched._capacity``) and ``retry``
+  (its retries, ``pexen.sched._retry``): None for a task without ``needs``
+  or ``retries``, so that such a task costs a test of None each.
 
 Shared tables: ``tag2waiters`` (tag -> tasks requiring it), ``met`` (tags
 provided), ``lock2count`` (resource -> -1 when claimed, n > 0 with n users),
-``lock2parked`` (resource -> two heaps of ``(priority, seq, info)``: the
+``lock2parked`` (resource -> two heaps of ``(rank, seq, info)``: the
 tasks waiting to claim it and those waiting to use it), ``lock2keepers``
 (resource -> failed tasks that keep it locked, for skip reasons), ``heap``
 (tasks that became ready during the run) and ``initial`` (those ready at the
 start, sorted once, consumed by the index ``next_initial``). ``gifts`` keeps
 the shared dict of each provider that handed one on, in the order they
 finished, for tasks added later (``add``). ``n_done``, ``n_failed`` and
-``n_cancelled`` count the ends, so that a status is O(1).
+``n_cancelled`` count the ends, so that a status is O(1). ``capacity``
+(a ``Capacity``, None without ``Sched(capacity=...)``) holds what is free of
+each counted resource and the tasks parked for it; ``slots`` (None unless a
+task needs several of the pool's ``"workers"``) the workers taken;
+``n_retrying`` counts the tasks in RETRY.
 
 Policy
 ------
-* Among ready tasks, the lowest ``(priority, seq)`` goes first: lower priority
-  first, then the order of adding. Ready tasks come from two sources: the
-  tasks ready at the start, sorted once and consumed by an index (O(1) each),
-  and a heap of ``(priority, seq, info)`` for tasks that become ready later
+* Among ready tasks, the lowest ``(rank, seq)`` goes first: lower priority
+  first, then the run's order (``"critical-path"``, ``"longest-first"``),
+  then the order of adding. Ready tasks come from two sources: the tasks
+  ready at the start, sorted once and consumed by an index (O(1) each), and
+  a heap of ``(rank, seq, info)`` for tasks that become ready later
   (O(log n)). The rising ``seq`` keeps ties FIFO and the tasks uncompared.
 * A requirement is met when the first task providing the tag finishes
   successfully (or with ``TaskFailError(deps_ok=True)``).
@@ -52,6 +63,17 @@ Policy
   passes the turn to the next in line, so n tasks queued on one resource cost
   O(n log n), not O(n^2). A parked task does not hold back tasks behind it
   that can run.
+* Counted resources are taken at the same gate, before the locks: a task
+  whose needs do not fit is parked in ``capacity`` (in the planner, so it
+  holds no worker), the first in line of each resource reserving what it
+  needs against those behind it (no starvation; see ``_capacity``). A task
+  woken for capacity holds it from then on; should it then park on a lock,
+  it gives it back. A task that needs several workers is handed out only
+  when as many are free, and holds back those behind it until then.
+* A failed attempt to be retried (``wait_to_retry``, the loop decides)
+  completes nothing: its tags stay unmet, its locks, capacity and workers
+  are given back, and it waits in RETRY until the loop puts it back among
+  the ready tasks (``retry_now``).
 * A task that fails keeps its locks and leaves its tags unmet, unless it
   raised ``TaskFailError`` with ``locks_ok``/``deps_ok``.
 * A resumed run starts with some tasks *carried*: before anything is
@@ -71,8 +93,8 @@ Data flow
 dict) and submits it to the pool; when the pool reports the outcome,
 ``complete`` merges the task's shared dict into every not yet dispatched task
 requiring a tag it provides, meets its tags (moving tasks whose countdown hits
-zero to the heap) and releases its locks (waking the tasks next in line for
-them). At the end
+zero to the heap) and releases its locks and counted resources (waking the
+tasks next in line for them). At the end
 ``skips`` explains every task that did not run, in ``Skip`` records from
 which both ``Sched.skipped`` and the end-of-run warning are made.
 
@@ -90,11 +112,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pexen.sched._calling import passes_shared
+from pexen.sched._capacity import WORKERS, Capacity, Gate, WorkerSlots
 from pexen.sched._errors import TaskFailError
 from pexen.sched._naming import task_name
+from pexen.sched._order import bottom_levels, ranks
+from pexen.sched._retry import RetryPlan
 from pexen.sched.meta import META_ATTR, SchedMeta
 
-PENDING, READY, PARKED, RUNNING, DONE, FAILED, CANCELLED, CARRIED = range(8)
+PENDING, READY, PARKED, RUNNING, RETRY, DONE, FAILED, CANCELLED, CARRIED = range(9)
 CLAIMERS, USERS = 0, 1  # the two queues of tasks parked on a resource
 
 _NO_TAGS: frozenset = frozenset()
@@ -108,13 +133,16 @@ class TaskInfo:
         "claims",
         "duration",
         "excinfo",
+        "gate",
         "kwargs",
         "merged",
         "n_unmet",
         "pass_shared",
         "priority",
         "provides",
+        "rank",
         "requires",
+        "retry",
         "seq",
         "state",
         "task",
@@ -139,19 +167,30 @@ class TaskInfo:
             self.provides = frozenset(meta.provides) if meta.provides else _NO_TAGS
             self.claims = frozenset(meta.claims) if meta.claims else _NO_TAGS
             self.uses = frozenset(meta.uses) if meta.uses else _NO_TAGS
-            self.priority = meta.priority
+            # the rank is the priority itself in the order "priority" (see _order)
+            self.priority = self.rank = meta.priority
             self.kwargs = dict(meta.kwargs) if meta.kwargs else _NO_KWARGS
             self.timeout = meta.timeout
+            # records made only for the tasks that need them (None: the fast way)
+            self.gate: Gate | None = Gate(self, meta.needs) if meta.needs else None
+            self.retry: RetryPlan | None = RetryPlan(meta) if meta.retries else None
         else:
             self.requires = self.provides = self.claims = self.uses = _NO_TAGS
-            self.priority = 0
+            self.priority = self.rank = 0
             self.kwargs = _NO_KWARGS
             self.timeout = None
+            self.gate = self.retry = None
         self.n_unmet = len(self.requires)
         self.pass_shared = passes_shared(task, self.kwargs)
 
     def __repr__(self) -> str:
         return f"<TaskInfo #{self.seq} {task_name(self.task)} state={self.state}>"
+
+
+def _cost(info: TaskInfo) -> Any:
+    """The ``cost`` of *info*'s task (read when the run ranks it)."""
+    meta = getattr(info.task, META_ATTR, None)
+    return meta.cost if isinstance(meta, SchedMeta) else 1
 
 
 class Skip(NamedTuple):
@@ -172,9 +211,22 @@ class Skip(NamedTuple):
 class Planner:
     """Scheduling state of one run over *tasks* (see the module docstring)."""
 
-    def __init__(self, tasks: Iterable[Any], presets: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        tasks: Iterable[Any],
+        presets: Mapping[str, Any],
+        capacity: Mapping[Any, Any] | None = None,
+        order: str = "priority",
+    ) -> None:
         self.infos = [TaskInfo(seq, task) for seq, task in enumerate(tasks)]
         self.presets = dict(presets)
+        self.order = order
+        self.chains: dict[int, Any] = {}  # seq -> chain of cost ("critical-path")
+        # counted resources, and the pool's workers as one: only when asked for
+        self.capacity = Capacity(capacity) if capacity else None
+        self.slots: WorkerSlots | None = None
+        self.gated: list[TaskInfo] = []  # the tasks with needs (check_needs)
+        self.n_retrying = 0  # tasks waiting to be retried
         self.tag2waiters: dict[Any, list[TaskInfo]] = {}
         self.met: set = set()
         self.lock2count: dict[Any, int] = {}
@@ -184,9 +236,14 @@ class Planner:
         self.gifts: dict[int, dict] = {}  # seq -> the shared dict it handed on
         self.cancelled: dict[int, str] = {}  # seq -> why it was taken out
         self.n_done = self.n_failed = 0
-        initial = []
+        initial, gated = [], self.gated
+        heavy = False  # a task needs several workers
         tag2waiters = self.tag2waiters
         for info in self.infos:
+            gate = info.gate
+            if gate is not None:
+                gated.append(info)
+                heavy = heavy or gate.weight > 1
             if info.requires:
                 for tag in info.requires:
                     waiters = tag2waiters.get(tag)
@@ -197,12 +254,31 @@ class Planner:
             else:
                 info.state = READY
                 initial.append(info)
-        if any(info.priority != 0 for info in initial):
-            # incomparable priorities: check_graph() refuses the run, naming them
-            with contextlib.suppress(TypeError):
-                initial.sort(key=lambda info: (info.priority, info.seq))
         self.initial = initial
         self.next_initial = 0
+        self._sort_initial()
+        if heavy:
+            self.slots = WorkerSlots(1)
+
+    def _sort_initial(self) -> None:
+        initial = self.initial
+        if any(info.rank != 0 for info in initial):
+            # incomparable priorities: check_graph() refuses the run, naming them
+            with contextlib.suppress(TypeError):
+                initial.sort(key=lambda info: (info.rank, info.seq))
+
+    def apply_order(self) -> None:
+        """Rank the tasks by ``order`` (once the graph is known to be sound)."""
+        if self.order == "priority":
+            return
+        infos = self.infos
+        costs = {info.seq: _cost(info) for info in infos}
+        if self.order == "critical-path":
+            self.chains = bottom_levels(infos, costs, self.tag2waiters)
+        for info, rank in zip(infos, ranks(infos, self.order, costs, self.chains),
+                              strict=True):
+            info.rank = rank
+        self._sort_initial()
 
     def carry(self, seq2shared: Mapping[int, dict]) -> None:
         """Count the tasks numbered in *seq2shared* as passed before the run,
@@ -220,21 +296,27 @@ class Planner:
     # -- dispatch --------------------------------------------------------
 
     def pop_ready(self, may_lock: bool = True) -> TaskInfo | None:
-        """Take the next task that may run now and lock its resources.
+        """Take the next task that may run now; take its locks and resources.
 
-        With *may_lock* false, stop at a next task that takes locks (None):
-        the caller will not dispatch one now, and order must be kept.
+        With *may_lock* false, stop at a next task that takes locks or
+        counted resources (None): the caller will not dispatch one now, and
+        order must be kept. So too at a next task that needs more of the
+        pool's workers than are free (``slots``): it holds back those behind
+        it.
         """
-        heap, initial = self.heap, self.initial
+        heap, initial, slots = self.heap, self.initial, self.slots
+        # without capacity nor counted workers a task's gate, if any, takes
+        # nothing (check_needs made sure): the old way, a test less per task
+        counted = self.capacity is not None or slots is not None
         while True:
             i = self.next_initial
             if i < len(initial):
                 info = initial[i]
                 from_heap = False
                 if heap:
-                    top_priority, top_seq, top = heap[0]
-                    if top_priority < info.priority or (
-                        not info.priority < top_priority and top_seq < info.seq
+                    top_rank, top_seq, top = heap[0]
+                    if top_rank < info.rank or (
+                        not info.rank < top_rank and top_seq < info.seq
                     ):
                         info, from_heap = top, True
             elif heap:
@@ -242,21 +324,51 @@ class Planner:
             else:
                 return None
             locks = info.claims or info.uses
-            if locks and not may_lock:
+            if not counted:
+                if locks and not may_lock:
+                    return None
+                if from_heap:
+                    heapq.heappop(heap)
+                else:
+                    self.next_initial = i + 1
+                if locks and not self._lock(info):
+                    continue
+                info.state = RUNNING
+                return info
+            gate = info.gate
+            if not may_lock and (locks or (gate is not None and gate.needs)):
+                return None
+            if slots is not None and not slots.fits(info):
                 return None
             if from_heap:
                 heapq.heappop(heap)
             else:
                 self.next_initial = i + 1
+            if gate is not None and gate.needs and not gate.held:
+                capacity = self.capacity
+                assert capacity is not None  # check_needs made sure
+                if not capacity.fits(gate):
+                    info.state = PARKED
+                    capacity.park(gate)
+                    self._pass_turn(info)
+                    continue
             if locks and not self._lock(info):
+                if gate is not None and gate.held:  # woken for capacity: it
+                    self._give_capacity(gate)  # waits for a lock now
                 continue
+            if gate is not None and gate.needs and not gate.held:
+                self.capacity.take(gate)  # type: ignore[union-attr]
+            if slots is not None:
+                slots.take(info)
             info.state = RUNNING
             return info
 
     def shared_for(self, info: TaskInfo) -> dict:
-        """The fresh shared dict *info* starts with."""
+        """The fresh shared dict *info* starts with (each attempt alike)."""
         merged = info.merged
         if merged is not None:
+            if info.retry is not None:  # kept for the next attempt
+                return dict(merged)
             info.merged = None
             return merged
         return dict(self.presets) if self.presets else {}
@@ -282,13 +394,39 @@ class Planner:
         queues = self.lock2parked.get(res)
         if queues is None:
             queues = self.lock2parked[res] = ([], [])
-        heapq.heappush(queues[side], (info.priority, info.seq, info))
+        heapq.heappush(queues[side], (info.rank, info.seq, info))
+        self._pass_turn(info)
+        return False
+
+    def _pass_turn(self, info: TaskInfo) -> None:
         woken_by = info.woken_by
         if woken_by is not None:
             # it was woken for *woken_by* but did not take it: the turn passes
             info.woken_by = None
             self._wake(woken_by)
-        return False
+
+    def _give_capacity(self, gate: Gate) -> None:
+        """Give back the counted resources *gate* holds; requeue those it wakes."""
+        self._requeue(self.capacity.give(gate))  # type: ignore[union-attr]
+
+    def _requeue(self, gates: list[Gate]) -> None:
+        """Back to the ready heap: tasks woken for capacity (holding it)."""
+        heap = self.heap
+        for gate in gates:
+            woken = gate.info
+            woken.state = READY
+            heapq.heappush(heap, (woken.rank, woken.seq, woken))
+
+    def _release(self, info: TaskInfo, locks: bool) -> None:
+        """Give back what *info* took at dispatch: its counted resources and
+        workers, and its locks if *locks*."""
+        gate = info.gate
+        if gate is not None and gate.held:
+            self._give_capacity(gate)
+        if self.slots is not None:
+            self.slots.give(info)
+        if locks and (info.claims or info.uses):
+            self._unlock(info)
 
     def _unlock(self, info: TaskInfo) -> None:
         count = self.lock2count
@@ -352,12 +490,27 @@ class Planner:
                 deps_ok = locks_ok = False
         if deps_ok and info.provides:
             self._provide(info, shared)
+        if self.capacity is not None or self.slots is not None:
+            self._release(info, locks=False)  # a failure keeps no capacity
         if info.claims or info.uses:
             if locks_ok:
                 self._unlock(info)
             else:
                 for res in (*info.claims, *info.uses):
                     self.lock2keepers.setdefault(res, []).append(info)
+
+    def wait_to_retry(self, info: TaskInfo) -> None:
+        """*info* failed an attempt and will run again: give back its locks,
+        capacity and workers while it waits (dependents see nothing)."""
+        info.state = RETRY
+        self.n_retrying += 1
+        self._release(info, locks=True)
+
+    def retry_now(self, info: TaskInfo) -> None:
+        """*info*, waiting to be retried, is due: back among the ready tasks."""
+        info.state = READY
+        self.n_retrying -= 1
+        heapq.heappush(self.heap, (info.rank, info.seq, info))
 
     def _provide(self, info: TaskInfo, shared: dict) -> None:
         tag2waiters, met, heap = self.tag2waiters, self.met, self.heap
@@ -381,7 +534,7 @@ class Planner:
                 waiter.n_unmet -= 1
                 if not waiter.n_unmet and waiter.state == PENDING:  # ready
                     waiter.state = READY
-                    heapq.heappush(heap, (waiter.priority, waiter.seq, waiter))
+                    heapq.heappush(heap, (waiter.rank, waiter.seq, waiter))
 
     # -- accounting ------------------------------------------------------
 
@@ -403,6 +556,11 @@ class Planner:
                 reason = cancelled.get(info.seq)
                 if reason is not None:
                     skips.append(Skip(info.task, "cancel", (), reason))
+                elif info.state == RETRY:
+                    how = aborted or "the run was stopped early"
+                    skips.append(Skip(info.task, "stop", (), (
+                        f"an attempt failed and it waited to be retried: {how}"
+                    )))
                 elif aborted is not None:
                     skips.append(Skip(info.task, "stop", (), (
                         f"handed to the pool, but {aborted} before it finished"
@@ -447,7 +605,22 @@ class Planner:
                 )
             elif state == PARKED and info.seq in parked:
                 waits[info.seq] = (parked[info.seq],)
+            elif state == PARKED and info.gate is not None and info.gate.parked:
+                gate = info.gate
+                lacks = self.capacity.lacks(gate)  # type: ignore[union-attr]
+                waits[info.seq] = (next(iter(gate.needs)) if lacks is None else lacks,)
+            elif state == RETRY:
+                waits[info.seq] = ("retry",)
         return waits
+
+    def capacity_in_use(self) -> dict[Any, tuple[Any, Any]]:
+        """``resource -> (in use, capacity)``, the pool's workers included when
+        a task needs several."""
+        in_use = self.capacity.in_use() if self.capacity is not None else {}
+        slots = self.slots
+        if slots is not None:
+            in_use[WORKERS] = (slots.out, slots.workers)
+        return in_use
 
     # -- changes while the run goes on -----------------------------------
 
@@ -461,10 +634,32 @@ class Planner:
         for info in infos:
             assert info.seq == len(self.infos), (info.seq, len(self.infos))
             self.infos.append(info)
+            if info.gate is not None:
+                self.gated.append(info)
             for tag in info.requires:
                 tag2waiters.setdefault(tag, []).append(info)
                 if tag in met:
                     info.n_unmet -= 1
+        if self.order != "priority":
+            # the chains of the tasks already ranked stay as they are
+            costs = {info.seq: _cost(info) for info in infos}
+            if self.order == "critical-path":
+                self.chains.update(
+                    bottom_levels(infos, costs, tag2waiters, self.chains)
+                )
+            for info, rank in zip(infos, ranks(infos, self.order, costs, self.chains),
+                                  strict=True):
+                info.rank = rank
+        if self.slots is None and any(
+            info.gate is not None and info.gate.weight > 1 for info in infos
+        ):
+            # from now on the pool's workers are counted: those out take one
+            out = [other for other in self.infos if other.state == RUNNING]
+            self.slots = WorkerSlots(1, len(out))
+            for other in out:
+                if other.gate is not None:
+                    other.gate.slot_weight = 1
+        for info in infos:
             if info.requires and gifts:
                 requires = info.requires
                 for seq, shared in gifts.items():
@@ -474,7 +669,7 @@ class Planner:
                         info.merged.update(shared)
             if not info.n_unmet:
                 info.state = READY
-                heapq.heappush(self.heap, (info.priority, info.seq, info))
+                heapq.heappush(self.heap, (info.rank, info.seq, info))
 
     def cancel(self, info: TaskInfo, reason: str) -> bool:
         """Take *info*, not yet dispatched, out of the run; False if it was.
@@ -489,8 +684,15 @@ class Planner:
                     waiters.remove(info)
         elif state == READY:
             self._unqueue(info)
+            if info.gate is not None and info.gate.held:  # woken for capacity
+                self._give_capacity(info.gate)
         elif state == PARKED:
-            self._unpark(info)
+            if info.gate is not None and info.gate.parked:
+                self._requeue(self.capacity.unpark(info.gate))  # type: ignore[union-attr]
+            else:
+                self._unpark(info)
+        elif state == RETRY:  # out of the retry timer already (the loop's)
+            self.n_retrying -= 1
         else:
             return False
         info.state = CANCELLED
@@ -499,13 +701,13 @@ class Planner:
 
     def drop(self, info: TaskInfo, reason: str, release: bool = True) -> None:
         """Take *info*, dispatched, out of the run: the pool dropped it unstarted
-        (its locks are released unless not *release*), or stopped it. Its tags
-        stay unmet.
+        (its locks, counted resources and workers are given back unless not
+        *release*), or stopped it. Its tags stay unmet.
         """
         info.state = CANCELLED
         self.cancelled[info.seq] = reason
-        if release and (info.claims or info.uses):
-            self._unlock(info)
+        if release:
+            self._release(info, locks=True)
 
     def _unqueue(self, info: TaskInfo) -> None:
         """Remove a READY *info* from the initial list or the heap (O(n): rare)."""
@@ -628,6 +830,12 @@ class _Explainer:
             reason = cancelled.get(info.seq)
             if reason is not None:
                 skips.append(Skip(info.task, "cancel", (), reason))
+                continue
+            gate = info.gate
+            if gate is not None and gate.parked and self.planner.capacity is not None:
+                res = self.planner.capacity.lacks(gate) or next(iter(gate.needs))
+                reason = f"waits for {res!r}, never free enough (no failed task found)"
+                skips.append(Skip(info.task, "capacity", (), reason))
                 continue
             roots = self.root_failures(info)
             culprits = tuple(task_name(r.task) for r in roots)

@@ -1,4 +1,9 @@
-"""``Sched``: the public face of a run; its loop lives in ``_live``."""
+"""``Sched``: the public face of a run; its loop lives in ``_live``.
+
+``run()`` and ``arun()`` drive one and the same loop, ``arun()`` from an
+event loop; they differ only in how the pool is started, waited for and
+stopped (see ``_live``, "On an event loop").
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,15 @@ import contextlib
 import gc
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from pexen.sched._capacity import check_capacity, check_needs
 from pexen.sched._errors import SchedulerError
 from pexen.sched._events import Event, Observer, Status
 from pexen.sched._graph import check_graph
 from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
+from pexen.sched._order import check_order
 from pexen.sched._planner import CANCELLED, CARRIED, DONE, Planner, Skip, TaskInfo
 from pexen.sched._pools.base import WorkerPool, check_count
 from pexen.sched._pools.thread import ThreadWorkerPool
@@ -28,9 +35,23 @@ class Sched:
     finished. A run can be driven while it goes on, from any thread:
     ``add_tasks``, ``pause``/``resume``, ``abort``, ``cancel``, ``resize``,
     ``observe`` and ``status``.
+
+    *capacity* maps counted resources to how much there is of each
+    (``{"gpu": 2, "mem_gb": 16}``), for the tasks' ``needs``; *order* is how
+    ready tasks of equal priority go: ``"priority"`` (in the order of
+    adding), ``"critical-path"`` (the longest chain of ``cost`` behind them
+    first) or ``"longest-first"`` (the highest ``cost`` first).
     """
 
-    def __init__(self, tasks: Iterable[Any] = ()) -> None:
+    def __init__(
+        self,
+        tasks: Iterable[Any] = (),
+        *,
+        capacity: Mapping[Any, Any] | None = None,
+        order: str = "priority",
+    ) -> None:
+        self._capacity = check_capacity(capacity)
+        self._order = check_order(order)
         self._tasks: dict[Any, Any] = {}  # task_key -> task
         self._shared: dict[str, Any] = {}
         self._running = False
@@ -109,8 +130,9 @@ class Sched:
 
         ``excinfo`` is None for an attempt that passed, ``duration`` the
         seconds it ran as its pool measured them (None where the pool cannot
-        tell). A task that did not run has no attempts. Raise KeyError for a
-        task this ``Sched`` does not have.
+        tell). A task retried has one pair per attempt, its last attempt's
+        last (during a run: the attempts so far). A task that did not run has
+        no attempts. Raise KeyError for a task this ``Sched`` does not have.
         """
         key = task_key(task)
         if key not in self._tasks:
@@ -122,9 +144,11 @@ class Sched:
         if seq is None:
             return ()  # added after the last run
         info = infos[seq]
+        retry = info.retry
+        tried = tuple(retry.attempts) if retry is not None else ()  # retried ones
         if info.state < DONE or info.state in (CANCELLED, CARRIED):
-            return ()
-        return ((info.excinfo, info.duration),)
+            return tried
+        return (*tried, (info.excinfo, info.duration))
 
     # -- driving a run live ------------------------------------------------------
 
@@ -239,8 +263,12 @@ class Sched:
         """The planner of a run, its graph checked (see ``_gc_paused``), and the
         tags its tasks provide."""
         with _gc_paused():
-            planner = Planner(self._tasks.values(), self._shared)
+            planner = Planner(
+                self._tasks.values(), self._shared, self._capacity, self._order
+            )
             provided = check_graph(planner.infos)
+            check_needs(planner.gated, self._capacity)
+            planner.apply_order()
         return planner, provided
 
     def run(
@@ -257,9 +285,38 @@ class Sched:
         ``TaskRes``, no attempts), their tags count as provided and their
         dependents get the shared state they recorded.
         """
+        self._refuse_if_running()
+        # planned here, so that the graph's warnings point at our caller; the
+        # run's own generator: no second one around it, whose every step
+        # would cost each result a hand-over
+        return self._prepare(self._plan(), pool, resume).drive()
+
+    def arun(
+        self, pool: WorkerPool | None = None, *, resume: Any = None
+    ) -> AsyncIterator[TaskRes]:
+        """As ``run()``, for event-loop programs: ``async for res in s.arun()``.
+
+        The same run, driven live the same way (its observers are called in
+        the loop's thread). The loop never blocks on the pool: an
+        ``AsyncWorkerPool`` runs its coroutines on this very loop, any other
+        pool is waited for from a thread of the run's own. While the consumer
+        holds a result, no new task is dispatched. Cancelling the task that
+        consumes it, or leaving the ``async for`` early, stops the run as
+        leaving ``run()``'s loop does (``contextlib.aclosing`` makes that
+        happen at once, rather than when the generator is collected).
+        """
+        self._refuse_if_running()
+        return self._prepare(self._plan(), pool, resume).adrive()
+
+    def _refuse_if_running(self) -> None:
         if self._running:
             raise SchedulerError("this Sched is already running; wait for it to end")
-        planner, provided = self._plan()
+
+    def _prepare(
+        self, plan: tuple[Planner, set], pool: WorkerPool | None, resume: Any
+    ) -> LiveRun:
+        """Check the arguments of ``run()``; the run of *plan*, not begun."""
+        planner, provided = plan
         if pool is None:
             pool = ThreadWorkerPool()
         elif not isinstance(pool, WorkerPool):
@@ -275,12 +332,21 @@ class Sched:
                 raise
         run = LiveRun(self, planner, pool, provided)
         run.journal, run.journal_owned = journal, owned
-        # the run's own generator: no second one around it, whose every step
-        # would cost each result a hand-over
-        return run.drive()
+        return run
 
     def _begin(self, run: LiveRun) -> None:
         """Start serving *run*, from its generator's first step."""
+        with self._beginning(run):
+            run.pool.start()
+
+    async def _abegin(self, run: LiveRun) -> None:
+        """``_begin`` for ``arun()``: the pool started without blocking the loop."""
+        with self._beginning(run):
+            await run.pool.start_async()
+
+    @contextlib.contextmanager
+    def _beginning(self, run: LiveRun) -> Iterator[None]:
+        """Claim this Sched for *run*, let the caller start the pool, serve it."""
         with self._run_lock:  # two generators started from two threads: one wins
             if self._running:
                 raise SchedulerError(
@@ -288,8 +354,8 @@ class Sched:
                 )
             self._running = True
         try:
-            run.pool.start()  # before the run's try: a pool that refuses is not
-        except BaseException:  # stopped
+            yield  # the pool starts: before the run's try, so that a pool that
+        except BaseException:  # refuses is not stopped
             self._running = False
             run.close_journal()
             raise
@@ -304,12 +370,30 @@ class Sched:
 
     def _end(self, run: LiveRun, finished: bool) -> list[Skip]:
         """Stop *run*'s pool and say what did not run; *finished*: it ran out."""
+        skips: list[Skip] = []
+        with self._ending(run, finished, skips) as cancel:
+            run.pool.stop(cancel=cancel)
+        return skips
+
+    async def _aend(self, run: LiveRun, finished: bool) -> list[Skip]:
+        """``_end`` for ``arun()``: the pool stopped without blocking the loop."""
+        skips: list[Skip] = []
+        with self._ending(run, finished, skips) as cancel:
+            await run.pool.stop_async(cancel=cancel)
+        return skips
+
+    @contextlib.contextmanager
+    def _ending(
+        self, run: LiveRun, finished: bool, skips: list[Skip]
+    ) -> Iterator[bool]:
+        """End *run*: the caller stops the pool (with cancel if told so), then
+        *skips* gets what did not run, and the observers the end."""
         run.close(finished)
         planner = run.planner
         try:  # an aborted run ended early too: what waits in the pool goes
-            run.pool.stop(cancel=not finished or run.aborting is not None)
+            yield not finished or run.aborting is not None
         finally:
-            skips = planner.skips(stopped=not finished, aborted=run.aborting)
+            skips += planner.skips(stopped=not finished, aborted=run.aborting)
             self._skipped = TaskMap((skip.task, skip.reason) for skip in skips)
             self._last_status = final_status(planner, len(skips))
             self._live = None
@@ -320,7 +404,6 @@ class Sched:
             if run.unobserve is not None:
                 run.unobserve()
             run.close_journal()
-        return skips
 
 
 def _resume_journal(resume: Any) -> tuple[Any, bool]:

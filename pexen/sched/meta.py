@@ -114,6 +114,104 @@ def _check_timeout(_inst: object, _attr: object, value: Any) -> None:
 MAX_TIMEOUT = 365 * 24 * 3600  # what every pool's timers can hold, with room
 
 
+def _real_problem(value: Any) -> str | None:
+    """Why *value* is not a finite real number (None if it is one)."""
+    if type(value) is int:  # the defaults, and most values: no ABC check
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f"expected a number, got {type(value).__name__}"
+    # an int is finite however large (math.isfinite would overflow on it)
+    if not isinstance(value, int) and not math.isfinite(value):
+        return "expected a finite number"
+    return None
+
+
+def _amount(value: Any, where: str) -> Any:
+    """Check one amount of a counted resource: a positive, finite number."""
+    problem = _real_problem(value)
+    if problem is None and not value > 0:
+        problem = "expected a positive amount (leave the resource out for none)"
+    if problem is not None:
+        raise MetaError(f"{where}: {problem}")
+    return value
+
+
+def _needs(value: Any) -> dict:
+    if type(value) is dict and not value:  # the default, a fresh dict
+        return value
+    if not isinstance(value, Mapping):
+        raise MetaError(
+            f"needs={value!r}: expected a mapping of resource -> amount, as "
+            f"needs={{'gpu': 1, 'mem_gb': 8}}; got {type(value).__name__}"
+        )
+    return {
+        res: _amount(amount, f"needs={value!r}: the amount of {res!r}")
+        for res, amount in value.items()
+    }
+
+
+def _check_cost(_inst: object, _attr: object, value: Any) -> None:
+    problem = _real_problem(value)
+    if problem is None and value < 0:
+        problem = "expected a cost of 0 or more"
+    if problem is not None:
+        raise MetaError(f"cost={value!r}: {problem}")
+
+
+def _check_retries(_inst: object, _attr: object, value: Any) -> None:
+    if type(value) is not int:
+        raise MetaError(
+            f"retries={value!r}: expected how many times a failed task may run "
+            f"again (an int), got {type(value).__name__}"
+        )
+    if value < 0:
+        raise MetaError(f"retries={value!r}: expected 0 or more")
+
+
+RETRY_ON = (Exception,)  # retry_on's default: any error
+
+
+def _exception_types(value: Any) -> tuple:
+    """Normalise ``retry_on`` to a tuple of exception classes."""
+    if value is RETRY_ON:
+        return value
+    items = (value,) if isinstance(value, type) else value
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise MetaError(
+            f"retry_on={value!r}: expected exception classes, as "
+            f"retry_on=(OSError, TimeoutError); got {type(value).__name__}"
+        )
+    types = tuple(items)
+    for item in types:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise MetaError(
+                f"retry_on={value!r}: {item!r} is not an exception class; "
+                f"give the classes themselves, as retry_on=(OSError,)"
+            )
+    return types
+
+
+def _check_retry_delay(_inst: object, _attr: object, value: Any) -> None:
+    problem = _real_problem(value)
+    if problem is None and value < 0:
+        problem = "expected seconds, 0 or more"
+    elif problem is None and value > MAX_TIMEOUT:
+        problem = f"at most {MAX_TIMEOUT:g} s (a year)"
+    if problem is not None:
+        raise MetaError(f"retry_delay={value!r}: {problem}")
+
+
+def _check_retry_backoff(_inst: object, _attr: object, value: Any) -> None:
+    problem = _real_problem(value)
+    if problem is None and value < 1:
+        problem = (
+            "expected a multiplier of 1 or more (1 keeps the delay, 2 doubles "
+            "it after each attempt)"
+        )
+    if problem is not None:
+        raise MetaError(f"retry_backoff={value!r}: {problem}")
+
+
 def _check_name(_inst: object, _attr: object, value: Any) -> None:
     if value is None:
         return
@@ -152,6 +250,11 @@ class SchedMeta:
     The four tag fields accept any collection of hashable tags and are stored
     as sets. ``priority`` may be anything sortable (lower runs first);
     ``kwargs`` are passed to the task by keyword; ``timeout`` is in seconds.
+    ``needs`` maps counted resources to amounts (``Sched(capacity=...)`` says
+    how much there is); ``cost`` weighs the task for ``Sched(order=...)``;
+    ``retries`` failed attempts run again when their exception is one of
+    ``retry_on`` (a ``TaskFailError`` only when ``retry_on`` names it), after
+    ``retry_delay`` seconds, multiplied by ``retry_backoff`` each time.
     ``name`` is the task's identity across runs (``task_identity``); by
     default its call path, else its module and qualified name.
     """
@@ -164,6 +267,12 @@ class SchedMeta:
     kwargs: dict = attrs.field(factory=dict, converter=_kwargs_dict)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
     name: str | None = attrs.field(default=None, validator=_check_name)
+    needs: dict = attrs.field(factory=dict, converter=_needs)
+    cost: Any = attrs.field(default=1, validator=_check_cost)
+    retries: int = attrs.field(default=0, validator=_check_retries)
+    retry_on: tuple = attrs.field(default=RETRY_ON, converter=_exception_types)
+    retry_delay: Any = attrs.field(default=0, validator=_check_retry_delay)
+    retry_backoff: Any = attrs.field(default=1, validator=_check_retry_backoff)
 
 
 FIELDS = tuple(field.name for field in attrs.fields(SchedMeta))

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pexen.sched._pools.base import WorkerPool
+from pexen.sched._pools.eventloop import AsyncWorkerPool
 from pexen.sched._pools.inline import InlineWorkerPool
 from pexen.sched._pools.process import ProcessWorkerPool
 from pexen.sched._pools.thread import ThreadWorkerPool
 
-__all__ = ["InlineWorkerPool", "ProcessWorkerPool", "ThreadWorkerPool", "WorkerPool"]
+__all__ = [
+    "AsyncWorkerPool",
+    "InlineWorkerPool",
+    "ProcessWorkerPool",
+    "ThreadWorkerPool",
+    "WorkerPool",
+]
 
 # Pools on other engines load on first use, so ``import pexen.sched.pool`` never
 # imports Dask or mpi4py (they import their engine only when built).

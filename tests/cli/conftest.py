@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pexen.cli import _timing
+from pexen.cli import _progress
 
 
 class FakeTime:
@@ -21,5 +21,5 @@ class FakeTime:
 def clock_time(monkeypatch):
     """Make ``time.monotonic`` a ``FakeTime`` for the test."""
     fake = FakeTime()
-    monkeypatch.setattr(_timing.time, "monotonic", fake)
+    monkeypatch.setattr(_progress.time, "monotonic", fake)
     return fake

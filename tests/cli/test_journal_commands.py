@@ -3,6 +3,7 @@ runs the tests set (``tests.journal._schedule``)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 
@@ -103,7 +104,7 @@ def test_forget_with_k_drops_the_matching_tasks_in_every_run(capsys, tmp_path):
     assert status == 0
     assert out == (f"forgot 4 results of 2 tasks in {path}; a run resumed from it "
                    "runs them again\n")
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         left = {row[0] for row in conn.execute("SELECT identity FROM attempts")}
     conn.close()
     assert left == {"db", "web", "api", "final", "report"}
@@ -132,7 +133,7 @@ def test_forget_with_a_pattern_matching_nothing_says_so(capsys, tmp_path):
 def test_history_says_a_killed_run_never_ended(capsys, tmp_path):
     path = tmp_path / "j.db"
     record(path)
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE runs SET ended = NULL")
         conn.execute("UPDATE attempts SET outcome = 'dispatched', duration = NULL "
                      "WHERE identity = 'final'")
@@ -143,3 +144,37 @@ def test_history_says_a_killed_run_never_ended(capsys, tmp_path):
     assert [line for line in out.splitlines() if line.endswith("  final")] == [
         "?           -       -  final"
     ]
+
+
+def test_history_and_report_of_a_run_with_a_retried_task(capsys, tmp_path):
+    """The run line counts the attempts retried; the task's letter is its
+    last attempt's; the page draws the retried attempt and does not list it
+    among the tasks not run."""
+    from pexen.journal import Journal
+    from pexen.sched import Sched
+    from pexen.sched.meta import assign_val
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("first attempt")
+
+    assign_val(flaky, name="flaky", retries=1)
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        s = Sched([flaky])
+        s.observe(journal)
+        list(s.run())
+    status, out, _ = run(capsys, "history", str(path))
+    assert status == 0
+    assert ", 1 passed, 1 attempt retried" in out
+    [line] = [line for line in out.splitlines() if "  flaky" in line]
+    assert line.startswith("P ")
+    page = tmp_path / "report.html"
+    assert main(["report", str(path), "--html", str(page)]) == 0
+    html = page.read_text()
+    assert html.count('fill="#fb8c00"') == 1  # the retried attempt's bar
+    assert 'background:#fb8c00"></i>retried' in html  # and in the legend
+    assert "Not run" not in html

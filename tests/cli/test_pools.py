@@ -88,3 +88,23 @@ def test_the_summary_tells_the_dask_clusters_size_at_the_end_of_the_run(
     out, err = capsys.readouterr()
     assert statuses == [0], out + err
     assert "=== 1 passed in " in out and "(dask pool, 2 workers) ===" in out, out
+
+
+def test_the_summary_counts_the_threads_the_system_let_the_run_have(
+    refuse_thread, tmp_path, capsys
+):
+    # it said "thread pool, 5 workers" when the run went on with 2
+    refuse_thread(3)
+    tests = "".join(f"@func_meta\ndef test_{n}():\n    pass\n" for n in range(6))
+    write_package(tmp_path, "refused", {
+        "test_six": "from pexen.sched.meta import func_meta\n" + tests
+    })
+    with restore_imports():
+        status = main(["run", str(tmp_path / "refused"), "-j", "5"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "PoolWarning: ThreadWorkerPool(workers=5, spare='auto') could start only " \
+        "2 of the 5 threads" in out
+    assert out.splitlines()[-1].endswith(
+        " (thread pool, 2 workers of the 5 asked for) ==="
+    )

@@ -90,8 +90,11 @@ BLOCKING = """
         # tell the test we run, then wait for a release file that never comes
         # (the deadline only keeps a broken test from hanging for ever)
         here = os.environ["PEXEN_TEST_DIR"]
-        with open(os.path.join(here, name + ".started"), "w") as f:
+        marker = os.path.join(here, name)
+        with open(marker + ".tmp", "w") as f:
             f.write(str(os.getpid()))
+        # whole or not at all: the test reads it as soon as it is there
+        os.replace(marker + ".tmp", marker + ".started")
         release = os.path.join(here, "release")
         deadline = time.monotonic() + 60
         while not os.path.exists(release) and time.monotonic() < deadline:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 
-from pexen.cli import _progress
-from pexen.cli._progress import LiveProgress
+from pexen.cli._console import duration
+from pexen.cli._progress import MAX_ROWS, LiveProgress
 from pexen.cli._report import FAILED, PASSED, Outcome
-from pexen.sched import ExceptionInfo
+from pexen.sched import ExceptionInfo, Status
 
 
-def test_live_display_shows_running_and_queued_tasks():
+def test_live_display_shows_running_and_queued_tasks(clock_time):
     busy, queued = object(), object()
     console = Console(record=True, width=100, force_terminal=True)
     progress = LiveProgress(
         console,
         0,
         workers=lambda: 1,
-        in_flight=lambda: {busy: 0.0, queued: 0.0},
-        started=lambda task: None,
+        # started 3 s ago, as the pool measured it
+        status=lambda: Status(running=1, queued=1, running_tasks=((busy, 97.0),)),
+        in_flight=lambda: {busy: 90.0, queued: 90.0},
         name={busy: "suite/busy", queued: "suite/waiting"}.get,
     )
     progress.total = 5
@@ -27,8 +30,28 @@ def test_live_display_shows_running_and_queued_tasks():
     console.print(progress.render())
     text = console.export_text()
     assert "2/5" in text and "2 passed" in text and "0 failed" in text
-    assert "running" in text and "suite/busy" in text
-    assert "queued" in text and "suite/waiting" in text
+    assert re.search(r"running +3\.00s suite/busy *\n", text), text
+    assert re.search(r"queued +suite/waiting\n", text), text
+    assert "more" not in text
+
+
+def test_live_display_counts_the_tasks_it_has_no_room_for():
+    running = tuple((object(), 0.0) for _ in range(MAX_ROWS - 1))
+    queued = [object() for _ in range(3)]
+    console = Console(record=True, width=100, force_terminal=True)
+    progress = LiveProgress(
+        console,
+        0,
+        workers=lambda: MAX_ROWS - 1,
+        status=lambda: Status(running=len(running), queued=3, running_tasks=running),
+        in_flight=lambda: dict.fromkeys([task for task, _ in running] + queued, 0.0),
+        name=lambda task: "suite/queued" if task in queued else "suite/running",
+    )
+    console.print(progress.render())
+    text = console.export_text()
+    assert text.count("suite/running") == MAX_ROWS - 1
+    assert text.count("suite/queued") == 1
+    assert "and 2 more" in text
 
 
 def test_live_display_prints_failures_above_it():
@@ -37,8 +60,8 @@ def test_live_display_prints_failures_above_it():
         console,
         0,
         workers=lambda: 1,
+        status=Status,
         in_flight=dict,
-        started=lambda task: None,
         name=str,
     )
     progress.total = 2
@@ -53,11 +76,10 @@ def test_live_display_prints_failures_above_it():
     assert "[2/2] FAILED  suite/bad (0.20s): ValueError: boom" in text
 
 
-def test_live_display_shows_the_elapsed_time(clock_time, monkeypatch):
-    monkeypatch.setattr(_progress.time, "monotonic", clock_time)
+def test_live_display_shows_the_elapsed_time(clock_time):
     console = Console(record=True, width=100, force_terminal=True)
     progress = LiveProgress(
-        console, 0, workers=lambda: 1, in_flight=dict, started=lambda t: None, name=str
+        console, 0, workers=lambda: 1, status=Status, in_flight=dict, name=str
     )
     progress.start(3)
     clock_time.now += 3725
@@ -70,8 +92,8 @@ def test_live_display_estimates_the_time_left_from_a_journal():
     slow, quick, other = object(), object(), object()
     console = Console(record=True, width=120, force_terminal=True)
     progress = LiveProgress(
-        console, 0, workers=lambda: 2, in_flight=dict, started=lambda t: None,
-        name=str, expected={id(slow): 240.0, id(quick): 60.0, id(other): 30.0},
+        console, 0, workers=lambda: 2, status=Status, in_flight=dict, name=str,
+        expected={id(slow): 240.0, id(quick): 60.0, id(other): 30.0},
     )
     progress.total = 3
     console.print(progress.render())
@@ -86,9 +108,17 @@ def test_live_display_estimates_the_time_left_from_a_journal():
 def test_live_display_without_a_journal_estimates_nothing():
     console = Console(record=True, width=120, force_terminal=True)
     progress = LiveProgress(
-        console, 0, workers=lambda: 2, in_flight=dict, started=lambda t: None,
-        name=str,
+        console, 0, workers=lambda: 2, status=Status, in_flight=dict, name=str,
     )
     progress.total = 3
     console.print(progress.render())
     assert "left" not in console.export_text()
+
+
+def test_duration_format():
+    assert [duration(s) for s in (None, 0.123, 12.34, 125)] == [
+        "-",
+        "0.12s",
+        "12.3s",
+        "2m05s",
+    ]

@@ -138,6 +138,12 @@ def test_quiet_prints_only_the_summary(capsys, isolated_imports):
         (["run", "-j", "many", "x"], "'many' is not a whole number or 'auto'"),
         (["run"], "the following arguments are required: PATH"),
         (["run", "--pool", "nope", "x"], "argument --pool: invalid choice: 'nope'"),
+        (["run", "--capacity", "gpu", "x"],
+         "argument --capacity: 'gpu' is not RESOURCE=AMOUNT; write for example "
+         "--capacity gpu=2,mem_gb=16"),
+        (["run", "--capacity", "gpu=two", "x"], "'gpu=two': 'two' is not a number"),
+        (["list", "--capacity", "gpu=0", "x"],
+         "'gpu=0': the amount must be a positive number"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -211,6 +217,74 @@ def test_unsound_graph_is_a_usage_error(tmp_path, capsys, isolated_imports, pkg_
     status, _, err = run(capsys, str(tmp_path / pkg_name))
     assert status == 2
     assert "pexen: error: no task provides tag 'nothing', required by" in err
+
+
+def test_capacity_of_counted_resources(tmp_path, capsys, isolated_imports, pkg_name):
+    write_package(
+        tmp_path,
+        pkg_name,
+        {
+            "test_gpu": """
+                from pexen.sched.meta import func_meta
+                @func_meta(needs={"gpu": 1, "mem_gb": 2.5})
+                def test_train():
+                    pass
+                @func_meta(needs={"gpu": 2})
+                def test_big():
+                    pass
+            """
+        },
+    )
+    suite = str(tmp_path / pkg_name)
+    status, out, _ = run(capsys, suite, "--capacity", "gpu=1", "--capacity",
+                         "gpu=2,mem_gb=8")  # a later amount wins
+    assert status == 0 and "=== 2 passed in " in out
+    status, _, err = run(capsys, suite, "--capacity", "gpu=1,mem_gb=8")
+    assert status == 2
+    assert "needs 2 of 'gpu', more than its capacity of 1" in err
+    assert main(["list", suite]) == 2
+    err = capsys.readouterr().err
+    assert "needs 2 of 'gpu', which has no capacity" in err
+    assert "pexen run --capacity gpu=N" in err
+    assert main(["list", suite, "--capacity", "gpu=2,mem_gb=2.5"]) == 0
+    listing = capsys.readouterr().out
+    assert "needs" in listing and "gpu=1, mem_gb=2.5" in listing
+
+
+@pytest.mark.parametrize(("order", "first"), [
+    ("priority", "a_quick"),  # tasks are collected by name
+    ("critical-path", "c_build"),  # 2 + 5 behind it
+    ("longest-first", "b_long"),  # of those ready, the costliest
+])
+def test_order_by_cost(tmp_path, capsys, isolated_imports, pkg_name, order, first):
+    # on one worker the first task handed out is the first result (the rest
+    # depends on how many the pool queues as spares)
+    write_package(
+        tmp_path,
+        pkg_name,
+        {
+            "test_cost": """
+                from pexen.sched.meta import func_meta
+                @func_meta(cost=1)
+                def test_a_quick():
+                    pass
+                @func_meta(cost=3)
+                def test_b_long():
+                    pass
+                @func_meta(provides=["build"], cost=2)
+                def test_c_build():
+                    pass
+                @func_meta(requires=["build"], cost=5)
+                def test_d_e2e():
+                    pass
+            """
+        },
+    )
+    status, out, _ = run(capsys, str(tmp_path / pkg_name), "-j", "1", "--order", order)
+    assert status == 0
+    passed = re.findall(r"PASSED\s+\S+/test_cost/test_(\w+)", out)
+    assert passed[0] == first
+    assert sorted(passed) == ["a_quick", "b_long", "c_build", "d_e2e"]
 
 
 def test_failed_executable_shows_exit_code_and_output_tail(tmp_path, capsys):
@@ -561,3 +635,27 @@ def test_the_schedulers_warnings_are_told_apart_by_category():
         assert len(results) == 1
         assert sorted(text[: len(k)] for text, k in zip(sorted(seen), kept,
                                                          strict=True)) == kept, seen
+
+
+def test_a_result_costs_nothing_that_grows_with_the_tasks_out(
+    tmp_path, capsys, monkeypatch, isolated_imports, pkg_name
+):
+    # the run's clock went over every task handed to the pool for each result
+    # (hundreds with spare="auto"): the command was 4x slower on tiny tests.
+    # Durations are the pool's; a live display looks at the tasks out by itself.
+    reads = []
+    in_flight = Sched.in_flight
+    monkeypatch.setattr(
+        Sched, "in_flight", property(lambda s: reads.append(1) or in_flight.fget(s))
+    )
+    tests = "".join(f"@func_meta\ndef test_{n}():\n    pass\n" for n in range(50))
+    write_package(tmp_path, pkg_name, {
+        "test_many": "from pexen.sched.meta import func_meta\n" + tests
+    })
+    status, out, _ = run(capsys, str(tmp_path / pkg_name), "-j", "2", "--junit-xml",
+                         str(tmp_path / "junit.xml"))
+    assert status == 0, out
+    assert "=== 50 passed in " in out
+    assert reads == []
+    junit = (tmp_path / "junit.xml").read_text()
+    assert len(re.findall(r'<testcase [^>]*time="\d+\.\d{3}"', junit)) == 50

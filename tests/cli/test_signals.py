@@ -11,14 +11,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from junitparser import JUnitXml, Skipped
 from rich.console import Console
 
-from pexen.cli._run import announced_interrupts
-from tests._leaks import alive, below, kill_all, still_running
+from pexen.cli._signals import announced_interrupts, woken_by_signals
+from tests._leaks import alive, below, kill_all, of_run, start_time, still_running
 from tests.cli._cli import pexen_env, poll_for, write_package, write_script
 
 # The child each script starts: it waits for the release file, which a test
@@ -214,6 +216,161 @@ def test_a_timed_out_thread_is_abandoned_and_named(tmp_path):
     assert not (tmp_path / "release").exists()  # it never waited for it
 
 
+def _started(tmp_path: Path) -> dict[int, int]:
+    """Wait for ``py.started``; the processes it names that run, with their
+    start times."""
+    marker = tmp_path / "py.started"
+    assert poll_for(marker.exists), "the task never ran"
+    pids = map(int, marker.read_text().split())
+    return {pid: start for pid in pids if (start := start_time(pid)) is not None}
+
+
+def _none_of_the_run_left(run: Run, procs: dict[int, int]) -> None:
+    """Nothing that carries the run's id in its environment is left running,
+    nor any of *procs* (pid -> start time)."""
+    assert poll_for(lambda: not of_run(run.proc.pid), timeout=10), (
+        of_run(run.proc.pid)
+    )
+    assert not still_running(procs)
+
+
+@contextlib.contextmanager
+def _cleaned_up(run: Run) -> Iterator[dict[int, int]]:
+    """Yield a dict for the run's processes (pid -> start time); whatever the
+    test finds, leave none of them, and no run, behind."""
+    procs: dict[int, int] = {}
+    try:
+        yield procs
+    finally:
+        kill_all(procs)
+        if run.proc.returncode is None:
+            run.end()
+
+
+# Past its timeout while it waits for two sleeps it started, one of them in a
+# session of its own (out of its process group's reach).
+OVERRUN_IN_SLEEPS = """
+    import os
+    import subprocess
+
+    from pexen.sched.meta import func_meta
+
+    @func_meta(timeout=0.5)
+    def test_overruns():
+        here = os.environ["PEXEN_TEST_DIR"]
+        plain = subprocess.Popen(["sleep", "300"])
+        detached = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        with open(os.path.join(here, "py.tmp"), "w") as f:
+            f.write(f"{plain.pid} {detached.pid}")
+        os.replace(os.path.join(here, "py.tmp"), os.path.join(here, "py.started"))
+        plain.wait()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_what_an_abandoned_thread_started_does_not_outlive_the_run(tmp_path):
+    # the thread is abandoned at the end of the run; its sleeps were left running
+    write_package(tmp_path, "overrun", {"test_overrun": OVERRUN_IN_SLEEPS})
+    run = Run(tmp_path, "overrun", "-j", "2")
+    with _cleaned_up(run) as procs:
+        status, text = run.wait()
+        assert status == 1, text
+        assert "abandons a thread still running a task that overran its timeout" \
+            in " ".join(text.split())
+        procs.update(_started(tmp_path))  # they started well before the timeout
+        _none_of_the_run_left(run, procs)
+
+
+# Starts a sleep in a session of its own, then waits for the test's release.
+DETACHES_A_SLEEP = """
+    import os
+    import subprocess
+    import time
+
+    from pexen.sched.meta import func_meta
+
+    @func_meta
+    def test_detaches_a_sleep():
+        here = os.environ["PEXEN_TEST_DIR"]
+        child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        with open(os.path.join(here, "py.tmp"), "w") as f:
+            f.write(str(child.pid))
+        os.replace(os.path.join(here, "py.tmp"), os.path.join(here, "py.started"))
+        release = os.path.join(here, "release")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+@pytest.mark.parametrize(
+    ("pool", "n_signals"), [("thread", 1), ("process", 1), ("process", 2)]
+)
+def test_an_interrupted_run_kills_what_its_tasks_left_running(
+    tmp_path, pool, n_signals
+):
+    # the sleep left the task's process group and session: on the process
+    # pool, the worker's end does not take it along either
+    write_package(tmp_path, "detach", {"test_detach": DETACHES_A_SLEEP})
+    run = Run(tmp_path, "detach", "--pool", pool, "-j", "1")
+    with _cleaned_up(run) as procs:
+        procs.update(_started(tmp_path))
+        run.proc.send_signal(signal.SIGINT)
+        assert run.shows("interrupted: no new task starts"), run.text()
+        if n_signals == 2:
+            run.proc.send_signal(signal.SIGINT)  # stops the task
+        else:
+            (tmp_path / "release").touch()  # the task ends, and so does the run
+        status, text = run.wait()
+        assert status == 130, text
+        assert "=== interrupted: " in text
+        _none_of_the_run_left(run, procs)
+
+
+# The kernel hands a signal sent to a process to any thread of it that does
+# not block it: this task makes it land on its own thread (a worker's).
+SIGNAL_LANDS_HERE = """
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from pexen.sched.meta import func_meta
+
+    def _main_waits_for_the_pool():
+        frame = sys._current_frames()[threading.main_thread().ident]
+        return frame.f_code.co_filename.endswith(os.path.join("_pools", "thread.py")) \\
+            and frame.f_code.co_name in ("wait", "_next")
+
+    @func_meta
+    def test_takes_the_signal():
+        deadline = time.monotonic() + 60
+        while not _main_waits_for_the_pool() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        release = os.path.join(os.environ["PEXEN_TEST_DIR"], "release")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+"""
+
+
+def test_a_signal_taken_by_a_worker_thread_reaches_the_run(tmp_path):
+    # CPython runs the handler in the main thread, but a main thread waiting
+    # for the pool is woken only by a signal it takes itself: the run went on
+    # as if the signal had never come (or took it in at a random later point)
+    write_package(tmp_path, "lands", {"test_lands": SIGNAL_LANDS_HERE})
+    run = Run(tmp_path, "lands", "-j", "1")
+    with _cleaned_up(run):
+        assert run.shows("interrupted by SIGTERM: no new task starts"), run.text()
+        (tmp_path / "release").touch()
+        status, text = run.wait()
+        assert status == 143, text
+        assert "=== interrupted: 1 passed in " in text
+
+
 @pytest.mark.skipif(
     signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL,
     reason="SIGTERM is handled here already",
@@ -402,3 +559,23 @@ def test_kill_9_of_pexen_run_spares_its_shell_and_pipeline(tmp_path):
         if shell.poll() is None:
             shell.kill()
             shell.wait()
+
+
+def test_a_signal_in_any_thread_wakes_and_the_wakeup_fd_is_given_back():
+    woken = threading.Event()
+    previous_handler = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    try:
+        with woken_by_signals(woken.set):
+            ours = signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(ours)
+            def take_it():  # the kernel's choice, made here: not the main thread
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+            other = threading.Thread(target=take_it)
+            other.start()
+            other.join()
+            assert woken.wait(30)
+        assert ours != -1
+        assert signal.set_wakeup_fd(-1) == -1  # the one before: none
+    finally:
+        signal.signal(signal.SIGUSR1, previous_handler)

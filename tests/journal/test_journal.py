@@ -6,6 +6,7 @@ or events made by hand; it is read back with plain ``sqlite3``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -40,7 +41,8 @@ def named(name, fn=None, **fields):
 
 
 def rows(path, sql, *params):
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+    uri = f"file:{path}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -120,7 +122,9 @@ def test_shared_state_that_does_not_pickle_is_noted(tmp_path):
              named("no-provides", no_provides), named("user", requires=["a", "b"])]
     with Journal(path) as journal:
         for res in observed_run(Sched(tasks), [journal]):
-            res.shared.pop("lock", sqlite3.connect(":memory:")).close()
+            conn = res.shared.pop("lock", None)
+            if conn is not None:
+                conn.close()
     got = dict(((i, (s is not None, n)) for i, s, n in
                 rows(path, "SELECT identity, shared, shared_note FROM attempts")))
     assert got["lock"][0] is False
@@ -215,7 +219,7 @@ def test_a_corrupt_journal_is_refused_and_left_as_it_was(tmp_path):
 def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(tmp_path):
     path = tmp_path / "j.db"
     _journal_with_a_run(path)
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
     conn.close()
     before = _digest(path)
@@ -236,7 +240,7 @@ def test_a_file_that_is_not_a_journal_is_refused_and_left_as_it_was(
 ):
     path = tmp_path / "j.db"
     if content is None:
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
             conn.execute("CREATE TABLE results (name TEXT)")
         conn.close()
     else:

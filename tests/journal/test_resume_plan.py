@@ -4,6 +4,7 @@ path...)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pytest
@@ -134,7 +135,7 @@ def test_carried_tasks_are_carried_again(tmp_path):
     assert {d.identity: d.shared for d in again.carried} == {
         "make": {"url": "db://1"}, "use": {}
     }
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("SELECT resumed_from FROM runs").fetchall() == [
             (None,), (1,)
         ]
@@ -154,8 +155,10 @@ def test_shared_state_not_recorded_or_not_loadable_runs_again(tmp_path):
              named("fine", fine, provides=["b"]), named("user", requires=["a", "b"])]
     with Journal(path) as journal:
         for res in observed_run(Sched(tasks), [journal]):
-            res.shared.pop("conn", sqlite3.connect(":memory:")).close()
-    with sqlite3.connect(path) as conn:
+            conn = res.shared.pop("conn", None)
+            if conn is not None:
+                conn.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE attempts SET shared = x'00ff' WHERE identity = 'fine'")
     conn.close()
     with Journal(path) as journal:

@@ -3,6 +3,9 @@ run is not run again, and its shared state reaches its dependents."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from pexen.journal import Journal, JournalError
@@ -53,6 +56,23 @@ def test_what_passed_is_not_run_again_and_its_state_reaches_dependents(tmp_path)
     assert [len(sched.attempts(task)) for task in tasks] == [0, 0, 1, 0]
 
 
+def test_arun_resumes_as_run_does(tmp_path):
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
+    calls.clear()
+    sched = Sched(suite(calls))
+
+    async def main():
+        return [res async for res in sched.arun(resume=path)]
+
+    [res] = asyncio.run(main())
+    assert calls == ["report"]
+    assert res.shared == {"url": "db://1", "tables": 3}
+    assert sched.skipped == {}
+
+
 def test_resume_takes_a_journal_object_and_its_plan_is_recorded(tmp_path):
     """With the journal observing the resumed run, the carried tasks are
     recorded in it, so a run resumed from that one carries them too."""
@@ -90,7 +110,7 @@ def test_a_run_resumed_from_a_path_is_recorded_there(tmp_path):
     with Journal(path) as journal:
         list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
     list(Sched(suite(calls)).run(resume=path))
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         got = conn.execute(
             "SELECT run, outcome, count(*) FROM attempts GROUP BY run, outcome "
             "ORDER BY run, outcome"

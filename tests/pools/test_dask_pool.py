@@ -20,7 +20,7 @@ import pytest
 from pexen.sched import PoolError, Sched, WorkerCrashError
 from pexen.sched._pools.dask import _scheduled
 from pexen.sched.meta import func_meta
-from pexen.sched.pool import DaskWorkerPool
+from pexen.sched.pool import DaskWorkerPool, ExecutorWorkerPool
 from tests._cluster import (
     HAVE_DASK,
     DaskProcesses,
@@ -206,6 +206,70 @@ def test_worker_killed_mid_task_fails_that_task_and_the_run_goes_on(own_cluster)
     assert type(excinfo.val.__cause__).__name__ == "KilledWorker"
     assert sorted(res.ret for res in results if not res.excinfo) == list(range(6))
     assert len(own_cluster.worker_names()) == 1
+
+
+def kills_its_first_worker(runs: str) -> str:
+    """Note each run in a file of its own; the first run kills its worker."""
+    n = len(os.listdir(runs))  # runs follow each other: Dask reruns after a death
+    open(os.path.join(runs, f"run-{n}-pid-{os.getpid()}"), "x").close()
+    if not n:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "ran again"
+
+
+@pytest.fixture
+def rerunning_cluster(dask_warm, tmp_path):
+    """Two workers under Dask's default allowed-failures (3), which runs a
+    task again on another worker when its worker dies; for one test."""
+    with DaskProcesses(tmp_path, allowed_failures=3) as procs:
+        yield procs.start(workers=2)
+
+
+POOLS_ON_DASK = {
+    "address": lambda procs: DaskWorkerPool(address=procs.address, spare=0),
+    "executor": lambda procs: ExecutorWorkerPool(
+        procs.client.get_executor(), spare=0
+    ),
+}
+
+
+@needs_dask
+@pytest.mark.parametrize(
+    ("kind", "retries"), [("address", 0), ("executor", 0), ("address", 1)]
+)
+def test_a_task_whose_worker_died_runs_once_unless_retries_allow_more(
+    rerunning_cluster, tmp_path, kind, retries
+):
+    # Dask would run the task again on the other worker, behind pexen's
+    # back; pexen reports the crash instead (the cluster keeps its settings),
+    # and the task's own retries decide whether it runs again
+    procs = rerunning_cluster
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    crasher = func_meta(priority=-1, retries=retries)(
+        functools.partial(kills_its_first_worker, str(runs))
+    )
+    tasks = [crasher] + [lambda *, i=i: i for i in range(4)]
+    sched = Sched(tasks)
+    results = list(sched.run(POOLS_ON_DASK[kind](procs)))
+    assert len(os.listdir(runs)) == 1 + retries, sorted(os.listdir(runs))
+    assert len(procs.worker_names()) == 1  # the other worker lives on
+    assert len(results) == len(tasks)
+    assert sorted(res.ret for res in results if res.task is not crasher) == list(
+        range(4)
+    )
+    first, *others = sched.attempts(crasher)
+    excinfo = first[0]
+    assert excinfo.type is WorkerCrashError
+    message = str(excinfo.val)
+    assert "the worker running task 'partial(kills_its_first_worker)' died" in message
+    assert "left the cluster before its outcome came back" in message
+    assert type(excinfo.val.__cause__).__name__ == "StartedBefore"
+    (res,) = [res for res in results if res.task is crasher]
+    if retries:
+        assert others == [(None, others[0][1])] and res.ret == "ran again"
+    else:
+        assert others == [] and res.excinfo is excinfo
 
 
 def crash_once_others_are_queued(tmp: str) -> None:

@@ -226,13 +226,15 @@ def test_cancel_a_running_process_task_replaces_its_worker(tmp_path):
     assert results[1].excinfo is None  # on the worker that took its place
 
 
-def test_cancel_a_job_a_worker_holds_unstarted_drops_it(tmp_path):
+def test_cancel_a_job_a_worker_holds_unstarted_drops_it_at_once(tmp_path):
     pool = ProcessWorkerPool(1, spare=2, mp_context="fork")
     first = functools.partial(os.getpid)
     assign_val(first, priority=-1)
     tasks = _blockers(tmp_path, 1)
     held = functools.partial(os.getcwd)
     s = Sched([first, *tasks, held])
+    skipped = threading.Event()
+    s.observe(lambda e: e.kind == "skipped" and e.task is held and skipped.set())
     gen = s.run(pool=pool)
     assert next(gen).task is first  # when it came back, the rest went out
     assert poll_for(lambda: _n_started(tmp_path) == 1)
@@ -240,8 +242,15 @@ def test_cancel_a_job_a_worker_holds_unstarted_drops_it(tmp_path):
     (worker,) = pool._run.workers
     assert list(worker.outstanding) == [1, 2] and worker.slot[0] == 1
     s.cancel(held)
-    _release_all(tmp_path)  # the worker drops it once done with the blocker
+    # the blocker ahead of it is released only once the job was dropped: the
+    # pool takes it back from the worker, busy as it is (a ticket, see wire)
+    in_time = []
+    thread = threading.Thread(target=lambda: (in_time.append(skipped.wait(DEADLOCK)),
+                                              _release_all(tmp_path)))
+    thread.start()
     results = list(gen)
+    thread.join()
+    assert in_time == [True], "the cancel waited for the running task to end"
     assert [res.ret for res in results] == ["blocker"]
     assert s.skipped[held] == ("cancelled while queued in the pool: dropped before "
                                "it started")

@@ -66,26 +66,6 @@ def test_spares_queued_behind_busy_threads_start_no_thread():
     assert names <= {f"pexen-worker-{pool._pool_id}.{n}" for n in (1, 2)}
 
 
-@pytest.fixture
-def refuse_thread(monkeypatch):
-    """``refuse_thread(n)``: starting pexen's *n*-th thread fails as CPython's does."""
-    real_start = threading.Thread.start
-    counted = []
-
-    def refuse(n):
-        def start(self):
-            if self.name.startswith("pexen-worker-"):
-                counted.append(self.name)
-                if len(counted) >= n:
-                    # what CPython raises when the system will not make a thread
-                    raise RuntimeError("can't start new thread")
-            real_start(self)
-
-        monkeypatch.setattr(threading.Thread, "start", start)
-
-    return refuse
-
-
 def test_a_thread_the_system_refuses_leaves_the_run_to_the_others(refuse_thread):
     refuse_thread(3)
     all_out = threading.Barrier(2, timeout=DEADLINE)  # two threads, both busy

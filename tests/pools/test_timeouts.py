@@ -20,6 +20,8 @@ import pytest
 from pexen.sched import PoolWarning, Sched, TaskTimeoutError, WorkerCrashError
 from pexen.sched._naming import task_name
 from pexen.sched._pools.base import timeout_grace
+from pexen.sched._pools.process import wire
+from pexen.sched._pools.process.run import ProcessRun
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ProcessWorkerPool, ThreadWorkerPool
 from tests import _proc_tasks as tasks
@@ -119,6 +121,38 @@ def test_a_task_that_blocks_the_alarm_is_killed_by_the_parent():
     (res,) = Sched([hang]).run(pool=ProcessWorkerPool())
     assert res.excinfo.type is TaskTimeoutError
     assert not alive(res.excinfo.val.pid)
+
+
+def test_a_task_that_blocks_the_alarm_is_killed_even_after_a_slow_load(
+    tmp_path, monkeypatch
+):
+    """The parent looked at the job while it was loading (its clock not yet
+    running); once loaded, the task's timeout is still enforced."""
+    gate = tmp_path / "loaded"
+    saw_loading = threading.Event()
+    check = ProcessRun._check_deadlines
+
+    def loading(run: ProcessRun) -> bool:
+        return any(w.outstanding and w.slot[0] == w.outstanding[0]
+                   and w.slot[2] == wire.LOADING for w in run.workers)
+
+    def check_and_note(run: ProcessRun) -> float | None:
+        before = loading(run)
+        next_look = check(run)
+        if before and loading(run):  # so it was loading while checked
+            saw_loading.set()
+        return next_look
+
+    monkeypatch.setattr(ProcessRun, "_check_deadlines", check_and_note)
+    opener = threading.Thread(target=lambda: saw_loading.wait(DEADLINE)
+                              and gate.touch())
+    opener.start()
+    hang = timed(tasks.hang_with_sigalrm_blocked, 0.1,
+                 loaded=tasks.LoadsSlowly(str(gate)))
+    (res,) = Sched([hang]).run(pool=ProcessWorkerPool(mp_context="fork"))
+    opener.join()
+    assert saw_loading.is_set()  # a precondition
+    assert res.excinfo is not None and res.excinfo.type is TaskTimeoutError
 
 
 def test_a_timeout_kills_what_the_task_started(tmp_path):
@@ -224,7 +258,9 @@ def never_returns():
         never_returns.started.set()
         gate.wait()
 
-    never_returns = types.SimpleNamespace(task=stuck, started=threading.Event())
+    never_returns = types.SimpleNamespace(
+        task=stuck, started=threading.Event(), gate=gate
+    )
     yield never_returns
     gate.set()
     for thread in threading.enumerate():
@@ -259,6 +295,10 @@ def test_a_task_that_never_returns_does_not_hang_the_run(never_returns):
     # abandoned: still running, and not waited for at exit
     thread = thread_named(never_returns.thread)
     assert thread.daemon
+    assert pool.abandoned_threads == (thread,)  # what pexen run ends it all for
+    never_returns.gate.set()
+    thread.join(DEADLINE)
+    assert pool.abandoned_threads == ()  # it returned
 
 
 def test_leaving_early_abandons_a_task_past_its_timeout(never_returns):

@@ -9,8 +9,10 @@ which own all scheduling state. A test checks the rule.
 Layout::
 
     base.py       the WorkerPool interface, Job/Outcome, helpers pools share
+    bridge.py     driving a blocking pool from an event loop (a thread per run)
     inline.py     InlineWorkerPool: in the caller's thread
     thread.py     ThreadWorkerPool: threads of this process
+    eventloop.py  AsyncWorkerPool: coroutines on an event loop
     process/      ProcessWorkerPool: worker processes (see its __init__)
     transport.py  pickling tasks, values and exceptions for other processes
     remote.py     RemotePool: the base of the pools on an engine's executor

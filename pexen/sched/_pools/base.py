@@ -17,6 +17,17 @@ Lifecycle of one run::
 them before it blocks. ``stop(cancel=True)`` drops jobs not yet started and
 must leave no thread or process behind; it must be idempotent.
 
+From an event loop (``Sched.arun``, ``pexen.amap``) the same run goes::
+
+    await pool.start_async()
+    outcomes = await pool.wait_async(jobs)  # submit jobs, then wait
+    ...
+    await pool.stop_async(cancel=...)
+
+By default these make the blocking calls in a thread of the run's own
+(``bridge``), so the loop never blocks on the pool; a pool that runs its
+tasks on the loop itself (``AsyncWorkerPool``) overrides them.
+
 Driving a run live (``Sched.pause``, ``abort``, ``cancel``, ``resize``,
 ``status``) asks more of a pool; each call has a default that does the
 least, so an older pool still works, only less promptly:
@@ -47,15 +58,17 @@ while it starts workers, or let in for a wait it may end (:func:`sigint_blocked`
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from pexen.sched._errors import PoolError, TaskCancelledError, TaskTimeoutError
 from pexen.sched._naming import task_name
 from pexen.sched._pools.autoworkers import AutoWorkers
+from pexen.sched._pools.bridge import Bridge, unstoppable
 from pexen.sched._result import ExceptionInfo
 
 # What ``running()`` maps a job's key to: when it started and on which worker.
@@ -181,6 +194,7 @@ class WorkerPool(abc.ABC):
             if isinstance(spare, str):
                 raise PoolError(f"spare={spare!r}: expected an int >= 0 or 'auto'")
             self.spare = check_count("spare", spare, 0)
+        self._bridge: Bridge | None = None  # the run's thread, from an event loop
 
     def __repr__(self) -> str:
         return (
@@ -244,6 +258,15 @@ class WorkerPool(abc.ABC):
 
         ``spare="auto"`` starts each run afresh, at 1.
         """
+        self._claim()
+        try:
+            self._start()
+        except BaseException:
+            self._active = False  # it never served: the next run may try again
+            raise
+
+    def _claim(self) -> None:
+        """Mark the pool as serving a run (refused if it is); reset ``"auto"``."""
         if self._active:
             raise PoolError(f"{self!r} is already serving a run")
         self._active = True
@@ -252,11 +275,6 @@ class WorkerPool(abc.ABC):
             self.spare = 1
         if self.auto_workers is not None:
             self.auto_workers.restart()
-        try:
-            self._start()
-        except BaseException:
-            self._active = False  # it never served: the next run may try again
-            raise
 
     def stop(self, cancel: bool = False) -> None:
         """End the run: drop unstarted jobs if *cancel*, release every worker."""
@@ -266,6 +284,60 @@ class WorkerPool(abc.ABC):
             self._stop(cancel)
         finally:
             self._active = False
+
+    # -- the same run, driven from an event loop --------------------------------
+
+    async def start_async(self) -> None:
+        """``start()`` for a run driven from an event loop, which it never blocks.
+
+        The default makes every call of the run (``start``, ``submit``,
+        ``wait``, ``stop``) in a thread of its own, one at a time.
+        """
+        if self._active:
+            raise PoolError(f"{self!r} is already serving a run")
+        bridge = Bridge()
+        try:
+            await unstoppable(bridge.call(self.start))
+        except BaseException:  # start failed, or we were cancelled meanwhile
+            await unstoppable(self._end_bridge(bridge, cancel=True))
+            raise
+        self._bridge = bridge
+
+    async def wait_async(self, jobs: Iterable[Job] = ()) -> list[Outcome]:
+        """Submit *jobs*, then wait for outcomes as ``wait()`` does, loop unblocked.
+
+        Cancelled while it waits, it wakes the pool (``wake()``): the wait
+        ends soon in the run's thread, and what it returns is dropped, as
+        leaving a ``for`` loop over ``Sched.run()`` drops what is not taken.
+        """
+        bridge = self._bridge
+        if bridge is None:
+            raise PoolError(f"{self!r} was not started by start_async()")
+        try:
+            return await bridge.call(self._submit_and_wait, list(jobs))
+        except asyncio.CancelledError:
+            self.wake()
+            raise
+
+    def _submit_and_wait(self, jobs: list[Job]) -> list[Outcome]:
+        submit = self.submit
+        for job in jobs:
+            submit(job)
+        return self.wait()
+
+    async def stop_async(self, cancel: bool = False) -> None:
+        """``stop()`` without blocking the loop; a cancellation meanwhile does
+        not cut it short (it is raised once the pool has stopped)."""
+        bridge, self._bridge = self._bridge, None
+        if bridge is not None:
+            await unstoppable(self._end_bridge(bridge, cancel))
+
+    async def _end_bridge(self, bridge: Bridge, cancel: bool) -> None:
+        """Stop the pool (after any call still running), then end the thread."""
+        try:
+            await bridge.call(self.stop, cancel)
+        finally:
+            await bridge.close()
 
     @abc.abstractmethod
     def submit(self, job: Job) -> None:

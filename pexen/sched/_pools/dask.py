@@ -13,11 +13,19 @@ What is Dask's own:
   more when a run ends, so what reports the run tells the size it ended with.
 - ``submit`` only packs a job; ``wait`` sends all packed jobs with one
   ``Client.map``, one graph update for the scheduler instead of one per task.
-- A worker that dies while it holds a task makes the scheduler fail that
-  task with ``KilledWorker`` once its ``allowed-failures`` count is exceeded;
-  that becomes ``WorkerCrashError``. The embedded cluster allows no failure,
-  so such a task is failed at once instead of being run again on others, and
-  futures are submitted with ``retries=0``.
+- At most once per attempt, whatever the cluster's settings. A worker that
+  dies while it holds a task makes the scheduler run the task again on another
+  worker, until its ``allowed-failures`` count is exceeded (then it fails it
+  with ``KilledWorker``, which becomes ``WorkerCrashError``). So on a cluster
+  pexen did not start, ``run_job_once`` notes on the scheduler that the task
+  started (``Client.set_metadata`` under the task's own key, which the
+  scheduler drops when it forgets the task: one round trip per task) and
+  refuses to start it a second time (``StartedBefore``, also a crash): pexen's
+  ``retries`` alone decides what runs again, and the cluster's configuration
+  is left as it is. Tasks that only waited in the dead worker's queue never
+  started, so they run elsewhere. The embedded cluster allows no failure, so
+  Dask fails such a task at once and the note is not needed; futures are
+  submitted with ``retries=0``.
 - Driving a run live: the Dask scheduler says which tasks its workers are
   processing (``Client.processing``); the others are cancelled when dropped.
   A running task cannot be stopped: cancelled with ``force``, it is released
@@ -73,10 +81,9 @@ class DaskWorkerPool(RemotePool):
     from short tasks (a lower ``spare`` keeps priorities tighter).
     Workers need pexen and the modules of the tasks installed. A worker that
     dies while running a task yields that task's ``TaskRes`` with
-    ``WorkerCrashError`` as soon as the Dask scheduler gives the task up: at
-    once on the embedded cluster, and on a cluster of yours when its
-    ``distributed.scheduler.allowed-failures`` is 0 (Dask's default, 3, first
-    runs the task on up to three more workers). Leaving a run early cancels
+    ``WorkerCrashError``, whatever the cluster's ``allowed-failures``: a task
+    runs at most once (on a cluster of yours, at the cost of one round trip
+    to the scheduler per task, which notes that it started). Leaving a run early cancels
     the tasks not yet finished; Dask cannot interrupt a running one, so a
     task past its ``timeout`` is reported (``TaskTimeoutError``) only when it
     returns.
@@ -110,7 +117,7 @@ class DaskWorkerPool(RemotePool):
             workers,
             SPARE_PER_WORKER * workers if spare is None or spare == "auto" else spare,
         )
-        self.crash_types = (self._distributed.KilledWorker,)
+        self.crash_types = (self._distributed.KilledWorker, StartedBefore)
         self.address = address
         self._given_client = client
         self._client: Any = None
@@ -179,6 +186,8 @@ class DaskWorkerPool(RemotePool):
                     dashboard_address=":0",
                 )
             self._client = dist.Client(self._cluster, set_as_default=False)
+        # the embedded cluster fails a task at its worker's death, unasked
+        self.job_runner = run_job if self._cluster is not None else run_job_once
         self._completed = dist.as_completed(
             loop=self._client.loop, with_results=True, raise_errors=False
         )
@@ -265,7 +274,9 @@ class DaskWorkerPool(RemotePool):
 
     def _submit_remote(self, blobs: list[tuple[bytes, bytes]]) -> list[Any]:
         task_blobs, data_blobs = zip(*blobs, strict=True)
-        return self._client.map(run_job, task_blobs, data_blobs, pure=False, retries=0)
+        return self._client.map(
+            self.job_runner, task_blobs, data_blobs, pure=False, retries=0
+        )
 
     def _track(self, futures: list[Any]) -> None:
         self._completed.update(futures)
@@ -314,6 +325,51 @@ class DaskWorkerPool(RemotePool):
                 _call(client.close)
             if cluster is not None:
                 _call(cluster.close)
+
+
+class StartedBefore(Exception):
+    """Raised on a Dask worker for a task that Dask starts a second time.
+
+    Dask runs a task again when the worker running it died (or left the
+    cluster); pexen counts that as a crash, and a failed attempt.
+    """
+
+
+def run_job_once(
+    task_blob: bytes, data_blob: bytes
+) -> tuple[bytes | None, bytes | None, float | None]:
+    """``run_job`` on a Dask worker, unless this very task started before.
+
+    The worker notes its start on the scheduler, under the task's key (so the
+    scheduler drops the note with the task) and its own id, and reads the
+    notes there in the same round trip. A worker that takes the task over
+    after a death finds the first one's note: the first wrote it, and waited
+    for the scheduler to have it, before the task started.
+    """
+    from distributed import get_client, get_worker
+
+    worker = get_worker()
+    key, me = worker.get_current_task(), worker.id
+    client = get_client()  # the worker's own, made once per worker
+
+    async def note_and_read() -> Any:
+        # on the client's loop these return awaitables instead of blocking
+        _, notes = await asyncio.gather(
+            client.set_metadata([key, me], worker.address),
+            client.get_metadata([key], None),
+        )
+        return notes
+
+    notes = client.sync(note_and_read)
+    before = [where for who, where in (notes or {}).items() if who != me]
+    if before:
+        raise StartedBefore(
+            f"it started on {before[0]}, which left the cluster before its "
+            f"outcome came back; Dask started it again on {worker.address}, "
+            f"and pexen runs a task at most once per attempt "
+            f"(SchedMeta.retries decides whether it runs again)"
+        )
+    return run_job(task_blob, data_blob)
 
 
 _scheduled: set[asyncio.Task] = set()  # strong references until they are done

@@ -20,8 +20,6 @@ def executor_workers(executor: Any) -> int:
     return 1
 
 
-
-
 class ExecutorWorkerPool(RemotePool):
     """Run tasks on a ``concurrent.futures``-style executor that you own.
 
@@ -41,10 +39,13 @@ class ExecutorWorkerPool(RemotePool):
     one of the run fail with ``PoolError`` without being sent; the run goes
     on, and ends normally. A task past its ``timeout`` fails with
     ``TaskTimeoutError``: interrupted in a worker process's main thread,
-    reported when it returns in a thread. A task that has not started can be
-    cancelled (``Sched.cancel``, ``Sched.abort``); a running one cannot be
-    stopped, so a forced cancel abandons it to your executor. Setting
-    ``workers`` changes how many tasks pexen hands out at once.
+    reported when it returns in a thread. On Dask's executor
+    (``Client.get_executor()``) a task runs at most once, as on
+    ``DaskWorkerPool``: one whose worker died fails with ``WorkerCrashError``.
+    A task that has not started can be cancelled (``Sched.cancel``,
+    ``Sched.abort``); a running one cannot be stopped, so a forced cancel
+    abandons it to your executor. Setting ``workers`` changes how many tasks
+    pexen hands out at once.
     """
 
     def __init__(
@@ -59,6 +60,15 @@ class ExecutorWorkerPool(RemotePool):
             executor_workers(executor) if workers is None else workers, spare
         )
         self.executor = executor
+        if type(executor).__module__.partition(".")[0] == "distributed":
+            # Client.get_executor(): Dask runs a task again when its worker
+            # dies; at most once per attempt, as on DaskWorkerPool
+            from distributed import KilledWorker
+
+            from pexen.sched._pools.dask import StartedBefore, run_job_once
+
+            self.job_runner = run_job_once
+            self.crash_types = (*self.crash_types, KilledWorker, StartedBefore)
 
     def __repr__(self) -> str:
         return (

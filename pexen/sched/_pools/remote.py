@@ -52,7 +52,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor, CancelledError
 from queue import SimpleQueue
 from typing import Any, NamedTuple
@@ -201,6 +201,8 @@ class RemotePool(WorkerPool):
 
     crash_types: tuple[type[BaseException], ...] = (BrokenExecutor,)
     executor: Any = None
+    #: the module-level function the engine runs on each job's two blobs
+    job_runner: Callable[[bytes, bytes], Any] = staticmethod(run_job)
     #: whether a running job may be left to run on when it is cancelled with
     #: ``force`` (its result is then ignored); else it is waited for
     abandons = True
@@ -270,10 +272,10 @@ class RemotePool(WorkerPool):
         are offered: the refused job and all later ones of the run fail alone.
         The jobs it took stay its own to finish or fail.
         """
-        submit, futures = self.executor.submit, []
+        submit, runner, futures = self.executor.submit, self.job_runner, []
         for task_blob, data_blob in blobs:
             try:
-                futures.append(submit(run_job, task_blob, data_blob))
+                futures.append(submit(runner, task_blob, data_blob))
             except Exception as exc:
                 detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
                 if isinstance(exc, BrokenExecutor):

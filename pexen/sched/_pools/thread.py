@@ -72,6 +72,7 @@ import time
 import warnings
 import weakref
 from queue import Empty, SimpleQueue
+from typing import Any
 
 from pexen.sched._calling import execute
 from pexen.sched._errors import PoolError, PoolWarning
@@ -92,6 +93,7 @@ _live_pools: weakref.WeakSet[ThreadWorkerPool] = weakref.WeakSet()
 _RECHECK = object()  # put by a thread that starts a timed job: recompute deadlines
 _ENDED = object()  # put by a thread as it ends, told to by a ``None``
 _WAKE = object()  # put by wake(): wait() returns, with what is ready
+_DUE = object()  # what _next() returns when its deadline came first
 # where our warnings point: the caller's loop over ``Sched.run()``, which
 # called submit, wait or stop, which called the method that warns
 _USER = 5
@@ -182,7 +184,8 @@ class ThreadWorkerPool(WorkerPool):
     running ones are waited for; a task that overruns its ``timeout`` is
     reported as failed with ``TaskTimeoutError``, and its thread runs on
     until the task returns, abandoned: neither the end of the run nor the
-    interpreter's exit waits for it, and a ``PoolWarning`` names it.
+    interpreter's exit waits for it, a ``PoolWarning`` names it, and
+    ``abandoned_threads`` lists it while it runs.
     """
 
     auto_workers_allowed = True
@@ -203,6 +206,20 @@ class ThreadWorkerPool(WorkerPool):
         self._early: list[Outcome] = []  # taken from _outcomes before wait()
         self._abandoned: dict[int, threading.Thread] = {}  # key -> its thread
         self._given_up: set[threading.Thread] = set()  # running an abandoned task
+        self._left_running: tuple[threading.Thread, ...] = ()  # by the last run
+
+    @property
+    def thread_limit(self) -> int | None:
+        """The threads the last run was held to, the system having refused to
+        start more than that (None: it refused none)."""
+        return self._most
+
+    @property
+    def abandoned_threads(self) -> tuple[threading.Thread, ...]:
+        """The threads the last run abandoned that still run (their tasks
+        overran their timeout, or were cancelled with force): what they do,
+        and what they started, goes on without the pool."""
+        return tuple(thread for thread in self._left_running if thread.is_alive())
 
     def submit(self, job: Job) -> None:
         self._jobs.put(job)
@@ -211,7 +228,7 @@ class ThreadWorkerPool(WorkerPool):
             self._add_threads()
 
     def wait(self) -> list[Outcome]:
-        outcomes, timed = self._outcomes, self._timed
+        timed = self._timed
         ready: list[Outcome] = []
         early = self._early  # ready already: do not block
         if early:
@@ -220,22 +237,14 @@ class ThreadWorkerPool(WorkerPool):
             deadline = timed.next_deadline() if timed.running else None
             if self.auto_workers is not None:
                 deadline = self._auto_resize(deadline)
-            try:
-                if deadline is None:
-                    item = outcomes.get()
-                else:
-                    item = outcomes.get(timeout=max(0.0, deadline - time.monotonic()))
-            except Empty:
+            item = self._next(deadline)
+            if item is _DUE:
                 ready = self._expire()
-                continue
-            if item is _WAKE:
+            elif item is _WAKE:
                 break
-            if item is not _RECHECK and item is not _ENDED:
+            elif item is not _RECHECK and item is not _ENDED:
                 ready.append(item)
-        while not outcomes.empty():
-            item = outcomes.get()
-            if item is not _RECHECK and item is not _ENDED and item is not _WAKE:
-                ready.append(item)
+        ready += self._take_outcomes()
         if self._abandoned:
             ready = self._discard_abandoned(ready)
         if early:
@@ -244,6 +253,25 @@ class ThreadWorkerPool(WorkerPool):
         if self._n_live < self._n_out and self._n_live < self.workers:
             self._add_threads()  # for jobs queued behind a thread that retired
         return ready
+
+    def _next(self, deadline: float | None) -> Any:  # an Outcome, or a marker
+        """The next item of ``_outcomes``, or ``_DUE`` once *deadline* (a
+        ``time.monotonic()`` value; None: none) has come first."""
+        try:
+            if deadline is None:
+                return self._outcomes.get()
+            return self._outcomes.get(timeout=max(0.0, deadline - time.monotonic()))
+        except Empty:
+            return _DUE
+
+    def _take_outcomes(self) -> list[Outcome]:
+        """The outcomes in ``_outcomes`` now, without waiting (markers dropped)."""
+        outcomes, taken = self._outcomes, []
+        while not outcomes.empty():
+            item = outcomes.get()
+            if item is not _RECHECK and item is not _ENDED and item is not _WAKE:
+                taken.append(item)
+        return taken
 
     def _expire(self) -> list[Outcome]:
         """Report the jobs past their deadline; their threads retire."""
@@ -300,6 +328,7 @@ class ThreadWorkerPool(WorkerPool):
         self._most = None
         self._slots, self._early, self._abandoned = {}, [], {}
         self._given_up = set()
+        self._left_running = ()
         _live_pools.add(self)
 
     def _stop(self, cancel: bool) -> None:
@@ -326,6 +355,7 @@ class ThreadWorkerPool(WorkerPool):
             thread._daemonic = True  # type: ignore[attr-defined]
         if abandoned:
             self._warn_abandoned(abandoned)
+        self._left_running = tuple(given_up)
         for thread in self._threads:
             if thread not in given_up:
                 thread.join()
@@ -335,19 +365,13 @@ class ThreadWorkerPool(WorkerPool):
 
     def _await_threads(self) -> None:
         """Wait until each live thread ended, or overran its job's timeout."""
-        outcomes, timed = self._outcomes, self._timed
+        timed = self._timed
         n_live = self._n_live
         while n_live:
-            deadline = timed.next_deadline() if timed.running else None
-            try:
-                if deadline is None:
-                    item = outcomes.get()
-                else:
-                    item = outcomes.get(timeout=max(0.0, deadline - time.monotonic()))
-            except Empty:
+            item = self._next(timed.next_deadline() if timed.running else None)
+            if item is _DUE:
                 n_live -= len(timed.expire(time.monotonic()))
-                continue
-            if item is _ENDED:
+            elif item is _ENDED:
                 n_live -= 1
         self._n_live = 0
 
@@ -411,11 +435,7 @@ class ThreadWorkerPool(WorkerPool):
         if found:
             self._n_out -= 1
             return True
-        outcomes, drained = self._outcomes, []
-        while not outcomes.empty():
-            item = outcomes.get()
-            if item is not _RECHECK and item is not _ENDED and item is not _WAKE:
-                drained.append(item)
+        drained = self._take_outcomes()
         if self._abandoned:
             drained = self._discard_abandoned(drained)
         self._early += drained

@@ -783,24 +783,10 @@ def _set_chain(exc, chain):
         exc.__notes__ = notes
 
 
-class _ChainPickler(pickle.Pickler):
-    """Plain pickle that keeps tracebacks and ``__cause__``/``__context__``.
-
-    ``cuts`` (from :func:`chain_cuts`) says where a long chain ends.
-    """
-
-    cuts: dict[int, str] = {}
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, BaseException):
-            return _reduce_exception(obj, self.cuts.get(id(obj)))
-        if isinstance(obj, TracebackType):
-            return _reduce_traceback(obj)
-        return NotImplemented
-
-
-class _ChainCloudPickler(_SourceKeepingPickler):
-    """cloudpickle (exception classes made at run time) that keeps the chain."""
+class _KeepingChains:
+    """What a pickler this is mixed into adds: exceptions keep their traceback
+    and their ``__cause__``/``__context__`` chain, which ``cuts`` (from
+    :func:`chain_cuts`) says where to end; the rest goes as the pickler does."""
 
     cuts: dict[int, str] = {}
 
@@ -809,7 +795,17 @@ class _ChainCloudPickler(_SourceKeepingPickler):
             return _reduce_exception(obj, self.cuts.get(id(obj)))
         if isinstance(obj, TracebackType):
             return _reduce_traceback(obj)
-        return super().reducer_override(obj)
+        # plain pickle's Pickler has no reducer_override; cloudpickle's has
+        pickler_own = getattr(super(), "reducer_override", None)
+        return NotImplemented if pickler_own is None else pickler_own(obj)
+
+
+class _ChainPickler(_KeepingChains, pickle.Pickler):
+    """Plain pickle that keeps tracebacks and chains."""
+
+
+class _ChainCloudPickler(_KeepingChains, _SourceKeepingPickler):
+    """cloudpickle (exception classes made at run time) that keeps them too."""
 
 
 def _type_name(cls: type) -> str:

@@ -24,7 +24,28 @@ before ``wait`` returns (the caller may now hold a result for a while), the
 rest is committed so that no worker starves meanwhile: to an idle worker
 first, then one still starting, then the one with the fewest jobs, and among
 equals the one whose task started last (one that has run long is likely to
-run longer). All jobs a worker gets at once travel in one message; results
+run longer); last of all, a worker whose first job has been there
+``STEAL_AFTER`` (2 ms, the work ``spare="auto"`` keeps queued per worker) or
+more: a long task, or a slow start.
+
+A task may turn long after jobs were committed behind it. So, work
+stealing: while ``wait`` blocks (and again before it returns), a worker that
+is idle with the backlog empty makes the pool take back the jobs any worker
+holds, not started, behind a task that has run ``STEAL_AFTER`` or more (or
+held unstarted that long: a worker starting, or slow to begin), and hand
+them out again, to the idle workers first. Tiny tasks never run that long,
+so nothing moves for them; what they pay is the ticket below, a write per
+batch in the parent and a read per job in the worker. Taking a job back
+needs no answer from its worker, which may be deep in the long task: a
+worker starts a job only once it has read the job's *ticket* from a pipe
+the parent can read too (``wire``), so each job is started by its worker or
+taken back by the parent, never both and never neither. A job is never run
+twice, nor lost. ``Sched.cancel`` and ``Sched.abort`` drop the jobs a worker
+holds the same way, at once. Nothing moves while the caller holds a result
+(the pool has no thread of its own): a job may then wait behind a long task
+until the next ``wait``.
+
+All jobs a worker gets at once travel in one message; results
 come back one message per job as soon as it is done (a worker that dies
 must not take finished results with it), and the parent reads everything a
 pipe holds in one system call. Tasks are pickled once per run (by reference

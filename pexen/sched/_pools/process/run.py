@@ -5,23 +5,28 @@ stops, so no state survives from one run to the next. It runs in the
 scheduler's thread only (the relay thread just moves bytes): ``submit``
 queues a job, ``wait`` dispatches, polls and collects, ``stop`` shuts the
 workers down. Its parts, in the order of a job's life: dispatch (``_wire``,
-``_dispatch``, ``_balance``), results (``_poll``, ``_read_results``,
-``_on_result``), faults (``_check_deadlines``, ``_on_death``), driving the
-run live (``cancel``, ``drop_queued``, resizing), shutdown (``stop``).
+``_dispatch``, ``_balance``, ``_rebalance``), results (``_poll``,
+``_read_results``, ``_on_result``), faults (``_check_deadlines``,
+``_on_death``), driving the run live (``cancel``, ``drop_queued``,
+resizing), shutdown (``stop``).
 
 Only ``wake`` (a byte down a self-pipe ``wait`` polls, written under a lock
 taken without blocking, so the pipe is never written once closed) and
 ``running`` (the workers' slots) are called from other threads.
 
-Driving the run live: a job still in the backlog is dropped at once. One a
-worker holds but has not started is dropped by that worker: a ``DROP`` frame
-(see ``wire``), answered by ``DROPPED``, which reaches the scheduler as an
-outcome whose excinfo is ``DROPPED``. A running one is stopped by killing
-its worker (SIGKILL to its process group), which is replaced, and its jobs
-not started go back to the backlog; if it started just as the DROP went out,
-the next look at the slots (``_check_cancels``) kills it. Fewer workers:
-those beyond the count are *retiring*: they get no more jobs and are told
-to STOP once idle, idle ones first.
+Taking jobs back (``_take_back``): the parent reads the tickets a worker
+has not taken (see ``wire``); the jobs they are for will not start there,
+which the worker learns when it looks for its next ticket. That moves the
+jobs held behind a long task to an idle worker (``_rebalance``), and drops
+queued jobs at once.
+
+Driving the run live: a job still in the backlog, or one a worker holds but
+has not started (taken back), is dropped at once. A running one is stopped
+by killing its worker (SIGKILL to its process group), which is replaced, and
+its jobs not started go back to the backlog; if it was about to start (its
+ticket taken), the next look at the slots (``_check_cancels``) kills it once
+it has. Fewer workers: those beyond the count are *retiring*: they get no
+more jobs and are told to STOP once idle, idle ones first.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from pexen.sched._errors import (
 )
 from pexen.sched._naming import task_name
 from pexen.sched._pools.base import (
-    DROPPED,
+    AutoSpare,
     Job,
     Outcome,
     Running,
@@ -87,6 +92,9 @@ THREAD_WAIT = 30.0  # seconds more, at the end of a run, for threads tasks left
 CANCEL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancel
 UNSTARTED_POLL = 0.05  # seconds between looks at a timed job not yet started
 START_TIMEOUT = 60.0  # seconds a new worker may take to say READY
+# a task that has run this long is long (what spare="auto" keeps queued per
+# worker is about this much work): what waits behind it may move elsewhere
+STEAL_AFTER = AutoSpare.BUDGET
 
 _new_tuple = tuple.__new__  # a record from a plain tuple, without a Python call
 
@@ -126,7 +134,6 @@ class ProcessRun:
         self.woken = False
         self.cancelling: dict[int, WorkerProc] = {}  # force-cancelled, not started
         self.cancel_kills: set[int] = set()  # keys whose worker we killed to stop
-        self.drop_asked: set[int] = set()  # keys a DROP went out for
         self.n_retiring = 0
 
     def _task_name_of(self, key: Any) -> str | None:
@@ -159,12 +166,18 @@ class ProcessRun:
             auto = self.pool.auto_workers
             if auto is not None:
                 timeout = self._auto_resize(auto, timeout)
+            if not self.backlog:  # a worker may be idle while others hold jobs
+                look = self._rebalance(final=False)
+                if look is not None:
+                    timeout = look if timeout is None else min(timeout, look)
             self._poll(timeout)
             if self.woken:
                 self.woken = False
                 break
             self._dispatch(final=False)
         self._dispatch(final=True)
+        if not self.backlog:
+            self._rebalance(final=True)
         # what a task printed or logged comes before its result
         if relay.sync() or relay.has_news or self.emitter.partial:
             self.emitter.emit(relay.take(), flush=True)
@@ -186,9 +199,6 @@ class ProcessRun:
         self.wired.pop(key, None)
         self.sent_at.pop(key, None)
         self.needs.pop(key, None)
-        if self.drop_asked:
-            self.drop_asked.discard(key)
-            self.cancelling.pop(key, None)
         if shared is None:
             shared = job.shared
         self.outcomes.append(
@@ -236,9 +246,6 @@ class ProcessRun:
             pass
         except OSError:  # the worker is gone: its sentinel will tell
             buf.clear()
-        if not buf and worker.unflagged:  # the DROP frames are in the pipe now
-            worker.slot[wire.DROPS] += worker.unflagged
-            worker.unflagged = 0
         watching = worker.job_fd in self.fd2role
         if buf and not watching:
             self._watch(worker.job_fd, worker, "job")
@@ -325,13 +332,81 @@ class ProcessRun:
         wire_job = self._wire
         for worker, keys in plan.items():
             jobs = [job for job in map(wire_job, keys) if job is not None]
-            if jobs:
-                sent = [job.key for job in jobs]
-                worker.outstanding.extend(sent)
-                self.sent_at.update(dict.fromkeys(sent, time.monotonic()))
-                plain = [tuple(job) for job in jobs]  # see wire: plain on the wire
-                body = (self._definitions_for(worker, sent), plain)
-                self._send(worker, pickle.dumps((wire.JOBS, body), PROTOCOL))
+            if not jobs:
+                continue
+            sent = [job.key for job in jobs]
+            # the tickets first: a worker never holds a job without its ticket
+            n = wire.write_tickets(worker.ticket_w, sent)
+            if n < len(sent):  # its tickets pipe is full: the rest waits here
+                backlog.extendleft(reversed(sent[n:]))
+                if not n:
+                    continue
+                jobs, sent = jobs[:n], sent[:n]
+            worker.outstanding.extend(sent)
+            self.sent_at.update(dict.fromkeys(sent, time.monotonic()))
+            plain = [tuple(job) for job in jobs]  # see wire: plain on the wire
+            body = (self._definitions_for(worker, sent), plain)
+            self._send(worker, pickle.dumps((wire.JOBS, body), PROTOCOL))
+
+    def _take_back(self, worker: WorkerProc) -> list[int]:
+        """Take back the jobs *worker* holds but has not started; their keys.
+
+        Reading their tickets (see ``wire``) settles it at once, whatever the
+        worker is doing: those jobs will not start there.
+        """
+        outstanding = worker.outstanding
+        if not outstanding:
+            return []
+        taken = wire.read_tickets(worker.ticket_r, len(outstanding))
+        if taken:
+            gone = set(taken)
+            kept = [key for key in outstanding if key not in gone]
+            outstanding.clear()
+            outstanding.extend(kept)
+        return taken
+
+    def _rebalance(self, final: bool) -> float | None:
+        """Hand jobs held behind a long task to an idle worker; when to look again.
+
+        With the backlog empty and a worker idle, what a worker holds and
+        has not started is taken back and dispatched again (*final*: all of
+        it, else one job per idle worker) once its first job has been there
+        ``STEAL_AFTER`` or longer: running (a long task), or waiting to start
+        (a worker starting, or slow to begin its next job). Returns the
+        seconds until the next look is due, or None: nothing to wait for.
+        """
+        workers = self.workers
+        if not any(w.ready and not w.outstanding and not w.retiring for w in workers):
+            return None
+        now = time.monotonic()
+        next_look = None
+        taken: list[int] = []
+        for worker in workers:
+            outstanding = worker.outstanding
+            if not outstanding:
+                continue
+            slot, head = worker.slot, outstanding[0]
+            if slot[0] == head:
+                if len(outstanding) == 1:
+                    continue  # it runs its only job
+                since = slot[1]  # running (or loading) since
+            else:  # not started yet; the slot tells nothing when it will be
+                since = self.sent_at.get(head, now)
+            wait = since + STEAL_AFTER - now
+            if wait <= 0:
+                moved = self._take_back(worker)
+                if moved:
+                    taken += moved
+                    continue
+                # all of it is starting, or done: look again, in case a job
+                # it is starting turns long
+                wait = STEAL_AFTER
+            if next_look is None or wait < next_look:
+                next_look = wait
+        if taken:
+            self.backlog.extend(taken)
+            self._dispatch(final)
+        return next_look
 
     def _definitions_for(
         self, worker: WorkerProc, keys: list[int]
@@ -357,14 +432,16 @@ class ProcessRun:
         An idle worker first, then one still starting, then the fewest jobs
         waiting; among equals, the worker whose task started last (a task
         that has run long is likely to run longer; one starting up counts as
-        starting now).
+        starting now). A worker whose first job has been there
+        ``STEAL_AFTER`` or longer (a long task, a slow start) comes after
+        all the others: what it got would wait, or be taken back.
         """
         now = time.monotonic()
         sent_at = self.sent_at
 
         def key(worker: WorkerProc, n: int) -> tuple:
             if n == 0:
-                return (0, not worker.ready, 0.0, worker.index)
+                return (False, 0, not worker.ready, 0.0, worker.index)
             slot, outstanding = worker.slot, worker.outstanding
             if not outstanding:
                 since = now  # its first job is just being planned
@@ -372,7 +449,7 @@ class ProcessRun:
                 since = slot[1]  # running since
             else:
                 since = sent_at.get(outstanding[0], now)  # not started: since sent
-            return (n, True, -since, worker.index)
+            return (now - since >= STEAL_AFTER, n, True, -since, worker.index)
 
         heap = [(*key(w, len(w.outstanding)), w) for w in live]
         heapq.heapify(heap)
@@ -433,8 +510,6 @@ class ProcessRun:
                 self._on_result(worker, _new_tuple(wire.WireOutcome, body))
             elif kind == wire.READY:
                 worker.ready = True
-            elif kind == wire.DROPPED:
-                self._on_dropped(worker, body)
             elif kind == wire.INIT_FAILED and self.broken is None:
                 self.broken = (
                     f"its initializer {task_name(self.pool.initializer)!r} raised "
@@ -510,7 +585,8 @@ class ProcessRun:
                 else:
                     # loading the task (imports...) is not its time, but may
                     # not hang for ever either
-                    limit = START_TIMEOUT if slot[2] == wire.LOADING else (
+                    loading = slot[2] == wire.LOADING
+                    limit = START_TIMEOUT if loading else (
                         timeout + timeout_grace(timeout) + 1.0
                     )
                     wait = slot[1] + limit - now
@@ -520,6 +596,8 @@ class ProcessRun:
                         worker.killed_for = head
                         signal_group(worker.pid, signal.SIGKILL)
                         continue
+                    if loading:  # its clock starts once loaded, unannounced
+                        wait = min(wait, UNSTARTED_POLL)
             next_look = wait if next_look is None else min(next_look, wait)
         return next_look
 
@@ -536,10 +614,6 @@ class ProcessRun:
             running = None  # killed for a task that just finished: not its fault
         requeue = [k for k in worker.outstanding if k != running]
         worker.outstanding.clear()
-        if self.drop_asked:  # asked to drop them: they are, now
-            for key in [k for k in requeue if k in self.drop_asked]:
-                self._finish(key, None, None, DROPPED)
-            requeue = [k for k in requeue if k in self.jobs]
         self.backlog.extendleft(reversed(requeue))
         if running is not None:
             task, timeout = self.jobs[running].task, self.jobs[running].timeout
@@ -642,7 +716,7 @@ class ProcessRun:
         return out
 
     def cancel(self, key: int, force: bool) -> bool:
-        """Drop job *key* if it is in the backlog (True); else see the docstring."""
+        """Drop job *key* if it has not started (True); else see the docstring."""
         if key not in self.jobs or any(o[0] == key for o in self.outcomes):
             return False  # done, its outcome on its way
         if key in self.backlog:
@@ -651,47 +725,39 @@ class ProcessRun:
             return True
         for worker in self.workers:
             if key in worker.outstanding:
-                if worker.slot[0] == key:  # running
-                    if force:
+                if worker.slot[0] != key:
+                    taken = self._take_back(worker)
+                    if key in taken:
+                        taken.remove(key)
+                        self._forget(key)
+                    self.backlog.extendleft(reversed(taken))  # to go out again
+                    if key not in self.jobs:
+                        return True
+                # it runs, or is about to: the worker took its ticket
+                if force:
+                    if worker.slot[0] == key:
                         self._kill_to_stop(worker, key)
-                else:
-                    self._send_drop(worker, [key])
-                    if force:
+                    else:
                         self.cancelling[key] = worker
                 break
         return False
 
     def drop_queued(self) -> list[int]:
-        """Drop the backlog now; tell workers to drop what they hold unstarted."""
+        """Drop the backlog and take back what workers hold unstarted, now."""
         dropped = list(self.backlog)
         self.backlog.clear()
+        for worker in self.workers:
+            dropped += self._take_back(worker)
         for key in dropped:
             self._forget(key)
-        for worker in self.workers:
-            head = worker.slot[0]
-            keys = [k for k in worker.outstanding if k != head]
-            if keys and not worker.dead:
-                self._send_drop(worker, keys)
         return dropped
 
     def _forget(self, key: int) -> None:
-        """Forget job *key*, dropped before any worker got it."""
+        """Forget job *key*, dropped before any worker started it."""
         del self.jobs[key]
         self.wired.pop(key, None)
         self.needs.pop(key, None)
         self.sent_at.pop(key, None)
-
-    def _send_drop(self, worker: WorkerProc, keys: list[int]) -> None:
-        self.drop_asked.update(keys)
-        worker.unflagged += 1  # counted in the slot once fully in the pipe
-        self._send(worker, pickle.dumps((wire.DROP, keys), PROTOCOL))
-
-    def _on_dropped(self, worker: WorkerProc, key: int) -> None:
-        """A worker dropped job *key* unstarted, as asked."""
-        if key not in worker.outstanding:
-            return
-        worker.outstanding.remove(key)
-        self._finish(key, None, None, DROPPED)
 
     def _kill_to_stop(self, worker: WorkerProc, key: int) -> None:
         """Stop running job *key*: kill its worker (its death is then seen)."""

@@ -1,9 +1,10 @@
 """Starting worker processes, signalling them, and waiting for them to go.
 
 Each worker is a ``multiprocessing`` process running :func:`.worker.main`,
-with five private pipes (jobs in; results, stdout, stderr and log records
-out) and a shared *slot* (:mod:`.wire`). :class:`WorkerProc` is the parent's
-record of one; the run that owns it (:mod:`.run`) watches its fds.
+with six private pipes (jobs and their tickets in; results, stdout, stderr
+and log records out) and a shared *slot* (:mod:`.wire`). :class:`WorkerProc`
+is the parent's record of one; the run that owns it (:mod:`.run`) watches
+its fds.
 
 Start method: the default is ``forkserver`` on POSIX systems that have it,
 except macOS, and ``spawn`` elsewhere: the choice CPython 3.14 makes.
@@ -159,7 +160,8 @@ class WorkerProc:
         "slot",
         "stopping",
         "streams",
-        "unflagged",
+        "ticket_r",
+        "ticket_w",
     )
 
     def __init__(self, index: int, process: Any, slot: Any, conns: list[Any]) -> None:
@@ -170,12 +172,14 @@ class WorkerProc:
         self.pid: int = process.pid
         self.sentinel: int = process.sentinel
         self.slot = slot
-        self.conns = conns  # job_w, res_r, out_r, err_r, log_r
+        self.conns = conns  # job_w, res_r, out_r, err_r, log_r, ticket_w, ticket_r
         self.job_fd, self.result_fd = conns[0].fileno(), conns[1].fileno()
         self.streams = [
             Stream(conn.fileno(), kind, self)
-            for conn, kind in zip(conns[2:], (OUT, ERR, LOG), strict=True)
+            for conn, kind in zip(conns[2:5], (OUT, ERR, LOG), strict=True)
         ]
+        # the parent reads tickets back to take back jobs not started (wire)
+        self.ticket_w, self.ticket_r = conns[5].fileno(), conns[6].fileno()
         self.definitions: set[int] = set()  # numbers of the definitions it has
         self.outstanding: deque[int] = deque()  # keys sent, in order, not done
         self.outbuf = bytearray()  # framed jobs the pipe did not take yet
@@ -185,7 +189,6 @@ class WorkerProc:
         self.stopping = False
         self.killed_for: int | None = None  # key whose timeout (or cancel) we enforced
         self.retiring = False  # one too many (the pool shrank): STOP once idle
-        self.unflagged = 0  # DROP frames in outbuf, not yet counted in the slot
 
     def __repr__(self) -> str:
         return f"<worker {self.process.name} pid={self.pid}>"
@@ -211,16 +214,15 @@ def start_worker(
     # orphan it; and the worker is born with it blocked, until it ignores it
     with sigint_blocked():
         try:
-            for _ in range(5):  # jobs, results, stdout, stderr, log records
+            for _ in range(6):  # jobs, results, stdout, stderr, log records, tickets
                 pipes.extend(ctx.Pipe(duplex=False))  # reader, writer
-            job_r, job_w, res_r, res_w, out_r, out_w, err_r, err_w, log_r, log_w = (
-                pipes
-            )
+            (job_r, job_w, res_r, res_w, out_r, out_w, err_r, err_w, log_r, log_w,
+             tick_r, tick_w) = pipes
             slot = ctx.RawArray("d", wire.SLOT_SIZE)
             slot[0] = wire.NO_KEY
             process = ctx.Process(
                 target=worker_module.main,
-                args=(job_r, res_w, out_w, err_w, log_w, slot,
+                args=(job_r, res_w, out_w, err_w, log_w, tick_r, slot,
                       {"log_levels": levels, "hooks": hooks}),
                 name=name,
                 daemon=False,  # so a task may start processes of its own
@@ -238,8 +240,10 @@ def start_worker(
                 conn.close()
             raise PoolError(f"cannot start worker process {name!r}: {exc}") from exc
         for conn in (job_r, res_w, out_w, err_w, log_w):  # the worker's ends
-            conn.close()
-        worker = WorkerProc(index, process, slot, [job_w, res_r, out_r, err_r, log_r])
+            conn.close()  # but tick_r: both read tickets (wire)
+        worker = WorkerProc(
+            index, process, slot, [job_w, res_r, out_r, err_r, log_r, tick_w, tick_r]
+        )
         for conn in worker.conns:
             os.set_blocking(conn.fileno(), False)
         if _SETPIPE_SZ is not None:

@@ -11,15 +11,15 @@ of ``(kind, body)``.
   the classes and code that tasks of the run carry by value
   (``transport.Definitions``), each sent to a worker once, with the first
   jobs that need it. ``seconds`` is how long to wait for threads its tasks
-  left running before exiting (0: not at all). ``(DROP, [key, ...])``
-  cancels jobs the worker holds but has not started (see the slot, below).
+  left running before exiting (0: not at all).
+* parent -> worker, ``tickets`` pipe: one *ticket* per job, its key in 8
+  bytes, written before the job goes out (see below).
 * worker -> parent, ``results`` pipe: ``(READY, pid)`` once started (after
   the pool's initializer, if any), then one ``(RESULT, WireOutcome)`` per
   job, in the order the jobs came, sent as soon as the job is done (never
-  held back: a worker that dies must not take finished results with it);
-  ``(DROPPED, key)`` instead for a job it dropped unstarted. A worker whose
-  initializer raised sends ``(INIT_FAILED, reason)`` instead of READY, and
-  exits.
+  held back: a worker that dies must not take finished results with it). A
+  worker whose initializer raised sends ``(INIT_FAILED, reason)`` instead of
+  READY, and exits.
 * worker -> parent, ``log`` pipe: one frame per ``logging`` record (a dict,
   ``pexen_key`` naming the job that was running); stdout and stderr: fds 1
   and 2 of the worker are pipes, so output of C code and subprocesses is
@@ -30,23 +30,36 @@ writes a plain tuple in a few bytes, a named one as a class reference and a
 call (five times the time, both ways, measured), and every job pays that.
 ``tuple(record)`` before pickling, ``tuple.__new__(Record, t)`` after.
 
-The *slot* is a small shared array: ``[key, since, phase, drops]``: the
-job the worker holds now, ``key`` ``NO_KEY`` between jobs; ``phase`` is
-``LOADING`` while the job's task and data are unpickled (which may import
-modules) and ``RUNNING`` once the task runs, ``since`` when that phase
-began. It costs no message, tells the parent which job a dead worker was
-running (a job whose result arrived is never blamed) and when the task
-started, for the parent's fallback timeout (which does not count the
-loading) and ``Sched.status()``. ``drops`` counts the DROP frames the
-parent wrote in full: a worker holding several jobs compares it with the
-count it has read before it starts each job, and reads its pipe when they
-differ. So a DROP reaches the worker before any job it holds starts, at the
-cost of one read of shared memory per job.
+Tickets: who starts a job, the worker or no one
+-----------------------------------------------
+A worker starts a job only once it has read the job's ticket from its
+tickets pipe; the parent keeps a read end of that pipe too, and *takes
+back* the jobs a worker holds but has not started by reading the tickets
+left there (to hand them to an idle worker, or to cancel them). The kernel
+hands each ticket to exactly one of the two reads, so a job is either
+started by the worker or taken back by the parent, never both and never
+neither, at once and without a message: the worker may be deep in a long
+task, unable to answer. Tickets and jobs go out in the same order, so a
+worker that reads the ticket of job *k* knows the jobs it holds before *k*
+were taken back, and one that finds no ticket knows that all were; a ticket
+may come before its job, which is then on its way. A ticket write of at
+most ``PIPE_BUF`` bytes is all or nothing, so reads never split one.
+
+The *slot* is a small shared array: ``[key, since, phase]``: the job the
+worker holds now, ``key`` ``NO_KEY`` between jobs; ``phase`` is ``LOADING``
+while the job's task and data are unpickled (which may import modules) and
+``RUNNING`` once the task runs, ``since`` when that phase began. It costs no
+message, tells the parent which job a dead worker was running (a job whose
+result arrived is never blamed) and when the task started, for the parent's
+fallback timeout (which does not count the loading), ``Sched.status()`` and
+work stealing.
 """
 
 from __future__ import annotations
 
+import array
 import os
+import select
 import struct
 from typing import NamedTuple
 
@@ -56,11 +69,14 @@ HEADER = struct.Struct("<I")
 MAX_FRAME = 2**32 - 1
 
 # parent -> worker
-JOBS, STOP, DROP = 0, 1, 2
+JOBS, STOP = 0, 1
 # worker -> parent
-READY, RESULT, INIT_FAILED, DROPPED = 0, 1, 2, 3
-SLOT_SIZE = 4  # key, since, phase, drops
-DROPS = 3  # the slot's count of DROP frames written in full
+READY, RESULT, INIT_FAILED = 0, 1, 2
+SLOT_SIZE = 3  # key, since, phase
+
+TICKET = struct.Struct("=q")  # a job's key, as the tickets pipe carries it
+# tickets written at once: all or nothing (POSIX), so never split by a read
+TICKETS_PER_WRITE = select.PIPE_BUF // TICKET.size
 
 NO_KEY = -1.0  # the slot's key between jobs (the slot holds doubles)
 LOADING, RUNNING = 0.0, 1.0  # the slot's phase of the job it holds
@@ -97,6 +113,30 @@ def frame(payload: bytes) -> bytes:
             f"(at most {MAX_FRAME})"
         )
     return HEADER.pack(len(payload)) + payload
+
+
+def write_tickets(fd: int, keys: list[int]) -> int:
+    """Write the tickets of jobs *keys* to a non-blocking fd; return how many
+    went in (those of the first jobs: the pipe may be full)."""
+    written = 0
+    while written < len(keys):
+        chunk = keys[written : written + TICKETS_PER_WRITE]
+        try:
+            os.write(fd, array.array("q", chunk).tobytes())
+        except BlockingIOError:
+            break
+        written += len(chunk)
+    return written
+
+
+def read_tickets(fd: int, most: int) -> list[int]:
+    """Read up to *most* tickets from a non-blocking fd: the keys of the jobs
+    they are for, in order; none if the pipe is empty."""
+    try:
+        data = os.read(fd, TICKET.size * most)
+    except BlockingIOError:
+        return []
+    return array.array("q", data).tolist()
 
 
 def split_frames(buf: bytearray) -> list[bytes]:

@@ -49,9 +49,6 @@ from pexen.sched._calling import execute
 from pexen.sched._errors import TransportError
 from pexen.sched._pools.base import Job
 from pexen.sched._pools.process.wire import (
-    DROP,
-    DROPPED,
-    DROPS,
     INIT_FAILED,
     LOADING,
     NO_KEY,
@@ -59,6 +56,7 @@ from pexen.sched._pools.process.wire import (
     RESULT,
     RUNNING,
     STOP,
+    TICKET,
     FrameReader,
     WireJob,
     WireOutcome,
@@ -299,17 +297,6 @@ def _run(job: WireJob, slot: Any) -> WireOutcome:
     )
 
 
-def _drop(pending: deque[Any], keys: list[int], result_fd: int) -> None:
-    """Drop the jobs *keys* that have not started; tell the parent which."""
-    dropped = set(keys)
-    kept = [plain for plain in pending if plain[0] not in dropped]
-    for plain in pending:
-        if plain[0] in dropped:
-            write_all(result_fd, frame(pickle.dumps((DROPPED, plain[0]), PROTOCOL)))
-    pending.clear()
-    pending.extend(kept)
-
-
 def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -353,6 +340,7 @@ def main(
     out_conn: Any,
     err_conn: Any,
     log_conn: Any,
+    ticket_conn: Any,
     slot: Any,
     config: dict[str, Any],
 ) -> None:
@@ -372,13 +360,27 @@ def main(
     now, dumps = time.monotonic, pickle.dumps
     write_all(result_fd, frame(dumps((READY, os.getpid()), PROTOCOL)))
     reader = FrameReader(job_conn.fileno())
+    ticket_fd = ticket_conn.fileno()
+    os.set_blocking(ticket_fd, False)
+    read, ticket_size, unpack = os.read, TICKET.size, TICKET.unpack
     pid = os.getpid()
     thread_wait = None  # from STOP: how long to wait for threads tasks left
-    pending: deque[Any] = deque()  # jobs received, not started
-    drops_read = 0
+    pending: deque[Any] = deque()  # jobs received, not started nor taken back
+    claimed: int | None = None  # the key of the ticket taken, its job not yet here
     while True:
-        # a DROP frame the parent wrote in full is read before the next job
-        if not pending or slot[DROPS] != drops_read:
+        if pending and claimed is None:
+            try:
+                ticket = read(ticket_fd, ticket_size)
+            except BlockingIOError:  # no ticket: the parent took back every job
+                pending.clear()
+            else:
+                if not ticket:  # the parent is gone
+                    break
+                (claimed,) = unpack(ticket)
+        if claimed is not None:  # tickets come in the order of the jobs
+            while pending and pending[0][0] != claimed:
+                pending.popleft()  # the parent took it back
+        if not pending:  # wait for jobs (or for the one claimed, on its way)
             payload = reader.read()
             if payload is None:  # the parent is gone
                 break
@@ -387,15 +389,12 @@ def main(
                 thread_wait = body
                 _finalize(finalizer)
                 break
-            if kind == DROP:
-                drops_read += 1
-                _drop(pending, body, result_fd)
-                continue
             definitions, jobs = body
             if definitions:
                 _load_definitions(_definitions, definitions)
             pending.extend(jobs)
             continue
+        claimed = None
         job = _new_tuple(WireJob, pending.popleft())
         slot[2] = LOADING
         slot[1] = now()
