@@ -371,6 +371,10 @@ class Writer:
         for key, (handed_at, _wall) in handed.copy().items():
             if not every and handed_at > due_before:
                 break
+            if key in recording.written:
+                # a retried task's attempt before this one has a row its end,
+                # queued but not yet written, is to update: this one waits
+                continue
             taken = handed.pop(key, None)  # or the task's result took it
             if taken is None:
                 continue

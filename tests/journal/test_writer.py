@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from contextlib import closing
 
 import pytest
 
 from pexen.journal import Journal
 from pexen.journal._writer import HANDED_AGE, Result, RunStarted
-from pexen.sched import Event, TaskRes
+from pexen.sched import Event, ExceptionInfo, TaskRes
 from pexen.sched._naming import CALLPATH_ATTR
 from pexen.sched.meta import assign_val
 from tests._events import Clock
@@ -50,7 +51,7 @@ def plain(qualname):
 
 
 def rows(path, sql, *params):
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -97,6 +98,37 @@ def test_a_task_passed_within_a_moment_has_one_row_a_later_one_two_writes(tmp_pa
         "worker FROM attempts ORDER BY id", wall, wall,
     ) == [("slow", "passed", -1.0, -0.75, 1.25, "w2"),
           ("quick", "passed", 0.0, 0.25, 0.25, "w1")]
+
+
+def test_a_retried_task_whose_next_attempt_is_due_before_the_end_is_written(
+        tmp_path):
+    """A task's attempt with a "dispatched" row ends ("retrying") and the
+    next one is due its own row before the writer has written that end: the
+    end updates the first attempt's row, not the second's."""
+    path = tmp_path / "j.db"
+    task = named("flaky", retries=1)
+    now, wall = time.monotonic(), time.time()
+    with Journal(path) as journal:
+        writer = journal._writer
+        handed = {id(task): (now - 2 * HANDED_AGE, wall - 1.0)}
+        writer._write([started([task], handed)])  # the first attempt's row
+        handed[id(task)] = (now - 2 * HANDED_AGE, wall - 0.5)  # the second's
+        writer._write([])  # due its row: the first one's end not yet written
+        retrying = Event("retrying", now, wall - 0.6, task, "w", TaskRes(
+            task, excinfo=failure()), reason="attempt 1 of 2 failed",
+            duration=0.3)
+        writer._write([Result(retrying, None, None),
+                       passed(handed, task, wall, 0.25)])
+    assert rows(path, "SELECT outcome, reason, dispatched - ? FROM attempts "
+                "ORDER BY id", wall) == [
+        ("retried", "attempt 1 of 2 failed", -1.0), ("passed", None, -0.5)]
+
+
+def failure():
+    try:
+        raise ValueError("no")
+    except ValueError as exc:
+        return ExceptionInfo(ValueError, exc, exc.__traceback__)
 
 
 def test_a_task_in_the_pool_a_while_gets_its_row_with_no_other_event(tmp_path):
@@ -224,7 +256,7 @@ def test_a_journal_with_the_earlier_indexes_is_written_alike(tmp_path):
         pass
     earlier = ("CREATE INDEX attempts_by_run ON attempts(run, identity)",
                "CREATE INDEX attempts_by_identity ON attempts(identity)")
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("DROP INDEX attempts_by_run")
         for sql in earlier:
             conn.execute(sql)
