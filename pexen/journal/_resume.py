@@ -83,9 +83,9 @@ def plan_resume(conn: sqlite3.Connection, tasks: Iterable[Any]) -> ResumePlan:
     """Decide, for each of *tasks*, whether the journal's last run lets it be
     carried; raise ``JournalError`` for two tasks with one identity."""
     by_identity = identities(tasks)
-    last, last_ended = conn.execute(
-        "SELECT id, ended FROM runs ORDER BY id DESC LIMIT 1"
-    ).fetchone() or (None, None)
+    last = conn.execute("SELECT max(id) FROM runs").fetchone()[0]
+    killed = last is not None and conn.execute(
+        "SELECT ended IS NULL FROM runs WHERE id = ?", (last,)).fetchone()[0]
     rows: dict[str, _Row] = {}
     if last is not None:
         for row in conn.execute(
@@ -107,8 +107,8 @@ def plan_resume(conn: sqlite3.Connection, tasks: Iterable[Any]) -> ResumePlan:
     for identity, task in by_identity.items():
         row = rows.get(identity)
         if row is None:
-            if last is not None and last_ended is None:
-                # killed: before handing it out, or in the moment after
+            if killed:
+                # killed (or still going on) before handing it out, or just after
                 # (a task gets its "dispatched" row a moment late, _writer)
                 kind, reason = "unfinished", (
                     f"never finished in run {last}, which stopped before recording "
