@@ -12,17 +12,8 @@ import pytest
 from pexen.journal import Journal, JournalError
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning
 from pexen.sched._naming import CALLPATH_ATTR
-from pexen.sched.meta import assign_val
 from tests._events import Clock, observed_run
-
-
-def named(name, fn=None, **fields):
-    if fn is None:
-        def fn():
-            return name
-    fn.__name__ = fn.__qualname__ = name
-    assign_val(fn, name=name, **fields)
-    return fn
+from tests.journal._tasks import named
 
 
 def decisions(plan):

@@ -18,20 +18,11 @@ import pytest
 
 from pexen.journal import Journal
 from pexen.journal._writer import HANDED_AGE, Result, RunStarted
-from pexen.sched import Event, ExceptionInfo, TaskRes
+from pexen.sched import Event, TaskRes
 from pexen.sched._naming import CALLPATH_ATTR
-from pexen.sched.meta import assign_val
 from tests._events import Clock
 from tests._leaks import poll
-
-
-def named(name, **fields):
-    """A task named *name* (``SchedMeta.name``), with metadata *fields*."""
-    def fn():
-        return name
-    fn.__name__ = fn.__qualname__ = name
-    assign_val(fn, name=name, **fields)
-    return fn
+from tests.journal._tasks import failure, named, rows
 
 
 def made(*callpath):
@@ -48,11 +39,6 @@ def plain(qualname):
         pass
     fn.__qualname__ = qualname
     return fn
-
-
-def rows(path, sql, *params):
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def started(tasks, handed):
@@ -115,20 +101,13 @@ def test_a_retried_task_whose_next_attempt_is_due_before_the_end_is_written(
         handed[id(task)] = (now - 2 * HANDED_AGE, wall - 0.5)  # the second's
         writer._write([])  # due its row: the first one's end not yet written
         retrying = Event("retrying", now, wall - 0.6, task, "w", TaskRes(
-            task, excinfo=failure()), reason="attempt 1 of 2 failed",
+            task, excinfo=failure("no")), reason="attempt 1 of 2 failed",
             duration=0.3)
         writer._write([Result(retrying, None, None),
                        passed(handed, task, wall, 0.25)])
     assert rows(path, "SELECT outcome, reason, dispatched - ? FROM attempts "
                 "ORDER BY id", wall) == [
         ("retried", "attempt 1 of 2 failed", -1.0), ("passed", None, -0.5)]
-
-
-def failure():
-    try:
-        raise ValueError("no")
-    except ValueError as exc:
-        return ExceptionInfo(ValueError, exc, exc.__traceback__)
 
 
 def test_a_task_in_the_pool_a_while_gets_its_row_with_no_other_event(tmp_path):
