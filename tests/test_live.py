@@ -592,6 +592,26 @@ def test_unregistering_an_observer():
                                         "finished"]
 
 
+def test_unregistering_an_observer_object():
+    """An object with ``__call__`` (as a ``Journal``) is called through its
+    bound method: unregistering it still finds it."""
+    class Recorder:
+        def __init__(self):
+            self.kinds = []
+
+        def __call__(self, event):
+            self.kinds.append(event.kind)
+
+    recorder = Recorder()
+    s = Sched([task("a"), task("b")])
+    unregister = s.observe(recorder)
+    gen = s.run(pool=InlineWorkerPool())
+    next(gen)
+    unregister()
+    list(gen)
+    assert recorder.kinds == ["run-started", "dispatched", "started", "finished"]
+
+
 def test_an_observer_that_raises_is_logged_and_the_run_goes_on(caplog):
     calls = []
 

@@ -3,11 +3,12 @@
 Each ``Sched.observe`` event is queued, in the thread that drives the run,
 for the journal's ``Writer`` (``_writer``), which turns the events into rows
 of the journal's tables (``_store``) and commits them as they come: a run
-row at "run-started", an attempt row when a task is handed to the pool,
-filled in when its result comes. A task handed to the pool and never heard
-from again stays "dispatched", which a resumed run reads as "never
-finished". Reading the journal (``plan``, ``forget``) first waits for what
-is queued to be written.
+row at "run-started", an attempt row when a task's result comes (or a
+moment after it was handed to the pool, if it is still there: filled in
+when its result comes). A task handed to the pool and never heard from
+again stays "dispatched", which a resumed run reads as "never finished".
+Reading the journal (``plan``, ``forget``) first waits for what is queued
+to be written.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import sys
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 from pexen.journal._identity import identities
 from pexen.journal._resume import ResumePlan, plan_resume
+from pexen.journal._rows import MAX_PARAMETERS
 from pexen.journal._store import connect
-from pexen.journal._writer import RECORDED, Writer
+from pexen.journal._writer import Result, RunStarted, Writer
+from pexen.sched._result import task_key
 
 _open: weakref.WeakSet[Journal] = weakref.WeakSet()
 
@@ -60,7 +64,11 @@ class Journal:
         self.pool = pool
         self._conn: sqlite3.Connection | None = connect(self.path)
         self._carry: ResumePlan | None = None
+        # the maps of the run being observed (``_writer`` says what they hold)
+        self._tasks: dict[Any, Any] = {}
+        self._handed: dict[Any, tuple[float, float]] = {}
         self._writer = Writer(self, self._conn)
+        self._put = self._writer.queue.put
         _open.add(self)
 
     @classmethod
@@ -133,9 +141,14 @@ class Journal:
                     n_runs = conn.execute("DELETE FROM runs").rowcount
                 else:
                     n_attempts, n_runs = 0, 0
-                    for identity in forgotten:
+                    # a pass over the attempts per statement: as many
+                    # identities a statement as it takes
+                    chosen = list(forgotten)
+                    for start in range(0, len(chosen), MAX_PARAMETERS):
+                        some = chosen[start:start + MAX_PARAMETERS]
                         n_attempts += conn.execute(
-                            "DELETE FROM attempts WHERE identity = ?", (identity,)
+                            "DELETE FROM attempts WHERE identity IN "
+                            f"({', '.join('?' * len(some))})", some
                         ).rowcount
                 conn.execute("COMMIT")
             except BaseException:
@@ -146,12 +159,52 @@ class Journal:
     # -- the observer ----------------------------------------------------------
 
     def __call__(self, event: Any) -> None:
-        """Queue one ``Sched.observe`` event to be recorded."""
-        if event.kind not in RECORDED:
+        """Record one ``Sched.observe`` event (in the thread that drives the
+        run, for every event: it keeps or queues what the writer needs of
+        the event, as ``_writer`` says, and the writer does the rest)."""
+        kind = event.kind
+        if kind == "dispatched":
+            task = event.task
+            key = id(task) if type(task) is not MethodType else task_key(task)
+            self._tasks[key] = task
+            self._handed[key] = (event.time, event.wall)
             return
-        if self._conn is None:
-            raise ValueError(f"{self!r} is closed")
-        res = event.res
-        # the shared dict as it is now: the loop body may change it later
-        shared = dict(res.shared) if res is not None and res.shared else None
-        self._writer.put((event, shared))
+        if kind == "started":  # worked out from the task's end and duration
+            return
+        if kind == "finished":
+            task, res, duration, worker = event.task, event.res, event.duration, \
+                event.worker
+            key = id(task) if type(task) is not MethodType else task_key(task)
+            handed = self._handed.pop(key, None)
+            if (handed is not None and res is not None and res.excinfo is None
+                    and not res.shared and duration is not None
+                    and worker is not None):
+                item: Any = (key, handed[1], event.wall, duration, worker)
+            else:
+                # the shared dict as it is now: the loop body may change it later
+                shared = dict(res.shared) if res is not None and res.shared else None
+                item = Result(event, shared, None if handed is None else handed[1])
+        elif kind == "retrying":  # an attempt's end: a row of its own
+            task, res = event.task, event.res
+            handed = self._handed.pop(task_key(task), None)
+            shared = dict(res.shared) if res is not None and res.shared else None
+            item = Result(event, shared, None if handed is None else handed[1])
+        elif kind == "skipped":
+            task = event.task
+            handed = self._handed.pop(task_key(task), None)
+            item = Result(event, None, None if handed is None else handed[1])
+        elif kind == "run-started":
+            self._tasks, self._handed = {}, {}
+            item = RunStarted(event, self._tasks, self._handed)
+        elif kind == "run-ended":
+            self._tasks, self._handed = {}, {}  # the writer has the run's own
+            item = event
+        elif kind == "aborting":
+            item = event
+        else:  # a pause or a resize changes no row
+            return
+        self._put(item)
+        if self._writer.thread is None:  # not running: between runs, or closed
+            if self._conn is None:
+                raise ValueError(f"{self!r} is closed")
+            self._writer.start()

@@ -84,6 +84,8 @@ def plan_resume(conn: sqlite3.Connection, tasks: Iterable[Any]) -> ResumePlan:
     carried; raise ``JournalError`` for two tasks with one identity."""
     by_identity = identities(tasks)
     last = conn.execute("SELECT max(id) FROM runs").fetchone()[0]
+    killed = last is not None and conn.execute(
+        "SELECT ended IS NULL FROM runs WHERE id = ?", (last,)).fetchone()[0]
     rows: dict[str, _Row] = {}
     if last is not None:
         for row in conn.execute(
@@ -105,12 +107,17 @@ def plan_resume(conn: sqlite3.Connection, tasks: Iterable[Any]) -> ResumePlan:
     for identity, task in by_identity.items():
         row = rows.get(identity)
         if row is None:
-            reason = (
-                f"not in run {last}, the journal's last run"
-                if identity in known
-                else "new: not in the journal"
-            )
-            kind = "absent" if identity in known else "new"
+            if killed:
+                # killed (or still going on) before handing it out, or just after
+                # (a task gets its "dispatched" row a moment late, _writer)
+                kind, reason = "unfinished", (
+                    f"never finished in run {last}, which stopped before recording "
+                    "a result for it" + ("" if identity in known
+                                         else " (new: not in the journal)"))
+            elif identity in known:
+                kind, reason = "absent", f"not in run {last}, the journal's last run"
+            else:
+                kind, reason = "new", "new: not in the journal"
             decisions.append(Decision(task, identity, False, kind, reason))
             continue
         callpath = _callpath(task)

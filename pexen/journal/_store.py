@@ -13,6 +13,13 @@ run, and one more per retry of a task whose metadata allows retries, the
 last one deciding: its identity, times as ``time.time()`` seconds, worker,
 outcome, the exception, and for a task that passed and provides tags, its
 shared state pickled, or in ``shared_note`` why it could not be).
+
+Attempts are indexed by run only: an index holding the identity (text, in
+no order) cost each row written more than the rest of its writing together,
+and only reading, which is rare, looks attempts up by identity. The tables
+are the same with either set of indexes, so the format version stays 1: a
+journal made before this index set was chosen (by (run, identity) and by
+identity) is read and written alike, and keeps its indexes.
 """
 
 from __future__ import annotations
@@ -67,8 +74,7 @@ CREATE TABLE attempts (
     claims TEXT,
     uses TEXT
 );
-CREATE INDEX attempts_by_run ON attempts(run, identity);
-CREATE INDEX attempts_by_identity ON attempts(identity);
+CREATE INDEX attempts_by_run ON attempts(run);
 """
 
 # The outcomes an attempt row can hold.

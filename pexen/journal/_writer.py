@@ -1,103 +1,130 @@
 """The journal's writer: the rows each event of a run makes, and their commits.
 
-A ``Journal`` hands the events it observes to a ``Writer`` thread through a
-queue, so the run waits for no disk: the writer takes every event waiting,
-writes their rows and commits them in one transaction, then the next lot.
-While results come slower than the disk takes them (tasks of a millisecond
-and more), that is one transaction per result; when they come faster (no-op
+A ``Journal`` hands what it observes to a ``Writer`` thread through a queue,
+so the run waits for no disk: the writer takes everything waiting, writes
+the rows and commits them in one transaction, then the next lot. While
+results come slower than the disk takes them (tasks of a millisecond and
+more), that is one transaction per result; when they come faster (no-op
 tasks), a commit holds the results that arrived while the last one was being
 written. Either way a result is in the file whole or not at all, and a
 runner killed at any point loses only the results not committed yet.
+
+A task gets one row, written when its result comes (a task retried, one
+per attempt: a "retrying" event ends an attempt as a result does). One still in the pool
+``HANDED_AGE`` seconds after it was handed out gets a "dispatched" row
+first, which its result updates (by row id): so a task handed to the pool
+and never heard of again is in the journal as such. (A pool keeps many short
+tasks in its queue; a row each at once, updated a moment later, would double
+the journal's work.) ``flush()`` and the end of a run write every task in
+the pool at once.
+
+What the run's thread keeps, and what it queues
+-----------------------------------------------
+Each run has two maps the run's thread fills, which ``RunStarted`` brings
+the writer: ``tasks``, key (``task_key``) -> task, of every task handed out,
+and ``handed``, key -> ``(time, wall)`` it was handed out, of those in the
+pool with no row yet, oldest first. A task's result takes its entry out of
+``handed``; so does the writer, when it writes the task's "dispatched" row:
+whichever takes it (``dict.pop``, one step under the GIL) has it.
+
+A task that passed, with nothing to keep but its times, whose entry its
+result took, is queued as ``(key, handed_out, ended, duration, worker)``
+(``handed_out``: the wall time it was handed out). Any other event is queued
+as it is, in a ``Result`` for a task's end. The entries and the common item
+are plain tuples, not named records, on purpose: Python's garbage collector
+stops tracking a plain tuple of numbers and strings, but not a record, nor
+an event, which holds its task and result. A queue of events waiting for
+the writer kept thousands of tracked objects alive, and the collector's
+passes over them cost the run's thread about 2 us a task, more than the
+writing.
+
+The thread holds the GIL for each Python step of its work, while the run's
+thread waits for it; so the work per task is kept small (``_rows``), and
+the common items take a short way through ``_lot``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import platform
 import sqlite3
 import threading
+import time
 import traceback
-from queue import SimpleQueue
-from typing import Any
+from queue import Empty, SimpleQueue
+from typing import Any, NamedTuple
 
 import pexen
-from pexen.journal._identity import DuplicateIdentityError, task_identity
-from pexen.journal._store import CARRIED, DISPATCHED, FAILED, PASSED, RETRIED, SKIPPED
+from pexen.journal._identity import DuplicateIdentityError
+from pexen.journal._rows import (
+    Insert,
+    Shape,
+    describe,
+    insert,
+    insert_rows,
+    most_parameters,
+    update,
+)
+from pexen.journal._store import CARRIED, FAILED, PASSED, RETRIED, SKIPPED
 from pexen.sched._naming import CALLPATH_ATTR, task_name
 from pexen.sched._result import task_key
 from pexen.sched.meta import META_ATTR, SchedMeta
 
 MAX_TEXT = 100_000  # characters of a message or traceback kept per attempt
-
-# An attempt row as the writer builds it, in this order
-_COLUMNS = (
-    "run", "identity", "name", "callpath", "outcome", "dispatched", "started",
-    "ended", "duration", "worker", "exc_type", "exc_message", "traceback", "reason",
-    "shared", "shared_note", "priority", "requires", "provides", "claims", "uses",
-)
-# The events a journal records: a task's start is worked out from its end and
-# duration, and a pause or a resize changes no row. A "retrying" event ends an
-# attempt that runs again: its row is kept (outcome "retried") beside the next.
-RECORDED = frozenset({
-    "run-started", "dispatched", "finished", "retrying", "skipped", "aborting",
-    "run-ended",
-})
-_NO_META = ("0", None, None, None, None)  # priority, requires ... uses
-_INSERT = (
-    f"INSERT INTO attempts ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
-)
-# a row written in an earlier lot, found by its run and identity: the one
-# still "dispatched" (the attempts before it of a task retried have ended)
-_FINISH = (
-    "UPDATE attempts SET outcome = ?, started = ?, ended = ?, duration = ?, "
-    "worker = ?, exc_type = ?, exc_message = ?, traceback = ?, reason = ?, "
-    f"shared = ?, shared_note = ? WHERE run = ? AND identity = ? "
-    f"AND outcome = '{DISPATCHED}'"
-)
-_SKIP = (
-    "UPDATE attempts SET outcome = ?, reason = ? WHERE run = ? AND identity = ? "
-    f"AND outcome = '{DISPATCHED}'"
-)
-
+HANDED_AGE = 0.1  # seconds in the pool without a result: a "dispatched" row
 
 log = logging.getLogger("pexen.journal")
+
+
+class RunStarted(NamedTuple):
+    """A "run-started" event, queued with the maps the run's thread fills
+    for the run (see the module docstring)."""
+
+    event: Any
+    tasks: dict[Any, Any]
+    handed: dict[Any, tuple[float, float]]
+
+
+class Result(NamedTuple):
+    """A task's "finished", "retrying" or "skipped" event, queued with its
+    ``shared`` dict as it was then (the loop body may change it later; None
+    if it is empty or there is none) and the wall time it was ``handed_out``
+    (None if it was not, or the writer took it: it has a row)."""
+
+    event: Any
+    shared: dict | None
+    handed_out: float | None
 
 
 class _Recording:
     """The changing state of the one run a journal is recording.
 
-    Rows are written once per lot of events: ``dispatched`` holds the tasks
-    handed out in this lot whose result has not come (inserted at its end as
-    "dispatched"), ``rows`` the complete rows of the attempts that ended in
-    it, ``written`` the tasks whose row an earlier lot inserted and whose
-    result has not come, ``finished`` and ``skipped`` the updates of those.
+    ``tasks`` and ``handed`` are the run's maps (module docstring);
+    ``written`` maps the key of each task with a "dispatched" row whose
+    result has not come to its row id. ``identity2task`` is the task
+    recorded under each identity; ``refused`` the tasks not recorded, as
+    their identity is another one's.
     """
 
-    __slots__ = ("dispatched", "finished", "identity2key", "key2identity",
-                 "key2row", "key2task", "rows", "run_id", "skipped", "written")
+    __slots__ = ("handed", "identity2task", "refused", "run_id", "tasks", "written")
 
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, tasks: dict[Any, Any],
+                 handed: dict[Any, tuple[float, float]]) -> None:
         self.run_id = run_id
-        self.dispatched: dict[Any, tuple[Any, float]] = {}  # key -> task, when
-        self.rows: list[tuple[Any, ...]] = []
-        self.written: set[Any] = set()
-        self.finished: list[tuple[Any, ...]] = []
-        self.skipped: list[tuple[Any, ...]] = []
-        self.key2identity: dict[Any, str] = {}
-        self.key2task: dict[Any, Any] = {}
-        self.key2row: dict[Any, tuple] = {}  # key -> the columns naming its task
-        self.identity2key: dict[str, Any] = {}
+        self.tasks = tasks
+        self.handed = handed
+        self.written: dict[Any, int] = {}
+        self.identity2task: dict[str, Any] = {}
+        self.refused: set[Any] = set()
 
-
-def _tags(tags: Any) -> str | None:
-    """Tags as the report shows them: a JSON list of their reprs (strings as is)."""
-    if not tags:
-        return None
-    shown = sorted(tag if isinstance(tag, str) else repr(tag) for tag in tags)
-    return json.dumps(shown)
+    def oldest_handed(self) -> float | None:
+        """When the task longest in the pool without a row was handed out
+        (``time.monotonic()``), if there is one."""
+        try:
+            return next(iter(self.handed.values()))[0]
+        except (StopIteration, RuntimeError):  # none; or it changed meanwhile
+            return None
 
 
 def _bounded(text: str) -> str:
@@ -120,6 +147,30 @@ def _pickled_shared(shared: dict) -> tuple[bytes | None, str | None]:
         return None, f"not picklable: {type(plain_error).__name__}: {plain_error}"
 
 
+class _Gathered:
+    """Rows of one statement gathered to be inserted together (in order:
+    ``start`` the rows of another statement, or ``write``, inserts them)."""
+
+    __slots__ = ("conn", "most_parameters", "rows", "statement")
+
+    def __init__(self, conn: sqlite3.Connection, most_parameters: int) -> None:
+        self.conn = conn
+        self.most_parameters = most_parameters
+        self.statement = _NO_STATEMENT
+        self.rows: list[tuple[Any, ...]] = []
+
+    def start(self, statement: Insert) -> None:
+        """Insert the rows gathered; gather rows of *statement* next."""
+        self.write()
+        self.statement = statement
+
+    def write(self) -> None:
+        if self.rows:
+            insert_rows(self.conn, self.statement, self.rows, self.most_parameters)
+            self.rows = []
+
+
+_NO_STATEMENT = Insert("", "", 1)  # what rows gather for before the first
 
 
 class _Flush:
@@ -135,45 +186,43 @@ _STOP = object()  # a marker in the queue: the writer ends
 
 
 class Writer:
-    """Write the events a journal queues, on a thread of its own.
+    """Write what a journal queues, on a thread of its own.
 
     The thread runs while there is something to write: it starts with the
     first event queued and ends once a run has ended and the queue is empty
-    (or on ``stop``), so a journal between runs holds no thread.
+    (or on ``stop``), so a journal between runs holds no thread. While a run
+    is recorded, it wakes at least every ``HANDED_AGE`` seconds, for the
+    tasks in the pool due a "dispatched" row.
     """
 
     def __init__(self, journal: Any, conn: sqlite3.Connection) -> None:
         self.journal = journal
         self.conn = conn
+        self.most_parameters = most_parameters(conn)
         self.lock = threading.Lock()  # the connection: the writer, or a reader
         self.queue: SimpleQueue[Any] = SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self.thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._recording: _Recording | None = None
-        self._handlers = {
-            "run-started": self._run_started,
-            "dispatched": self._dispatched,
-            "finished": self._finished,
-            "retrying": self._retrying,
-            "skipped": self._skipped,
-            "aborting": self._aborting,
-            "run-ended": self._run_ended,
-        }
 
     def put(self, item: Any) -> None:
         """Queue *item*, starting the thread if it is not running."""
         self.queue.put(item)
-        if self._thread is None:
-            with self._thread_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="pexen-journal", daemon=True
-                    )
-                    self._thread.start()
+        if self.thread is None:
+            self.start()
+
+    def start(self) -> None:
+        """Start the thread if it is not running."""
+        with self._thread_lock:
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="pexen-journal", daemon=True
+                )
+                self.thread.start()
 
     def flush(self) -> None:
-        """Return once every event queued so far is committed."""
-        if self._thread is None and self.queue.empty():
+        """Return once everything queued so far is committed."""
+        if self.thread is None and self.queue.empty():
             return
         marker = _Flush()
         self.put(marker)
@@ -182,7 +231,7 @@ class Writer:
     def stop(self) -> None:
         """Commit what is queued and end the thread."""
         with self._thread_lock:
-            thread = self._thread
+            thread = self.thread
             if thread is not None:
                 self.queue.put(_STOP)
         if thread is not None:
@@ -190,15 +239,39 @@ class Writer:
 
     def _run(self) -> None:
         queue = self.queue
+        get = queue.get
         while True:
-            batch = [queue.get()]
-            while not queue.empty():
-                batch.append(queue.get())
+            try:
+                batch = [get(timeout=self._wait())]
+            except Empty:  # nothing came: a task in the pool may be due its row
+                if not self._due():
+                    continue
+                batch = []
+            batch += [get() for _ in range(queue.qsize())]
             stop = self._write(batch)
             with self._thread_lock:
                 if stop or (self._recording is None and queue.empty()):
-                    self._thread = None
+                    self.thread = None
                     return
+
+    def _wait(self) -> float | None:
+        """Seconds to wait for the next item: until the task longest in the
+        pool is due its row (None: no run is recorded)."""
+        recording = self._recording
+        if recording is None:
+            return None
+        oldest = recording.oldest_handed()
+        if oldest is None:  # none; one handed out now is due a moment after
+            return HANDED_AGE
+        return max(0.0, oldest + HANDED_AGE - time.monotonic())
+
+    def _due(self, every: bool = False) -> bool:
+        """Whether a task in the pool is due its "dispatched" row (with
+        *every*: whether there is one)."""
+        recording = self._recording
+        oldest = None if recording is None else recording.oldest_handed()
+        return oldest is not None and (
+            every or oldest + HANDED_AGE <= time.monotonic())
 
     def _write(self, batch: list[Any]) -> bool:
         """Write *batch* in one transaction; say whether it asked to stop."""
@@ -207,16 +280,14 @@ class Writer:
         with self.lock:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-                for item in batch:
-                    if type(item) is tuple:
-                        self._record(*item)
-                    elif item is _STOP:
+                for item in self._lot(batch):
+                    if item is _STOP:
                         stop = True
                     else:
                         flushes.append(item)
-                self._write_rows()
+                self._end_lot(every=stop or bool(flushes))
                 self.conn.execute("COMMIT")
-            except sqlite3.Error:
+            except Exception:  # a lot not written: the run and the journal go on
                 log.exception("journal %r: could not write %d events", self.journal,
                               len(batch))
                 if self.conn.in_transaction:
@@ -225,64 +296,130 @@ class Writer:
             marker.done.set()
         return stop
 
-    def _record(self, event: Any, shared: dict | None) -> None:
-        """Make or change the rows *event* says; a task that passed with no
-        state to keep (the most common event by far) takes the short way."""
-        recording = self._recording
-        if (
-            event.kind == "finished"
-            and shared is None
-            and recording is not None
-            and event.res.excinfo is None
-        ):
-            key = task_key(event.task)
-            described = recording.key2row.get(key)
-            if described is not None and key not in recording.written:
-                handed = recording.dispatched.pop(key, None)
-                ended, duration = event.wall, getattr(event, "duration", None)
-                recording.rows.append((
-                    *described[0], PASSED, None if handed is None else handed[1],
-                    None if duration is None else ended - duration, ended, duration,
-                    event.worker, None, None, None, None, None, None, *described[1],
-                ))
-                return
-        try:
-            self._handlers[event.kind](event, shared)
-        except DuplicateIdentityError as exc:
-            log.error("journal %r: %s (not recorded)", self.journal, exc)
+    def _lot(self, batch: list[Any]) -> list[Any]:
+        """Make the rows of the items of *batch*, in order; return the
+        markers it holds.
 
-    def _write_rows(self) -> None:
-        """Write the rows the events of this lot made or changed."""
+        A task that passed takes the short way: its row is gathered with the
+        rows of the same statement just before it, to be inserted together.
+        Any other event is written on its own, after the rows gathered
+        before it.
+        """
+        markers = []
+        gathered = _Gathered(self.conn, self.most_parameters)
         recording = self._recording
-        if recording is None:
-            return
-        rows = recording.rows
-        for key, (task, wall) in recording.dispatched.items():
+        for item in batch:
             try:
-                run, identity, name, callpath, described = self._describe(
-                    recording, task, key
-                )
-            except DuplicateIdentityError as exc:
-                log.error("journal %r: %s (not recorded)", self.journal, exc)
-                continue
-            rows.append((run, identity, name, callpath, DISPATCHED, wall, None, None,
-                         None, None, None, None, None, None, None, None, *described))
-            recording.written.add(key)
-        recording.dispatched.clear()
-        # the rows of earlier lots first: a task retried in this lot may have a
-        # new row "dispatched" here, which those updates must not reach
-        if recording.finished:
-            self.conn.executemany(_FINISH, recording.finished)
-            recording.finished.clear()
-        if recording.skipped:
-            self.conn.executemany(_SKIP, recording.skipped)
-            recording.skipped.clear()
-        if rows:
-            self.conn.executemany(_INSERT, rows)
-            rows.clear()
+                if type(item) is tuple:  # a task that passed
+                    if recording is None:
+                        continue  # of a run this journal did not see start
+                    key, handed_out, ended, duration, worker = item
+                    task = recording.tasks[key]
+                    shape, values = describe(task)
+                    other = recording.identity2task.setdefault(values[0], task)
+                    if other is task or not self._refused(
+                            recording, values[0], other, task, key):
+                        if shape.passed is not gathered.statement:
+                            gathered.start(shape.passed)
+                        gathered.rows.append((recording.run_id, handed_out, ended,
+                                              duration, worker, *values))
+                    continue
+                if item is _STOP or type(item) is _Flush:
+                    markers.append(item)
+                    continue
+                gathered.write()  # the rows before this event go in before its own
+                if type(item) is Result:
+                    self._result(item)
+                elif type(item) is RunStarted:
+                    self._run_started(item)
+                elif item.kind == "aborting":
+                    self._aborting(item)
+                elif item.kind == "run-ended":
+                    self._run_ended(item)
+                recording = self._recording  # a run may have started or ended
+            except sqlite3.Error:  # the lot cannot be written
+                raise
+            except Exception:  # this event cannot be: the others are
+                log.exception("journal %r: could not record %r", self.journal,
+                              self._shown(item))
+        gathered.write()
+        return markers
 
-    def _run_started(self, event: Any, shared: dict | None) -> None:
-        self._write_rows()  # of a run that never told its end
+    def _shown(self, item: Any) -> Any:
+        """*item* as a log shows it: a short one (a plain tuple) by its task."""
+        recording = self._recording
+        if type(item) is tuple and recording is not None:
+            return recording.tasks.get(item[0], item)
+        return item
+
+    def _end_lot(self, every: bool = False) -> None:
+        """Write a "dispatched" row for each task in the pool ``HANDED_AGE``
+        seconds or more without one (*every* one, if asked)."""
+        recording = self._recording
+        if recording is not None and self._due(every):
+            self._write_handed(recording, every)
+
+    def _write_handed(self, recording: _Recording, every: bool) -> None:
+        """Insert a "dispatched" row for each task in the pool due one, with
+        an id of our own for its result to update."""
+        handed = recording.handed
+        due_before = time.monotonic() - HANDED_AGE
+        gathered = _Gathered(self.conn, self.most_parameters)
+        row_id = self.conn.execute("SELECT max(id) FROM attempts").fetchone()[0] or 0
+        # a copy to look through (the run's thread changes the map as we do),
+        # in one step under the GIL; the oldest first
+        for key, (handed_at, _wall) in handed.copy().items():
+            if not every and handed_at > due_before:
+                break
+            if key in recording.written:
+                # a retried task's attempt before this one has a row its end,
+                # queued but not yet written, is to update: this one waits
+                continue
+            taken = handed.pop(key, None)  # or the task's result took it
+            if taken is None:
+                continue
+            described = self._described(recording, recording.tasks[key], key)
+            if described is None:
+                continue
+            shape, values = described
+            if shape.dispatched is not gathered.statement:
+                gathered.start(shape.dispatched)
+            row_id += 1
+            gathered.rows.append((row_id, recording.run_id, taken[1], *values))
+            recording.written[key] = row_id
+        gathered.write()
+
+    def _described(self, recording: _Recording, task: Any, key: Any
+                   ) -> tuple[Shape, tuple[Any, ...]] | None:
+        """*task*'s description (``describe``), or None if another task of
+        the run has its identity (or it cannot be told, which is logged)."""
+        try:
+            shape, values = describe(task)
+        except Exception:
+            log.exception("journal %r: could not tell which task %r is",
+                          self.journal, task)
+            return None
+        other = recording.identity2task.setdefault(values[0], task)
+        if other is not task and self._refused(recording, values[0], other, task, key):
+            return None
+        return shape, values
+
+    def _refused(self, recording: _Recording, identity: str, other: Any,
+                 task: Any, key: Any) -> bool:
+        """Whether *task* is not recorded, as *other* was recorded under its
+        *identity* (a bound method made anew is the same task); log it once."""
+        if task_key(other) == key:
+            return False
+        if key not in recording.refused:
+            recording.refused.add(key)
+            # not recorded: the journal could not tell the two apart later
+            log.error("journal %r: %s (not recorded)", self.journal,
+                      DuplicateIdentityError(identity, (other, task)))
+        return True
+
+    def _run_started(self, item: RunStarted) -> None:
+        self._end_lot(every=True)  # of a run that never told its end
+        event = item.event
         conn = self.conn
         plan, self.journal._carry = self.journal._carry, None
         run_id = conn.execute(
@@ -293,14 +430,11 @@ class Writer:
              None if plan is None else plan.run_id),
         ).lastrowid
         assert run_id is not None
-        recording = self._recording = _Recording(run_id)
+        recording = self._recording = _Recording(run_id, item.tasks, item.handed)
         if plan is not None:
             for decision in plan.carried:
                 task = decision.task
-                key = task_key(task)
-                recording.key2identity[key] = decision.identity
-                recording.key2task[key] = task
-                recording.identity2key[decision.identity] = key
+                recording.identity2task[decision.identity] = task
                 conn.execute(
                     "INSERT INTO attempts (run, identity, name, callpath, outcome, "
                     "reason, carried_from) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -308,110 +442,33 @@ class Writer:
                      CARRIED, decision.reason, decision.source),
                 )
 
-    def _describe(self, recording: _Recording, task: Any, key: Any) -> tuple:
-        """The columns of an attempt row that say which task it is."""
-        cached = recording.key2row.get(key)
-        if cached is not None:
-            return (*cached[0], cached[1])
-        callpath = getattr(task, CALLPATH_ATTR, None)
-        joined = "/".join(callpath) if callpath else None
-        meta = getattr(task, META_ATTR, None)
-        if isinstance(meta, SchedMeta):
-            identity = meta.name or joined or task_identity(task)
-            described = (repr(meta.priority), _tags(meta.requires),
-                         _tags(meta.provides), _tags(meta.claims), _tags(meta.uses))
-        else:
-            identity = joined or task_identity(task)
-            described = _NO_META
-        other = recording.identity2key.setdefault(identity, key)
-        if other != key:
-            # not recorded: the journal could not tell the two apart later
-            raise DuplicateIdentityError(identity, (recording.key2task[other], task))
-        recording.key2task[key] = task
-        recording.key2identity[key] = identity
-        head = (recording.run_id, identity, joined or task_name(task), joined)
-        recording.key2row[key] = (head, described)
-        return (*head, described)
-
-    def _dispatched(self, event: Any, shared: dict | None) -> None:
-        recording = self._recording
-        if recording is not None:
-            task = event.task
-            key = task_key(task)
-            if key not in recording.key2row:
-                try:
-                    self._describe(recording, task, key)
-                except DuplicateIdentityError as exc:
-                    log.error("journal %r: %s (not recorded)", self.journal, exc)
-                    return
-            recording.dispatched[key] = (task, event.wall)
-
-    def _retrying(self, event: Any, shared: dict | None) -> None:
-        """An attempt that failed and runs again: a row of its own."""
-        self._finished(event, shared, retried=True)
-
-    def _finished(self, event: Any, shared: dict | None, retried: bool = False) -> None:
-        """The row of an attempt that ended (*retried*: it failed and the task
-        runs again, as the event's reason says)."""
+    def _result(self, item: Result) -> None:
+        """Write a task's end: an update of its "dispatched" row, or a row."""
         recording = self._recording
         if recording is None:
             return
+        event = item.event
         task = event.task
-        key = task_key(task)
-        duration = getattr(event, "duration", None)
-        ended = event.wall
-        started = None if duration is None else ended - duration
-        excinfo = event.res.excinfo
-        blob = note = exc_type = message = text = None
-        reason = event.reason if retried else None
-        if excinfo is None:
-            outcome = PASSED
-            if shared:
-                meta = getattr(task, META_ATTR, None)
-                if isinstance(meta, SchedMeta) and meta.provides:
-                    blob, note = _pickled_shared(shared)
+        if event.kind == "skipped":
+            result: dict[str, Any] = {"outcome": SKIPPED, "reason": event.reason}
         else:
-            outcome = RETRIED if retried else FAILED
-            exc_type = excinfo.type.__qualname__
-            message = _bounded(str(excinfo.val))
-            text = _bounded("".join(traceback.format_exception(*excinfo)))
-        if key in recording.written:  # handed out in an earlier lot
-            recording.written.discard(key)
-            recording.finished.append(
-                (outcome, started, ended, duration, event.worker, exc_type, message,
-                 text, reason, blob, note, recording.run_id,
-                 recording.key2identity[key])
-            )
-            return
-        handed = recording.dispatched.pop(key, None)
-        run, identity, name, callpath, described = self._describe(recording, task, key)
-        recording.rows.append((
-            run, identity, name, callpath, outcome,
-            None if handed is None else handed[1], started, ended, duration,
-            event.worker, exc_type, message, text, reason, blob, note, *described,
-        ))
-
-    def _skipped(self, event: Any, shared: dict | None) -> None:
-        recording = self._recording
-        if recording is None:
-            return
-        task = event.task
+            result = _finished(event, item.shared)
+            if event.kind == "retrying":  # it failed, and runs again
+                result["outcome"], result["reason"] = RETRIED, event.reason
         key = task_key(task)
-        if key in recording.written:
-            recording.written.discard(key)
-            recording.skipped.append(
-                (SKIPPED, event.reason, recording.run_id, recording.key2identity[key])
-            )
+        row_id = recording.written.pop(key, None)
+        if row_id is not None:
+            self.conn.execute(*update(row_id, result))
             return
-        handed = recording.dispatched.pop(key, None)
-        run, identity, name, callpath, described = self._describe(recording, task, key)
-        recording.rows.append((
-            run, identity, name, callpath, SKIPPED,
-            None if handed is None else handed[1], None, None, None, None, None,
-            None, None, event.reason, None, None, *described,
-        ))
+        described = self._described(recording, task, key)
+        if described is not None:
+            shape, values = described
+            self.conn.execute(*insert({
+                "run": recording.run_id, "dispatched": item.handed_out,
+                **shape.row(values), **result,
+            }))
 
-    def _aborting(self, event: Any, shared: dict | None) -> None:
+    def _aborting(self, event: Any) -> None:
         recording = self._recording
         if recording is not None:
             self.conn.execute(
@@ -420,8 +477,8 @@ class Writer:
                  recording.run_id),
             )
 
-    def _run_ended(self, event: Any, shared: dict | None) -> None:
-        self._write_rows()
+    def _run_ended(self, event: Any) -> None:
+        self._end_lot(every=True)
         recording, self._recording = self._recording, None
         if recording is None:
             return
@@ -430,7 +487,34 @@ class Writer:
         )
 
 
+def _finished(event: Any, shared: dict | None) -> dict[str, Any]:
+    """The columns a "finished" event fills: outcome, times, worker, the
+    exception, and the shared state of a task that passed and provides tags."""
+    task = event.task
+    duration = getattr(event, "duration", None)
+    ended = event.wall
+    excinfo = event.res.excinfo
+    blob = note = exc_type = message = text = None
+    if excinfo is None:
+        outcome = PASSED
+        if shared:
+            meta = getattr(task, META_ATTR, None)
+            if isinstance(meta, SchedMeta) and meta.provides:
+                blob, note = _pickled_shared(shared)
+    else:
+        outcome = FAILED
+        exc_type = excinfo.type.__qualname__
+        message = _bounded(str(excinfo.val))
+        text = _bounded("".join(traceback.format_exception(*excinfo)))
+    return {
+        "outcome": outcome,
+        "started": None if duration is None else ended - duration,
+        "ended": ended, "duration": duration, "worker": event.worker,
+        "exc_type": exc_type, "exc_message": message, "traceback": text,
+        "shared": blob, "shared_note": note,
+    }
+
+
 def _callpath(task: Any) -> str | None:
     callpath = getattr(task, CALLPATH_ATTR, None)
     return "/".join(callpath) if callpath else None
-

@@ -3,26 +3,9 @@
 from __future__ import annotations
 
 from pexen.journal import Journal
-from pexen.sched import ExceptionInfo, TaskRes
-from pexen.sched.meta import assign_val
+from pexen.sched import TaskRes
 from tests._events import Clock
-
-
-def named(name, **fields):
-    def fn():
-        return name
-
-    fn.__name__ = fn.__qualname__ = name
-    assign_val(fn, name=name, **fields)
-    return fn
-
-
-def _failure(message):
-    try:
-        raise RuntimeError(message)
-    except RuntimeError as exc:
-        return ExceptionInfo(RuntimeError, exc, exc.__traceback__)
-
+from tests.journal._tasks import failure, named
 
 # The run of the report tests: two workers, six seconds.
 #  w1: db 0-2, migrate 2-5 (requires db), final 5-6 (requires m)
@@ -50,7 +33,7 @@ def record(path, schedule=SCHEDULE, *, skipped=("report",), end=6.0, runs=1):
             events = []
             for name, worker, start, stop, fails, _ in schedule:
                 task = tasks[name]
-                excinfo = _failure(f"{name} broke") if fails else None
+                excinfo = failure(f"{name} broke", RuntimeError) if fails else None
                 res = TaskRes(task, excinfo=excinfo)
                 events.append((start, 0, "dispatched", dict(task=task)))
                 events.append((start, 1, "started", dict(task=task, worker=worker)))

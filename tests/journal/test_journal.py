@@ -22,28 +22,12 @@ import pytest
 from pexen.journal import Journal, JournalError
 from pexen.journal._store import FORMAT_VERSION
 from pexen.sched import Sched, TaskFailError, TaskRes, UnrunTasksWarning
-from pexen.sched.meta import assign_val
 from pexen.sched.pool import ThreadWorkerPool
 from tests._events import Clock, observed_run
 from tests._leaks import poll
+from tests.journal._tasks import named, rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def named(name, fn=None, **fields):
-    """*fn* (default: a task returning *name*) named *name*, with metadata."""
-    if fn is None:
-        def fn():
-            return name
-    fn.__name__ = fn.__qualname__ = name
-    assign_val(fn, name=name, **fields)
-    return fn
-
-
-def rows(path, sql, *params):
-    uri = f"file:{path}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def test_a_run_is_recorded_task_by_task(tmp_path):

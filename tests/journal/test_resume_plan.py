@@ -12,17 +12,8 @@ import pytest
 from pexen.journal import Journal, JournalError
 from pexen.sched import Sched, TaskRes, UnrunTasksWarning
 from pexen.sched._naming import CALLPATH_ATTR
-from pexen.sched.meta import assign_val
 from tests._events import Clock, observed_run
-
-
-def named(name, fn=None, **fields):
-    if fn is None:
-        def fn():
-            return name
-    fn.__name__ = fn.__qualname__ = name
-    assign_val(fn, name=name, **fields)
-    return fn
+from tests.journal._tasks import named
 
 
 def decisions(plan):
@@ -75,8 +66,9 @@ def test_a_journal_without_runs_carries_nothing(tmp_path):
 
 
 def test_never_finished_and_not_run(tmp_path):
-    """A run killed with one task in the pool: it never finished; the task
-    after it never started; a task of earlier runs not in the last one."""
+    """A run killed with one task in the pool: it never finished; nor did
+    a task of earlier runs it had not reached (or had handed out a moment
+    before: such a task has no row yet), nor a new one."""
     a, b, c, old = named("a"), named("b"), named("c"), named("old")
     clock = Clock()
     with Journal(tmp_path / "j.db") as journal:
@@ -96,6 +88,25 @@ def test_never_finished_and_not_run(tmp_path):
         "a": (True, "passed in run 2"),
         "b": (False, "never finished in run 2: handed to the pool, no result "
               "recorded"),
+        "old": (False, "never finished in run 2, which stopped before recording "
+                "a result for it"),
+        "d": (False, "never finished in run 2, which stopped before recording "
+              "a result for it (new: not in the journal)"),
+    }
+
+
+def test_a_task_not_in_a_run_that_ended(tmp_path):
+    old, a = named("old"), named("a")
+    clock = Clock()
+    with Journal(tmp_path / "j.db") as journal:
+        for task in (old, a):
+            journal(clock.event("run-started"))
+            journal(clock.event("dispatched", task=task))
+            journal(clock.event("finished", task=task, res=TaskRes(task)))
+            journal(clock.event("run-ended"))
+        plan = journal.plan([named("a"), named("old"), named("d")])
+    assert decisions(plan) == {
+        "a": (True, "passed in run 2"),
         "old": (False, "not in run 2, the journal's last run"),
         "d": (False, "new: not in the journal"),
     }

@@ -5,27 +5,15 @@ trace; the task's last attempt decides what a resumed run does."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-
 from pexen.journal import Journal
 from pexen.journal._analysis import critical_path
 from pexen.journal._read import attempts, runs
 from pexen.journal._store import connect
-from pexen.sched import ExceptionInfo, Sched, TaskRes
-from pexen.sched.meta import assign_val
+from pexen.sched import Sched, TaskRes
 from pexen.trace import ChromeTrace
 from tests import _traceformat
 from tests._events import Clock, observed_run
-
-
-def named(name, fn=None, **fields):
-    if fn is None:
-        def fn():
-            return name
-    fn.__name__ = fn.__qualname__ = name
-    assign_val(fn, name=name, **fields)
-    return fn
+from tests.journal._tasks import failure, named, rows
 
 
 def failing(name, failures, **fields):
@@ -39,19 +27,6 @@ def failing(name, failures, **fields):
         return name
 
     return named(name, fn, **fields)
-
-
-def failure(message):
-    try:
-        raise ValueError(message)
-    except ValueError as exc:
-        return ExceptionInfo(ValueError, exc, exc.__traceback__)
-
-
-def rows(path, sql, *params):
-    uri = f"file:{path}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def test_each_attempt_is_a_row_and_the_last_one_decides(tmp_path):

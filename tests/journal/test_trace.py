@@ -14,29 +14,13 @@ import textwrap
 import pytest
 
 from pexen._eventlog import JsonEventLog
-from pexen.sched import ExceptionInfo, Sched, TaskRes
-from pexen.sched.meta import assign_val
+from pexen.sched import Sched, TaskRes
 from pexen.trace import ChromeTrace
 from tests import _traceformat
 from tests._events import Clock, observed_run
+from tests.journal._tasks import failure, named
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def named(name, **fields):
-    def fn():
-        return name
-
-    fn.__name__ = fn.__qualname__ = name
-    assign_val(fn, name=name, **fields)
-    return fn
-
-
-def failure(message):
-    try:
-        raise ValueError(message)
-    except ValueError as exc:
-        return ExceptionInfo(ValueError, exc, exc.__traceback__)
 
 
 def two_worker_run(observer):
