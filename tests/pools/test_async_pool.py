@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import itertools
 import re
 import sys
 import threading
@@ -595,13 +596,35 @@ def test_running_names_the_jobs_started_and_not_the_queued():
         assert poll(lambda: len(pool.running()) == 2)
         running = pool.running()
         assert sorted(running) == [0, 1]  # 2 waits for a worker
-        assert all(before <= when <= time.monotonic() and worker is None
-                   for when, worker in running.values())
+        assert all(before <= when <= time.monotonic()
+                   for when, _worker in running.values())
+        assert len({worker for _when, worker in running.values()}) == 2
     finally:
         pool.wake()
         waiter.join()
         pool.stop(cancel=True)
     assert pool.running() == {}
+
+
+@pytest.mark.parametrize("mode", ["run", "arun"])
+def test_each_job_runs_in_a_worker_slot_of_its_own_while_it_runs(mode):
+    """A job is told to run on one of ``workers`` slots (as a thread pool's
+    on one of its threads): at most that many names, and the jobs of one
+    slot one after the other, so a trace or a report shows one track each."""
+    crowd = Crowd(size=3)
+    tasks = [functools.partial(crowd.enter, n) for n in range(12)]
+    s = Sched(tasks)
+    finished = []
+    s.observe(lambda e: e.kind == "finished" and finished.append(e))
+    results = drive(mode, s, AsyncWorkerPool(workers=3))
+    assert sorted(res.ret for res in results) == list(range(12))
+    names = {e.worker for e in finished}
+    assert len(names) == 3, names
+    assert all(re.fullmatch(r"pexen-async-\d+/[123]", name) for name in names)
+    for name in names:
+        spans = sorted((e.time - e.duration, e.time)
+                       for e in finished if e.worker == name)
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
 
 
 @pytest.mark.parametrize("mode", ["run", "arun"])

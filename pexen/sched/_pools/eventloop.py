@@ -16,6 +16,9 @@ Jobs
 ----
 At most ``workers`` jobs run at once, each as an asyncio task named after
 its pexen task (``pexen: name``); the others wait in submission order. A
+running job holds the lowest free of the numbered slots, which names its
+worker (``pexen-async-N/S``): the jobs of one slot run one after the other,
+as a thread pool's jobs on one thread, and a trace shows a track each. A
 task that is ``async def`` at heart (a coroutine function, or a partial,
 bound method, wrapper or callable object of one: ``is_coroutine_task``) is
 called on the loop and its coroutine awaited there. Any other task is called
@@ -65,6 +68,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import heapq
 import itertools
 import sys
 import threading
@@ -97,6 +101,7 @@ from pexen.sched._pools.bridge import unstoppable
 from pexen.sched._result import ExceptionInfo
 
 _run_ids = itertools.count(1)
+_new_tuple = tuple.__new__
 _WAKE = object()  # in the outcomes of a run under Sched.run(): wake() was called
 # where our warnings point: the caller's loop over ``Sched.run()``, which
 # called stop, which called the method that warns
@@ -151,6 +156,10 @@ class _LoopRun:
         self.queued: deque[Job] = deque()
         self.running: dict[int, asyncio.Task] = {}
         self.started: dict[int, Running] = {}  # for running(), from any thread
+        # the worker slots free below ``n_slots`` (lowest first): a job runs
+        # in one, which names it as a worker thread names a thread pool's job
+        self.free_slots: list[int] = []
+        self.n_slots = 0
         self.expired: set[int] = set()  # cancelled for their timeout, not reported
         self.stopped: set[int] = set()  # cancelled by cancel(force=True)
         # stop(cancel=True), set from the stopping thread too: start no more
@@ -237,11 +246,21 @@ class _LoopRun:
                 self._run_job(job), name=f"pexen: {task_name(job.task)}"
             )
 
+    def _take_slot(self) -> int:
+        if self.free_slots:
+            return heapq.heappop(self.free_slots)
+        self.n_slots += 1
+        return self.n_slots
+
     async def _run_job(self, job: Job) -> None:
         key, timeout = job.key, job.timeout
         timer = None
         started = _now()
-        self.started[key] = (started, None)
+        # taken here, not in fill(): a job cancelled before its first step
+        # never gets here, nor to the end that gives its slot back
+        slot = self._take_slot()
+        worker = f"pexen-async-{self.run_id}/{slot}"
+        self.started[key] = (started, worker)
         if timeout is not None:
             timer = self.loop.call_later(timeout + timeout_grace(timeout),
                                          self._expire, key)
@@ -264,9 +283,10 @@ class _LoopRun:
                 timer.cancel()
             del self.running[key]
             del self.started[key]
+            heapq.heappush(self.free_slots, slot)
         self.expired.discard(key)
         self.stopped.discard(key)
-        self.deliver(outcome)
+        self.deliver(_new_tuple(Outcome, (*outcome[:6], worker)))
         self.fill()
 
     def _stopped_outcome(self, job: Job, started: float) -> Outcome:
