@@ -98,23 +98,31 @@ def test_async_task_runs_with_shared_and_kwargs(make_pool):
     assert res.shared == {**PRESET, "seen": 3}
 
 
-@pytest.mark.parametrize(
-    ("make_task", "expected"),
-    [
-        (lambda: async_no_args, "awaited"),
-        (lambda: functools.partial(async_two, "A"), ("A", PRESET)),
-        (lambda: AsyncCall("obj"), ("call", "obj", PRESET)),
-        (lambda: AsyncCall("meth").method, ("method", "meth")),
-        (lambda: decorated_async, "decorated"),
-        (lambda: lambda: async_no_args(), "awaited"),
-    ],
-    ids=["function", "partial", "callable-object", "bound-method", "sync-wrapper",
-         "lambda-returning-a-coroutine"],
-)
-def test_every_shape_of_async_task_runs(make_pool, make_task, expected):
-    res = run_alone(make_pool, make_task())
-    assert res.excinfo is None, res.excinfo
-    assert res.ret == expected
+def shapes():
+    """Each shape of async task, made afresh, with what it returns."""
+    return {
+        "function": (async_no_args, "awaited"),
+        "partial": (functools.partial(async_two, "A"), ("A", PRESET)),
+        "callable-object": (AsyncCall("obj"), ("call", "obj", PRESET)),
+        "bound-method": (AsyncCall("meth").method, ("method", "meth")),
+        "sync-wrapper": (decorated_async, "decorated"),
+        "lambda-returning-a-coroutine": (lambda: async_no_args(), "awaited"),
+    }
+
+
+def test_every_shape_of_async_task_runs(make_pool):
+    # one run of them all: a process pool starts once, not once per shape
+    made = shapes()
+    s = sched.Sched([task for task, _ in made.values()])
+    s.add_shared(**PRESET)
+    by_task = {id(res.task): res for res in s.run(pool=make_pool(1, 1))}
+    got = {}
+    for shape, (task, _) in made.items():
+        res = by_task.pop(id(task))
+        assert res.excinfo is None, (shape, res.excinfo)
+        got[shape] = res.ret
+    assert not by_task  # every result is one of the tasks, each task's once
+    assert got == {shape: expected for shape, (_, expected) in made.items()}
 
 
 def test_async_failure_is_reported_with_its_traceback(make_pool):

@@ -14,16 +14,27 @@ from pexen.sched.meta import assign_val, func_meta
 PRESET = {"preset": "p"}
 
 
-def run_one(make_pool, task):
-    """Run *task* alone with the PRESET shared keys; return its ``ret``."""
-    s = sched.Sched([task])
+def run_all(make_pool, *tasks):
+    """Run *tasks* in one run, on one pool, with the PRESET shared keys; return
+    their ``ret`` in the order given. One run rather than one per task, so a
+    process pool starts once per test; each task still has its own metadata
+    and its own calling decision, which a decision cached for the one before
+    it would spoil."""
+    s = sched.Sched(tasks)
     s.add_shared(**PRESET)
     results = list(s.run(pool=make_pool(1, 1)))
-    assert len(results) == 1
-    res = results[0]
-    assert res.task is task
-    assert res.excinfo is None, res.excinfo
-    return res.ret
+    assert len(results) == len(tasks)
+    by_task = {id(res.task): res for res in results}
+    assert set(by_task) == {id(task) for task in tasks}  # each its very object
+    for res in results:
+        assert res.excinfo is None, res.excinfo
+    return [by_task[id(task)].ret for task in tasks]
+
+
+def run_one(make_pool, task):
+    """Run *task* alone with the PRESET shared keys; return its ``ret``."""
+    (ret,) = run_all(make_pool, task)
+    return ret
 
 
 def no_args():
@@ -84,16 +95,23 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("fn", "kwargs", "expected"), CASES,
-    ids=[f"{fn.__name__}-{'-'.join(kw) or 'nokw'}" for fn, kw, _ in CASES],
-)
-def test_functions(make_pool, fn, kwargs, expected):
-    # a fresh function object per case: metadata must not leak between cases
+def fresh(fn, kwargs):
+    """A new task calling *fn*, with *fn*'s signature and *kwargs* as its own."""
     task = functools.wraps(fn)(lambda *a, **k: fn(*a, **k))
     task.__wrapped__ = fn
     assign_val(task, kwargs=kwargs)
-    assert run_one(make_pool, task) == expected
+    return task
+
+
+CASE_IDS = [f"{fn.__name__}-{'-'.join(kw) or 'nokw'}" for fn, kw, _ in CASES]
+
+
+def test_functions(make_pool):
+    # a fresh function object per case: metadata must not leak between cases
+    tasks = [fresh(fn, kwargs) for fn, kwargs, _ in CASES]
+    got = dict(zip(CASE_IDS, run_all(make_pool, *tasks), strict=True))
+    expected = [expected for _, _, expected in CASES]
+    assert got == dict(zip(CASE_IDS, expected, strict=True))
 
 
 def test_plain_function_with_meta(make_pool):
@@ -105,12 +123,11 @@ def test_plain_function_with_meta(make_pool):
 
 
 def test_lambdas(make_pool):
-    assert run_one(make_pool, lambda: 1) == 1
-    assert run_one(make_pool, lambda shared: sorted(shared)) == ["preset"]
-    assert run_one(make_pool, lambda *a: len(a)) == 1
     kw = lambda **k: k  # noqa: E731 - a lambda on purpose
     assign_val(kw, kwargs={"x": 2})
-    assert run_one(make_pool, kw) == {"x": 2}
+    assert run_all(
+        make_pool, lambda: 1, lambda shared: sorted(shared), lambda *a: len(a), kw
+    ) == [1, ["preset"], 1, {"x": 2}]
 
 
 def test_lambdas_sharing_code_with_different_kwargs(make_pool):
@@ -123,10 +140,9 @@ def test_lambdas_sharing_code_with_different_kwargs(make_pool):
         return task
 
     with_x, without, first_named = make({"x": 1}), make({}), make({"shared": 5})
-    assert run_one(make_pool, with_x) == (True, {"x": 1})
-    assert run_one(make_pool, without) == (True, {})
-    # the first parameter's name is a kwarg: it is not given shared
-    assert run_one(make_pool, first_named) == (True, {})
+    # the first parameter's name is a kwarg (first_named): it is not given shared
+    assert run_all(make_pool, with_x, without, first_named) == [
+        (True, {"x": 1}), (True, {}), (True, {})]
 
 
 class Suite:
@@ -155,10 +171,9 @@ class Suite:
 
 def test_bound_methods(make_pool):
     suite = Suite("s1")
-    assert run_one(make_pool, suite.bare) == ("bare", "s1")
-    assert run_one(make_pool, suite.with_shared) == ("shared", "s1", PRESET)
-    assert run_one(make_pool, Suite.cls_method) == ("cls", "Suite", PRESET)
-    assert run_one(make_pool, Suite.static) == "static"
+    tasks = (suite.bare, suite.with_shared, Suite.cls_method, Suite.static)
+    assert run_all(make_pool, *tasks) == [
+        ("bare", "s1"), ("shared", "s1", PRESET), ("cls", "Suite", PRESET), "static"]
 
 
 def test_bound_method_with_kwargs_from_function_meta(make_pool):
@@ -177,19 +192,17 @@ def test_partials(make_pool):
     def three(a, b, *, c=0):
         return (a, b, c)
 
-    assert run_one(make_pool, functools.partial(two, "A")) == ("A", PRESET)
     # a keyword-bound first parameter leaves shared to the second
     part = functools.partial(two, a="A")
     with pytest.raises(SchedulerError, match="cannot be called"):
         sched.Sched([part]).check()
     fixed = functools.partial(three, 1, 2)
-    assert run_one(make_pool, fixed) == (1, 2, 0)
     with_kw = functools.partial(three, 1, 2)
     assign_val(with_kw, kwargs={"c": 9})
-    assert run_one(make_pool, with_kw) == (1, 2, 9)
     takes_shared = functools.partial(three, 1)
-    result = run_one(make_pool, takes_shared)
-    assert result == (1, PRESET, 0)
+    tasks = (functools.partial(two, "A"), fixed, with_kw, takes_shared)
+    assert run_all(make_pool, *tasks) == [
+        ("A", PRESET), (1, 2, 0), (1, 2, 9), (1, PRESET, 0)]
 
 
 def test_callable_objects(make_pool):
@@ -201,12 +214,10 @@ def test_callable_objects(make_pool):
         def __call__(self, shared, *, flag=False):
             return (dict(shared), flag)
 
-    assert run_one(make_pool, NoArgs()) == "called"
-    obj = WithShared()
-    assert run_one(make_pool, obj) == (PRESET, False)
     flagged = WithShared()
     assign_val(flagged, kwargs={"flag": True})
-    assert run_one(make_pool, flagged) == (PRESET, True)
+    assert run_all(make_pool, NoArgs(), WithShared(), flagged) == [
+        "called", (PRESET, False), (PRESET, True)]
 
 
 def test_wrapped_function_uses_wrapped_signature(make_pool):
@@ -225,8 +236,8 @@ def test_wrapped_function_uses_wrapped_signature(make_pool):
     def task_shared(shared):
         return sorted(shared)
 
-    assert run_one(make_pool, task) == ("wrapped", 1)
-    assert run_one(make_pool, task_shared) == ("wrapped", ["preset"])
+    assert run_all(make_pool, task, task_shared) == [
+        ("wrapped", 1), ("wrapped", ["preset"])]
 
 
 def test_builtin_without_signature(make_pool):
@@ -386,9 +397,9 @@ def test_cached_decision_for_partials_matches_a_fresh_one(fn, monkeypatch):
 def test_a_partial_binding_shared_is_not_given_it_again(make_pool):
     by_position = functools.partial(shared_first, {"mine": 1})
     assign_val(by_position, kwargs={"a": "A"})
-    assert run_one(make_pool, by_position) == ({"mine": 1}, "A", 2, 3)
     by_keyword = functools.partial(shared_only_by_name, shared={"mine": 2})
-    assert run_one(make_pool, by_keyword) == ({"mine": 2}, 4)
+    assert run_all(make_pool, by_position, by_keyword) == [
+        ({"mine": 1}, "A", 2, 3), ({"mine": 2}, 4)]
 
 
 def test_partials_of_one_function_inspect_it_once(monkeypatch):
@@ -456,9 +467,8 @@ def test_instances_of_one_class_inspect_it_once(monkeypatch):
 def test_an_instance_with_its_own_signature_is_decided_on_its_own(make_pool):
     plain, told = AnyArgs(), AnyArgs()
     told.__signature__ = inspect.Signature()  # "takes nothing": gets no shared
-    assert run_one(make_pool, plain) == ((PRESET,), {})
-    assert run_one(make_pool, told) == ((), {})
-    assert run_one(make_pool, AnyArgs()) == ((PRESET,), {})
+    assert run_all(make_pool, plain, told, AnyArgs()) == [
+        ((PRESET,), {}), ((), {}), ((PRESET,), {})]
 
 
 class Wrapping:
@@ -472,9 +482,8 @@ class Wrapping:
 
 
 def test_instances_wrapping_different_functions_are_decided_apart(make_pool):
-    assert run_one(make_pool, Wrapping(no_args)) == "nothing"
-    assert run_one(make_pool, Wrapping(only_shared)) == ("shared", PRESET)
-    assert run_one(make_pool, Wrapping(no_args)) == "nothing"
+    tasks = (Wrapping(no_args), Wrapping(only_shared), Wrapping(no_args))
+    assert run_all(make_pool, *tasks) == ["nothing", ("shared", PRESET), "nothing"]
 
 
 def test_an_instance_attribute_call_is_not_what_runs(make_pool):
@@ -482,5 +491,4 @@ def test_an_instance_attribute_call_is_not_what_runs(make_pool):
     # instance's own __call__ changes neither, cached or not
     first, second = Shaped(), Shaped()
     second.__call__ = lambda: "instance attribute"
-    assert run_one(make_pool, first) == (PRESET, 1, 3)
-    assert run_one(make_pool, second) == (PRESET, 1, 3)
+    assert run_all(make_pool, first, second) == [(PRESET, 1, 3), (PRESET, 1, 3)]

@@ -258,10 +258,6 @@ def check_invariants(specs, s, results, rec, index_of, pexen_warnings):
             assert all(repr(tag) in reason for tag in unmet), reason
 
 
-POOLS = {
-    "inline": lambda workers, spare: sched.pool.InlineWorkerPool(),
-    "thread": lambda workers, spare: sched.pool.ThreadWorkerPool(workers, spare),
-}
 
 SETTINGS = settings(
     max_examples=80,
@@ -270,11 +266,13 @@ SETTINGS = settings(
 )
 
 
-@pytest.mark.parametrize("kind", sorted(POOLS))
+# The inline pool runs one task at a time whatever its size: its random
+# graphs are test_one_at_a_time_runs_in_priority_order's, which checks these
+# invariants and the order as well.
 @SETTINGS
 @given(specs=graphs(), workers=st.integers(1, 4), spare=st.integers(0, 2))
-def test_random_graphs(kind, specs, workers, spare):
-    pool = POOLS[kind](workers, spare)
+def test_random_graphs_on_threads(specs, workers, spare):
+    pool = sched.pool.ThreadWorkerPool(workers, spare)
     outcome = run_graph(specs, pool)
     check_invariants(specs, *outcome)
 

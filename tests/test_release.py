@@ -107,10 +107,13 @@ def test_the_wheel_installs_and_runs_the_example_suite(tmp_path):
     assert not [name for name in names if name.startswith(("tests/", "docs/"))]
     assert f"Version: {version}\n" in metadata
 
+    # A venv without pip of its own (ensurepip takes seconds): our pip installs
+    # into it, as build does into its isolated environments.
     venv = tmp_path / "venv"
-    _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
-    _run(python, "-m", "pip", "install", "--quiet", wheel, cwd=tmp_path)
+    _run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", wheel,
+         cwd=tmp_path)
     where = _run(python, "-c", "import pexen; print(pexen.__file__)", cwd=tmp_path)
     assert where.startswith(str(venv)), where  # the installed copy, not this checkout
 
