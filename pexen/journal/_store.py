@@ -206,8 +206,11 @@ def _set_up(conn: sqlite3.Connection) -> None:
     """Switch to WAL mode; make a new journal's tables, all in one transaction."""
     # WAL: a killed writer loses only its open transaction; readers never block
     conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL: a commit is durable in the WAL without an fsync each time
-    conn.execute("PRAGMA synchronous = NORMAL")
+    # FULL: each commit is synced to disk, so a power cut or a crash of the
+    # system (not only of pexen) keeps every result committed; NORMAL would
+    # keep the file sound but might lose the last commits. The writer thread
+    # waits for the sync with the GIL let go: the run does not
+    conn.execute("PRAGMA synchronous = FULL")
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:

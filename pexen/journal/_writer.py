@@ -441,6 +441,32 @@ class Writer:
                     (run_id, decision.identity, task_name(task), _callpath(task),
                      CARRIED, decision.reason, decision.source),
                 )
+            if plan.run_id is not None:
+                self._carry_the_rest(run_id, plan)
+
+    def _carry_the_rest(self, run_id: int, plan: Any) -> None:
+        """Carry into run *run_id* what passed in the run it resumes from
+        and is not among its tasks (``--rerun-failed``, a ``-k`` selection):
+        a run resumed from it then carries those too, where they would run
+        again as "not in the last run"."""
+        in_run = {decision.identity for decision in plan.decisions}
+        rest = [
+            (run_id, identity, name, callpath, CARRIED,
+             f"passed in run {passed_in}, carried into run {plan.run_id}; not "
+             f"among the tasks of run {run_id}" if outcome == CARRIED else
+             f"passed in run {passed_in}; not among the tasks of run {run_id}",
+             source)
+            for identity, name, callpath, outcome, source, passed_in
+            in self.conn.execute(
+                "SELECT a.identity, a.name, a.callpath, a.outcome, s.id, s.run "
+                "FROM attempts a JOIN attempts s ON s.id = coalesce(a.carried_from, "
+                "a.id) WHERE a.run = ? AND a.outcome IN (?, ?) ORDER BY a.id",
+                (plan.run_id, PASSED, CARRIED))
+            if identity not in in_run
+        ]
+        self.conn.executemany(
+            "INSERT INTO attempts (run, identity, name, callpath, outcome, reason, "
+            "carried_from) VALUES (?, ?, ?, ?, ?, ?, ?)", rest)
 
     def _result(self, item: Result) -> None:
         """Write a task's end: an update of its "dispatched" row, or a row."""

@@ -106,6 +106,12 @@ def test_rerun_failed_runs_the_failures_and_what_they_require(
             "1 to run") in out
     assert f"{pkg_name}/test_m/test_other" not in out.partition("resuming")[2]
     assert "FAILED  " + f"{pkg_name}/test_m/test_uses_db" in out
+    # run 2 carried what passed in run 1 and was not among its tasks too
+    status, out, _ = run(capsys, package, "--resume", journal, "-v")
+    assert (f"  carried  {pkg_name}/test_m/test_other: passed in run 1, carried "
+            "into run 2") in out.splitlines()
+    assert (f"resuming run 2 of {journal}: 2 tasks passed there and are carried "
+            "over, 1 to run") in out
 
 
 def test_rerun_failed_with_no_failure_runs_nothing(capsys, tmp_path, pkg_name,
