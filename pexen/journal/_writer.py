@@ -55,6 +55,8 @@ import traceback
 from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
+import cloudpickle
+
 import pexen
 from pexen.journal._identity import DuplicateIdentityError
 from pexen.journal._rows import (
@@ -68,6 +70,7 @@ from pexen.journal._rows import (
 )
 from pexen.journal._store import CARRIED, FAILED, PASSED, RETRIED, SKIPPED
 from pexen.sched._naming import CALLPATH_ATTR, task_name
+from pexen.sched._pools.transport import pickling_reason
 from pexen.sched._result import task_key
 from pexen.sched.meta import META_ATTR, SchedMeta
 
@@ -134,17 +137,18 @@ def _bounded(text: str) -> str:
 
 
 def _pickled_shared(shared: dict) -> tuple[bytes | None, str | None]:
-    """The shared dict pickled, or why it cannot be."""
+    """The shared dict pickled, or why it cannot be (cloudpickle's error,
+    and which value, as a process pool says it)."""
+    state = dict(shared)
     try:
-        return pickle.dumps(dict(shared), pickle.HIGHEST_PROTOCOL), None
-    except Exception as exc:
-        plain_error = exc
-    try:  # what a process pool can carry, a journal can keep (lambdas, closures)
-        import cloudpickle
-
-        return cloudpickle.dumps(dict(shared), pickle.HIGHEST_PROTOCOL), None
+        return pickle.dumps(state, pickle.HIGHEST_PROTOCOL), None
     except Exception:
-        return None, f"not picklable: {type(plain_error).__name__}: {plain_error}"
+        pass
+    try:  # what a process pool can carry, a journal can keep (lambdas, closures)
+        return cloudpickle.dumps(state, pickle.HIGHEST_PROTOCOL), None
+    except Exception as exc:
+        return None, (f"not picklable: {type(exc).__name__}: "
+                      f"{pickling_reason(state, exc, 'shared')}")
 
 
 class _Gathered:

@@ -102,6 +102,7 @@ def test_shared_state_that_does_not_pickle_is_noted(tmp_path):
     path = tmp_path / "j.db"
 
     def lock(shared):
+        shared["first"] = lambda x: x  # plain pickle fails here first
         shared["lock"] = sqlite3.connect(":memory:")  # no pickler takes it
 
     def fn(shared):
@@ -120,7 +121,8 @@ def test_shared_state_that_does_not_pickle_is_noted(tmp_path):
     got = dict(((i, (s is not None, n)) for i, s, n in
                 rows(path, "SELECT identity, shared, shared_note FROM attempts")))
     assert got["lock"][0] is False
-    assert got["lock"][1].startswith("not picklable: TypeError")
+    assert got["lock"][1] == ("not picklable: TypeError: cannot pickle "
+                              "'sqlite3.Connection' object (at shared['lock'])")
     assert got["fn"] == (True, None)
     assert got["no-provides"] == (False, None)  # its state reaches no task
 
