@@ -244,10 +244,22 @@ def test_one_file_for_two_outputs_is_a_usage_error(capsys, tmp_path,
 
 
 def test_an_unwritable_trace_is_a_usage_error(capsys, tmp_path, isolated_imports):
-    status, out, err = run(capsys, SUITE, "--trace", tmp_path / "no" / "t.json")
+    (tmp_path / "file").write_text("in the way\n")
+    target = tmp_path / "file" / "t.json"
+    status, out, err = run(capsys, SUITE, "--trace", target)
     assert status == 2
-    assert f"--trace {str(tmp_path / 'no' / 't.json')!r}: cannot write there" in err
+    assert f"--trace {str(target)!r}: cannot write there" in err
     assert "PASSED" not in out
+
+
+def test_the_directories_of_the_outputs_are_made(capsys, tmp_path,
+                                                 isolated_imports):
+    """As for --junit-xml: a CI job names files under a directory of its own."""
+    out_dir = tmp_path / "out" / "run"
+    status, _, err = run(capsys, SUITE, "--journal", out_dir / "j.db", "--trace",
+                         out_dir / "t.json", "--log-json", out_dir / "e.jsonl")
+    assert status == 1, err  # the suite has a failure
+    assert sorted(p.name for p in out_dir.iterdir()) == ["e.jsonl", "j.db", "t.json"]
 
 
 def test_expected_durations_are_the_last_recorded_or_the_median(tmp_path):

@@ -205,9 +205,11 @@ def test_a_corrupt_journal_is_refused_and_left_as_it_was(tmp_path):
     with pytest.raises(JournalError, match=(
         r"journal '.*j\.db': is corrupt \(.*\); pexen will not change it and will "
         r"not start over on its own"
-    )):
+    )) as refused:
         Journal(path)
+    assert "\n" not in str(refused.value)  # SQLite's report on one line
     assert _digest(path) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["j.db"]  # no -wal, no -shm
 
 
 def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(tmp_path):
@@ -223,6 +225,7 @@ def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(tmp_path):
     )):
         Journal(path)
     assert _digest(path) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["j.db"]  # no -wal, no -shm
 
 
 @pytest.mark.parametrize(("content", "message"), [
