@@ -85,6 +85,7 @@ class RunRecords:
                 # resuming from a file that is not there is a mistake, not a fresh start
                 Journal.existing(resumed).close()
             if path is not None:
+                _make_parent(path)
                 self.journal = self._stack.enter_context(Journal(
                     path, command=shlex.join(["pexen", *args.argv]), pool=pool
                 ))
@@ -137,8 +138,16 @@ class RunRecords:
         return selection
 
 
+def _make_parent(path: Path) -> None:
+    """Make the directories *path* is to be in, as ``--junit-xml`` does (one
+    that cannot be made is left to the file's own error to name)."""
+    with contextlib.suppress(OSError):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 @contextlib.contextmanager
 def _opened(option: str, path: Path, opener: Any) -> Iterator[Any]:
+    _make_parent(path)
     try:
         observer = opener(path)
     except OSError as exc:

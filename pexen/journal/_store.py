@@ -24,6 +24,7 @@ identity) is read and written alike, and keeps its indexes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -116,7 +117,21 @@ def _check_header(path: Path) -> bool:
 
 
 def _check_database(path: Path) -> None:
-    """Check an existing database through a read-only connection."""
+    """Check an existing database through a read-only connection; one
+    refused is left as it was, without the side files (``-wal``, ``-shm``)
+    SQLite makes to read it."""
+    side_files = [path.with_name(path.name + end) for end in ("-wal", "-shm")]
+    made = [side for side in side_files if not side.exists()]
+    try:
+        _check_open(path)
+    except JournalError:
+        for side in made:
+            with contextlib.suppress(OSError):
+                side.unlink()
+        raise
+
+
+def _check_open(path: Path) -> None:
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True)
@@ -160,6 +175,7 @@ def _check_database(path: Path) -> None:
 
 
 def _corrupt(path: Path, detail: str) -> JournalError:
+    detail = " ".join(detail.split())  # SQLite's report spans lines
     return _refuse(
         path, f"is corrupt ({detail})",
         "pexen will not change it and will not start over on its own: move it "
@@ -206,8 +222,11 @@ def _set_up(conn: sqlite3.Connection) -> None:
     """Switch to WAL mode; make a new journal's tables, all in one transaction."""
     # WAL: a killed writer loses only its open transaction; readers never block
     conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL: a commit is durable in the WAL without an fsync each time
-    conn.execute("PRAGMA synchronous = NORMAL")
+    # FULL: each commit is synced to disk, so a power cut or a crash of the
+    # system (not only of pexen) keeps every result committed; NORMAL would
+    # keep the file sound but might lose the last commits. The writer thread
+    # waits for the sync with the GIL let go: the run does not
+    conn.execute("PRAGMA synchronous = FULL")
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:

@@ -55,6 +55,8 @@ import traceback
 from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
+import cloudpickle
+
 import pexen
 from pexen.journal._identity import DuplicateIdentityError
 from pexen.journal._rows import (
@@ -68,6 +70,7 @@ from pexen.journal._rows import (
 )
 from pexen.journal._store import CARRIED, FAILED, PASSED, RETRIED, SKIPPED
 from pexen.sched._naming import CALLPATH_ATTR, task_name
+from pexen.sched._pools.transport import pickling_reason
 from pexen.sched._result import task_key
 from pexen.sched.meta import META_ATTR, SchedMeta
 
@@ -134,17 +137,18 @@ def _bounded(text: str) -> str:
 
 
 def _pickled_shared(shared: dict) -> tuple[bytes | None, str | None]:
-    """The shared dict pickled, or why it cannot be."""
+    """The shared dict pickled, or why it cannot be (cloudpickle's error,
+    and which value, as a process pool says it)."""
+    state = dict(shared)
     try:
-        return pickle.dumps(dict(shared), pickle.HIGHEST_PROTOCOL), None
-    except Exception as exc:
-        plain_error = exc
-    try:  # what a process pool can carry, a journal can keep (lambdas, closures)
-        import cloudpickle
-
-        return cloudpickle.dumps(dict(shared), pickle.HIGHEST_PROTOCOL), None
+        return pickle.dumps(state, pickle.HIGHEST_PROTOCOL), None
     except Exception:
-        return None, f"not picklable: {type(plain_error).__name__}: {plain_error}"
+        pass
+    try:  # what a process pool can carry, a journal can keep (lambdas, closures)
+        return cloudpickle.dumps(state, pickle.HIGHEST_PROTOCOL), None
+    except Exception as exc:
+        return None, (f"not picklable: {type(exc).__name__}: "
+                      f"{pickling_reason(state, exc, 'shared')}")
 
 
 class _Gathered:
@@ -441,6 +445,32 @@ class Writer:
                     (run_id, decision.identity, task_name(task), _callpath(task),
                      CARRIED, decision.reason, decision.source),
                 )
+            if plan.run_id is not None:
+                self._carry_the_rest(run_id, plan)
+
+    def _carry_the_rest(self, run_id: int, plan: Any) -> None:
+        """Carry into run *run_id* what passed in the run it resumes from
+        and is not among its tasks (``--rerun-failed``, a ``-k`` selection):
+        a run resumed from it then carries those too, where they would run
+        again as "not in the last run"."""
+        in_run = {decision.identity for decision in plan.decisions}
+        rest = [
+            (run_id, identity, name, callpath, CARRIED,
+             f"passed in run {passed_in}, carried into run {plan.run_id}; not "
+             f"among the tasks of run {run_id}" if outcome == CARRIED else
+             f"passed in run {passed_in}; not among the tasks of run {run_id}",
+             source)
+            for identity, name, callpath, outcome, source, passed_in
+            in self.conn.execute(
+                "SELECT a.identity, a.name, a.callpath, a.outcome, s.id, s.run "
+                "FROM attempts a JOIN attempts s ON s.id = coalesce(a.carried_from, "
+                "a.id) WHERE a.run = ? AND a.outcome IN (?, ?) ORDER BY a.id",
+                (plan.run_id, PASSED, CARRIED))
+            if identity not in in_run
+        ]
+        self.conn.executemany(
+            "INSERT INTO attempts (run, identity, name, callpath, outcome, reason, "
+            "carried_from) VALUES (?, ?, ?, ?, ?, ?, ?)", rest)
 
     def _result(self, item: Result) -> None:
         """Write a task's end: an update of its "dispatched" row, or a row."""

@@ -106,6 +106,12 @@ def test_rerun_failed_runs_the_failures_and_what_they_require(
             "1 to run") in out
     assert f"{pkg_name}/test_m/test_other" not in out.partition("resuming")[2]
     assert "FAILED  " + f"{pkg_name}/test_m/test_uses_db" in out
+    # run 2 carried what passed in run 1 and was not among its tasks too
+    status, out, _ = run(capsys, package, "--resume", journal, "-v")
+    assert (f"  carried  {pkg_name}/test_m/test_other: passed in run 1, carried "
+            "into run 2") in out.splitlines()
+    assert (f"resuming run 2 of {journal}: 2 tasks passed there and are carried "
+            "over, 1 to run") in out
 
 
 def test_rerun_failed_with_no_failure_runs_nothing(capsys, tmp_path, pkg_name,
@@ -238,10 +244,22 @@ def test_one_file_for_two_outputs_is_a_usage_error(capsys, tmp_path,
 
 
 def test_an_unwritable_trace_is_a_usage_error(capsys, tmp_path, isolated_imports):
-    status, out, err = run(capsys, SUITE, "--trace", tmp_path / "no" / "t.json")
+    (tmp_path / "file").write_text("in the way\n")
+    target = tmp_path / "file" / "t.json"
+    status, out, err = run(capsys, SUITE, "--trace", target)
     assert status == 2
-    assert f"--trace {str(tmp_path / 'no' / 't.json')!r}: cannot write there" in err
+    assert f"--trace {str(target)!r}: cannot write there" in err
     assert "PASSED" not in out
+
+
+def test_the_directories_of_the_outputs_are_made(capsys, tmp_path,
+                                                 isolated_imports):
+    """As for --junit-xml: a CI job names files under a directory of its own."""
+    out_dir = tmp_path / "out" / "run"
+    status, _, err = run(capsys, SUITE, "--journal", out_dir / "j.db", "--trace",
+                         out_dir / "t.json", "--log-json", out_dir / "e.jsonl")
+    assert status == 1, err  # the suite has a failure
+    assert sorted(p.name for p in out_dir.iterdir()) == ["e.jsonl", "j.db", "t.json"]
 
 
 def test_expected_durations_are_the_last_recorded_or_the_median(tmp_path):

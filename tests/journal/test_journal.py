@@ -30,6 +30,14 @@ from tests.journal._tasks import named, rows
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def test_each_commit_is_synced_to_disk(tmp_path):
+    """``synchronous = FULL``: in WAL mode, NORMAL keeps the file sound after
+    a power cut but may lose the last commits, which the journal promises
+    to keep."""
+    with Journal(tmp_path / "j.db") as journal:
+        assert journal.connection.execute("PRAGMA synchronous").fetchone() == (2,)
+
+
 def test_a_run_is_recorded_task_by_task(tmp_path):
     path = tmp_path / "j.db"
 
@@ -94,6 +102,7 @@ def test_shared_state_that_does_not_pickle_is_noted(tmp_path):
     path = tmp_path / "j.db"
 
     def lock(shared):
+        shared["first"] = lambda x: x  # plain pickle fails here first
         shared["lock"] = sqlite3.connect(":memory:")  # no pickler takes it
 
     def fn(shared):
@@ -112,7 +121,8 @@ def test_shared_state_that_does_not_pickle_is_noted(tmp_path):
     got = dict(((i, (s is not None, n)) for i, s, n in
                 rows(path, "SELECT identity, shared, shared_note FROM attempts")))
     assert got["lock"][0] is False
-    assert got["lock"][1].startswith("not picklable: TypeError")
+    assert got["lock"][1] == ("not picklable: TypeError: cannot pickle "
+                              "'sqlite3.Connection' object (at shared['lock'])")
     assert got["fn"] == (True, None)
     assert got["no-provides"] == (False, None)  # its state reaches no task
 
@@ -195,9 +205,11 @@ def test_a_corrupt_journal_is_refused_and_left_as_it_was(tmp_path):
     with pytest.raises(JournalError, match=(
         r"journal '.*j\.db': is corrupt \(.*\); pexen will not change it and will "
         r"not start over on its own"
-    )):
+    )) as refused:
         Journal(path)
+    assert "\n" not in str(refused.value)  # SQLite's report on one line
     assert _digest(path) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["j.db"]  # no -wal, no -shm
 
 
 def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(tmp_path):
@@ -213,6 +225,7 @@ def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(tmp_path):
     )):
         Journal(path)
     assert _digest(path) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["j.db"]  # no -wal, no -shm
 
 
 @pytest.mark.parametrize(("content", "message"), [

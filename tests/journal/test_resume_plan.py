@@ -177,7 +177,8 @@ def test_shared_state_not_recorded_or_not_loadable_runs_again(tmp_path):
     assert got["unpicklable"][0] is False
     assert got["unpicklable"][1].startswith(
         "passed in run 1, but its shared state was not recorded (not picklable: "
-        "TypeError: cannot pickle 'sqlite3.Connection' object)"
+        "TypeError: cannot pickle 'sqlite3.Connection' object (at "
+        "shared['conn']))"
     )
     assert got["fine"][0] is False
     assert got["fine"][1].startswith(

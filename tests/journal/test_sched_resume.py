@@ -148,3 +148,29 @@ def test_status_counts_carried_tasks_as_done(tmp_path):
     assert (started.total, started.done, started.ready + started.waiting) == (4, 3, 1)
     final = sched.status()
     assert (final.total, final.done, final.failed, final.skipped) == (4, 4, 0, 0)
+
+
+def test_a_run_of_some_of_the_tasks_carries_the_others_that_passed(tmp_path):
+    """A resumed run of a selection (``--rerun-failed``, ``-k``) carries what
+    passed before and is not among its tasks: a run resumed from it later
+    runs none of them again (each was "not in the last run")."""
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    with Journal(path) as journal:
+        list(observed_run(Sched(suite(calls, fail={"report"})), [journal]))
+    calls.clear()
+    db, schema, report, _lonely = suite(calls)
+    list(Sched([db, schema, report]).run(resume=path))  # the failure, its providers
+    assert calls == ["report"]
+    calls.clear()
+    with Journal(path) as journal:
+        plan = journal.plan(suite(calls))
+    assert plan.run_id == 2
+    assert {d.identity: (d.carry, d.reason) for d in plan.decisions} == {
+        "db": (True, "passed in run 1, carried into run 2"),
+        "schema": (True, "passed in run 1, carried into run 2"),
+        "report": (True, "passed in run 2"),
+        "lonely": (True, "passed in run 1, carried into run 2"),
+    }
+    tasks = suite(calls)
+    assert list(Sched(tasks).run(resume=path)) == [] and calls == []
