@@ -1,8 +1,9 @@
 """The process table, read from ``/proc`` (Linux), and killing process trees.
 
 Whoever must leave nothing running uses it: a ``FileTask`` whose script timed
-out, ``pexen run`` ending a run it did not wait for, and the watchdog
-cleaning up after a killed ``pexen run`` (both in ``pexen._watchdog``). A
+out, ``pexen run`` ending a run it did not wait for, the watchdog cleaning
+up after a killed ``pexen run`` (both in ``pexen._watchdog``), and the
+process pool killing a worker that ran a task. A
 pid alone may name another process by the time it is used; a pid with its
 start time names one process for good. Only the standard library is
 imported here, as the watchdog runs it with nothing else on its path.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
@@ -29,11 +31,17 @@ _ROUNDS = 100  # of stop-and-look, at most: a spared process may fork on
 
 
 class Proc(NamedTuple):
-    """One live process: who its parent is, and when it started."""
+    """One live process: who its parent is, when it started, its process group."""
 
     pid: int
     ppid: int
     start: int  # clock ticks after boot; with the pid, one process for good
+    pgrp: int
+
+
+def has_table() -> bool:
+    """Whether this system has the process table read here (Linux)."""
+    return sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
 
 
 def read_proc(pid: int) -> Proc | None:
@@ -48,7 +56,7 @@ def read_proc(pid: int) -> Proc | None:
     try:
         if fields[0] == b"Z":
             return None
-        return Proc(pid, int(fields[1]), int(fields[19]))
+        return Proc(pid, int(fields[1]), int(fields[19]), int(fields[2]))
     except (IndexError, ValueError):
         return None
 

@@ -59,6 +59,31 @@ end and before it dismisses the watchdog (``RunGuard.sweep``): below the
 runner instead of what a scan saw, as the runner is alive to look. Then
 nothing the run started is left once ``pexen run`` returns, but what an
 abandoned thread starts in the moment between the sweep and its exit.
+
+Process-pool workers
+--------------------
+Each worker of a ``ProcessWorkerPool`` (with or without ``pexen run``)
+appends an id of its own to ``PEXEN_RUN_ID`` as it starts (``mark``), so
+whatever its tasks start carries it too. When the pool kills a worker (to
+stop its task: a timeout, a forced cancel or abort), or a worker dies
+without being told to stop (a crash: a segfault, ``os._exit`` in a task,
+a timeout's alarm, the OOM killer), the pool kills every process carrying
+that id, in the worker's process group or below it (while it lives), and
+their descendants (``leftovers``, then ``kill_trees``). A crash counts as
+a kill: the task ended abnormally all the same, no one is left to wait
+for what it started or to use what it made, and its process group has
+always died with it; a task cannot tell in advance whether it will time
+out or crash, so it cannot rely on what either leaves. A worker told to
+stop (a run's end, retired by a resize) kills nothing: a task's
+deliberate background process outlives a normal end. The id is the
+worker's, not the task's (one per task would cost an environment change
+per task), so what its earlier tasks left on purpose dies with it too.
+Only a kill or a crash costs a sweep, never a task; one reads ``/proc``
+two or three times, about 1 ms per 100 processes each. Missed: a process
+forked without an exec (its ``/proc`` environment is then its parent's as
+of that parent's exec) that left the worker's process group and is no
+longer below the worker when the sweep looks: its parent died, or the
+worker did (a crash re-parents the worker's children).
 """
 
 from __future__ import annotations
@@ -73,12 +98,18 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pexen._errors import PexenWarning
-from pexen._proctree import descendants, is_cpython_helper, kill_trees, snapshot
+from pexen._proctree import (
+    descendants,
+    has_table,
+    is_cpython_helper,
+    kill_trees,
+    snapshot,
+)
 
 if TYPE_CHECKING:  # the watchdog process has no use for it: it starts nothing
     import subprocess
 
-ENV = "PEXEN_RUN_ID"  # the ids of the runs a process belongs to
+ENV = "PEXEN_RUN_ID"  # the ids of the runs (and pool workers) a process belongs to
 SCAN_INTERVAL = 1.0  # seconds between scans, at least
 SCAN_SHARE = 0.01  # of a CPU that scans may take, at most
 
@@ -170,17 +201,24 @@ class RunGuard:
         return kill_trees(victims | spared, spare=spared)
 
 
+def mark(scope_id: str) -> str | None:
+    """Add *scope_id* to the ids this process, and all it starts, carries;
+    return what ``PEXEN_RUN_ID`` was (None: unset), to put it back."""
+    outer = os.environ.get(ENV)
+    os.environ[ENV] = f"{outer} {scope_id}" if outer else scope_id
+    return outer
+
+
 @contextlib.contextmanager
 def guard() -> Iterator[RunGuard]:
     """Mark everything this process starts meanwhile as this run's, and have a
     watchdog kill it should this process die (where there is ``/proc``: Linux;
     if the watchdog cannot be started, a warning says so)."""
-    if not (sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")):
+    if not has_table():
         yield RunGuard(None, None)
         return
     run_id = f"{os.getpid()}-{os.urandom(6).hex()}"
-    outer = os.environ.get(ENV)
-    os.environ[ENV] = f"{outer} {run_id}" if outer else run_id
+    outer = mark(run_id)
     try:
         try:
             watchdog: Watchdog | None = _start(run_id)
@@ -237,17 +275,22 @@ def scan(runner: int, seen: dict[int, int]) -> None:
 
 
 def leftovers(
-    run_id: str, seen: dict[int, int], below: int | None = None
+    run_id: str,
+    seen: dict[int, int],
+    below: int | None = None,
+    group: int | None = None,
 ) -> tuple[set[int], set[int]]:
     """What to kill: the processes carrying *run_id*, those *seen* that still
-    are the same, and those *below* a process; and, apart, CPython's helpers
-    among them, to spare. Never this process."""
+    are the same, those *below* a process and those in process *group*; and,
+    apart, CPython's helpers among them, to spare. Never this process."""
     table = snapshot()
     found = {pid for pid, start in seen.items()
              if (proc := table.get(pid)) is not None and proc.start == start}
     found |= {pid for pid in table if carries(pid, run_id)}
     if below is not None:
         found |= descendants(table, [below])
+    if group is not None:
+        found |= {proc.pid for proc in table.values() if proc.pgrp == group}
     found.discard(os.getpid())
     helpers = {pid for pid in found if is_cpython_helper(pid)}
     return found - helpers, helpers

@@ -124,6 +124,37 @@ def start_background_sleep() -> int:
     return _background[-1].pid
 
 
+def start_escapees(*, path: str, then: str, fork: bool = False) -> list[int]:
+    """Start three ``sleep 300``: one in the worker's process group, one in a
+    session of its own, and a shell's background child re-parented to init
+    from another session (and, with *fork*, a copy of this process in a
+    session of its own, which never exec's); tell the test their pids
+    (atomically), then ``hang``, ``crash`` (``os._exit``) or ``return`` them
+    (left running on purpose)."""
+    plain = subprocess.Popen(["sleep", "300"])
+    own = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    _background.extend([plain, own])
+    shell = subprocess.run(
+        ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
+        start_new_session=True, capture_output=True, text=True, check=True,
+    )
+    pids = [plain.pid, own.pid, int(shell.stdout)]
+    if fork:
+        copy = os.fork()
+        if copy == 0:
+            os.setsid()
+            time.sleep(DEADLINE)
+            os._exit(0)
+        pids.append(copy)
+    pathlib.Path(path + ".tmp").write_text(" ".join(map(str, pids)))
+    os.replace(path + ".tmp", path)
+    if then == "crash":
+        os._exit(3)
+    if then == "hang":
+        hang()
+    return pids
+
+
 def return_lock():
     return {"lock": threading.Lock()}
 

@@ -72,8 +72,12 @@ Failures
   (plus ``timeout_grace``); the default action of SIGALRM ends it even inside
   C code, and the parent then reports ``TaskTimeoutError``. Should the alarm
   not end it (a task that blocks or handles SIGALRM), the parent kills the
-  worker's process group a second later. Either way the worker is replaced,
-  and what the task started dies with it (its process group).
+  worker a second later. Either way the worker is replaced, and what its
+  tasks left running dies with it: every process carrying the worker's id
+  in ``PEXEN_RUN_ID``, below it or in its process group, even in a session
+  of its own (Linux; elsewhere, its process group: ``spawn``). So does what
+  a task that crashed its worker left; a worker that ends in good order
+  kills nothing.
 
 Shutdown
 --------

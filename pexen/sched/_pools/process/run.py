@@ -22,8 +22,9 @@ queued jobs at once.
 
 Driving the run live: a job still in the backlog, or one a worker holds but
 has not started (taken back), is dropped at once. A running one is stopped
-by killing its worker (SIGKILL to its process group), which is replaced, and
-its jobs not started go back to the backlog; if it was about to start (its
+by killing its worker (``spawn.kill_worker``: it, and every process its tasks
+left running, wherever it moved), which is replaced, and its jobs not
+started go back to the backlog; if it was about to start (its
 ticket taken), the next look at the slots (``_check_cancels``) kills it once
 it has. Fewer workers: those beyond the count are *retiring*: they get no
 more jobs and are told to STOP once idle, idle ones first.
@@ -67,8 +68,11 @@ from pexen.sched._pools.process.spawn import (
     WorkerProc,
     await_exit,
     describe_exit,
+    kill_leftovers,
+    kill_worker,
     log_levels,
     preload_in_forkserver,
+    scope_prefix,
     signal_group,
     start_worker,
 )
@@ -119,6 +123,7 @@ class ProcessRun:
         self.n_unblamed = 0
         self.broken: str | None = None  # why the pool gave up, if it did
         self.hooks = _dumps_hooks(pool)  # first: it may refuse, leaving nothing
+        self.scope_prefix = scope_prefix()  # of the ids its workers' processes carry
         self.log_levels = log_levels()
         preload_in_forkserver(pool.mp_context)
         self.emitter = Emitter(self._task_name_of)
@@ -219,6 +224,7 @@ class ProcessRun:
 
     def _start_worker(self) -> WorkerProc:
         self.n_started += 1
+        prefix = self.scope_prefix
         worker = start_worker(
             self.pool.mp_context,
             f"pexen-worker-{self.pool.pool_id}.{self.n_started}",
@@ -226,6 +232,7 @@ class ProcessRun:
             self.log_levels,
             self.relay,
             self.hooks,
+            None if prefix is None else f"{prefix}{self.n_started}",
         )
         self._watch(worker.result_fd, worker, "result")
         self._watch(worker.sentinel, worker, "sentinel")
@@ -570,7 +577,7 @@ class ProcessRun:
                 wait = worker.born + START_TIMEOUT - now
                 if wait <= 0:
                     worker.killed_for = int(wire.NO_KEY)  # no task to blame
-                    signal_group(worker.pid, signal.SIGKILL)
+                    kill_worker(worker)
                     continue
             elif not worker.outstanding:
                 continue
@@ -594,7 +601,7 @@ class ProcessRun:
                         # the worker's own alarm did not end it (a task that
                         # blocks or handles SIGALRM): do it here
                         worker.killed_for = head
-                        signal_group(worker.pid, signal.SIGKILL)
+                        kill_worker(worker)
                         continue
                     if loading:  # its clock starts once loaded, unannounced
                         wait = min(wait, UNSTARTED_POLL)
@@ -608,7 +615,10 @@ class ProcessRun:
         key, started, phase = worker.slot[0], worker.slot[1], worker.slot[2]
         if key != wire.NO_KEY and int(key) in worker.outstanding:
             running = int(key)
-        signal_group(worker.pid, signal.SIGKILL)  # what its task left running
+        if worker.killed_for is None and not (worker.stopping and running is None):
+            # it crashed (a timeout's alarm too): what its tasks left running
+            # dies, as when we kill it; one told to STOP ended in good order
+            kill_leftovers(worker)
         exitcode = self._bury(worker)
         if worker.killed_for is not None and running != worker.killed_for:
             running = None  # killed for a task that just finished: not its fault
@@ -766,7 +776,7 @@ class ProcessRun:
         worker.killed_for = key
         self.cancel_kills.add(key)
         self.cancelling.pop(key, None)
-        signal_group(worker.pid, signal.SIGKILL)
+        kill_worker(worker)
 
     def _check_cancels(self, timeout: float | None) -> float:
         """Kill the workers that started a job cancelled with force meanwhile."""
@@ -828,11 +838,13 @@ class ProcessRun:
         At the end of a run (not *cancel*), a worker waits for the threads
         its tasks left running, as a plain program's exit would, for at most
         ``THREAD_WAIT``; a Ctrl-C meanwhile kills them at once. A cancel
-        kills them with their worker.
+        kills them with their worker. A worker killed (busy, say) takes every
+        process its tasks left running with it (``spawn.kill_worker``).
         """
         workers = [w for w in self.workers if not w.dead]
         thread_wait = 0.0 if cancel else THREAD_WAIT
         stop = wire.frame(pickle.dumps((wire.STOP, thread_wait), PROTOCOL))
+        killed: list[WorkerProc] = []
         for worker in workers:
             worker.stopping = True
             if worker.ready and not worker.outstanding and not worker.outbuf:
@@ -841,7 +853,11 @@ class ProcessRun:
                 if not worker.outbuf:
                     continue
             # busy, still starting, or its pipe is full: no use waiting
-            signal_group(worker.pid, signal.SIGTERM if cancel else signal.SIGKILL)
+            killed.append(worker)
+            if cancel:
+                signal_group(worker.pid, signal.SIGTERM)
+            else:
+                kill_worker(worker)
         grace = FINALIZE_GRACE if self.pool.finalizer is not None else STOP_GRACE
         deadline = time.monotonic() + (CANCEL_GRACE if cancel else grace)
         if cancel:
@@ -850,10 +866,15 @@ class ProcessRun:
             with sigint_unblocked():  # to end the wait for threads tasks left
                 alive = await_exit(workers, deadline + thread_wait)
         for worker in alive:
-            signal_group(worker.pid, signal.SIGKILL)
+            if worker in killed:
+                kill_worker(worker)  # while it lives: what is below it is found
+            else:
+                signal_group(worker.pid, signal.SIGKILL)
         await_exit(alive, time.monotonic() + KILL_WAIT)
         for worker in workers:
-            if cancel or worker in alive:
+            if worker in killed and worker not in alive:
+                kill_leftovers(worker)  # it died of the SIGTERM
+            elif cancel or worker in alive:
                 signal_group(worker.pid, signal.SIGKILL)  # its task's leftovers
             self._bury(worker)
 

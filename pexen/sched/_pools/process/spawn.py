@@ -6,6 +6,12 @@ and log records out) and a shared *slot* (:mod:`.wire`). :class:`WorkerProc`
 is the parent's record of one; the run that owns it (:mod:`.run`) watches
 its fds.
 
+Each worker carries an id of its own in ``PEXEN_RUN_ID`` (where there is
+``/proc``: Linux), which whatever its tasks start inherits; killing a worker
+to stop its task (:func:`kill_worker`), or a worker's crash
+(:func:`kill_leftovers`), kills them all by it, wherever they have moved
+(``pexen._watchdog``, "Process-pool workers"). Elsewhere, its process group.
+
 Start method: the default is ``forkserver`` on POSIX systems that have it,
 except macOS, and ``spawn`` elsewhere: the choice CPython 3.14 makes.
 ``fork`` copies the caller's threads' locks in whatever state they are (a
@@ -29,6 +35,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from pexen._proctree import has_table, kill_trees
+from pexen._watchdog import leftovers
 from pexen.sched._errors import PoolError
 from pexen.sched._pools.base import sigint_blocked
 from pexen.sched._pools.process import wire
@@ -156,6 +164,7 @@ class WorkerProc:
         "ready",
         "result_fd",
         "retiring",
+        "scope",
         "sentinel",
         "slot",
         "stopping",
@@ -164,8 +173,16 @@ class WorkerProc:
         "ticket_w",
     )
 
-    def __init__(self, index: int, process: Any, slot: Any, conns: list[Any]) -> None:
+    def __init__(
+        self,
+        index: int,
+        process: Any,
+        slot: Any,
+        conns: list[Any],
+        scope: str | None = None,
+    ) -> None:
         self.index = index
+        self.scope = scope  # the id its tasks' processes carry (None: not marked)
         self.born = time.monotonic()
         self.process = process
         self.name: str = process.name
@@ -201,12 +218,14 @@ def start_worker(
     levels: dict[str, int],
     relay: Relay,
     hooks: bytes | None = None,
+    scope: str | None = None,
 ) -> WorkerProc:
     """Start one worker process; raise PoolError if the system will not.
 
     Its output pipes are handed to *relay* at once, so nothing it writes is
     left unread. *hooks* is the pool's initializer, its arguments and its
     finalizer, pickled once per run (:func:`.worker.main` runs them).
+    *scope*: the id it puts in ``PEXEN_RUN_ID`` for its tasks to inherit.
     """
     fork = ctx.get_start_method() == "fork"
     pipes: list[Any] = []
@@ -223,7 +242,7 @@ def start_worker(
             process = ctx.Process(
                 target=worker_module.main,
                 args=(job_r, res_w, out_w, err_w, log_w, tick_r, slot,
-                      {"log_levels": levels, "hooks": hooks}),
+                      {"log_levels": levels, "hooks": hooks, "scope": scope}),
                 name=name,
                 daemon=False,  # so a task may start processes of its own
             )
@@ -242,7 +261,8 @@ def start_worker(
         for conn in (job_r, res_w, out_w, err_w, log_w):  # the worker's ends
             conn.close()  # but tick_r: both read tickets (wire)
         worker = WorkerProc(
-            index, process, slot, [job_w, res_r, out_r, err_r, log_r, tick_w, tick_r]
+            index, process, slot, [job_w, res_r, out_r, err_r, log_r, tick_w, tick_r],
+            scope,
         )
         for conn in worker.conns:
             os.set_blocking(conn.fileno(), False)
@@ -263,6 +283,48 @@ def signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
     except PermissionError:
         pass
+
+
+def scope_prefix() -> str | None:
+    """The start of the ids of one run's workers (None: this system cannot
+    find processes by id, so workers are not marked)."""
+    return f"{os.getpid()}-{os.urandom(6).hex()}.w" if has_table() else None
+
+
+def kill_worker(worker: WorkerProc) -> None:
+    """SIGKILL a live *worker* and every process its tasks left running.
+
+    Those carrying its id, those below it (found while it lives, so before
+    anything moves to init) and those in its process group, with their
+    descendants, each stopped before any is killed. Without ``/proc``: its
+    process group.
+    """
+    _sweep(worker, below=True)
+    signal_group(worker.pid, signal.SIGKILL)  # and what the sweep could not see
+
+
+def kill_leftovers(worker: WorkerProc) -> None:
+    """SIGKILL what a dead *worker*'s tasks left running: as :func:`kill_worker`,
+    but for the processes below it, which are no longer below it."""
+    _sweep(worker, below=False)
+    signal_group(worker.pid, signal.SIGKILL)
+
+
+def _sweep(worker: WorkerProc, below: bool) -> None:
+    """Stop, then kill, what carries *worker*'s id, is in its process group
+    or (*below*) below it, and their descendants.
+
+    None is spared as one of CPython's helpers: a forkserver's children,
+    workers included, share its command line, and the pool's own helpers are
+    never among them (they neither carry the id, nor are below the worker or
+    in its group). A task's own helpers go too, as their interpreter does.
+    """
+    if worker.scope is None:
+        return
+    victims, helpers = leftovers(
+        worker.scope, {}, below=worker.pid if below else None, group=worker.pid
+    )
+    kill_trees(victims | helpers)
 
 
 def await_exit(workers: list[WorkerProc], deadline: float) -> list[WorkerProc]:

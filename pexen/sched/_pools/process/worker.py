@@ -20,6 +20,10 @@ so a task stuck in C code cannot delay it. What left the group (``setsid``,
 a shell with job control) or handles SIGIO is not reached: under ``pexen
 run``, its watchdog takes care of those (``pexen._watchdog``).
 
+What its tasks start carries the worker's id in ``PEXEN_RUN_ID`` (set before
+the initializer runs), so the parent can kill it all should it kill this
+worker to stop a task, or should this worker crash (``spawn.kill_worker``).
+
 Initializer and finalizer
 -------------------------
 The pool's ``initializer(*initargs)`` runs once the worker is set up (its
@@ -45,6 +49,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from pexen._watchdog import mark
 from pexen.sched._calling import execute
 from pexen.sched._errors import TransportError
 from pexen.sched._pools.base import Job
@@ -349,6 +354,8 @@ def main(
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     _die_with_parent()
+    if config.get("scope") is not None:
+        mark(config["scope"])  # before the initializer, which may start processes
     _redirect_output(out_conn.fileno(), err_conn.fileno())
     out_conn.close()
     err_conn.close()
