@@ -11,6 +11,19 @@ running, queued in the pool and waiting. Each event is written and flushed
 as it comes, so a run killed midway leaves a file the viewers open (the
 format allows the closing ``]`` to be missing); at the end of each run the
 ``]`` is written, and taken back if another run follows.
+
+The counter's samples are written as events arrive, which is not the order
+in which things happened: a process pool's worker reports the start of its
+next (pre-queued) task before the outcome of the one it ran comes back. So
+``running`` counts workers, not events: a worker runs one task at a time, so
+its latest start ends its previous task's share (whose "finished" then
+changes nothing), and a start older than its worker's latest (told late,
+with its outcome) is not counted at all. Tasks on workers the pool does not
+name are counted by their own events. Each sample is stamped no earlier
+than any event it counts, so the samples never go back in time. A pool that
+cannot tell a running task from a queued one (``WorkerPool.running()`` is
+None: the thread pool) tells each start with its outcome, so its tasks count
+as queued until then.
 """
 
 from __future__ import annotations
@@ -67,7 +80,11 @@ class ChromeTrace:
         self._tracks = Tracks()
         self._key2start: dict[Any, tuple[float, str | None]] = {}
         self._key2dispatched: dict[Any, float] = {}
-        self._counts = {"running": 0, "queued": 0}
+        self._n_queued = 0
+        self._worker2key: dict[str, Any] = {}  # the task each worker runs now
+        self._worker2start: dict[str, float] = {}  # its latest start
+        self._unnamed: set[Any] = set()  # running on a worker the pool does not name
+        self._counter_ts = 0.0  # of the last sample: the next is no earlier
         self._total: int | None = None
         self._n_out = 0  # tasks dispatched or skipped this run
         self._first = True
@@ -114,11 +131,36 @@ class ChromeTrace:
         return round((when - self._t0) * 1e6, 3)
 
     def _counter(self, when: float) -> None:
-        args = dict(self._counts)
+        args = {"running": len(self._worker2key) + len(self._unnamed),
+                "queued": self._n_queued}
         if self._total is not None:
             args["waiting"] = max(self._total - self._n_out, 0)
-        self._write({"ph": "C", "pid": PID, "name": COUNTER, "ts": self._us(when),
+        self._counter_ts = max(self._us(when), self._counter_ts)
+        self._write({"ph": "C", "pid": PID, "name": COUNTER, "ts": self._counter_ts,
                      "args": args})
+
+    def _reset_counts(self) -> None:
+        self._n_queued = 0
+        self._worker2key.clear()
+        self._worker2start.clear()
+        self._unnamed.clear()
+
+    def _started(self, key: Any, when: float, worker: str | None) -> None:
+        """Count a task that started: its worker's, unless that worker started
+        another one since (this start was told late)."""
+        self._n_queued -= 1
+        if worker is None:
+            self._unnamed.add(key)
+        elif when >= self._worker2start.get(worker, when):
+            self._worker2key[worker] = key
+            self._worker2start[worker] = when
+
+    def _ended(self, key: Any, worker: str | None) -> None:
+        """Stop counting a task that started on *worker*, if still counted."""
+        if worker is None:
+            self._unnamed.discard(key)
+        elif self._worker2key.get(worker) == key:
+            del self._worker2key[worker]
 
     def _instant(self, when: float, name: str, args: dict[str, Any],
                  scope: str = "g") -> None:
@@ -133,13 +175,13 @@ class ChromeTrace:
             kind = event.kind
             if kind == "dispatched":
                 self._key2dispatched[task_key(event.task)] = event.time
-                self._counts["queued"] += 1
+                self._n_queued += 1
                 self._n_out += 1
                 self._counter(event.time)
             elif kind == "started":
-                self._key2start[task_key(event.task)] = (event.time, event.worker)
-                self._counts["queued"] -= 1
-                self._counts["running"] += 1
+                key = task_key(event.task)
+                self._key2start[key] = (event.time, event.worker)
+                self._started(key, event.time, event.worker)
                 self._counter(event.time)
             elif kind == "finished":
                 self._finished(event)
@@ -165,7 +207,7 @@ class ChromeTrace:
         # waiting: the tasks neither done (carried over) nor handed out yet
         self._total = None if status is None else status.total - status.done
         self._n_out = 0
-        self._counts = {"running": 0, "queued": 0}
+        self._reset_counts()
         args = {}
         workers = getattr(event, "workers", None)
         if workers is not None:
@@ -178,11 +220,11 @@ class ChromeTrace:
         key = task_key(event.task)
         dispatched = self._key2dispatched.pop(key, event.time)
         start, worker = self._key2start.pop(key, (None, event.worker))
-        if start is None:
-            self._counts["queued"] -= 1
+        if start is None:  # it never started (or its pool does not tell starts)
+            self._n_queued -= 1
             start = dispatched
         else:
-            self._counts["running"] -= 1
+            self._ended(key, worker)
         if event.worker is not None:
             worker = event.worker
         duration = getattr(event, "duration", None)
@@ -205,7 +247,7 @@ class ChromeTrace:
         self._counter(event.time)
 
     def _run_ended(self, event: Any) -> None:
-        self._counts = {"running": 0, "queued": 0}
+        self._reset_counts()
         self._total = None
         self._counter(event.time)
         self._instant(event.time, "run ended", {})

@@ -25,9 +25,11 @@ def load(path: Path) -> tuple[list[dict[str, Any]], bool]:
 
 
 def check(events: list[dict[str, Any]]) -> dict[tuple[int, int], list[dict]]:
-    """Assert the required fields of each event and that no track holds
-    overlapping slices; return the complete slices by ``(pid, tid)``."""
+    """Assert the required fields of each event, that no track holds
+    overlapping slices and that the counters stay in range; return the
+    complete slices by ``(pid, tid)``."""
     tracks: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    workers: int | None = None  # the most the run had (resizes included)
     for event in events:
         assert event.get("ph") in PHASES, event
         assert isinstance(event.get("name"), str) and event["name"], event
@@ -40,10 +42,16 @@ def check(events: list[dict[str, Any]]) -> dict[tuple[int, int], list[dict]]:
             tracks[event["pid"], event["tid"]].append(event)
         elif event["ph"] == "i":
             assert event.get("s") in ("g", "p", "t"), event
+            told = event["args"].get("workers")
+            if event["name"] == "run started":
+                workers = told
+            elif told is not None and workers is not None:
+                workers = max(workers, told)
         elif event["ph"] == "C":
             assert event["args"] and all(
                 isinstance(v, (int, float)) for v in event["args"].values()
             ), event
+            _check_counts(event, workers)
         elif event["ph"] == "M":
             assert event["name"] in ("process_name", "thread_name"), event
             assert isinstance(event["args"]["name"], str), event
@@ -54,3 +62,12 @@ def check(events: list[dict[str, Any]]) -> dict[tuple[int, int], list[dict]]:
                 f"overlapping slices on track {track}: {before} and {after}"
             )
     return tracks
+
+
+def _check_counts(sample: dict[str, Any], workers: int | None) -> None:
+    """No count is negative, and no more tasks run than the run has workers."""
+    assert all(value >= 0 for value in sample["args"].values()), sample
+    running = sample["args"].get("running", 0)
+    assert workers is None or running <= workers, (
+        f"{running} tasks running on {workers} workers: {sample}"
+    )

@@ -20,6 +20,7 @@ from pexen.journal._read import Attempt, RunRecord
 from pexen.journal._store import FAILED
 
 SLOWEST = 5
+PATH_ENDS = 3  # links of a long critical path shown at each end; the rest counted
 
 
 class Analysis(NamedTuple):
@@ -71,20 +72,38 @@ def path_length(analysis: Analysis) -> float:
     return last.end - first.start
 
 
+def _print_path(console: Console, path: list[_analysis.Step]) -> None:
+    """The links of the critical *path*; of a long one, only those at its ends
+    (the rest would bury the other sections: a run of thousands of tasks may
+    have hundreds of links), the ones between counted with their time."""
+    hidden: list[_analysis.Step] = []
+    if len(path) > 2 * PATH_ENDS + 1:
+        hidden = path[PATH_ENDS:-PATH_ENDS]
+        path = path[:PATH_ENDS] + path[-PATH_ENDS:]
+    for i, step in enumerate(path):
+        attempt = step.attempt
+        after_gap = bool(hidden) and i == PATH_ENDS
+        if after_gap:
+            seconds = sum(took(link.attempt) for link in hidden)
+            console.print(Text(f"{'...':>8} {plural(len(hidden), 'more task')} on "
+                               f"the path ({duration(seconds)})", style="dim"))
+        line = Text(f"{duration(took(attempt)):>8} {printable(attempt.name)}")
+        if step.cause:
+            above = "the last of those" if after_gap else "the one above"
+            line.append(f"  after {above}: {step.cause}", style="dim")
+        console.print(line, soft_wrap=True)
+
+
 def print_report(console: Console, analysis: Analysis, path: str) -> None:
     """Print the terminal report of *analysis*, a run of the journal at *path*."""
     say = console.print
     say(printable(title(analysis, path)), markup=False, soft_wrap=True)
     say(run_counts(analysis.run), markup=False)
     if analysis.path:
-        heading(console, f"critical path: {duration(path_length(analysis))} of "
-                f"{duration(analysis.span)}", "bold")
-        for step in analysis.path:
-            attempt = step.attempt
-            line = Text(f"{duration(took(attempt)):>8} {printable(attempt.name)}")
-            if step.cause:
-                line.append(f"  after the one above: {step.cause}", style="dim")
-            say(line, soft_wrap=True)
+        heading(console, f"critical path: {plural(len(analysis.path), 'task')}, "
+                f"{duration(path_length(analysis))} of {duration(analysis.span)}",
+                "bold")
+        _print_path(console, analysis.path)
     if analysis.slowest:
         heading(console, f"slowest {len(analysis.slowest)}", "bold")
         for attempt in analysis.slowest:

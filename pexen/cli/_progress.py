@@ -9,6 +9,7 @@ no control characters. ``-q`` prints neither.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Mapping
 from itertools import islice
@@ -106,8 +107,7 @@ class LiveProgress(Progress):
     refresh thread calls them, a few times a second: nothing is worked out
     per result. *expected* maps the ``id()`` of each task to the seconds a
     journal says it takes; with it, the display shows an estimate of the
-    time left: the expected seconds of the tasks not done yet, over the
-    workers.
+    time left (``time_left``).
     """
 
     def __init__(
@@ -124,6 +124,11 @@ class LiveProgress(Progress):
         super().__init__(console, verbosity)
         self.expected = expected
         self.left = sum(expected.values()) if expected else 0.0  # seconds of work
+        # the longest tasks first, for the longest one not done (those done
+        # are dropped as they reach the top)
+        self.longest = [(-seconds, key) for key, seconds in (expected or {}).items()]
+        heapq.heapify(self.longest)
+        self.done_ids: set[int] = set()
         self.workers = workers
         self.status = status
         self.in_flight = in_flight
@@ -147,6 +152,7 @@ class LiveProgress(Progress):
         super().task_done(outcome)
         if self.expected:
             self.left = max(self.left - self.expected.get(id(outcome.task), 0.0), 0.0)
+            self.done_ids.add(id(outcome.task))
         if outcome.status == FAILED or self.verbosity > 0:
             self.console.print(result_line(outcome, self.n_done, self.total))
 
@@ -172,18 +178,48 @@ class LiveProgress(Progress):
             ),
             Text(_clock(now - self.t_start), style="cyan"),
         ]
-        if self.expected and self.t_end is None:
-            eta = self.left / max(self.workers(), 1)
+        status = self.status() if self.t_end is None else None
+        if self.expected and status is not None:
+            eta = self.time_left(status.running_tasks, now)
             cells.append(Text(f"about {_clock(eta)} left", style="dim"))
         head.add_row(*cells)
-        if self.t_end is not None:
+        if status is None:
             return head
-        return Group(head, self._tasks(now))
+        return Group(head, self._tasks(status, now))
 
-    def _tasks(self, now: float) -> Table:
+    def time_left(self, running: tuple[tuple[Any, float], ...], now: float) -> float:
+        """The seconds the run should still take, by the journal's durations.
+
+        No less than the work left over the workers, nor than the longest task
+        left alone (a running one: its expected seconds less those it ran).
+        The tasks *running* (``(task, since)``) count what they have run so
+        far as done. A few heap steps per call, whatever the run's size.
+        """
+        expected = self.expected or {}
+        work, longest = self.left, 0.0
+        busy = set()
+        for task, since in running:
+            seconds = expected.get(id(task))
+            if seconds is not None:
+                ran = min(max(now - since, 0.0), seconds)
+                work -= ran
+                longest = max(longest, seconds - ran)
+                busy.add(id(task))
+        heap, done = self.longest, self.done_ids
+        skipped = []  # running: counted above, as they ran some
+        while heap and (heap[0][1] in done or heap[0][1] in busy):
+            entry = heapq.heappop(heap)  # for good if done: done tasks stay done
+            if entry[1] in busy:
+                skipped.append(entry)
+        if heap:
+            longest = max(longest, -heap[0][0])
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        return max(work / max(self.workers(), 1), longest, 0.0)
+
+    def _tasks(self, status: Status, now: float) -> Table:
         """The running tasks, then the queued ones, MAX_ROWS at most."""
         rows = Table.grid(padding=(0, 1))
-        status = self.status()
         running = status.running_tasks
         for task, since in running[:MAX_ROWS]:
             rows.add_row(

@@ -56,7 +56,7 @@ def test_report_in_the_terminal(capsys, tmp_path):
         out.splitlines()[0], "5 passed, 1 failed, 1 skipped"
     ]
     assert out.startswith(f"run 1 of {path}: 2023-11-1")
-    assert "=== critical path: 6.00s of 6.00s ===\n" \
+    assert "=== critical path: 3 tasks, 6.00s of 6.00s ===\n" \
         "   2.00s db\n" \
         "   3.00s migrate  after the one above: requires 'db'\n" \
         "   1.00s final  after the one above: requires 'm'\n" in out
@@ -64,6 +64,29 @@ def test_report_in_the_terminal(capsys, tmp_path):
             "   4.00s busy  67%    3 tasks  w2\n") in out
     assert "=== waiting for locks ===\n   1.00s    1 task  port\n" in out
     assert "FAILED bad: RuntimeError: bad broke" in out
+
+
+def test_report_shows_the_ends_of_a_long_critical_path(capsys, tmp_path):
+    """A chain of 20 tasks on one worker: the first and last 3 links, the 14
+    between counted, and the sections after the path close by."""
+    chain = [(f"t{i:02d}", "w1", i, i + 1, False,
+              {"provides": [f"x{i}"], "requires": [f"x{i - 1}"] if i else []})
+             for i in range(20)]
+    path = tmp_path / "j.db"
+    record(path, chain, skipped=(), end=20.0)
+    status, out, err = run(capsys, "report", str(path))
+    assert (status, err) == (0, "")
+    section = out.split("=== critical path")[1].split("===\n", 1)[1]
+    assert section.split("\n=== ")[0].splitlines() == [
+        "   1.00s t00",
+        "   1.00s t01  after the one above: requires 'x0'",
+        "   1.00s t02  after the one above: requires 'x1'",
+        "     ... 14 more tasks on the path (14.0s)",
+        "   1.00s t17  after the last of those: requires 'x16'",
+        "   1.00s t18  after the one above: requires 'x17'",
+        "   1.00s t19  after the one above: requires 'x18'",
+    ]
+    assert "=== critical path: 20 tasks, 20.0s of 20.0s ===\n" in out
 
 
 def test_report_of_a_journal_without_runs_is_a_usage_error(capsys, tmp_path):

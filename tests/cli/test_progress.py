@@ -88,20 +88,47 @@ def test_live_display_shows_the_elapsed_time(clock_time):
 
 
 def test_live_display_estimates_the_time_left_from_a_journal():
-    """With the durations a journal recorded: the work left over the workers."""
+    """With the durations a journal recorded: the work left over the workers,
+    or the longest task left if it takes longer alone."""
     slow, quick, other = object(), object(), object()
+    more = [object() for _ in range(4)]
     console = Console(record=True, width=120, force_terminal=True)
     progress = LiveProgress(
         console, 0, workers=lambda: 2, status=Status, in_flight=dict, name=str,
-        expected={id(slow): 240.0, id(quick): 60.0, id(other): 30.0},
+        expected={id(slow): 240.0, id(quick): 60.0, id(other): 30.0}
+        | {id(task): 60.0 for task in more},
     )
-    progress.total = 3
-    console.print(progress.render())
+    progress.total = 7
+    console.print(progress.render())  # 570 s of work on 2 workers
+    for task in more:
+        progress.task_done(Outcome(task, "suite/more", PASSED, 60.0))
+    console.print(progress.render())  # slow's 240 s: more than 330 s over 2
     progress.task_done(Outcome(slow, "suite/slow", PASSED, 240.0))
+    console.print(progress.render())  # quick's 60 s: more than 90 s over 2
+    lines = [line for line in console.export_text().splitlines() if "left" in line]
+    assert [line.split("about ")[1] for line in lines] == [
+        "0:04:45 left", "0:04:00 left", "0:01:00 left"
+    ]
+
+
+def test_the_time_left_counts_what_running_tasks_ran(clock_time):
+    """A long task running alone at the end: its expected seconds less those
+    it ran, whatever the workers (it was 'work left over the workers')."""
+    slow, quick = object(), object()
+    status = Status(running=1, running_tasks=((slow, clock_time.now - 60.0),))
+    console = Console(record=True, width=120, force_terminal=True)
+    progress = LiveProgress(
+        console, 0, workers=lambda: 4, status=lambda: status, in_flight=dict,
+        name=str, expected={id(slow): 180.0, id(quick): 20.0},
+    )
+    progress.total = 2
+    progress.task_done(Outcome(quick, "suite/quick", PASSED, 20.0))
+    console.print(progress.render())
+    clock_time.now += 200  # it overran: nothing left that the journal knows
     console.print(progress.render())
     lines = [line for line in console.export_text().splitlines() if "left" in line]
     assert [line.split("about ")[1] for line in lines] == [
-        "0:02:45 left", "0:00:45 left"
+        "0:02:00 left", "0:00:00 left"
     ]
 
 

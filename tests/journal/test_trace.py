@@ -14,7 +14,8 @@ import textwrap
 import pytest
 
 from pexen._eventlog import JsonEventLog
-from pexen.sched import Sched, TaskRes
+from pexen.sched import Event, Sched, TaskRes
+from pexen.sched.pool import ProcessWorkerPool, ThreadWorkerPool
 from pexen.trace import ChromeTrace
 from tests import _traceformat
 from tests._events import Clock, observed_run
@@ -119,6 +120,62 @@ def test_a_real_run(tmp_path):
     # the run's status at its start tells how many tasks wait to be handed out
     assert counters[0] == {"running": 0, "queued": 0, "waiting": 5}
     assert counters[-1] == {"running": 0, "queued": 0}
+
+
+def test_a_worker_counts_once_whatever_order_its_events_come_in(tmp_path):
+    """Told in the order a process pool tells them: c's start on w1 before
+    the outcome of a, which ran there before it; d's start (with its outcome)
+    after that of e, which w2 took after d."""
+    a, b, c, d, e = (named(name) for name in "abcde")
+    path = tmp_path / "t.json"
+    clock = Clock()
+    with ChromeTrace(path) as trace:
+        trace(clock.event("run-started", workers=2))
+        for task in (a, b, c, d, e):
+            trace(clock.event("dispatched", task=task))
+        trace(clock.event("started", 1, task=a, worker="w1"))
+        trace(clock.event("started", task=b, worker="w2"))
+        trace(clock.event("finished", 1, task=b, worker="w2", res=TaskRes(b)))
+        trace(clock.event("started", 1, task=c, worker="w1"))
+        a_ended = c_started = clock.now
+        trace(Event("started", clock.now + 2, 0.0, task=e, worker="w2"))
+        trace(Event("finished", a_ended, 0.0, task=a, worker="w1", res=TaskRes(a)))
+        trace(Event("started", c_started, 0.0, task=d, worker="w2"))
+        trace(Event("finished", c_started + 1, 0.0, task=d, worker="w2",
+                    res=TaskRes(d)))
+        trace(clock.event("finished", 3, task=c, worker="w1", res=TaskRes(c)))
+        trace(clock.event("finished", 1, task=e, worker="w2", res=TaskRes(e)))
+        trace(clock.event("run-ended"))
+    events, _ = _traceformat.load(path)
+    _traceformat.check(events)
+    samples = [(e["ts"] / 1e6, e["args"]["running"]) for e in events if e["ph"] == "C"]
+    assert samples == [(0, 0)] * 6 + [
+        (1, 1), (1, 2), (2, 1), (3, 1),  # a, b, b ended, c (a's share ends)
+        (5, 2), (5, 2),  # e (on w2), a's outcome: changes nothing
+        (5, 2), (5, 2),  # d, told after e started on w2: not counted
+        (6, 1), (7, 0), (7, 0),  # c, e, the end
+    ]
+
+
+@pytest.mark.parametrize("make_pool", [ProcessWorkerPool, ThreadWorkerPool],
+                         ids=["process", "thread"])
+def test_the_running_counter_stays_within_the_workers(tmp_path, make_pool):
+    """A process worker tells the start of its next (spare) task before the
+    outcome of its last one comes back: that worker still runs one task."""
+    def work():  # a millisecond or so: long enough for the pool to see it start
+        def fn():
+            return sum(range(50_000))
+        return fn
+
+    path = tmp_path / "t.json"
+    tasks = [named(f"t{i}", work()) for i in range(60)]
+    with ChromeTrace(path) as trace:
+        list(observed_run(Sched(tasks), [trace], make_pool(2, spare=2)))
+    events, _ = _traceformat.load(path)
+    _traceformat.check(events)  # running within 0..2 at every sample
+    stamps = [e["ts"] for e in events if e["ph"] == "C"]
+    assert stamps == sorted(stamps)  # no sample counts an event after its ts
+    assert len([e for e in events if e["ph"] == "X"]) == 60
 
 
 KILLED_TRACER = """
