@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sqlite3
 from itertools import chain
+from operator import itemgetter
 from types import FunctionType
 from typing import Any, NamedTuple
 
@@ -45,11 +47,15 @@ _NO_META_PRIORITY = "0"  # what the priority column holds for a task without one
 class Insert(NamedTuple):
     """The ``INSERT`` of attempt rows that fill one set of columns: its
     ``head`` (up to ``VALUES``), then a ``row`` of values per row inserted,
-    SQL in which ``{0}`` ... stand for the row's ``width`` parameters."""
+    SQL with a ``?`` per value it binds, ``picks`` saying which of the row's
+    ``width`` parameters each binds, in order. (Plain ``?``: a numbered one,
+    which could bind a parameter twice, is a named parameter to sqlite3,
+    and binding those from a sequence is deprecated since Python 3.12.)"""
 
     head: str
     row: str
     width: int
+    picks: tuple[int, ...]
 
 
 class Shape(NamedTuple):
@@ -75,19 +81,35 @@ def insert_statement(fields: tuple[tuple[str, str], ...], width: int) -> Insert:
     ``(column, SQL)`` of *fields* the value of its SQL (``{0}`` and on: the
     row's parameters)."""
     columns = ", ".join(column for column, _ in fields)
-    row = f"({', '.join(value for _, value in fields)})"
-    return Insert(f"INSERT INTO attempts ({columns}) VALUES ", row, width)
+    picks: list[int] = []
+
+    def bind(match: re.Match[str]) -> str:
+        picks.append(int(match.group(1)))
+        return "?"
+
+    row = f"({', '.join(_PARAMETER.sub(bind, value) for _, value in fields)})"
+    return Insert(f"INSERT INTO attempts ({columns}) VALUES ", row, width,
+                  tuple(picks))
+
+
+_PARAMETER = re.compile(r"\{(\d+)\}")  # in a field's SQL: the row's parameter
 
 
 @functools.lru_cache(maxsize=1024)
 def sql(statement: Insert, n_rows: int = 1) -> str:
-    """*statement*'s text inserting *n_rows* rows, their parameters
-    numbered one after the other."""
-    width = statement.width
-    return statement.head + ", ".join(
-        statement.row.format(*(f"?{first + n}" for n in range(1, width + 1)))
-        for first in range(0, n_rows * width, width)
-    )
+    """*statement*'s text inserting *n_rows* rows."""
+    return statement.head + ", ".join([statement.row] * n_rows)
+
+
+def _bound(statement: Insert, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The values *rows* bind, one row's after the other."""
+    picks = statement.picks
+    if picks == tuple(range(statement.width)):
+        return tuple(chain.from_iterable(rows))
+    if len(picks) == 1:
+        (only,) = picks
+        return tuple(row[only] for row in rows)
+    return tuple(chain.from_iterable(map(itemgetter(*picks), rows)))
 
 
 def most_parameters(conn: sqlite3.Connection) -> int:
@@ -108,13 +130,13 @@ def insert_rows(conn: sqlite3.Connection, statement: Insert,
     rows each (a few texts, each prepared once), taking at most
     *most_parameters* parameters.
     """
-    most = min(MAX_ROWS, most_parameters // max(1, statement.width))
+    most = min(MAX_ROWS, most_parameters // max(1, len(statement.picks)))
     most = 1 << (max(1, most).bit_length() - 1)  # a power of two
     start, n_rows = 0, len(rows)
     while start < n_rows:
         size = min(most, 1 << ((n_rows - start).bit_length() - 1))
         conn.execute(sql(statement, size),
-                     tuple(chain.from_iterable(rows[start:start + size])))
+                     _bound(statement, rows[start:start + size]))
         start += size
 
 

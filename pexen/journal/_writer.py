@@ -174,7 +174,7 @@ class _Gathered:
             self.rows = []
 
 
-_NO_STATEMENT = Insert("", "", 1)  # what rows gather for before the first
+_NO_STATEMENT = Insert("", "", 1, (0,))  # what rows gather for before the first
 
 
 class _Flush:
@@ -296,6 +296,12 @@ class Writer:
                               len(batch))
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
+                # what the lot asked of the writer holds all the same: a flush
+                # or close waiting on it must not wait for ever
+                stop = any(item is _STOP for item in batch)
+                flushes = [item for item in batch if type(item) is _Flush]
+                if any(getattr(item, "kind", None) == "run-ended" for item in batch):
+                    self._recording = None
         for marker in flushes:
             marker.done.set()
         return stop

@@ -17,7 +17,7 @@ from contextlib import closing
 import pytest
 
 from pexen.journal import Journal
-from pexen.journal._writer import HANDED_AGE, Result, RunStarted
+from pexen.journal._writer import _STOP, HANDED_AGE, Result, RunStarted, _Flush
 from pexen.sched import Event, TaskRes
 from pexen.sched._naming import CALLPATH_ATTR
 from tests._events import Clock
@@ -279,3 +279,18 @@ def test_a_closed_journal_refuses_events(tmp_path):
     journal.close()
     with pytest.raises(ValueError, match=r"<Journal '.*j\.db'> is closed"):
         journal(Clock().event("run-started"))
+
+
+def test_a_lot_that_cannot_be_written_still_ends_a_flush_and_a_close(tmp_path,
+                                                                      caplog):
+    """The lot is lost (logged), but what it asked of the writer holds: a
+    flush or a close waiting for it is let go (they waited for ever)."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        writer = journal._writer
+        writer.conn.execute("PRAGMA query_only = ON")  # every write fails
+        marker = _Flush()
+        stop = writer._write([started([named("a")], {}), marker, _STOP])
+        writer.conn.execute("PRAGMA query_only = OFF")
+    assert marker.done.is_set() and stop
+    assert "could not write 3 events" in caplog.text
