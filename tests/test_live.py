@@ -27,6 +27,7 @@ from pexen.sched import (
     SchedulerError,
     Status,
     TaskCancelledError,
+    UnrunTasksWarning,
 )
 from pexen.sched.meta import assign_val
 from pexen.sched.pool import InlineWorkerPool, ThreadWorkerPool
@@ -610,6 +611,81 @@ def test_unregistering_an_observer_object():
     unregister()
     list(gen)
     assert recorder.kinds == ["run-started", "dispatched", "started", "finished"]
+
+
+def test_an_observer_hears_only_the_kinds_it_asks_for():
+    heard, every = [], []
+    s = Sched([task("a"), task("b", exc=ValueError("no"))])
+    s.observe(lambda event: heard.append((event.kind, event.name)),
+              kinds=["finished", "run-ended"])
+    s.observe(lambda event: every.append(event.kind))
+    list(s.run(pool=ThreadWorkerPool(2)))
+    assert sorted(heard[:2]) == [("finished", "a"), ("finished", "b")]
+    assert heard[2:] == [("run-ended", None)]
+    assert {"dispatched", "started", "finished"} <= set(every)
+
+
+def test_an_observer_object_says_which_kinds_it_hears():
+    class Ends:
+        event_kinds = frozenset({"run-ended"})
+
+        def __init__(self):
+            self.kinds = []
+
+        def __call__(self, event):
+            self.kinds.append(event.kind)
+
+    told, asked = Ends(), Ends()
+    s = Sched([task("a")])
+    s.observe(told)
+    s.observe(asked, kinds="finished")  # given here: its own kinds do not count
+    list(s.run(pool=InlineWorkerPool()))
+    assert told.kinds == ["run-ended"]
+    assert asked.kinds == ["finished"]
+
+
+def test_observing_a_kind_that_does_not_exist_names_it():
+    with pytest.raises(SchedulerError, match=(
+            r"observe\(\): no event is of kind 'finish', 'start'; the kinds are "
+            r"'run-started', 'dispatched', 'started', 'finished'")):
+        Sched().observe(print, kinds=["finished", "finish", "start"])
+
+
+def test_an_event_nobody_hears_is_not_built(monkeypatch):
+    """Only the kinds some observer hears are built: the cost of observing
+    (each event a tuple and a call) is paid for those only."""
+    built = []
+    real_new = tuple.__new__
+
+    def counting(cls, values):
+        if cls is Event:
+            built.append(values[0])
+        return real_new(cls, values)
+
+    from pexen.sched import _live
+
+    monkeypatch.setattr(_live, "_new_tuple", counting)
+    s = Sched([task("a"), task("b", exc=ValueError("no"), provides=["x"]),
+               task("c", requires=["x"])])
+    s.observe(lambda event: None, kinds={"finished", "skipped"})
+    gen = s.run(pool=ThreadWorkerPool(2))
+    next(gen)
+    s.pause()
+    s.resume()
+    with pytest.warns(UnrunTasksWarning):
+        list(gen)
+    assert sorted(built) == ["finished", "finished", "skipped"]
+
+
+def test_unregistering_one_of_two_observers_keeps_the_kinds_of_the_other():
+    first, second = [], []
+    s = Sched([task("a")])
+    unregister = s.observe(first.append, kinds=["started"])
+    s.observe(second.append, kinds=["finished"])
+    unregister()
+    list(s.run(pool=InlineWorkerPool()))
+    assert first == []
+    assert [e.kind for e in second] == ["finished"]
 
 
 def test_an_observer_that_raises_is_logged_and_the_run_goes_on(caplog):

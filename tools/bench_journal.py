@@ -6,7 +6,8 @@ unobserved (issue 16: at most 2x on no-op tasks, at most 5% on 1 ms tasks).
 The runs use ``ThreadWorkerPool(workers=2)``; the journal's time counts
 until every result is committed (``flush()``). Tasks carry call paths, as a
 factory's do, so each has an identity of its own. A third run, observed by
-an observer that does nothing, shows what observing costs the scheduler
+an observer that does nothing (and hears every kind of event, where the
+journal hears no "started"), shows what observing costs the scheduler
 before any observer does any work: the part of the journal's cost that is
 not the journal's.
 """

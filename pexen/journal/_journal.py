@@ -158,6 +158,14 @@ class Journal:
 
     # -- the observer ----------------------------------------------------------
 
+    # the events that make or change rows: ``Sched.observe`` tells no other
+    # (a "started" is worked out from the task's end and duration; a pause
+    # or a resize changes no row)
+    event_kinds = frozenset({
+        "run-started", "dispatched", "finished", "retrying", "skipped", "aborting",
+        "run-ended",
+    })
+
     def __call__(self, event: Any) -> None:
         """Record one ``Sched.observe`` event (in the thread that drives the
         run, for every event: it keeps or queues what the writer needs of

@@ -7,10 +7,12 @@ few as it can:
 - only its non-NULL columns: ``sqlite3`` binds a number or a string at once,
   but a None or bytes parameter only after a search for an adapter that
   costs several times as much (the others are left to their NULL default);
-- each value once: a task made by a factory is known by its call path, which
-  is its identity, name and call path alike, one parameter for the three
-  columns; its start is its end less its duration, worked out by SQLite;
-- many rows a statement (``insert_rows``).
+- each value once: rows are selected from a table of ``VALUES``, whose
+  columns a value may fill more than one of (a task made by a factory is
+  known by its call path, which is its identity, name and call path alike)
+  or be worked out from (its start is its end less its duration);
+- many rows a statement (``insert_rows``), their parameters gathered in one
+  flat list as they come.
 
 Each way of filling the columns (``Insert``) has its statement text, made
 once per number of rows. What says which task an attempt is (identity,
@@ -25,8 +27,6 @@ import functools
 import json
 import re
 import sqlite3
-from itertools import chain
-from operator import itemgetter
 from types import FunctionType
 from typing import Any, NamedTuple
 
@@ -45,17 +45,16 @@ _NO_META_PRIORITY = "0"  # what the priority column holds for a task without one
 
 
 class Insert(NamedTuple):
-    """The ``INSERT`` of attempt rows that fill one set of columns: its
-    ``head`` (up to ``VALUES``), then a ``row`` of values per row inserted,
-    SQL with a ``?`` per value it binds, ``picks`` saying which of the row's
-    ``width`` parameters each binds, in order. (Plain ``?``: a numbered one,
-    which could bind a parameter twice, is a named parameter to sqlite3,
-    and binding those from a sequence is deprecated since Python 3.12.)"""
+    """The ``INSERT`` of attempt rows that fill one set of columns from a
+    table of ``VALUES`` of ``width`` columns, a row each: its ``head`` (up
+    to the table) and a ``row`` of the table (``width`` plain ``?``: a
+    numbered ``?N``, which could bind a value twice, is a named parameter to
+    sqlite3, and binding those from a sequence is deprecated since Python
+    3.12)."""
 
     head: str
     row: str
     width: int
-    picks: tuple[int, ...]
 
 
 class Shape(NamedTuple):
@@ -81,35 +80,23 @@ def insert_statement(fields: tuple[tuple[str, str], ...], width: int) -> Insert:
     ``(column, SQL)`` of *fields* the value of its SQL (``{0}`` and on: the
     row's parameters)."""
     columns = ", ".join(column for column, _ in fields)
-    picks: list[int] = []
-
-    def bind(match: re.Match[str]) -> str:
-        picks.append(int(match.group(1)))
-        return "?"
-
-    row = f"({', '.join(_PARAMETER.sub(bind, value) for _, value in fields)})"
-    return Insert(f"INSERT INTO attempts ({columns}) VALUES ", row, width,
-                  tuple(picks))
+    values = ", ".join(_PARAMETER.sub(_table_column, value) for _, value in fields)
+    return Insert(f"INSERT INTO attempts ({columns}) SELECT {values} FROM (VALUES ",
+                  f"({', '.join('?' * width)})", width)
 
 
 _PARAMETER = re.compile(r"\{(\d+)\}")  # in a field's SQL: the row's parameter
 
 
+def _table_column(match: re.Match[str]) -> str:
+    """The column of the ``VALUES`` table holding parameter ``{n}``."""
+    return f"column{int(match.group(1)) + 1}"
+
+
 @functools.lru_cache(maxsize=1024)
 def sql(statement: Insert, n_rows: int = 1) -> str:
     """*statement*'s text inserting *n_rows* rows."""
-    return statement.head + ", ".join([statement.row] * n_rows)
-
-
-def _bound(statement: Insert, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """The values *rows* bind, one row's after the other."""
-    picks = statement.picks
-    if picks == tuple(range(statement.width)):
-        return tuple(chain.from_iterable(rows))
-    if len(picks) == 1:
-        (only,) = picks
-        return tuple(row[only] for row in rows)
-    return tuple(chain.from_iterable(map(itemgetter(*picks), rows)))
+    return f"{statement.head}{', '.join([statement.row] * n_rows)})"
 
 
 def most_parameters(conn: sqlite3.Connection) -> int:
@@ -120,9 +107,10 @@ def most_parameters(conn: sqlite3.Connection) -> int:
     return int(conn.getlimit(limit))  # type: ignore[attr-defined]  # 3.11+
 
 
-def insert_rows(conn: sqlite3.Connection, statement: Insert,
-                rows: list[tuple[Any, ...]], most_parameters: int) -> None:
-    """Insert *rows* (each the parameters of *statement*), many a statement.
+def insert_rows(conn: sqlite3.Connection, statement: Insert, params: list[Any],
+                most_parameters: int) -> None:
+    """Insert the rows whose parameters *params* holds (*statement*'s
+    ``width`` a row, one row's after the other), many a statement.
 
     ``sqlite3`` lets go of the GIL for each statement it runs, and takes it
     back from a busy run's thread (a switch of threads, and of the core that
@@ -130,13 +118,14 @@ def insert_rows(conn: sqlite3.Connection, statement: Insert,
     rows each (a few texts, each prepared once), taking at most
     *most_parameters* parameters.
     """
-    most = min(MAX_ROWS, most_parameters // max(1, len(statement.picks)))
+    width = statement.width
+    most = min(MAX_ROWS, most_parameters // width)
     most = 1 << (max(1, most).bit_length() - 1)  # a power of two
-    start, n_rows = 0, len(rows)
+    start, n_rows = 0, len(params) // width
     while start < n_rows:
         size = min(most, 1 << ((n_rows - start).bit_length() - 1))
         conn.execute(sql(statement, size),
-                     _bound(statement, rows[start:start + size]))
+                     params[start * width:(start + size) * width])
         start += size
 
 
@@ -225,8 +214,8 @@ def insert(row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
 
 @functools.lru_cache(maxsize=256)
 def _insert_sql(columns: tuple[str, ...]) -> str:
-    return sql(insert_statement(
-        tuple((column, f"{{{n}}}") for n, column in enumerate(columns)), len(columns)))
+    return (f"INSERT INTO attempts ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})")
 
 
 @functools.lru_cache(maxsize=256)

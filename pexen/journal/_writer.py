@@ -152,16 +152,17 @@ def _pickled_shared(shared: dict) -> tuple[bytes | None, str | None]:
 
 
 class _Gathered:
-    """Rows of one statement gathered to be inserted together (in order:
-    ``start`` the rows of another statement, or ``write``, inserts them)."""
+    """Rows of one statement gathered to be inserted together, their
+    parameters one flat list (in order: ``start`` the rows of another
+    statement, or ``write``, inserts them)."""
 
-    __slots__ = ("conn", "most_parameters", "rows", "statement")
+    __slots__ = ("conn", "most_parameters", "params", "statement")
 
     def __init__(self, conn: sqlite3.Connection, most_parameters: int) -> None:
         self.conn = conn
         self.most_parameters = most_parameters
         self.statement = _NO_STATEMENT
-        self.rows: list[tuple[Any, ...]] = []
+        self.params: list[Any] = []
 
     def start(self, statement: Insert) -> None:
         """Insert the rows gathered; gather rows of *statement* next."""
@@ -169,12 +170,12 @@ class _Gathered:
         self.statement = statement
 
     def write(self) -> None:
-        if self.rows:
-            insert_rows(self.conn, self.statement, self.rows, self.most_parameters)
-            self.rows = []
+        if self.params:
+            insert_rows(self.conn, self.statement, self.params, self.most_parameters)
+            self.params = []
 
 
-_NO_STATEMENT = Insert("", "", 1, (0,))  # what rows gather for before the first
+_NO_STATEMENT = Insert("", "", 1)  # what rows gather for before the first
 
 
 class _Flush:
@@ -331,8 +332,10 @@ class Writer:
                             recording, values[0], other, task, key):
                         if shape.passed is not gathered.statement:
                             gathered.start(shape.passed)
-                        gathered.rows.append((recording.run_id, handed_out, ended,
-                                              duration, worker, *values))
+                        params = gathered.params
+                        params.extend((recording.run_id, handed_out, ended, duration,
+                                       worker))
+                        params.extend(values)
                     continue
                 if item is _STOP or type(item) is _Flush:
                     markers.append(item)
@@ -395,7 +398,8 @@ class Writer:
             if shape.dispatched is not gathered.statement:
                 gathered.start(shape.dispatched)
             row_id += 1
-            gathered.rows.append((row_id, recording.run_id, taken[1], *values))
+            gathered.params.extend((row_id, recording.run_id, taken[1]))
+            gathered.params.extend(values)
             recording.written[key] = row_id
         gathered.write()
 

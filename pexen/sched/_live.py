@@ -311,11 +311,12 @@ class LiveRun:
                         submit(_new_tuple(Job, (seq, info.task, info.pass_shared,
                                                 info.kwargs, shared_for(info),
                                                 info.timeout)))
-                        if observers:
+                        hearing = observers and sched._hearing[DISPATCHED]
+                        if hearing:
                             event = _new_tuple(Event, (
                                 DISPATCHED, when, when + offset, info.task, None, None,
                                 None, None, None, None))
-                            for callback in sched._observers:  # as _tell, inlined
+                            for callback in hearing:  # as _tell, inlined
                                 try:
                                     callback(event)
                                 except Exception:
@@ -373,20 +374,22 @@ class LiveRun:
                     if observers:  # a "started" event unless told already, "finished"
                         if seen and key in seen:
                             worker = seen.pop(key) or worker
-                        elif started is not None:
+                        elif started is not None and sched._hearing[STARTED]:
                             _tell(sched, _new_tuple(Event, (
                                 STARTED, started, started + offset, task, worker, None,
                                 None, None, None, None)))
-                        end = now() if started is None or duration is None else (
-                            started + duration)
-                        event = _new_tuple(Event, (
-                            FINISHED, end, end + offset, task, worker, res, None, None,
-                            None, duration))
-                        for callback in sched._observers:  # as _tell, inlined
-                            try:
-                                callback(event)
-                            except Exception:
-                                _report(callback, event)
+                        hearing = sched._hearing[FINISHED]
+                        if hearing:
+                            end = now() if started is None or duration is None else (
+                                started + duration)
+                            event = _new_tuple(Event, (
+                                FINISHED, end, end + offset, task, worker, res, None,
+                                None, None, duration))
+                            for callback in hearing:  # as _tell, inlined
+                                try:
+                                    callback(event)
+                                except Exception:
+                                    _report(callback, event)
                     yield res
             finished = True
         finally:
@@ -660,6 +663,8 @@ class LiveRun:
 
     def _emit_run(self, kind: str, reason: str | None = None,
                   workers: int | None = None, status: Status | None = None) -> None:
+        if not self.sched._hearing[kind]:
+            return
         when = time.monotonic()
         self._emit(_new_tuple(Event, (kind, when, time.time(), None, None, None,
                                       reason, workers, status, None)))
@@ -667,6 +672,8 @@ class LiveRun:
     def _emit_task(self, kind: str, when: float, task: Any, worker: str | None = None,
                    res: TaskRes | None = None, reason: str | None = None,
                    duration: float | None = None) -> None:
+        if not self.sched._hearing[kind]:
+            return
         self._emit(_new_tuple(Event, (kind, when, when + self.wall_offset, task,
                                       worker, res, reason, None, None, duration)))
 
@@ -780,10 +787,10 @@ def _settle(told: asyncio.Future) -> None:
 
 
 def _tell(sched: Sched, event: Event) -> None:
-    """Call every observer of *sched* with *event*; report (and survive) their
-    errors. The observers registered now: one unregistered mid-batch hears
-    no more."""
-    for callback in sched._observers:
+    """Call every observer of *sched* that hears *event*'s kind with it;
+    report (and survive) their errors. The observers registered now: one
+    unregistered mid-batch hears no more."""
+    for callback in sched._hearing[event.kind]:
         try:
             callback(event)
         except Exception:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pexen.sched._capacity import check_capacity, check_needs
 from pexen.sched._errors import SchedulerError
-from pexen.sched._events import Event, Observer, Status
+from pexen.sched._events import KINDS, Event, Observer, Status
 from pexen.sched._graph import check_graph
 from pexen.sched._live import _CANCEL, _LOOK, LiveRun, final_status
 from pexen.sched._order import check_order
@@ -60,7 +60,11 @@ class Sched:
         self._skipped: Mapping[Any, str] = TaskMap()
         self._live: LiveRun | None = None  # the run in progress
         self._last_status = Status()
-        self._observers: tuple[Observer, ...] = ()  # replaced, never changed
+        # every observer, and those that hear each kind of event (replaced
+        # together, under the lock, never changed)
+        self._observers: tuple[Observer, ...] = ()
+        self._hearing: dict[str, tuple[Observer, ...]] = dict.fromkeys(KINDS, ())
+        self._kinds_of: tuple[tuple[Observer, frozenset[str]], ...] = ()
         self._observers_lock = threading.Lock()
         self._infos: list[TaskInfo] = []  # the planner's records, last run
         self._seq_of: dict[Any, int] | None = None  # task_key -> seq, last run
@@ -219,28 +223,48 @@ class Sched:
             run.pool.workers = workers
             run.post(_LOOK)
 
-    def observe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
+    def observe(
+        self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None
+    ) -> Callable[[], None]:
         """Call *callback(event)* for each change of every run; return a
         function that unregisters it.
 
         Callbacks run in the thread that drives the run, in event order; an
         exception in one is logged (logger ``pexen.sched``) and the run goes
-        on. See ``Event`` for the kinds of events.
+        on. See ``Event`` for the kinds of events. *kinds* limits the events
+        the callback hears to those kinds (default: the callback's own
+        ``event_kinds`` attribute if it has one, as a ``Journal`` does; else
+        every kind): an event no callback hears is not even built.
         """
         if not callable(callback):
             raise SchedulerError(f"observe() takes a callable, got {callback!r}")
+        heard = _heard_kinds(callback, kinds)
         call = _direct(callback)
         with self._observers_lock:
-            self._observers = (*self._observers, call)
+            self._set_observers((*self._kinds_of, (call, heard)))
 
         def unregister() -> None:
             with self._observers_lock:
-                observers = list(self._observers)
-                if call in observers:
-                    observers.remove(call)
-                    self._observers = tuple(observers)
+                kinds_of = list(self._kinds_of)
+                for n, (registered, _) in enumerate(kinds_of):
+                    if registered == call:
+                        del kinds_of[n]
+                        self._set_observers(tuple(kinds_of))
+                        break
 
         return unregister
+
+    def _set_observers(
+        self, kinds_of: tuple[tuple[Observer, frozenset[str]], ...]
+    ) -> None:
+        """Register *kinds_of* (each observer and the kinds it hears) as the
+        observers (under the lock)."""
+        self._hearing = {
+            kind: tuple(call for call, heard in kinds_of if kind in heard)
+            for kind in KINDS
+        }
+        self._observers = tuple(call for call, _ in kinds_of)
+        self._kinds_of = kinds_of
 
     def status(self) -> Status:
         """A snapshot of the run in progress, or of the last run.
@@ -451,6 +475,25 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _heard_kinds(callback: Observer, kinds: Iterable[str] | None) -> frozenset[str]:
+    """The kinds of events *callback* hears: *kinds*, else its own
+    ``event_kinds``, else every kind; an unknown kind is an error."""
+    if kinds is None:
+        kinds = getattr(callback, "event_kinds", None)
+    if kinds is None:
+        return frozenset(KINDS)
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    heard = frozenset(kinds)
+    unknown = sorted(map(repr, heard.difference(KINDS)))
+    if unknown:
+        raise SchedulerError(
+            f"observe(): no event is of kind {', '.join(unknown)}; the kinds are "
+            f"{', '.join(map(repr, KINDS))}"
+        )
+    return heard
 
 
 def _direct(callback: Observer) -> Observer:
