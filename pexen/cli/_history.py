@@ -36,7 +36,11 @@ def when(seconds: float) -> str:
 
 
 def run_wall(run: RunRecord) -> str:
-    return "never ended" if run.ended is None else duration(run.ended - run.started)
+    """How long *run* took; a run with no end recorded is still running, or
+    was killed (the journal cannot tell which)."""
+    if run.ended is None:
+        return "no end recorded (still running, or killed)"
+    return duration(run.ended - run.started)
 
 
 def run_counts(run: RunRecord) -> str:

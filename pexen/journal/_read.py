@@ -20,7 +20,7 @@ class RunRecord(NamedTuple):
 
     id: int
     started: float
-    ended: float | None  # None: the run never ended (killed)
+    ended: float | None  # None: no end recorded (running, or killed)
     host: str | None
     pexen_version: str | None
     command: str | None

@@ -153,7 +153,7 @@ def test_forget_with_a_pattern_matching_nothing_says_so(capsys, tmp_path):
     )
 
 
-def test_history_says_a_killed_run_never_ended(capsys, tmp_path):
+def test_history_says_a_killed_run_has_no_end_recorded(capsys, tmp_path):
     path = tmp_path / "j.db"
     record(path)
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
@@ -163,7 +163,8 @@ def test_history_says_a_killed_run_never_ended(capsys, tmp_path):
     conn.close()
     status, out, _ = run(capsys, "history", str(path))
     assert status == 0
-    assert ", never ended, 4 passed, 1 failed, 1 skipped, 1 never finished" in out
+    assert (", no end recorded (still running, or killed), 4 passed, 1 failed, "
+            "1 skipped, 1 never finished") in out
     assert [line for line in out.splitlines() if line.endswith("  final")] == [
         "?           -       -  final"
     ]
