@@ -90,7 +90,17 @@ def descendants(table: dict[int, Proc], roots: Iterable[int]) -> set[int]:
 
 
 def is_cpython_helper(pid: int) -> bool:
-    """Whether *pid* is CPython's forkserver or resource tracker."""
+    """Whether *pid* is CPython's forkserver or resource tracker. Not a
+    process the forkserver forked (a worker of a pool started so): it has
+    the forkserver's command line too, but a parent that runs helper code."""
+    if not _runs_helper_code(pid):
+        return False
+    proc = read_proc(pid)
+    return proc is not None and not _runs_helper_code(proc.ppid)
+
+
+def _runs_helper_code(pid: int) -> bool:
+    """Whether *pid*'s command line is one of CPython's helpers'."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")

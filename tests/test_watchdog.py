@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -92,6 +93,26 @@ def test_leftovers_spare_cpython_helpers_and_reused_pids():
         assert sleeper.pid not in victims  # the pid names another process now
     finally:
         _end(sleeper)
+
+
+def test_leftovers_do_not_spare_a_worker_the_forkserver_forked():
+    """A process the forkserver forked has the forkserver's command line:
+    it is no helper of CPython's, and is killed like any other."""
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    worker = multiprocessing.get_context("forkserver").Process(
+        target=time.sleep, args=(300,))
+    worker.start()
+    try:
+        server = multiprocessing.forkserver._forkserver._forkserver_pid
+        assert read_proc(worker.pid).ppid == server
+        victims, helpers = leftovers("no-such-run", {}, below=os.getpid())
+        assert worker.pid in victims
+        assert server in helpers and server not in victims
+    finally:
+        worker.kill()
+        worker.join()
 
 
 SWEPT = """
