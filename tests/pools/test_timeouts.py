@@ -157,7 +157,8 @@ def test_a_task_that_blocks_the_alarm_is_killed_even_after_a_slow_load(
 
 def test_a_timeout_kills_what_the_task_started(tmp_path):
     pidfile = str(tmp_path / "child.pid")
-    hang = timed(tasks.hang_in_subprocess, 0.3, pidfile=pidfile)
+    # long enough for the task to start its subprocess on a loaded machine
+    hang = timed(tasks.hang_in_subprocess, 1.5, pidfile=pidfile)
     (res,) = Sched([hang]).run(pool=ProcessWorkerPool())
     assert res.excinfo.type is TaskTimeoutError
     child = int(pathlib.Path(pidfile).read_text())
@@ -361,10 +362,12 @@ def test_the_interpreter_exit_does_not_wait_for_an_abandoned_thread():
 def test_a_task_enforcing_its_own_timeout_reports_it_itself(make_pool):
     # the pools step in only a grace period later, so a subprocess started
     # with timeout= (as FilesystemFactory's scripts are) fails in its own words
+    # (a second: the subprocess is killed and the error raised well within
+    # that grace, even on a loaded machine)
     def runs_sleep():
-        subprocess.run(["sleep", "30"], timeout=0.3, check=True)
+        subprocess.run(["sleep", "30"], timeout=1, check=True)
 
-    assign_val(runs_sleep, timeout=0.3)
+    assign_val(runs_sleep, timeout=1)
     (res,) = Sched([runs_sleep]).run(pool=make_pool())
     assert res.excinfo.type is subprocess.TimeoutExpired
 
