@@ -646,9 +646,56 @@ def test_an_observer_object_says_which_kinds_it_hears():
 
 def test_observing_a_kind_that_does_not_exist_names_it():
     with pytest.raises(SchedulerError, match=(
-            r"observe\(\): no event is of kind 'finish', 'start'; the kinds are "
+            r"observe\(\): no event is of kind 'finish', 'start' \(in kinds\); the "
+            r"kinds are "
             r"'run-started', 'dispatched', 'started', 'finished'")):
         Sched().observe(print, kinds=["finished", "finish", "start"])
+
+
+def test_a_mock_or_a_proxy_hears_every_kind():
+    """Its ``__getattr__`` answers ``event_kinds`` too: the class is asked."""
+    from unittest import mock
+
+    loose, magic = mock.Mock(), mock.MagicMock()
+    s = Sched([task("a")])
+    s.observe(loose)
+    s.observe(magic)
+    list(s.run(pool=InlineWorkerPool()))
+    kinds = ["run-started", "dispatched", "started", "finished", "run-ended"]
+    assert [c.args[0].kind for c in loose.call_args_list] == kinds
+    assert [c.args[0].kind for c in magic.call_args_list] == kinds
+
+
+def test_event_kinds_that_are_not_kinds_are_refused_naming_where_they_are():
+    class Odd:
+        event_kinds = 3
+
+        def __call__(self, event):
+            pass
+
+    class Typo(Odd):
+        event_kinds = ("finished", "ended")
+
+    with pytest.raises(SchedulerError, match=(
+            r"observe\(\): Odd.event_kinds must be a kind of event or several, got 3")):
+        Sched().observe(Odd())
+    with pytest.raises(SchedulerError, match=(
+            r"no event is of kind 'ended' \(in Typo.event_kinds\)")):
+        Sched().observe(Typo())
+
+
+def test_one_callback_registered_twice_is_unregistered_one_registration_at_a_time():
+    heard = []
+    s = Sched([task("a")])
+    first = s.observe(heard.append, kinds=["started"])
+    second = s.observe(heard.append, kinds=["finished"])
+    second()
+    second()  # again: still only its own registration
+    list(s.run(pool=InlineWorkerPool()))
+    assert [e.kind for e in heard] == ["started"]
+    first()
+    list(s.run(pool=InlineWorkerPool()))
+    assert [e.kind for e in heard] == ["started"]
 
 
 def test_an_event_nobody_hears_is_not_built(monkeypatch):

@@ -1,7 +1,7 @@
 """What a live run tells: ``Event`` (to observers) and ``Status`` (on demand).
 
 An ``Event`` is a named tuple, built with ``tuple.__new__`` by the scheduler
-loop only when an observer is registered: a run nobody observes builds none.
+loop only when an observer hears its kind: a run nobody observes builds none.
 Its ``name`` is worked out when read, as naming a task costs more than the
 event itself. ``Status`` is a named tuple too, so that asking for one after
 every result costs little.

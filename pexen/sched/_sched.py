@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -238,19 +239,18 @@ class Sched:
         """
         if not callable(callback):
             raise SchedulerError(f"observe() takes a callable, got {callback!r}")
-        heard = _heard_kinds(callback, kinds)
-        call = _direct(callback)
+        # this registration, apart from any other of the same callback
+        entry = (_direct(callback), _heard_kinds(callback, kinds))
         with self._observers_lock:
-            self._set_observers((*self._kinds_of, (call, heard)))
+            self._set_observers((*self._kinds_of, entry))
 
         def unregister() -> None:
             with self._observers_lock:
-                kinds_of = list(self._kinds_of)
-                for n, (registered, _) in enumerate(kinds_of):
-                    if registered == call:
-                        del kinds_of[n]
-                        self._set_observers(tuple(kinds_of))
-                        break
+                kinds_of = self._kinds_of
+                if any(registered is entry for registered in kinds_of):
+                    self._set_observers(tuple(
+                        registered for registered in kinds_of if registered is not entry
+                    ))
 
         return unregister
 
@@ -478,20 +478,30 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _heard_kinds(callback: Observer, kinds: Iterable[str] | None) -> frozenset[str]:
-    """The kinds of events *callback* hears: *kinds*, else its own
-    ``event_kinds``, else every kind; an unknown kind is an error."""
+    """The kinds of events *callback* hears: *kinds*, else the ``event_kinds``
+    its class declares, else every kind; an unknown kind is an error.
+
+    The class is asked, not the object, and without ``__getattr__``: a mock
+    or a proxy answers every attribute, and must hear every kind."""
+    given = "kinds"
     if kinds is None:
-        kinds = getattr(callback, "event_kinds", None)
+        kinds = inspect.getattr_static(type(callback), "event_kinds", None)
+        given = f"{type(callback).__name__}.event_kinds"
     if kinds is None:
         return frozenset(KINDS)
     if isinstance(kinds, str):
         kinds = (kinds,)
-    heard = frozenset(kinds)
+    try:
+        heard = frozenset(kinds)
+    except TypeError:
+        raise SchedulerError(
+            f"observe(): {given} must be a kind of event or several, got {kinds!r}"
+        ) from None
     unknown = sorted(map(repr, heard.difference(KINDS)))
     if unknown:
         raise SchedulerError(
-            f"observe(): no event is of kind {', '.join(unknown)}; the kinds are "
-            f"{', '.join(map(repr, KINDS))}"
+            f"observe(): no event is of kind {', '.join(unknown)} (in {given}); the "
+            f"kinds are {', '.join(map(repr, KINDS))}"
         )
     return heard
 
