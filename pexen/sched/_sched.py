@@ -233,9 +233,9 @@ class Sched:
         Callbacks run in the thread that drives the run, in event order; an
         exception in one is logged (logger ``pexen.sched``) and the run goes
         on. See ``Event`` for the kinds of events. *kinds* limits the events
-        the callback hears to those kinds (default: the callback's own
-        ``event_kinds`` attribute if it has one, as a ``Journal`` does; else
-        every kind): an event no callback hears is not even built.
+        the callback hears to those kinds (default: the ``event_kinds`` its
+        class declares, as ``Journal`` does; else every kind): an event no
+        callback hears is not even built.
         """
         if not callable(callback):
             raise SchedulerError(f"observe() takes a callable, got {callback!r}")
